@@ -1,0 +1,286 @@
+"""Keeps this process's vector index and property table in step with LMDB.
+
+LMDB is the source of truth; the FAISS index is a derived, per-process cache
+persisted beside it. On open the keeper loads the index file and catches it up
+from the catalog change log, or rebuilds it from the stored vectors when the
+file is missing, unreadable, from another model or store, or too far behind.
+Before every query it compares the index's sequence number with the stored
+one (one cheap read) and replays the changes it missed, so a catalog change
+made by another process is visible at the next query and a deleted item is
+never returned.
+
+Search strategy (exactness where it matters):
+- no filter: the index's own search, over-fetching past excluded rows;
+- filter: the property table yields the exact set of matching rows first. A
+  flat index searches exactly within them; with HNSW, small sets (at most
+  ``exact_filter_limit``) are scored exactly, larger ones use HNSW's filtered
+  search, and fall back to exact scoring if it found fewer than ``n``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import StoreFormatError
+from ..storage.catalog_store import CatalogChange, CatalogStore
+from ..storage.lmdb_env import LmdbEnvironment
+from ..storage.vector_index import IndexType, VectorIndex
+from .config import EngineConfig
+from .filters import Expr
+from .locks import ReadWriteLock
+from .property_table import PropertyTable, filter_fields
+
+log = logging.getLogger(__name__)
+
+Rows = npt.NDArray[np.int64]
+_REBUILD_BATCH = 8_192
+_EXACT_CHUNK = 65_536
+
+
+class IndexKeeper:
+    def __init__(
+        self,
+        env: LmdbEnvironment,
+        store: CatalogStore,
+        config: EngineConfig,
+        path: Path,
+        *,
+        stamp: str,
+        dimension: int,
+    ) -> None:
+        self.env = env
+        self.store = store
+        self.config = config
+        self.path = path
+        self.stamp = stamp
+        self.dimension = dimension
+        self.lock = ReadWriteLock()
+        self.table: PropertyTable | None = None
+        self.rebuilds = 0
+        self._saved_seq = -1
+        faiss.omp_set_num_threads(config.index_threads)
+        self.index = self._open()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _open(self) -> VectorIndex:
+        index: VectorIndex | None = None
+        try:
+            index = VectorIndex.load(self.path, fingerprint=self.stamp, dimension=self.dimension)
+        except FileNotFoundError:
+            log.info("no index file at %s; building it from LMDB", self.path)
+        except StoreFormatError as exc:
+            log.warning("%s; rebuilding the index from LMDB", exc)
+        if index is not None:
+            index.ef_search = self.config.hnsw_ef_search
+            self._saved_seq = index.seq
+        with self.env.read() as txn:
+            if index is None or not self._catch_up(index, txn):
+                index = self._build(txn)
+            return self._maybe_rebuild(index, txn)
+
+    def _desired_kind(self, live: int, current: IndexType | None) -> IndexType:
+        if self.config.index_kind != "auto":
+            return self.config.index_kind
+        threshold = self.config.hnsw_threshold
+        if current == "hnsw":  # hysteresis: do not flip back and forth at the threshold
+            return "hnsw" if live >= threshold // 2 else "flat"
+        return "hnsw" if live >= threshold else "flat"
+
+    def _build(self, txn: Any) -> VectorIndex:
+        """A fresh index of every stored vector, at the snapshot of ``txn``."""
+        live = int(txn.stat(self.store.vectors)["entries"])
+        index = VectorIndex(
+            self._desired_kind(live, None),
+            self.dimension,
+            hnsw_m=self.config.hnsw_m,
+            ef_construction=self.config.hnsw_ef_construction,
+            ef_search=self.config.hnsw_ef_search,
+        )
+        rows: list[int] = []
+        vecs: list[np.ndarray] = []
+        for row, _item_id, vec in self.store.iter_vectors(txn, self.dimension):
+            rows.append(row)
+            vecs.append(vec)
+            if len(rows) >= _REBUILD_BATCH:
+                index.add(np.asarray(rows, np.int64), np.stack(vecs))
+                rows, vecs = [], []
+        if rows:
+            index.add(np.asarray(rows, np.int64), np.stack(vecs))
+        index.seq = self.store.catalog_seq(txn)
+        self.table = None  # rebuilt lazily from the same kind of snapshot
+        self.rebuilds += 1
+        log.info("built %s index of %d vectors at catalog seq %d", index.kind, live, index.seq)
+        return index
+
+    def _maybe_rebuild(self, index: VectorIndex, txn: Any) -> VectorIndex:
+        wrong_kind = self._desired_kind(index.live_count, index.kind) != index.kind
+        if wrong_kind or index.tombstone_ratio > self.config.tombstone_rebuild_ratio:
+            return self._build(txn)
+        return index
+
+    def _catch_up(self, index: VectorIndex, txn: Any) -> bool:
+        """Replay the changes after ``index.seq``; False when the log cannot (rebuild)."""
+        changes = self.store.changes_since(txn, index.seq)
+        if changes is None:
+            return False
+        if not changes:
+            return True
+        net = _net_change(changes)
+        index.remove(net.removed)
+        rows: list[int] = []
+        vecs: list[np.ndarray] = []
+        for row in net.added:
+            found = self.store.get_vector(txn, row, self.dimension)
+            if found is not None:
+                rows.append(row)
+                vecs.append(found[1])
+        if rows:
+            index.add(np.asarray(rows, np.int64), np.stack(vecs))
+        if self.table is not None:
+            for row in net.removed:
+                self.table.remove(row)
+            for row in [*rows, *net.properties]:
+                self._refresh_table_row(txn, row)
+        index.seq = self.store.catalog_seq(txn)
+        return True
+
+    def _refresh_table_row(self, txn: Any, row: int) -> None:
+        assert self.table is not None
+        item_id = self.store.item_id_of_row(txn, row)
+        stored = self.store.get_item(txn, item_id) if item_id is not None else None
+        if stored is None or stored.row != row:
+            self.table.remove(row)
+        else:
+            self.table.set(row, filter_fields(stored))
+
+    def sync(self) -> None:
+        """Catch up with changes committed by this or any other process."""
+        with self.env.read() as txn:
+            if self.store.catalog_seq(txn) == self.index.seq:
+                return
+        with self.lock.writing(), self.env.read() as txn:
+            if not self._catch_up(self.index, txn):
+                self.index = self._build(txn)
+            self.index = self._maybe_rebuild(self.index, txn)
+
+    def rebuild(self) -> None:
+        """Rebuild the index from LMDB now (drops tombstones, re-picks the kind)."""
+        with self.lock.writing(), self.env.read() as txn:
+            self.index = self._build(txn)
+
+    def save(self, force: bool = False) -> bool:
+        """Persist the index if it moved since it was loaded or last saved."""
+        with self.lock.reading():
+            if not force and self.index.seq == self._saved_seq:
+                return False
+            self.index.save(self.path, fingerprint=self.stamp)
+            self._saved_seq = self.index.seq
+            return True
+
+    def _ensure_table(self) -> PropertyTable:
+        """Build the property table at exactly the index's snapshot (caller holds no lock)."""
+        while self.table is None:
+            with self.lock.writing(), self.env.read() as txn:
+                if not self._catch_up(self.index, txn):
+                    self.index = self._build(txn)
+                table = PropertyTable()
+                for stored in self.store.iter_items(txn):
+                    table.set(stored.row, filter_fields(stored))
+                self.table = table
+        return self.table
+
+    # -- search -------------------------------------------------------------------------
+
+    def search(
+        self, query: np.ndarray, n: int, expr: Expr | None = None, exclude: Rows | None = None
+    ) -> list[tuple[int, float]]:
+        """The best ``n`` live rows for ``query`` as (row, score), best first."""
+        self.sync()
+        table = self._ensure_table() if expr is not None else None
+        excluded = np.asarray(exclude if exclude is not None else [], dtype=np.int64)
+        with self.lock.reading():
+            if table is None:
+                return self._search_unfiltered(query, n, excluded)
+            allowed = table.matching_rows(expr) if expr is not None else table.rows()
+            if excluded.size:
+                allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
+            return self._search_within(query, n, allowed)
+
+    def _search_unfiltered(
+        self, query: np.ndarray, n: int, excluded: Rows
+    ) -> list[tuple[int, float]]:
+        skip = set(excluded.tolist())
+        want = n + len(skip)
+        while True:
+            scores, rows = self.index.search(query, want)
+            out = [
+                (int(r), float(s))
+                for r, s in zip(rows[0], scores[0], strict=True)
+                if r >= 0 and int(r) not in skip
+            ]
+            exhausted = want >= self.index.ntotal or rows.shape[1] < want
+            if len(out) >= n or exhausted:
+                return out[:n]
+            want *= 4
+
+    def _search_within(self, query: np.ndarray, n: int, allowed: Rows) -> list[tuple[int, float]]:
+        if allowed.size == 0:
+            return []
+        need = min(n, int(allowed.size))
+        if self.index.kind == "hnsw" and allowed.size > self.config.exact_filter_limit:
+            ef = max(self.config.hnsw_ef_search, 4 * n)
+            scores, rows = self.index.search(query, n, allowed=allowed, ef_search=ef)
+            out = [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+            if len(out) >= need:
+                return out
+        elif self.index.kind == "flat":
+            scores, rows = self.index.search(query, n, allowed=allowed)
+            return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
+        return self._exact(query, n, allowed)
+
+    def _exact(self, query: np.ndarray, n: int, allowed: Rows) -> list[tuple[int, float]]:
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        best_rows: list[np.ndarray] = []
+        best_scores: list[np.ndarray] = []
+        for start in range(0, allowed.size, _EXACT_CHUNK):
+            chunk = allowed[start : start + _EXACT_CHUNK]
+            scores = self.index.reconstruct(chunk) @ q
+            top = np.argpartition(-scores, min(n, scores.size) - 1)[:n]
+            best_rows.append(chunk[top])
+            best_scores.append(scores[top])
+        rows = np.concatenate(best_rows)
+        scores = np.concatenate(best_scores)
+        order = np.lexsort((rows, -scores))[:n]  # ties broken by row, deterministic
+        return [(int(rows[i]), float(scores[i])) for i in order]
+
+    def vectors(self, rows: Rows) -> np.ndarray:
+        """Stored vectors of live rows, from the index (no LMDB read)."""
+        with self.lock.reading():
+            return self.index.reconstruct(rows)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.save()
+
+
+def _net_change(changes: list[CatalogChange]) -> CatalogChange:
+    """Collapse a run of changes: a row added and removed inside it never touches the index."""
+    added: set[int] = set()
+    removed: set[int] = set()
+    props: set[int] = set()
+    for change in changes:
+        added.update(change.added)
+        removed.update(change.removed)
+        props.update(change.properties)
+    both = added & removed
+    return CatalogChange(
+        sorted(added - both), sorted(removed - both), sorted(props - removed - added)
+    )

@@ -1,0 +1,103 @@
+"""The catalog item: validation rules, the text that gets embedded, its hash.
+
+Item ids are 1-256 characters from ``[A-Za-z0-9._:@~-]`` (URL-path safe, no
+spaces or slashes), so an id can be used verbatim in a service route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ITEM_ID_PATTERN = r"^[A-Za-z0-9._:@~-]{1,256}$"
+_ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
+
+MAX_TITLE_CHARS = 1_000
+MAX_BODY_CHARS = 20_000
+MAX_TAGS = 64
+MAX_TAG_CHARS = 100
+MAX_PROPERTIES_BYTES = 16 * 1024
+# Item fields a filter can address by name; properties may not shadow them.
+RESERVED_PROPERTY_NAMES = ("id", "tags", "published_at")
+
+
+def is_valid_item_id(value: object) -> bool:
+    return isinstance(value, str) and _ITEM_ID_RE.fullmatch(value) is not None
+
+
+def _check_id(value: str) -> str:
+    if not is_valid_item_id(value):
+        raise ValueError("item id must be 1-256 characters from A-Z a-z 0-9 . _ : @ ~ -")
+    return value
+
+
+ItemId = Annotated[str, AfterValidator(_check_id)]
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Item(BaseModel):
+    """A catalog item. ``title``/``body``/``tags`` are embedded; ``properties`` are not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: ItemId
+    title: str = Field("", max_length=MAX_TITLE_CHARS)
+    body: str = Field("", max_length=MAX_BODY_CHARS)
+    tags: tuple[str, ...] = Field((), max_length=MAX_TAGS)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    published_at: datetime | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_short_words(cls, tags: tuple[str, ...]) -> tuple[str, ...]:
+        for tag in tags:
+            if not tag.strip() or len(tag) > MAX_TAG_CHARS:
+                raise ValueError(f"each tag must be 1-{MAX_TAG_CHARS} non-blank characters")
+        return tags
+
+    @field_validator("properties")
+    @classmethod
+    def _properties_are_small_json(cls, props: dict[str, Any]) -> dict[str, Any]:
+        try:
+            encoded = json.dumps(props, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"properties must be plain JSON: {exc}") from None
+        if len(encoded.encode()) > MAX_PROPERTIES_BYTES:
+            raise ValueError(f"properties exceed {MAX_PROPERTIES_BYTES} bytes as JSON")
+        for key in props:
+            if not key or key.startswith("$") or key in RESERVED_PROPERTY_NAMES:
+                raise ValueError(
+                    f"property name {key!r} is empty, starts with '$' or is reserved "
+                    f"({', '.join(RESERVED_PROPERTY_NAMES)})"
+                )
+        return props
+
+    @field_validator("published_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+    @model_validator(mode="after")
+    def _has_text(self) -> Item:
+        if not self.title.strip() and not self.body.strip():
+            raise ValueError("an item needs a non-blank title or body to be embedded")
+        return self
+
+    def embedding_text(self) -> str:
+        """The exact text given to the base model (tags help short titles)."""
+        parts = [p.strip() for p in (self.title, self.body) if p.strip()]
+        if self.tags:
+            parts.append("Tags: " + ", ".join(self.tags))
+        return ". ".join(parts)
+
+    def content_hash(self) -> str:
+        """Hash of the embedded text only: a change of properties never re-embeds."""
+        return hashlib.sha256(self.embedding_text().encode()).hexdigest()[:32]

@@ -1,0 +1,71 @@
+"""An in-memory, per-process table of the filterable fields of every live item.
+
+Filters are evaluated column-wise over this table (``filters.evaluate``), which
+turns a filter into the exact set of matching rows before the vector search, so
+a filtered query returns ``n`` results whenever ``n`` items match. The table is
+built lazily on the first filtered query and then kept current from the same
+catalog change log that keeps the vector index current.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ..storage.catalog_store import StoredItem
+from .filters import MISSING, Column, Expr, evaluate
+
+Rows = npt.NDArray[np.int64]
+
+
+def filter_fields(stored: StoredItem) -> dict[str, Any]:
+    """The fields a filter can address: properties plus ``id``, ``tags``, ``published_at``."""
+    item = stored.item
+    fields = dict(item.properties)
+    fields["id"] = item.id
+    fields["tags"] = list(item.tags)
+    if item.published_at is not None:
+        fields["published_at"] = item.published_at.timestamp()
+    return fields
+
+
+class PropertyTable:
+    def __init__(self) -> None:
+        self._fields: dict[int, dict[str, Any]] = {}
+        self._rows: Rows | None = None
+        self._columns: dict[str, Column] = {}
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def set(self, row: int, fields: dict[str, Any]) -> None:
+        self._fields[row] = fields
+        self._invalidate()
+
+    def remove(self, row: int) -> None:
+        if self._fields.pop(row, None) is not None:
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._rows = None
+        self._columns.clear()
+
+    def rows(self) -> Rows:
+        if self._rows is None:
+            self._rows = np.fromiter(sorted(self._fields), dtype=np.int64, count=len(self._fields))
+        return self._rows
+
+    def column(self, name: str) -> Column:
+        col = self._columns.get(name)
+        if col is None:
+            rows = self.rows()
+            col = Column([self._fields[int(r)].get(name, MISSING) for r in rows])
+            self._columns[name] = col
+        return col
+
+    def matching_rows(self, expr: Expr) -> Rows:
+        rows = self.rows()
+        mask = evaluate(expr, self.column, len(rows))
+        return rows[mask]

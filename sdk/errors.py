@@ -1,0 +1,104 @@
+"""Typed exceptions of the SDK.
+
+Every error a caller can provoke with bad input is an ``OwnrankError`` with a
+stable ``code`` (the service maps codes to HTTP statuses), so callers never have
+to parse messages. None of them is raised after stored data was changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OwnrankError(Exception):
+    """Base class of every error ownrank raises on purpose."""
+
+    code = "ownrank_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInputError(OwnrankError, ValueError):
+    """Input that fails validation (ids, texts, sizes, filters...)."""
+
+    code = "invalid_input"
+
+
+class InvalidItemError(InvalidInputError):
+    """One or more items of a batch are invalid; nothing of the batch was stored.
+
+    ``problems`` lists ``(position in batch, item id or None, reason)``.
+    """
+
+    code = "invalid_item"
+
+    def __init__(self, problems: list[tuple[int, str | None, str]]) -> None:
+        shown = "; ".join(f"#{pos} ({iid or '?'}): {why}" for pos, iid, why in problems[:5])
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"{len(problems)} invalid item(s), nothing stored: {shown}{more}")
+        self.problems = problems
+
+
+class InvalidFilterError(InvalidInputError):
+    """A property filter that does not follow the filter grammar."""
+
+    code = "invalid_filter"
+
+
+class BatchTooLargeError(InvalidInputError):
+    code = "batch_too_large"
+
+
+class ItemNotFoundError(OwnrankError, KeyError):
+    code = "item_not_found"
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"no item with id {item_id!r}", item_id=item_id)
+        self.item_id = item_id
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class ModelMismatchError(OwnrankError):
+    """The store was created with another base model: embeddings must never mix."""
+
+    code = "model_mismatch"
+
+    def __init__(self, store_fingerprint: str, model_fingerprint: str) -> None:
+        super().__init__(
+            "this store was created with base model "
+            f"{store_fingerprint} but the configured model is {model_fingerprint}; "
+            "embeddings of two models must never mix. Open it with the original model, "
+            "or create a new store and re-ingest the catalog.",
+            store_fingerprint=store_fingerprint,
+            model_fingerprint=model_fingerprint,
+        )
+        self.store_fingerprint = store_fingerprint
+        self.model_fingerprint = model_fingerprint
+
+
+class DimensionMismatchError(OwnrankError):
+    """Vectors whose dimension differs from the store's."""
+
+    code = "dimension_mismatch"
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"expected vectors of dimension {expected}, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+class StoreFormatError(OwnrankError):
+    """The data directory holds something this version cannot read."""
+
+    code = "store_format"
+
+
+class ModelLoadError(OwnrankError):
+    """The base model directory is missing or unreadable."""
+
+    code = "model_load"

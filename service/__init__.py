@@ -1,0 +1,1 @@
+"""The command-line interface (and, later, the HTTP service) of ownrank."""

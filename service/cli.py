@@ -1,0 +1,326 @@
+"""The ``ownrank`` command line: ingest, search, similar, info, delete, reindex, demo.
+
+Every command works on one data directory (``--data-dir``, or the
+``OWNRANK_DATA_DIR`` environment variable, default ``./ownrank-data``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..demo import CATALOG_PATH
+from ..engine.catalog import Hit
+from ..engine.config import EngineConfig
+from ..engine.engine import Engine
+from ..errors import OwnrankError
+from .ingest import FileFormat, IngestSummary, detect_format, ingest_file, read_records
+
+app = typer.Typer(
+    help="ownrank: personalization that can truly forget.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", "-d", envvar="OWNRANK_DATA_DIR", help="Data directory of the store."
+    ),
+]
+ModelDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--model-dir",
+        envvar="OWNRANK_MODEL_DIR",
+        help="sentence-transformers model directory (default: bundled all-MiniLM-L6-v2).",
+    ),
+]
+Threads = Annotated[int, typer.Option("--threads", min=1, help="Encoder threads.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+FilterOpt = Annotated[
+    str | None,
+    typer.Option("--filter", "-f", help='Property filter as JSON, e.g. \'{"topic": "jazz"}\'.'),
+]
+NOpt = Annotated[int, typer.Option("-n", min=1, max=1000, help="Number of results.")]
+
+DEFAULT_DATA_DIR = Path("ownrank-data")
+
+
+@contextmanager
+def open_engine(data_dir: Path, model_dir: Path | None, threads: int = 1) -> Iterator[Engine]:
+    """Open the store, turning ownrank's typed errors into a clean exit."""
+    try:
+        engine = Engine(data_dir, EngineConfig(model_dir=model_dir, encoder_threads=threads))
+    except OwnrankError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    try:
+        yield engine
+    except OwnrankError as exc:
+        err_console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.close()
+
+
+def _parse_filter(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        err_console.print(f"[red]error:[/red] --filter is not valid JSON: {exc.msg}")
+        raise typer.Exit(2) from None
+    if not isinstance(parsed, dict):
+        err_console.print("[red]error:[/red] --filter must be a JSON object")
+        raise typer.Exit(2)
+    return parsed
+
+
+def _print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {
+                "id": h.item_id,
+                "score": round(h.score, 6),
+                "title": h.item.title,
+                "properties": h.item.properties,
+            }
+            for h in hits
+        ]
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("id")
+    table.add_column("title")
+    table.add_column("properties", overflow="fold")
+    for rank, hit in enumerate(hits, start=1):
+        props = ", ".join(f"{k}={v}" for k, v in list(hit.item.properties.items())[:3])
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.item_id, hit.item.title, props)
+    console.print(table)
+
+
+def _print_summary(summary: IngestSummary, as_json: bool, show: int) -> None:
+    if as_json:
+        console.print_json(json.dumps(summary.as_dict()))
+        return
+    console.print(
+        f"[bold]{summary.records}[/bold] records: "
+        f"[green]{summary.added} added[/green], [cyan]{summary.updated} updated[/cyan], "
+        f"{summary.unchanged} unchanged, "
+        f"{'[red]' if summary.rejected else ''}{len(summary.rejected)} rejected"
+        f"{'[/red]' if summary.rejected else ''}"
+        + (f", {summary.superseded} superseded by a later duplicate" if summary.superseded else "")
+        + f" ({summary.embedded} embedded)"
+    )
+    for rej in summary.rejected[:show]:
+        who = f" {rej.item_id}" if rej.item_id else ""
+        console.print(f"  [red]rejected[/red] line {rej.line}{who}: {rej.reason}", markup=True)
+    if len(summary.rejected) > show:
+        console.print(f"  ... and {len(summary.rejected) - show} more (use --show-rejected N)")
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    model_dir: ModelDir = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="jsonl or csv (default: from the suffix).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 256,
+    threads: Threads = 1,
+    show_rejected: Annotated[int, typer.Option(help="Rejections to list.")] = 20,
+    as_json: JsonOut = False,
+) -> None:
+    """Upsert the items of a JSON Lines or CSV file (exit 1 if any record was rejected)."""
+    try:
+        file_format: FileFormat = detect_format(file) if fmt is None else _checked_format(fmt)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    total = sum(1 for _ in read_records(file, file_format))
+    with open_engine(data_dir, model_dir, threads) as engine:
+        progress = Progress(
+            TextColumn("[bold]ingest[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=as_json or not sys.stderr.isatty(),
+        )
+        with progress:
+            task = progress.add_task("ingest", total=total)
+            summary = ingest_file(
+                engine.catalog,
+                file,
+                file_format,
+                batch_size=batch_size,
+                on_progress=lambda k: progress.advance(task, k),
+            )
+        engine.save_index()
+    _print_summary(summary, as_json, show_rejected)
+    if summary.rejected:
+        raise typer.Exit(1)
+
+
+def _checked_format(fmt: str) -> FileFormat:
+    if fmt == "jsonl":
+        return "jsonl"
+    if fmt == "csv":
+        return "csv"
+    raise ValueError(f"unknown format {fmt!r} (use jsonl or csv)")
+
+
+@app.command()
+def search(
+    text: str,
+    n: NOpt = 10,
+    filters: FilterOpt = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    model_dir: ModelDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Semantic search over the catalog."""
+    parsed = _parse_filter(filters)
+    with open_engine(data_dir, model_dir) as engine:
+        _print_hits(engine.search(text, n, parsed), as_json)
+
+
+@app.command()
+def similar(
+    item_id: str,
+    n: NOpt = 10,
+    filters: FilterOpt = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    model_dir: ModelDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Items most similar to ITEM_ID."""
+    parsed = _parse_filter(filters)
+    with open_engine(data_dir, model_dir) as engine:
+        _print_hits(engine.similar(item_id, n, parsed), as_json)
+
+
+@app.command()
+def delete(
+    item_ids: list[str],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    model_dir: ModelDir = None,
+) -> None:
+    """Delete items from the catalog."""
+    with open_engine(data_dir, model_dir) as engine:
+        report = engine.catalog.delete(item_ids)
+    console.print(f"{len(report.deleted)} deleted, {len(report.missing)} not found")
+
+
+@app.command()
+def info(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    model_dir: ModelDir = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Counts, model fingerprint, index type and sizes of the store."""
+    with open_engine(data_dir, model_dir) as engine:
+        facts = engine.info()
+    if as_json:
+        console.print_json(json.dumps(facts))
+        return
+    table = Table(show_header=False)
+    table.add_column("fact")
+    table.add_column("value", overflow="fold")
+    table.add_row("data dir", facts["data_dir"])
+    table.add_row("items", str(facts["items"]))
+    table.add_row("model fingerprint", facts["model_fingerprint"])
+    table.add_row("dimension", str(facts["dimension"]))
+    idx = facts["index"]
+    table.add_row(
+        "index", f"{idx['type']} ({idx['vectors']} vectors, {idx['tombstones']} tombstones)"
+    )
+    table.add_row("index file", _size(idx["file_bytes"]))
+    table.add_row(
+        "LMDB file",
+        f"{_size(facts['lmdb']['file_bytes'])} ({_size(facts['lmdb']['used_bytes'])} used)",
+    )
+    table.add_row("catalog seq", str(facts["catalog_seq"]))
+    console.print(table)
+
+
+@app.command()
+def reindex(data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelDir = None) -> None:
+    """Rebuild the catalog index from LMDB (drops HNSW tombstones)."""
+    with open_engine(data_dir, model_dir) as engine:
+        engine.rebuild_index()
+        idx = engine.info()["index"]
+    console.print(f"rebuilt {idx['type']} index with {idx['vectors']} vectors")
+
+
+DEMO_QUERIES = [
+    ("how do I fix a dripping tap", None),
+    ("stars and galaxies", None),
+    ("improvisation", None),
+    ("opening", {"topic": "chess"}),
+    ("saving money", {"reading_minutes": {"$lte": 5}}),
+]
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option("--data-dir", "-d", envvar="OWNRANK_DEMO_DIR")] = Path(
+        ".demo-data"
+    ),
+    interactive: Annotated[
+        bool | None, typer.Option(help="Prompt for queries (default: when stdin is a terminal).")
+    ] = None,
+) -> None:
+    """Ingest the bundled demo catalog and search it."""
+    logging.basicConfig(level=logging.WARNING)
+    with open_engine(data_dir, None) as engine:
+        summary = ingest_file(engine.catalog, CATALOG_PATH, "jsonl")
+        engine.save_index()
+        console.print(
+            f"demo catalog: {engine.catalog.count()} items in {data_dir} "
+            f"({summary.added} added, {summary.updated} updated, {summary.unchanged} unchanged)"
+        )
+        for text, filters in DEMO_QUERIES:
+            shown = f" filters={json.dumps(filters)}" if filters else ""
+            console.rule(f"[bold]search[/bold] {text!r}{shown}")
+            _print_hits(engine.search(text, 5, filters), as_json=False)
+        if interactive is None:
+            interactive = sys.stdin.isatty()
+        while interactive:
+            try:
+                text = console.input("[bold]query[/bold] (empty to quit): ").strip()
+            except EOFError:
+                break
+            if not text:
+                break
+            _print_hits(engine.search(text, 5), as_json=False)
+
+
+def _size(nbytes: int) -> str:
+    value = float(nbytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{nbytes} B"  # pragma: no cover
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()

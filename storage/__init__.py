@@ -1,0 +1,1 @@
+"""Persistence of ownrank: the LMDB environment and the FAISS index files."""

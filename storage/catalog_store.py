@@ -1,0 +1,268 @@
+"""How the catalog is laid out in LMDB (format version 1).
+
+Named databases:
+- ``meta``: store-wide facts: format version, base-model fingerprint and
+  dimension, the catalog sequence number, the next free row number;
+- ``items``: item id -> msgpack record (texts, properties, publication time,
+  content hash, current row, timestamps);
+- ``vectors``: row (8-byte big-endian) -> msgpack ``[item id, float32 bytes]``.
+  A row is one embedding of one item; it is the label in the FAISS index.
+  Re-embedding an item gives it a new row, so an index never holds two
+  vectors under one label;
+- ``catalog_log``: catalog sequence number -> the rows added, removed and
+  re-propertied by that write. Other processes replay it to catch their
+  in-memory index up; it holds item rows only, nothing about users.
+
+Every catalog write is one transaction that also bumps ``catalog_seq`` and
+appends its log entry, so an index that records the sequence number it
+reflects can always tell whether (and how far) it is behind.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ..engine.items import Item
+from ..errors import DimensionMismatchError, StoreFormatError
+from .lmdb_env import LmdbEnvironment
+
+FORMAT_VERSION = 1
+
+_ROW = struct.Struct(">Q")
+
+
+def row_key(row: int) -> bytes:
+    return _ROW.pack(row)
+
+
+def row_from_key(key: bytes) -> int:
+    return int(_ROW.unpack(key)[0])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _to_micros(when: datetime | None) -> int | None:
+    """Exact integer microseconds since the epoch (a float would round)."""
+    return None if when is None else (when - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(micros: int | None) -> datetime | None:
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as stored, with the bookkeeping the engine needs."""
+
+    item: Item
+    content_hash: str
+    row: int
+    created_at: float
+    updated_at: float
+
+    def to_bytes(self) -> bytes:
+        it = self.item
+        return bytes(
+            msgpack.packb(
+                {
+                    "t": it.title,
+                    "b": it.body,
+                    "g": list(it.tags),
+                    "p": it.properties,
+                    "at": _to_micros(it.published_at),
+                    "h": self.content_hash,
+                    "r": self.row,
+                    "c": self.created_at,
+                    "u": self.updated_at,
+                },
+                use_bin_type=True,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, item_id: str, raw: bytes) -> StoredItem:
+        rec = msgpack.unpackb(raw, raw=False)
+        published = _from_micros(rec["at"])
+        item = Item.model_construct(
+            id=item_id,
+            title=rec["t"],
+            body=rec["b"],
+            tags=tuple(rec["g"]),
+            properties=rec["p"],
+            published_at=published,
+        )
+        return cls(item, rec["h"], rec["r"], rec["c"], rec["u"])
+
+
+@dataclass(frozen=True)
+class StoreIdentity:
+    """Who a store is: a random id, and the base model its embeddings come from."""
+
+    store_id: str
+    model_fingerprint: str
+    dimension: int
+    created_at: float
+
+
+@dataclass
+class CatalogChange:
+    """What one catalog write did to the set of indexed rows."""
+
+    added: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    properties: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.properties)
+
+    def to_bytes(self) -> bytes:
+        return bytes(msgpack.packb({"a": self.added, "d": self.removed, "p": self.properties}))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CatalogChange:
+        rec = msgpack.unpackb(raw)
+        return cls(list(rec["a"]), list(rec["d"]), list(rec["p"]))
+
+
+class CatalogStore:
+    """Typed access to the catalog's databases inside caller-owned transactions."""
+
+    def __init__(self, env: LmdbEnvironment) -> None:
+        self.env = env
+        self.meta = env.db("meta")
+        self.items = env.db("items")
+        self.vectors = env.db("vectors")
+        self.log = env.db("catalog_log")
+
+    # -- store identity ------------------------------------------------------------
+
+    def initialize(self, fingerprint: str, dimension: int) -> StoreIdentity:
+        """Record the model on first open; return the identity on record."""
+        with self.env.write() as txn:
+            version = self._get_meta(txn, "format_version")
+            if version is None:
+                self._put_meta(txn, "format_version", FORMAT_VERSION)
+                self._put_meta(txn, "model_fingerprint", fingerprint)
+                self._put_meta(txn, "dimension", dimension)
+                self._put_meta(txn, "catalog_seq", 0)
+                self._put_meta(txn, "next_row", 1)
+                self._put_meta(txn, "created_at", time.time())
+                self._put_meta(txn, "store_id", uuid.uuid4().hex)
+            elif version != FORMAT_VERSION:
+                raise StoreFormatError(
+                    f"store format version {version} is not supported (expected {FORMAT_VERSION})"
+                )
+            return StoreIdentity(
+                str(self._get_meta(txn, "store_id")),
+                str(self._get_meta(txn, "model_fingerprint")),
+                int(self._get_meta(txn, "dimension")),
+                float(self._get_meta(txn, "created_at")),
+            )
+
+    def _get_meta(self, txn: Any, name: str) -> Any:
+        raw = txn.get(name.encode(), db=self.meta)
+        return None if raw is None else msgpack.unpackb(raw)
+
+    def _put_meta(self, txn: Any, name: str, value: Any) -> None:
+        txn.put(name.encode(), msgpack.packb(value), db=self.meta)
+
+    def get_meta(self, txn: Any, name: str) -> Any:
+        return self._get_meta(txn, name)
+
+    def catalog_seq(self, txn: Any) -> int:
+        return int(self._get_meta(txn, "catalog_seq") or 0)
+
+    # -- items -------------------------------------------------------------------------
+
+    def get_item(self, txn: Any, item_id: str) -> StoredItem | None:
+        raw = txn.get(item_id.encode(), db=self.items)
+        return None if raw is None else StoredItem.from_bytes(item_id, raw)
+
+    def put_item(self, txn: Any, stored: StoredItem) -> None:
+        txn.put(stored.item.id.encode(), stored.to_bytes(), db=self.items)
+
+    def delete_item(self, txn: Any, item_id: str) -> None:
+        txn.delete(item_id.encode(), db=self.items)
+
+    def count_items(self, txn: Any) -> int:
+        return int(txn.stat(self.items)["entries"])
+
+    def iter_items(self, txn: Any) -> Iterator[StoredItem]:
+        for key, raw in txn.cursor(db=self.items):
+            yield StoredItem.from_bytes(bytes(key).decode(), raw)
+
+    # -- vectors -----------------------------------------------------------------------
+
+    def allocate_row(self, txn: Any) -> int:
+        row = int(self._get_meta(txn, "next_row"))
+        self._put_meta(txn, "next_row", row + 1)
+        return row
+
+    def put_vector(self, txn: Any, row: int, item_id: str, vector: np.ndarray) -> None:
+        payload = msgpack.packb([item_id, np.asarray(vector, dtype="<f4").tobytes()])
+        txn.put(row_key(row), payload, db=self.vectors)
+
+    def get_vector(self, txn: Any, row: int, dimension: int) -> tuple[str, np.ndarray] | None:
+        raw = txn.get(row_key(row), db=self.vectors)
+        if raw is None:
+            return None
+        return self._decode_vector(raw, dimension)
+
+    def item_id_of_row(self, txn: Any, row: int) -> str | None:
+        raw = txn.get(row_key(row), db=self.vectors)
+        return None if raw is None else str(msgpack.unpackb(raw)[0])
+
+    def delete_vector(self, txn: Any, row: int) -> None:
+        txn.delete(row_key(row), db=self.vectors)
+
+    def iter_vectors(self, txn: Any, dimension: int) -> Iterator[tuple[int, str, np.ndarray]]:
+        for key, raw in txn.cursor(db=self.vectors):
+            item_id, vec = self._decode_vector(raw, dimension)
+            yield row_from_key(key), item_id, vec
+
+    @staticmethod
+    def _decode_vector(raw: bytes, dimension: int) -> tuple[str, np.ndarray]:
+        item_id, blob = msgpack.unpackb(raw)
+        vec = np.frombuffer(blob, dtype="<f4")
+        if vec.shape[0] != dimension:
+            raise DimensionMismatchError(dimension, int(vec.shape[0]))
+        return str(item_id), vec
+
+    # -- change log -------------------------------------------------------------------
+
+    def record_change(self, txn: Any, change: CatalogChange, keep: int) -> int:
+        """Bump the catalog sequence number, log the change, trim the log; return the seq."""
+        seq = self.catalog_seq(txn) + 1
+        self._put_meta(txn, "catalog_seq", seq)
+        txn.put(row_key(seq), change.to_bytes(), db=self.log)
+        if seq > keep:
+            cursor = txn.cursor(db=self.log)
+            oldest_kept = row_key(seq - keep + 1)
+            while cursor.first() and cursor.key() < oldest_kept:
+                cursor.delete()
+        return seq
+
+    def changes_since(self, txn: Any, seq: int) -> list[CatalogChange] | None:
+        """The changes after ``seq``, or None when the log no longer reaches back that far."""
+        current = self.catalog_seq(txn)
+        if seq == current:
+            return []
+        if seq > current:
+            return None
+        cursor = txn.cursor(db=self.log)
+        if not cursor.set_key(row_key(seq + 1)):
+            return None
+        changes = []
+        for _key, raw in cursor.iternext(keys=True, values=True):
+            changes.append(CatalogChange.from_bytes(raw))
+        return changes

@@ -1,0 +1,108 @@
+"""One LMDB environment under a data directory, with named databases per concern.
+
+Guarantees (those of LMDB, which we rely on rather than re-implement):
+- a write transaction is all-or-nothing, also across a crash or a kill;
+- many readers in many processes never block the single writer, and always
+  see a consistent snapshot;
+- one writer at a time across processes (LMDB's lock file serializes them).
+
+An environment handle must not cross ``fork()``: each process opens its own.
+``LmdbEnvironment`` remembers the pid that opened it and refuses to be used
+from a child, which is the classic way to corrupt an LMDB file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from ..errors import StoreFormatError
+
+# Names of the named databases. The catalog uses the first four; later layers
+# (users, shared statistics) add theirs here so the list stays in one place.
+CATALOG_DATABASES = ("meta", "items", "vectors", "catalog_log")
+
+
+class LmdbEnvironment:
+    """An open LMDB environment and its named databases."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        databases: tuple[str, ...] = CATALOG_DATABASES,
+        map_size: int = 64 * 2**30,
+        max_readers: int = 512,
+        readonly: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._env = lmdb.open(
+                str(self.path),
+                map_size=map_size,
+                max_dbs=len(databases) + 4,
+                max_readers=max_readers,
+                readonly=readonly,
+                subdir=True,
+                lock=True,
+                # Durability: every commit is fsynced (sync=True, metasync=True).
+                sync=True,
+                metasync=True,
+                readahead=False,
+            )
+        except lmdb.Error as exc:
+            raise StoreFormatError(f"cannot open LMDB environment at {self.path}: {exc}") from exc
+        self._pid = os.getpid()
+        self._dbs: dict[str, Any] = {}
+        for name in databases:
+            self._dbs[name] = self._env.open_db(name.encode(), create=not readonly)
+
+    def db(self, name: str) -> Any:
+        return self._dbs[name]
+
+    def _check_pid(self) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                "an LMDB environment was used across fork(); open the engine in each process"
+            )
+
+    @contextmanager
+    def read(self) -> Iterator[Any]:
+        """A read-only snapshot transaction."""
+        self._check_pid()
+        with self._env.begin(write=False, buffers=False) as txn:
+            yield txn
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """A write transaction: committed on normal exit, aborted on any exception."""
+        self._check_pid()
+        with self._env.begin(write=True) as txn:
+            yield txn
+
+    def stat(self) -> dict[str, Any]:
+        info = self._env.info()
+        stat = self._env.stat()
+        with self.read() as txn:
+            entries = {name: txn.stat(db)["entries"] for name, db in self._dbs.items()}
+        return {
+            "map_size": info["map_size"],
+            "used_bytes": (info["last_pgno"] + 1) * stat["psize"],
+            "page_size": stat["psize"],
+            "entries": entries,
+        }
+
+    def file_size(self) -> int:
+        data = self.path / "data.mdb"
+        return data.stat().st_size if data.exists() else 0
+
+    def close(self) -> None:
+        if os.getpid() == self._pid:
+            self._env.close()

@@ -1,0 +1,205 @@
+"""The FAISS index over catalog rows, and its file beside the LMDB environment.
+
+Two kinds, chosen by catalog size (see ``EngineConfig``):
+- ``flat``: exact inner product (vectors are normalized, so cosine). Removal
+  deletes the vector from the index at once.
+- ``hnsw``: approximate graph search. HNSW cannot remove nodes, so a removed row
+  becomes a tombstone that every search excludes through an ID selector; the
+  engine rebuilds the graph once tombstones pass a configured share.
+
+Labels are catalog rows (see ``catalog_store``). The file records the catalog
+sequence number it reflects, so the engine can tell a stale file from a
+current one and catch it up from the change log. It is written to a temporary
+name and renamed, so a crash never leaves a torn index behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import DimensionMismatchError, StoreFormatError
+
+IndexType = Literal["flat", "hnsw"]
+
+_MAGIC = b"OWNRIDX1"
+_HEADER_LEN = struct.Struct("<I")
+
+Rows = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float32]
+
+
+class VectorIndex:
+    """A FAISS index whose labels are catalog rows, plus the tombstones of an HNSW graph."""
+
+    def __init__(
+        self,
+        kind: IndexType,
+        dimension: int,
+        *,
+        hnsw_m: int = 32,
+        ef_construction: int = 80,
+        ef_search: int = 96,
+        _faiss_index: Any = None,
+    ) -> None:
+        self.kind: IndexType = kind
+        self.dimension = dimension
+        self.ef_search = ef_search
+        self.seq = 0
+        self.dead: set[int] = set()
+        if _faiss_index is not None:
+            self._index = _faiss_index
+        elif kind == "flat":
+            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+        else:
+            graph = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            graph.hnsw.efConstruction = ef_construction
+            graph.hnsw.efSearch = ef_search
+            self._index = faiss.IndexIDMap2(graph)
+
+    # -- size --------------------------------------------------------------------------
+
+    @property
+    def ntotal(self) -> int:
+        """Vectors in the index, tombstones included."""
+        return int(self._index.ntotal)
+
+    @property
+    def live_count(self) -> int:
+        return self.ntotal - len(self.dead)
+
+    @property
+    def tombstone_ratio(self) -> float:
+        return len(self.dead) / self.ntotal if self.ntotal else 0.0
+
+    def memory_bytes(self) -> int:
+        """Approximate in-memory size (serialized size of the FAISS structure)."""
+        return int(faiss.serialize_index(self._index).nbytes)
+
+    # -- changes -----------------------------------------------------------------------
+
+    def add(self, rows: Rows, vectors: npt.NDArray[np.float32]) -> None:
+        if len(rows) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise DimensionMismatchError(self.dimension, int(vectors.shape[-1]))
+        self._index.add_with_ids(vectors, np.ascontiguousarray(rows, dtype=np.int64))
+
+    def remove(self, rows: Iterable[int]) -> None:
+        rows = [int(r) for r in rows]
+        if not rows:
+            return
+        if self.kind == "flat":
+            self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64)))
+        else:
+            self.dead.update(rows)
+
+    # -- queries -----------------------------------------------------------------------
+
+    def search(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        *,
+        allowed: Rows | None = None,
+        ef_search: int | None = None,
+    ) -> tuple[Scores, Rows]:
+        """Top-``k`` rows per query by inner product; -1 labels pad missing results.
+
+        ``allowed`` restricts the search to those rows (filtered search inside
+        the index); tombstones are always excluded.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
+        k = max(1, min(k, self.ntotal)) if self.ntotal else 0
+        if k == 0:
+            n = queries.shape[0]
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        selector: Any = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        elif self.dead:
+            dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
+            inner = faiss.IDSelectorBatch(dead)
+            selector = faiss.IDSelectorNot(inner)
+        if self.kind == "hnsw":
+            params: Any = faiss.SearchParametersHNSW(
+                efSearch=max(ef_search or self.ef_search, k), sel=selector
+            )
+        else:
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        scores, rows = self._index.search(queries, k, params=params)
+        return scores, rows
+
+    def reconstruct(self, rows: Rows) -> npt.NDArray[np.float32]:
+        """The stored vectors of these rows (all must be present)."""
+        if len(rows) == 0:
+            return np.zeros((0, self.dimension), np.float32)
+        return np.asarray(
+            self._index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64)),
+            dtype=np.float32,
+        )
+
+    def labels(self) -> Rows:
+        """Every label in the index, tombstones included."""
+        return np.asarray(faiss.vector_to_array(self._index.id_map), dtype=np.int64)
+
+    # -- persistence ------------------------------------------------------------------
+
+    def save(self, path: Path, *, fingerprint: str) -> None:
+        """Write atomically: temp file in the same folder, fsync, rename."""
+        header = json.dumps(
+            {
+                "kind": self.kind,
+                "dimension": self.dimension,
+                "seq": self.seq,
+                "dead": sorted(self.dead),
+                "fingerprint": fingerprint,
+                "ef_search": self.ef_search,
+            }
+        ).encode()
+        blob = faiss.serialize_index(self._index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_MAGIC)
+                fh.write(_HEADER_LEN.pack(len(header)))
+                fh.write(header)
+                fh.write(memoryview(blob))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path, *, fingerprint: str, dimension: int) -> VectorIndex:
+        """Read an index file; ``StoreFormatError`` if it is torn, foreign or of another model."""
+        data = path.read_bytes()  # FileNotFoundError: the caller builds a new index
+        try:
+            if not data.startswith(_MAGIC):
+                raise ValueError("bad magic")
+            (hlen,) = _HEADER_LEN.unpack_from(data, len(_MAGIC))
+            start = len(_MAGIC) + _HEADER_LEN.size
+            header = json.loads(data[start : start + hlen])
+            blob = np.frombuffer(data, dtype=np.uint8, offset=start + hlen)
+            index = faiss.deserialize_index(blob)
+        except Exception as exc:
+            raise StoreFormatError(f"unreadable index file {path}: {exc}") from exc
+        if header["fingerprint"] != fingerprint or header["dimension"] != dimension:
+            raise StoreFormatError(f"index file {path} belongs to another model")
+        out = cls(header["kind"], dimension, ef_search=header["ef_search"], _faiss_index=index)
+        out.seq = int(header["seq"])
+        out.dead = set(header["dead"])
+        return out
