@@ -293,7 +293,8 @@ class Catalog:
             raise InvalidInputError("the query text is empty")
         if len(text) > MAX_QUERY_CHARS:
             raise InvalidInputError(f"the query text exceeds {MAX_QUERY_CHARS} characters")
-        return self.encoder.encode([text])[0]
+        vector: np.ndarray = self.encoder.encode([text])[0]
+        return vector
 
     def search(self, text: str, n: int = 10, filters: Mapping[str, Any] | None = None) -> list[Hit]:
         """Items closest in meaning to ``text`` (no personalization)."""

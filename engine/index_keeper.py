@@ -83,7 +83,7 @@ class IndexKeeper:
             self._saved_seq = index.seq
         with self.env.read() as txn:
             if index is None or not self._catch_up(index, txn):
-                index = self._build(txn)
+                index = self._build(txn, index.kind if index else None)
             return self._maybe_rebuild(index, txn)
 
     def _desired_kind(self, live: int, current: IndexType | None) -> IndexType:
@@ -94,11 +94,11 @@ class IndexKeeper:
             return "hnsw" if live >= threshold // 2 else "flat"
         return "hnsw" if live >= threshold else "flat"
 
-    def _build(self, txn: Any) -> VectorIndex:
+    def _build(self, txn: Any, current: IndexType | None = None) -> VectorIndex:
         """A fresh index of every stored vector, at the snapshot of ``txn``."""
         live = int(txn.stat(self.store.vectors)["entries"])
         index = VectorIndex(
-            self._desired_kind(live, None),
+            self._desired_kind(live, current),
             self.dimension,
             hnsw_m=self.config.hnsw_m,
             ef_construction=self.config.hnsw_ef_construction,
@@ -123,7 +123,7 @@ class IndexKeeper:
     def _maybe_rebuild(self, index: VectorIndex, txn: Any) -> VectorIndex:
         wrong_kind = self._desired_kind(index.live_count, index.kind) != index.kind
         if wrong_kind or index.tombstone_ratio > self.config.tombstone_rebuild_ratio:
-            return self._build(txn)
+            return self._build(txn, index.kind)
         return index
 
     def _catch_up(self, index: VectorIndex, txn: Any) -> bool:
@@ -168,13 +168,13 @@ class IndexKeeper:
                 return
         with self.lock.writing(), self.env.read() as txn:
             if not self._catch_up(self.index, txn):
-                self.index = self._build(txn)
+                self.index = self._build(txn, self.index.kind)
             self.index = self._maybe_rebuild(self.index, txn)
 
     def rebuild(self) -> None:
         """Rebuild the index from LMDB now (drops tombstones, re-picks the kind)."""
         with self.lock.writing(), self.env.read() as txn:
-            self.index = self._build(txn)
+            self.index = self._build(txn, self.index.kind)
 
     def save(self, force: bool = False) -> bool:
         """Persist the index if it moved since it was loaded or last saved."""
@@ -190,7 +190,7 @@ class IndexKeeper:
         while self.table is None:
             with self.lock.writing(), self.env.read() as txn:
                 if not self._catch_up(self.index, txn):
-                    self.index = self._build(txn)
+                    self.index = self._build(txn, self.index.kind)
                 table = PropertyTable()
                 for stored in self.store.iter_items(txn):
                     table.set(stored.row, filter_fields(stored))

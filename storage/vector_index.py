@@ -132,11 +132,14 @@ class VectorIndex:
             inner = faiss.IDSelectorBatch(dead)
             selector = faiss.IDSelectorNot(inner)
         if self.kind == "hnsw":
-            params: Any = faiss.SearchParametersHNSW(
+            # (faiss' bundled type stubs predate search parameters)
+            params: Any = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
                 efSearch=max(ef_search or self.ef_search, k), sel=selector
             )
+        elif selector is not None:
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
         else:
-            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+            params = None
         scores, rows = self._index.search(queries, k, params=params)
         return scores, rows
 
@@ -175,7 +178,7 @@ class VectorIndex:
                 fh.write(_MAGIC)
                 fh.write(_HEADER_LEN.pack(len(header)))
                 fh.write(header)
-                fh.write(memoryview(blob))
+                fh.write(blob.tobytes())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)

@@ -1,0 +1,234 @@
+"""Catalog behaviour through the SDK: upsert, unchanged-skip, delete, filters, search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ownrank import (
+    Engine,
+    InvalidFilterError,
+    InvalidInputError,
+    InvalidItemError,
+    ItemNotFoundError,
+)
+
+from conftest import WordHashEncoder, make_engine
+
+TOPICS = ["jazz", "chess", "garden", "astronomy", "cycling", "cooking"]
+
+
+def catalog_items(n: int = 120) -> list[dict[str, Any]]:
+    items = []
+    for i in range(n):
+        topic = TOPICS[i % len(TOPICS)]
+        items.append(
+            {
+                "id": f"{topic}-{i:04d}",
+                "title": f"{topic} story number {i}",
+                "body": f"all about {topic} and more {topic} {i % 7}",
+                "tags": [topic],
+                "properties": {"topic": topic, "minutes": i % 10, "rank": i},
+                "published_at": f"2026-01-{1 + i % 28:02d}T00:00:00Z",
+            }
+        )
+    return items
+
+
+def ids(hits: list[Any]) -> list[str]:
+    return [h.item_id for h in hits]
+
+
+def test_upsert_get_count(engine: Engine) -> None:
+    report = engine.catalog.upsert(catalog_items(12))
+    assert len(report.added) == 12 and report.embedded == 12
+    assert engine.catalog.count() == 12
+    item = engine.catalog.get("jazz-0000")
+    assert item.title == "jazz story number 0"
+    assert item.properties == {"topic": "jazz", "minutes": 0, "rank": 0}
+    assert item.published_at is not None and item.published_at.isoformat().startswith("2026-01-01")
+    assert "jazz-0000" in engine.catalog and "nope" not in engine.catalog
+    with pytest.raises(ItemNotFoundError):
+        engine.catalog.get("nope")
+
+
+def test_unchanged_texts_are_not_embedded_again(engine: Engine, encoder: WordHashEncoder) -> None:
+    items = catalog_items(30)
+    engine.catalog.upsert(items)
+    embedded_before = encoder.texts_encoded
+    report = engine.catalog.upsert(items)
+    assert len(report.unchanged) == 30 and report.embedded == 0
+    assert encoder.texts_encoded == embedded_before
+
+    items[0]["properties"] = {"topic": "jazz", "minutes": 99}
+    items[1]["title"] = "a completely different headline"
+    report = engine.catalog.upsert(items[:2])
+    assert report.updated == [items[0]["id"], items[1]["id"]]
+    assert report.embedded == 1  # only the changed text
+    assert encoder.texts_encoded == embedded_before + 1
+    assert engine.catalog.get(items[0]["id"]).properties["minutes"] == 99
+    assert ids(engine.search("completely different headline", 1)) == [items[1]["id"]]
+
+
+def test_update_properties_without_reembedding(engine: Engine, encoder: WordHashEncoder) -> None:
+    engine.catalog.upsert(catalog_items(6))
+    before = encoder.texts_encoded
+    item = engine.catalog.update_properties("jazz-0000", {"minutes": 42, "new": True})
+    assert item.properties == {"topic": "jazz", "minutes": 42, "rank": 0, "new": True}
+    item = engine.catalog.update_properties("jazz-0000", {"only": 1}, replace=True)
+    assert item.properties == {"only": 1}
+    assert encoder.texts_encoded == before
+    assert ids(engine.search("x", 5, filters={"only": 1})) == ["jazz-0000"]
+    with pytest.raises(InvalidItemError):
+        engine.catalog.update_properties("jazz-0000", {"$bad": 1})
+    assert engine.catalog.get("jazz-0000").properties == {"only": 1}
+    with pytest.raises(ItemNotFoundError):
+        engine.catalog.update_properties("missing", {"a": 1})
+
+
+def test_search_finds_the_closest_texts(engine: Engine) -> None:
+    engine.catalog.upsert(catalog_items(60))
+    hits = engine.search("astronomy astronomy", 5)
+    assert len(hits) == 5
+    assert all(h.item.properties["topic"] == "astronomy" for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_similar_excludes_the_item_itself(engine: Engine) -> None:
+    engine.catalog.upsert(catalog_items(60))
+    hits = engine.similar("chess-0001", 5)
+    assert "chess-0001" not in ids(hits)
+    assert all(h.item.properties["topic"] == "chess" for h in hits)
+    with pytest.raises(ItemNotFoundError):
+        engine.similar("missing-item")
+
+
+def test_deleted_items_are_never_returned(engine: Engine) -> None:
+    engine.catalog.upsert(catalog_items(60))
+    victims = ids(engine.search("jazz jazz", 5))
+    report = engine.catalog.delete([*victims, "never-existed"])
+    assert report.deleted == victims and report.missing == ["never-existed"]
+    assert engine.catalog.count() == 55
+    for query in ("jazz jazz", "jazz story"):
+        assert not set(victims) & set(ids(engine.search(query, 60)))
+    assert not set(victims) & set(ids(engine.search("jazz", 60, filters={"topic": "jazz"})))
+    assert not set(victims) & set(ids(engine.similar("jazz-0018", 60)))
+    for victim in victims:
+        with pytest.raises(ItemNotFoundError):
+            engine.catalog.get(victim)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_filtered_search_returns_n_when_n_match(tmp_path: Path, kind: str) -> None:
+    # exact_filter_limit=0 forces HNSW's own filtered search (with its exact fallback)
+    engine = make_engine(
+        tmp_path / "s", WordHashEncoder(), index_kind=kind, exact_filter_limit=0, hnsw_m=8
+    )
+    with engine:
+        engine.catalog.upsert(catalog_items(600))
+        # rare and far from the query: a post-filter over the top-k would find none
+        rare = {"$and": [{"topic": "cooking"}, {"rank": {"$lt": 70}}]}
+        hits = engine.search("jazz jazz jazz", 10, filters=rare)
+        assert len(hits) == 10
+        assert all(h.item.properties["topic"] == "cooking" for h in hits)
+        assert all(h.item.properties["rank"] < 70 for h in hits)
+        assert len(engine.search("jazz", 50, filters=rare)) == 11  # all that exist
+        assert engine.search("jazz", 5, filters={"topic": "polka"}) == []
+
+
+def test_filter_grammar_on_items(engine: Engine) -> None:
+    engine.catalog.upsert(catalog_items(60))
+    cat = engine.catalog
+
+    def found(filters: dict[str, Any]) -> set[str]:
+        return set(ids(cat.search("story", 60, filters=filters)))
+
+    assert found({"topic": {"$in": ["jazz", "chess"]}}) == {
+        i["id"] for i in catalog_items(60) if i["properties"]["topic"] in ("jazz", "chess")
+    }
+    assert found({"$or": [{"rank": 3}, {"rank": 4}]}) == {"astronomy-0003", "cycling-0004"}
+    assert found({"minutes": {"$gte": 8}, "topic": "jazz"}) == {"jazz-0018", "jazz-0048"}
+    early = {"published_at": {"$lt": "2026-01-03T00:00:00Z"}, "rank": {"$lt": 30}}
+    assert found(early) == {"jazz-0000", "chess-0001", "cycling-0028", "cooking-0029"}
+    assert found({"tags": "garden", "rank": {"$lt": 10}}) == {"garden-0002", "garden-0008"}
+    assert found({"$not": {"topic": {"$ne": "chess"}}, "rank": {"$lte": 7}}) == {
+        "chess-0001",
+        "chess-0007",
+    }
+    with pytest.raises(InvalidFilterError):
+        cat.search("story", 5, filters={"rank": {"$between": [1, 2]}})
+
+
+def test_invalid_items_store_nothing(engine: Engine) -> None:
+    good = catalog_items(3)
+    bad = [
+        *good,
+        {"id": "has space", "title": "x"},
+        {"id": "ok-id", "title": " ", "body": ""},
+        {"id": "x" * 257, "title": "x"},
+        {"id": "big", "title": "t" * 1001},
+        {"id": "props", "title": "t", "properties": {"blob": "x" * 20_000}},
+        {"id": "extra", "title": "t", "colour": "red"},
+        "not an object",
+    ]
+    with pytest.raises(InvalidItemError) as caught:
+        engine.catalog.upsert(bad)  # type: ignore[list-item]
+    assert [pos for pos, _, _ in caught.value.problems] == [3, 4, 5, 6, 7, 8, 9]
+    assert engine.catalog.count() == 0
+
+
+def test_bad_arguments_are_typed_errors(engine: Engine) -> None:
+    engine.catalog.upsert(catalog_items(3))
+    for n in (0, -1, 1001, True):
+        with pytest.raises(InvalidInputError):
+            engine.search("x", n)
+    with pytest.raises(InvalidInputError):
+        engine.search("   ")
+    with pytest.raises(InvalidInputError):
+        engine.search("x" * 2001)
+    with pytest.raises(InvalidInputError):
+        engine.catalog.get("bad id")
+    with pytest.raises(InvalidInputError):
+        engine.catalog.delete(["ok", "bad/id"])
+    assert engine.catalog.count() == 3
+
+
+def test_later_duplicate_in_a_batch_wins(engine: Engine) -> None:
+    report = engine.catalog.upsert(
+        [{"id": "a", "title": "first version"}, {"id": "a", "title": "second version"}]
+    )
+    assert report.added == ["a"] and engine.catalog.get("a").title == "second version"
+
+
+def test_index_kind_follows_catalog_size(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "s", WordHashEncoder(), hnsw_threshold=50, hnsw_m=8)
+    with engine:
+        engine.catalog.upsert(catalog_items(40))
+        assert engine.info()["index"]["type"] == "flat"
+        engine.catalog.upsert(catalog_items(80))
+        assert engine.info()["index"]["type"] == "hnsw"
+        assert len(engine.search("chess", 10)) == 10
+        # hysteresis: back to flat only below half the threshold
+        engine.catalog.delete([i["id"] for i in catalog_items(80)[:50]])
+        assert engine.info()["index"]["type"] == "hnsw"
+        engine.catalog.delete([i["id"] for i in catalog_items(80)[50:60]])
+        assert engine.info()["index"]["type"] == "flat"
+
+
+def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
+    engine = make_engine(
+        tmp_path / "s", WordHashEncoder(), index_kind="hnsw", hnsw_m=8, tombstone_rebuild_ratio=0.2
+    )
+    with engine:
+        engine.catalog.upsert(catalog_items(100))
+        keeper = engine.catalog.keeper
+        builds = keeper.rebuilds
+        gone = [f"jazz-{i:04d}" for i in range(0, 60, 6)]
+        engine.catalog.delete(gone)  # 10 of 100
+        assert len(keeper.index.dead) == 10 and keeper.rebuilds == builds
+        assert not set(gone) & set(ids(engine.search("jazz jazz", 100)))
+        engine.catalog.delete([f"chess-{i:04d}" for i in range(1, 91, 6)])  # 15 more: > 20%
+        assert keeper.rebuilds == builds + 1 and not keeper.index.dead
+        assert keeper.index.ntotal == engine.catalog.count() == 75
