@@ -8,9 +8,10 @@ Grammar (MongoDB/Chroma style, JSON-friendly)::
     op      := $eq $ne $in $nin $gt $gte $lt $lte $exists
 
 Several keys in one object are AND-ed. A field is a property name, or one of
-the item fields ``id``, ``tags`` and ``published_at``. Ranges compare numbers,
-or dates when the operand is an ISO-8601 string (property values that are ISO
-strings are then compared as dates; ``published_at`` always is). Equality on a
+the item fields ``id``, ``tags`` and ``published_at``. Ranges compare numbers
+with numbers, or dates when the operand is an ISO-8601 string: then property
+values that are ISO-8601 strings (and ``published_at``) are compared as dates,
+and numbers never match. Equality on a
 list-valued property (and on ``tags``) matches when any element is equal.
 Booleans equal only booleans (``true`` does not match ``1``). Missing fields
 match ``$ne``/``$nin``/``{"$exists": false}`` and nothing else.
@@ -59,10 +60,23 @@ class _Missing:
 MISSING = _Missing()
 
 
+class _BoolKey:
+    """Equality key of a boolean: equal only to itself, never to 0, 1 or a string."""
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<{str(self.value).lower()}>"
+
+
+_TRUE, _FALSE = _BoolKey(True), _BoolKey(False)
+
+
 def _key(value: Any) -> Any:
     """Equality key: keeps booleans apart from the integers 0 and 1."""
     if isinstance(value, bool):
-        return "\x00true" if value else "\x00false"
+        return _TRUE if value else _FALSE
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -117,6 +131,13 @@ def _parse_ops(field: str, spec: Mapping[str, Any]) -> list[Expr]:
                 raise InvalidFilterError(f"{where}: expects a number or an ISO-8601 date")
             if isinstance(operand, str) and parse_datetime(operand) is None:
                 raise InvalidFilterError(f"{where}: {operand!r} is not an ISO-8601 date")
+            if not isinstance(operand, str):
+                try:
+                    finite = math.isfinite(float(operand))
+                except OverflowError:
+                    finite = False
+                if not finite:
+                    raise InvalidFilterError(f"{where}: numbers must be finite")
             _check_scalar(operand, where)
         else:
             _check_scalar(operand, where)
@@ -224,8 +245,6 @@ class Column:
                     ts = parse_datetime(v)
                     if ts is not None:
                         out[i] = ts
-                elif isinstance(v, int | float) and not isinstance(v, bool):
-                    out[i] = float(v)  # published_at is stored as epoch seconds
             self._dates = out
         return self._dates
 

@@ -43,6 +43,18 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _ints_fit(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return all(_ints_fit(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_ints_fit(v) for v in value)
+    return True
+
+
 class Item(BaseModel):
     """A catalog item. ``title``/``body``/``tags`` are embedded; ``properties`` are not."""
 
@@ -70,6 +82,8 @@ class Item(BaseModel):
             encoded = json.dumps(props, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"properties must be plain JSON: {exc}") from None
+        if not _ints_fit(props):
+            raise ValueError("property integers must fit in 64 bits")
         if len(encoded.encode()) > MAX_PROPERTIES_BYTES:
             raise ValueError(f"properties exceed {MAX_PROPERTIES_BYTES} bytes as JSON")
         for key in props:

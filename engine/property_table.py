@@ -27,7 +27,7 @@ def filter_fields(stored: StoredItem) -> dict[str, Any]:
     fields["id"] = item.id
     fields["tags"] = list(item.tags)
     if item.published_at is not None:
-        fields["published_at"] = item.published_at.timestamp()
+        fields["published_at"] = item.published_at.isoformat()
     return fields
 
 

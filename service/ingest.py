@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,13 @@ Record = tuple[int, dict[str, Any] | None, str | None]
 
 
 def read_jsonl(path: Path) -> Iterator[Record]:
-    with path.open("r", encoding="utf-8", errors="strict", newline="") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, None, f"not valid UTF-8 at byte {exc.start}"
+                continue
             if not line.strip():
                 continue
             try:
@@ -88,49 +94,64 @@ def read_jsonl(path: Path) -> Iterator[Record]:
             yield lineno, obj, None
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
 def _csv_cell(value: str) -> Any:
+    """A JSON number, true, false or null keeps its type; anything else stays text."""
     try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
+        parsed = json.loads(value, parse_constant=_reject_constant)
+    except ValueError:  # includes JSONDecodeError, and NaN / Infinity
+        return value
+    if isinstance(parsed, float) and not math.isfinite(parsed):
         return value
     return parsed if parsed is None or isinstance(parsed, bool | int | float) else value
 
 
 def read_csv(path: Path) -> Iterator[Record]:
-    with path.open("r", encoding="utf-8", newline="") as fh:
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
         dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-        reader = csv.DictReader(fh, dialect=dialect)
-        if reader.fieldnames is None or "id" not in reader.fieldnames:
+        reader = csv.reader(fh, dialect=dialect)
+        header = next(reader, None)
+        if not header or "id" not in header:
             yield 1, None, "the CSV header must have an 'id' column"
             return
-        for row in reader:
-            lineno = reader.line_num
-            if None in row:  # more cells than header columns
+        start = reader.line_num + 1
+        for cells in reader:  # a quoted cell may span lines: report where the record starts
+            lineno, start = start, reader.line_num + 1
+            if not cells:
+                continue  # blank line
+            if len(cells) > len(header):
                 yield lineno, None, "more cells than header columns"
                 continue
-            obj: dict[str, Any] = {"id": row.get("id") or ""}
-            props: dict[str, Any] = {}
             try:
-                for name, value in row.items():
-                    if value is None or value == "" or name == "id":
-                        continue
-                    if name == "tags":
-                        obj["tags"] = [t.strip() for t in value.split("|") if t.strip()]
-                    elif name == "properties":
-                        extra = json.loads(value)
-                        if not isinstance(extra, dict):
-                            raise ValueError("the properties column must hold a JSON object")
-                        props.update(extra)
-                    elif name in _CSV_ITEM_COLUMNS:
-                        obj[name] = value
-                    else:
-                        props[name] = _csv_cell(value)
+                yield lineno, _csv_record(dict(zip(header, cells, strict=False))), None
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 yield lineno, None, f"properties: {exc}"
-                continue
-            if props:
-                obj["properties"] = props
-            yield lineno, obj, None
+
+
+def _csv_record(row: dict[str, str]) -> dict[str, Any]:
+    obj: dict[str, Any] = {"id": row.get("id") or ""}
+    props: dict[str, Any] = {}
+    for name, value in row.items():
+        if value == "" or name == "id":
+            continue
+        if name == "tags":
+            obj["tags"] = [t.strip() for t in value.split("|") if t.strip()]
+        elif name == "properties":
+            extra = json.loads(value)
+            if not isinstance(extra, dict):
+                raise ValueError("the properties column must hold a JSON object")
+            props.update(extra)
+        elif name in _CSV_ITEM_COLUMNS:
+            obj[name] = value
+        else:
+            props[name] = _csv_cell(value)
+    if props:
+        obj["properties"] = props
+    return obj
 
 
 def read_records(path: Path, fmt: FileFormat) -> Iterator[Record]:

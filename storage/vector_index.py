@@ -126,6 +126,9 @@ class VectorIndex:
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         selector: Any = None
         if allowed is not None:
+            if self.dead:
+                dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
+                allowed = np.setdiff1d(allowed, dead)
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
         elif self.dead:
             dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))

@@ -1,0 +1,294 @@
+"""VectorIndex: exact (flat) and approximate (hnsw) search, removal, persistence."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from ownrank.errors import DimensionMismatchError, StoreFormatError
+from ownrank.storage import vector_index as vector_index_module
+from ownrank.storage.vector_index import IndexType, VectorIndex
+
+DIM = 32
+FINGERPRINT = "store-1/test:word-hash:32"
+
+Vectors = npt.NDArray[np.float32]
+
+
+def unit_vectors(n: int, dim: int = DIM, seed: int = 0) -> Vectors:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
+def brute_force(
+    queries: Vectors, vectors: Vectors, labels: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.int64]:
+    """Labels of the ``k`` best inner products per query (ties are improbable with floats)."""
+    scores = queries @ vectors.T
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return labels[order]
+
+
+def build(
+    kind: IndexType, vectors: Vectors, rows: npt.NDArray[np.int64] | None = None
+) -> VectorIndex:
+    index = VectorIndex(kind, vectors.shape[1])
+    index.add(np.arange(len(vectors), dtype=np.int64) if rows is None else rows, vectors)
+    return index
+
+
+@pytest.fixture(autouse=True)
+def single_faiss_thread() -> Iterator[None]:
+    """HNSW construction is only reproducible with one OpenMP thread."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
+
+
+# -- search ------------------------------------------------------------------------------
+
+
+def test_flat_top_k_equals_brute_force_with_sparse_labels() -> None:
+    vectors = unit_vectors(500, seed=1)
+    rows = np.arange(500, dtype=np.int64) * 7 + 3  # labels are catalog rows, not positions
+    queries = unit_vectors(20, seed=2)
+    index = build("flat", vectors, rows)
+    assert index.kind == "flat"
+    assert index.ntotal == 500
+    assert index.live_count == 500
+    scores, found = index.search(queries, 10)
+    assert found.shape == (20, 10)
+    np.testing.assert_array_equal(found, brute_force(queries, vectors, rows, 10))
+    expected_scores = np.sort(queries @ vectors.T, axis=1)[:, ::-1][:, :10]
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_search_accepts_a_single_query_vector_and_clamps_k() -> None:
+    vectors = unit_vectors(5, seed=3)
+    index = build("flat", vectors)
+    scores, found = index.search(vectors[2], 50)
+    assert found.shape == (1, 5)  # k is clamped to the number of vectors
+    assert found[0, 0] == 2
+    assert scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert sorted(found[0].tolist()) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_search_on_empty_index_returns_empty_results(kind: IndexType) -> None:
+    index = VectorIndex(kind, DIM)
+    scores, found = index.search(unit_vectors(3), 10)
+    assert scores.shape == (3, 0)
+    assert found.shape == (3, 0)
+    assert index.tombstone_ratio == 0.0
+
+
+def test_hnsw_recall_at_10_against_brute_force() -> None:
+    vectors = unit_vectors(2_000, seed=4)
+    queries = unit_vectors(100, seed=5)
+    index = build("hnsw", vectors)
+    assert index.kind == "hnsw"
+    _, found = index.search(queries, 10)
+    truth = brute_force(queries, vectors, np.arange(2_000, dtype=np.int64), 10)
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.9
+
+
+def test_add_with_wrong_dimension_raises() -> None:
+    index = VectorIndex("flat", DIM)
+    with pytest.raises(DimensionMismatchError) as info:
+        index.add(np.arange(3, dtype=np.int64), unit_vectors(3, dim=DIM + 1))
+    assert info.value.expected == DIM
+    assert info.value.got == DIM + 1
+    with pytest.raises(DimensionMismatchError):
+        index.add(np.arange(1, dtype=np.int64), unit_vectors(1)[0])  # 1-D, not a batch
+    assert index.ntotal == 0
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_allowed_restricts_results_to_those_rows(kind: IndexType) -> None:
+    vectors = unit_vectors(300, seed=6)
+    queries = unit_vectors(5, seed=7)
+    index = build(kind, vectors)
+    allowed = np.arange(0, 300, 3, dtype=np.int64)
+    _, found = index.search(queries, 10, allowed=allowed)
+    assert found.shape == (5, 10)
+    assert set(found.ravel().tolist()) <= set(allowed.tolist())
+    if kind == "flat":  # exact within the allowed rows
+        expected = brute_force(queries, vectors[allowed], allowed, 10)
+        np.testing.assert_array_equal(found, expected)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_allowed_smaller_than_k_pads_with_minus_one(kind: IndexType) -> None:
+    vectors = unit_vectors(100, seed=8)
+    index = build(kind, vectors)
+    _, found = index.search(vectors[0], 10, allowed=np.array([5, 9], dtype=np.int64))
+    assert sorted(r for r in found[0].tolist() if r >= 0) == [5, 9]
+    assert (found[0] == -1).sum() == 8
+
+
+# -- removal -----------------------------------------------------------------------------
+
+
+def test_flat_remove_deletes_vectors_at_once() -> None:
+    vectors = unit_vectors(50, seed=9)
+    index = build("flat", vectors)
+    index.remove([3, 17])
+    assert index.ntotal == 48
+    assert index.dead == set()
+    assert index.tombstone_ratio == 0.0
+    assert not {3, 17} & set(index.labels().tolist())
+    _, found = index.search(vectors[3], 50)
+    assert found.shape == (1, 48)
+    assert not {3, 17} & set(found[0].tolist())
+    index.remove([])  # no-op
+    assert index.ntotal == 48
+
+
+def test_hnsw_remove_tombstones_and_never_returns_them() -> None:
+    vectors = unit_vectors(200, seed=10)
+    index = build("hnsw", vectors)
+    index.remove([4])
+    assert index.ntotal == 200  # the graph keeps the node
+    assert index.dead == {4}
+    assert index.live_count == 199
+    assert index.tombstone_ratio == pytest.approx(1 / 200)
+    index.remove([5, 6, 7])
+    assert index.tombstone_ratio == pytest.approx(4 / 200)
+    assert 4 in set(index.labels().tolist())  # still stored, only masked
+    for row in (4, 5, 6, 7):
+        _, found = index.search(vectors[row], 200)
+        returned = set(found[0].tolist())
+        assert not {4, 5, 6, 7} & returned
+    _, found = index.search(vectors[4], 10)
+    assert 4 not in found[0].tolist()
+    assert (found[0] >= 0).all()
+
+
+def test_hnsw_tombstone_excluded_even_when_allowed() -> None:
+    vectors = unit_vectors(50, seed=11)
+    index = build("hnsw", vectors)
+    index.remove([3])
+    _, found = index.search(vectors[3], 5, allowed=np.array([3, 4, 5], dtype=np.int64))
+    assert 3 not in found[0].tolist()
+
+
+def test_reconstruct_returns_stored_vectors() -> None:
+    vectors = unit_vectors(20, seed=12)
+    index = build("flat", vectors, np.arange(20, dtype=np.int64) + 100)
+    got = index.reconstruct(np.array([100, 119], dtype=np.int64))
+    np.testing.assert_allclose(got, vectors[[0, 19]], rtol=1e-6)
+    assert index.reconstruct(np.array([], dtype=np.int64)).shape == (0, DIM)
+
+
+# -- persistence -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_save_then_load_round_trips(tmp_path: Path, kind: IndexType) -> None:
+    vectors = unit_vectors(400, seed=13)
+    queries = unit_vectors(10, seed=14)
+    index = build(kind, vectors)
+    index.seq = 42
+    index.remove([1, 2, 3])
+    before_scores, before_rows = index.search(queries, 10)
+    path = tmp_path / "sub" / "catalog.index"
+    index.save(path, fingerprint=FINGERPRINT)
+
+    loaded = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM)
+    assert loaded.kind == kind
+    assert loaded.dimension == DIM
+    assert loaded.seq == 42
+    assert loaded.dead == index.dead
+    assert loaded.ntotal == index.ntotal
+    assert loaded.ef_search == index.ef_search
+    after_scores, after_rows = loaded.search(queries, 10)
+    np.testing.assert_array_equal(after_rows, before_rows)
+    np.testing.assert_allclose(after_scores, before_scores, rtol=1e-6)
+    assert not {1, 2, 3} & set(after_rows.ravel().tolist())
+
+
+def test_save_leaves_no_temp_files_and_replaces_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.index"
+    index = build("flat", unit_vectors(10, seed=15))
+    index.seq = 1
+    index.save(path, fingerprint=FINGERPRINT)
+    index.seq = 2
+    index.save(path, fingerprint=FINGERPRINT)  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.index"]
+    assert VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM).seq == 2
+
+
+def test_failed_save_keeps_the_old_file_and_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "catalog.index"
+    index = build("flat", unit_vectors(10, seed=16))
+    index.seq = 1
+    index.save(path, fingerprint=FINGERPRINT)
+    original = path.read_bytes()
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)  # the module calls os.fsync
+    index.seq = 2
+    with pytest.raises(OSError, match="disk on fire"):
+        index.save(path, fingerprint=FINGERPRINT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["catalog.index"]
+    assert path.read_bytes() == original
+
+
+def test_load_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        VectorIndex.load(tmp_path / "nope.index", fingerprint=FINGERPRINT, dimension=DIM)
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    path = tmp_path / "catalog.index"
+    build("hnsw", unit_vectors(100, seed=17)).save(path, fingerprint=FINGERPRINT)
+    return path
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.001, 0.01, 0.5, 0.9, 0.999])
+def test_load_truncated_file_raises_store_format_error(saved: Path, fraction: float) -> None:
+    data = saved.read_bytes()
+    saved.write_bytes(data[: int(len(data) * fraction)])
+    with pytest.raises(StoreFormatError):
+        VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM)
+
+
+def test_load_file_missing_its_last_byte_raises(saved: Path) -> None:
+    saved.write_bytes(saved.read_bytes()[:-1])
+    with pytest.raises(StoreFormatError):
+        VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM)
+
+
+def test_load_garbage_raises_store_format_error(saved: Path) -> None:
+    rng = np.random.default_rng(18)
+    saved.write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(StoreFormatError):
+        VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM)
+    # the right magic followed by nonsense
+    saved.write_bytes(vector_index_module._MAGIC + b"\x10\x00\x00\x00not json at all!" + b"x" * 64)
+    with pytest.raises(StoreFormatError):
+        VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM)
+
+
+def test_load_with_another_fingerprint_or_dimension_raises(saved: Path) -> None:
+    with pytest.raises(StoreFormatError):
+        VectorIndex.load(saved, fingerprint="store-1/other-model", dimension=DIM)
+    with pytest.raises(StoreFormatError):
+        VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM * 2)
+    # and the file is still fine for its own model
+    assert VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM).ntotal == 100
