@@ -252,10 +252,15 @@ class IndexKeeper:
         best_scores: list[np.ndarray] = []
         for start in range(0, allowed.size, _EXACT_CHUNK):
             chunk = allowed[start : start + _EXACT_CHUNK]
-            scores = self.index.reconstruct(chunk) @ q
-            top = np.argpartition(-scores, min(n, scores.size) - 1)[:n]
-            best_rows.append(chunk[top])
-            best_scores.append(scores[top])
+            # faiss.knn runs on FAISS's own thread count (index_threads), not BLAS's
+            scores, top = faiss.knn(
+                q[None, :],
+                self.index.reconstruct(chunk),
+                min(n, chunk.size),
+                metric=faiss.METRIC_INNER_PRODUCT,
+            )
+            best_rows.append(chunk[top[0]])
+            best_scores.append(scores[0])
         rows = np.concatenate(best_rows)
         scores = np.concatenate(best_scores)
         order = np.lexsort((rows, -scores))[:n]  # ties broken by row, deterministic

@@ -210,7 +210,10 @@ class CatalogStore:
 
     def put_vector(self, txn: Any, row: int, item_id: str, vector: np.ndarray) -> None:
         payload = msgpack.packb([item_id, np.asarray(vector, dtype="<f4").tobytes()])
-        txn.put(row_key(row), payload, db=self.vectors)
+        # Rows only grow, so this is always the last key: append=True fills pages
+        # instead of splitting them (half the file size for 1.5 KB vectors).
+        if not txn.put(row_key(row), payload, db=self.vectors, append=True):
+            txn.put(row_key(row), payload, db=self.vectors)
 
     def get_vector(self, txn: Any, row: int, dimension: int) -> tuple[str, np.ndarray] | None:
         raw = txn.get(row_key(row), db=self.vectors)

@@ -173,7 +173,6 @@ class VectorIndex:
                 "ef_search": self.ef_search,
             }
         ).encode()
-        blob = faiss.serialize_index(self._index)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
@@ -181,7 +180,8 @@ class VectorIndex:
                 fh.write(_MAGIC)
                 fh.write(_HEADER_LEN.pack(len(header)))
                 fh.write(header)
-                fh.write(blob.tobytes())
+                # streamed: no in-memory copy of the whole index
+                faiss.write_index(self._index, faiss.PyCallbackIOWriter(fh.write))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -192,17 +192,17 @@ class VectorIndex:
     @classmethod
     def load(cls, path: Path, *, fingerprint: str, dimension: int) -> VectorIndex:
         """Read an index file; ``StoreFormatError`` if it is torn, foreign or of another model."""
-        data = path.read_bytes()  # FileNotFoundError: the caller builds a new index
-        try:
-            if not data.startswith(_MAGIC):
-                raise ValueError("bad magic")
-            (hlen,) = _HEADER_LEN.unpack_from(data, len(_MAGIC))
-            start = len(_MAGIC) + _HEADER_LEN.size
-            header = json.loads(data[start : start + hlen])
-            blob = np.frombuffer(data, dtype=np.uint8, offset=start + hlen)
-            index = faiss.deserialize_index(blob)
-        except Exception as exc:
-            raise StoreFormatError(f"unreadable index file {path}: {exc}") from exc
+        with path.open("rb") as fh:  # FileNotFoundError: the caller builds a new index
+            try:
+                if fh.read(len(_MAGIC)) != _MAGIC:
+                    raise ValueError("bad magic")
+                (hlen,) = _HEADER_LEN.unpack(fh.read(_HEADER_LEN.size))
+                header = json.loads(fh.read(hlen))
+                index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
+                if fh.read(1):
+                    raise ValueError("trailing bytes")
+            except Exception as exc:
+                raise StoreFormatError(f"unreadable index file {path}: {exc}") from exc
         if header["fingerprint"] != fingerprint or header["dimension"] != dimension:
             raise StoreFormatError(f"index file {path} belongs to another model")
         out = cls(header["kind"], dimension, ef_search=header["ef_search"], _faiss_index=index)
