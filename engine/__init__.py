@@ -4,7 +4,9 @@ from .catalog import Catalog, DeleteReport, Hit, UpsertReport
 from .config import EngineConfig
 from .encoder import BaseEncoder, Encoder, model_fingerprint
 from .engine import Engine
+from .events import Event
 from .items import Item
+from .users import ErasureReceipt, ForgetReport, InteractReport, Recommendation
 
 __all__ = [
     "BaseEncoder",
@@ -13,8 +15,13 @@ __all__ = [
     "Encoder",
     "Engine",
     "EngineConfig",
+    "ErasureReceipt",
+    "Event",
+    "ForgetReport",
     "Hit",
+    "InteractReport",
     "Item",
+    "Recommendation",
     "UpsertReport",
     "model_fingerprint",
 ]

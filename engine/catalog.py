@@ -111,6 +111,17 @@ class Catalog:
         self.encoder = encoder
         self.config = config
         self.clock = clock
+        # called inside catalog write transactions when an item's vector appears,
+        # changes or goes away: (txn, item id, old vector or None, new or None)
+        self.vector_listeners: list[
+            Callable[[Any, str, np.ndarray | None, np.ndarray | None], None]
+        ] = []
+
+    def _vector_changed(
+        self, txn: Any, item_id: str, old: np.ndarray | None, new: np.ndarray | None
+    ) -> None:
+        for listener in self.vector_listeners:
+            listener(txn, item_id, old, new)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -201,7 +212,10 @@ class Catalog:
     def _write_upsert(self, batch: dict[str, Item], vectors: dict[str, np.ndarray]) -> UpsertReport:
         report = UpsertReport()
         change = CatalogChange()
+        added: list[np.ndarray] = []
+        removed: list[np.ndarray] = []
         now = self.clock()
+        dim = self.keeper.dimension
         with self.env.write() as txn:
             for item in batch.values():
                 old = self.store.get_item(txn, item.id)
@@ -220,16 +234,22 @@ class Catalog:
                 row = self.store.allocate_row(txn)
                 self.store.put_vector(txn, row, item.id, vector)
                 change.added.append(row)
+                added.append(vector)
                 if old is None:
                     report.added.append(item.id)
                     created = now
+                    self._vector_changed(txn, item.id, None, vector)
                 else:
-                    self.store.delete_vector(txn, old.row)
+                    old_vector = self.store.delete_vector(txn, old.row, dim)
+                    if old_vector is not None:
+                        removed.append(old_vector)
+                    self._vector_changed(txn, item.id, old_vector, vector)
                     change.removed.append(old.row)
                     report.updated.append(item.id)
                     created = old.created_at
                 self.store.put_item(txn, StoredItem(item, digest, row, created, now))
             if change:
+                self.store.update_moments(txn, dim, added, removed)
                 self.store.record_change(txn, change, self.config.changelog_keep)
         return report
 
@@ -268,6 +288,8 @@ class Catalog:
             )
         report = DeleteReport()
         change = CatalogChange()
+        removed: list[np.ndarray] = []
+        dim = self.keeper.dimension
         with self.env.write() as txn:
             for item_id in ids:
                 old = self.store.get_item(txn, item_id)
@@ -275,10 +297,14 @@ class Catalog:
                     report.missing.append(item_id)
                     continue
                 self.store.delete_item(txn, item_id)
-                self.store.delete_vector(txn, old.row)
+                old_vector = self.store.delete_vector(txn, old.row, dim)
+                if old_vector is not None:
+                    removed.append(old_vector)
+                self._vector_changed(txn, item_id, old_vector, None)
                 change.removed.append(old.row)
                 report.deleted.append(item_id)
             if change:
+                self.store.update_moments(txn, dim, [], removed)
                 self.store.record_change(txn, change, self.config.changelog_keep)
         self.keeper.sync()
         return report

@@ -7,7 +7,35 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .personal_model import LearnerConfig
+
 IndexKind = Literal["auto", "flat", "hnsw"]
+SharedStatisticsMode = Literal["none", "popularity"]
+
+
+class RankingConfig(BaseModel):
+    """How recommendations and personalized search combine the user's head and priors.
+
+    score = personal_weight * taste_z + popularity_weight * popularity
+            + recency_weight * 2^(-age / recency_half_life_days)
+    where taste_z is the user's head, standardized over the catalog, and
+    popularity is log(1 + count) / log(1 + contributing users) (for items nobody
+    has rated yet, the count predicted from content), shrunk while few users
+    contribute (users / (users + popularity_min_users)).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    personal_weight: float = Field(0.1, ge=0.0)
+    popularity_weight: float = Field(1.0, ge=0.0)
+    popularity_min_users: int = Field(50, ge=0)
+    popularity_l2: float = Field(1.0, gt=0.0)
+    recency_weight: float = Field(0.0, ge=0.0)
+    recency_half_life_days: float = Field(30.0, gt=0.0)
+    candidates: int = Field(200, ge=10, le=5_000, description="per retrieval query")
+    interest_queries: int = Field(3, ge=0, le=16)
+    search_personal_weight: float = Field(1.0, ge=0.0)
+    search_candidates: int = Field(200, ge=10, le=5_000)
 
 
 class EngineConfig(BaseModel):
@@ -38,6 +66,14 @@ class EngineConfig(BaseModel):
     exact_filter_limit: int = Field(
         20_000, ge=0, description="filtered queries matching at most this many items are exact"
     )
+
+    shared_statistics: SharedStatisticsMode = "popularity"
+    default_consent: bool = Field(True, description="a new user's consent to shared statistics")
+    max_events: int = Field(256, ge=1, le=10_000, description="events retained per user")
+    max_record_bytes: int = Field(16 * 1024, ge=2048)
+    max_events_per_call: int = Field(1_000, ge=1)
+    learner: LearnerConfig = LearnerConfig()
+    ranking: RankingConfig = RankingConfig()
 
     changelog_keep: int = Field(
         10_000, ge=10, description="catalog change-log entries kept for index catch-up"

@@ -13,7 +13,8 @@ must not cross ``fork()``); any number of processes may open the same directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,7 +25,10 @@ from ..storage.lmdb_env import LmdbEnvironment
 from .catalog import Catalog, Hit
 from .config import EngineConfig
 from .encoder import BaseEncoder, Encoder
+from .events import Event
 from .index_keeper import IndexKeeper
+from .shared_stats import SharedStatistics
+from .users import ErasureReceipt, ForgetReport, InteractReport, Recommendation, Users
 
 INDEX_FILE = "catalog.index"
 LMDB_DIR = "lmdb"
@@ -72,12 +76,80 @@ class Engine:
             self.env.close()
             raise
         self.catalog = Catalog(store, keeper, self.encoder, self.config, clock)
+        self.shared = SharedStatistics(
+            self.env, store, self.config.shared_statistics, self.identity.dimension
+        )
+        self.catalog.vector_listeners.append(self.shared.on_item_vector)
+        self.users = Users(self.catalog, self.shared, self.config, clock, self.fingerprint)
         self._closed = False
 
-    # -- conveniences over the catalog ---------------------------------------------------
+    # -- the SDK surface -----------------------------------------------------------------
 
-    def search(self, text: str, n: int = 10, filters: Mapping[str, Any] | None = None) -> list[Hit]:
-        return self.catalog.search(text, n, filters)
+    def search(
+        self,
+        text: str,
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        user_id: str | None = None,
+    ) -> list[Hit]:
+        """Semantic search; with ``user_id``, re-ranked by that user's model."""
+        if user_id is None:
+            return self.catalog.search(text, n, filters)
+        return self.users.search(text, user_id, n, filters)
+
+    def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
+        """Record a batch of feedback events (see ``Event``)."""
+        return self.users.interact(user_id, events)
+
+    def recommend(
+        self,
+        user_id: str,
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        exclude_seen: bool = True,
+        diversity: float = 0.0,
+    ) -> list[Recommendation]:
+        return self.users.recommend(
+            user_id, n, filters, exclude_seen=exclude_seen, diversity=diversity
+        )
+
+    def recommend_from_history(
+        self,
+        history: Sequence[Event | Mapping[str, Any]],
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        exclude_seen: bool = True,
+        diversity: float = 0.0,
+    ) -> list[Recommendation]:
+        """Stateless recommendations from a list of events; nothing is stored."""
+        return self.users.recommend_from_history(
+            history, n, filters, exclude_seen=exclude_seen, diversity=diversity
+        )
+
+    def export(self, user_id: str) -> dict[str, Any]:
+        return self.users.export(user_id)
+
+    def import_user(self, data: Mapping[str, Any]) -> int:
+        return self.users.import_user(data)
+
+    def forget(
+        self,
+        user_id: str,
+        item_ids: Iterable[str] | None = None,
+        *,
+        before: datetime | None = None,
+        after: datetime | None = None,
+    ) -> ForgetReport:
+        return self.users.forget(user_id, item_ids, before, after)
+
+    def erase(self, user_id: str) -> ErasureReceipt:
+        return self.users.erase(user_id)
+
+    def set_consent(self, user_id: str, shared_statistics: bool) -> int:
+        return self.users.set_consent(user_id, shared_statistics)
 
     def similar(
         self, item_id: str, n: int = 10, filters: Mapping[str, Any] | None = None

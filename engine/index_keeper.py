@@ -266,6 +266,28 @@ class IndexKeeper:
         order = np.lexsort((rows, -scores))[:n]  # ties broken by row, deterministic
         return [(int(rows[i]), float(scores[i])) for i in order]
 
+    def allowed_rows(self, expr: Expr | None) -> set[int] | None:
+        """The rows a filter admits (None: no filter, everything)."""
+        if expr is None:
+            return None
+        self.sync()
+        table = self._ensure_table()
+        with self.lock.reading():
+            return set(table.matching_rows(expr).tolist())
+
+    def most_recent(self, n: int, expr: Expr | None, exclude: set[int]) -> list[int]:
+        """Rows of the newest items by publication time (undated items last)."""
+        self.sync()
+        table = self._ensure_table()
+        with self.lock.reading():
+            rows = table.matching_rows(expr) if expr is not None else table.rows()
+            col = table.column("published_at")
+            stamps = col.dates()
+            positions = np.searchsorted(table.rows(), rows)
+            when = np.nan_to_num(stamps[positions], nan=-np.inf)
+            order = np.lexsort((rows, -when))
+            return [int(rows[i]) for i in order if int(rows[i]) not in exclude][:n]
+
     def vectors(self, rows: Rows) -> np.ndarray:
         """Stored vectors of live rows, from the index (no LMDB read)."""
         with self.lock.reading():

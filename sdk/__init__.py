@@ -8,7 +8,7 @@ The embedded SDK::
         engine.search("plant diseases")
 """
 
-from .engine import BaseEncoder, Engine, EngineConfig, Hit, Item
+from .engine import BaseEncoder, Engine, EngineConfig, Event, Hit, Item, Recommendation
 from .errors import (
     BatchTooLargeError,
     DimensionMismatchError,
@@ -30,6 +30,7 @@ __all__ = [
     "DimensionMismatchError",
     "Engine",
     "EngineConfig",
+    "Event",
     "Hit",
     "InvalidFilterError",
     "InvalidInputError",
@@ -39,6 +40,7 @@ __all__ = [
     "ModelLoadError",
     "ModelMismatchError",
     "OwnrankError",
+    "Recommendation",
     "StoreFormatError",
     "__version__",
 ]

@@ -115,6 +115,40 @@ class StoreIdentity:
 
 
 @dataclass
+class CatalogMoments:
+    """First and second moments of the catalog's embeddings (catalog data only).
+
+    The personal models use them as the "everything else" a user's taste is
+    contrasted with: the Gram matrix stands in for every catalog item as an
+    implicit negative, exactly and in O(d^2), with no sampling.
+    """
+
+    count: int
+    total: np.ndarray  # float64 (d,)
+    gram: np.ndarray  # float64 (d, d)
+
+    @classmethod
+    def empty(cls, dimension: int) -> CatalogMoments:
+        return cls(0, np.zeros(dimension), np.zeros((dimension, dimension)))
+
+    def to_bytes(self) -> bytes:
+        return bytes(
+            msgpack.packb(
+                [self.count, self.total.astype("<f8").tobytes(), self.gram.astype("<f8").tobytes()]
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, dimension: int) -> CatalogMoments:
+        count, total, gram = msgpack.unpackb(raw)
+        return cls(
+            int(count),
+            np.frombuffer(total, dtype="<f8").copy(),
+            np.frombuffer(gram, dtype="<f8").reshape(dimension, dimension).copy(),
+        )
+
+
+@dataclass
 class CatalogChange:
     """What one catalog write did to the set of indexed rows."""
 
@@ -225,8 +259,34 @@ class CatalogStore:
         raw = txn.get(row_key(row), db=self.vectors)
         return None if raw is None else str(msgpack.unpackb(raw)[0])
 
-    def delete_vector(self, txn: Any, row: int) -> None:
+    def delete_vector(self, txn: Any, row: int, dimension: int) -> np.ndarray | None:
+        """Delete a row; return its vector (for the catalog moments), None if absent."""
+        found = self.get_vector(txn, row, dimension)
         txn.delete(row_key(row), db=self.vectors)
+        return None if found is None else found[1]
+
+    # -- catalog moments ---------------------------------------------------------------
+
+    def get_moments(self, txn: Any, dimension: int) -> CatalogMoments:
+        raw = txn.get(b"moments", db=self.meta)
+        if raw is None:
+            return CatalogMoments.empty(dimension)
+        return CatalogMoments.from_bytes(raw, dimension)
+
+    def update_moments(
+        self, txn: Any, dimension: int, added: list[np.ndarray], removed: list[np.ndarray]
+    ) -> None:
+        """Keep the catalog's vector count, sum and Gram matrix in step with its vectors."""
+        if not added and not removed:
+            return
+        moments = self.get_moments(txn, dimension)
+        for sign, vectors in ((1.0, added), (-1.0, removed)):
+            if vectors:
+                block = np.asarray(vectors, dtype=np.float64)
+                moments.count += int(sign) * len(vectors)
+                moments.total += sign * block.sum(axis=0)
+                moments.gram += sign * (block.T @ block)
+        txn.put(b"moments", moments.to_bytes(), db=self.meta)
 
     def iter_vectors(self, txn: Any, dimension: int) -> Iterator[tuple[int, str, np.ndarray]]:
         for key, raw in txn.cursor(db=self.vectors):

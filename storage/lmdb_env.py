@@ -23,9 +23,17 @@ import lmdb
 
 from ..errors import StoreFormatError
 
-# Names of the named databases. The catalog uses the first four; later layers
-# (users, shared statistics) add theirs here so the list stays in one place.
-CATALOG_DATABASES = ("meta", "items", "vectors", "catalog_log")
+# Names of the named databases, in one place: the catalog's four, the user
+# records (one key per user), and the shared statistics derived from users.
+DATABASES = (
+    "meta",
+    "items",
+    "vectors",
+    "catalog_log",
+    "users",
+    "shared_counts",
+    "popular_rank",
+)
 
 
 class LmdbEnvironment:
@@ -35,7 +43,7 @@ class LmdbEnvironment:
         self,
         path: Path,
         *,
-        databases: tuple[str, ...] = CATALOG_DATABASES,
+        databases: tuple[str, ...] = DATABASES,
         map_size: int = 64 * 2**30,
         max_readers: int = 512,
         readonly: bool = False,
@@ -98,6 +106,10 @@ class LmdbEnvironment:
             "page_size": stat["psize"],
             "entries": entries,
         }
+
+    def last_txn_id(self) -> int:
+        """LMDB's id of the last committed transaction (a store-wide sequence number)."""
+        return int(self._env.info()["last_txnid"])
 
     def file_size(self) -> int:
         data = self.path / "data.mdb"

@@ -181,7 +181,8 @@ class VectorIndex:
                 fh.write(_HEADER_LEN.pack(len(header)))
                 fh.write(header)
                 # streamed: no in-memory copy of the whole index
-                faiss.write_index(self._index, faiss.PyCallbackIOWriter(fh.write))
+                writer = faiss.PyCallbackIOWriter(fh.write)  # type: ignore[attr-defined]
+                faiss.write_index(self._index, writer)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -198,7 +199,8 @@ class VectorIndex:
                     raise ValueError("bad magic")
                 (hlen,) = _HEADER_LEN.unpack(fh.read(_HEADER_LEN.size))
                 header = json.loads(fh.read(hlen))
-                index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))
+                reader = faiss.PyCallbackIOReader(fh.read)  # type: ignore[attr-defined]
+                index = faiss.read_index(reader)
                 if fh.read(1):
                     raise ValueError("trailing bytes")
             except Exception as exc:

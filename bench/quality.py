@@ -1,0 +1,269 @@
+"""Recommendation quality of ownrank beside MostPop, ItemKNN and EASE, in one run.
+
+Runs the chrono20 and cold20 protocols of ``../shared/data/README.md`` on
+ml-1m-half and ml-100k. ownrank is measured as deployed: the catalog is
+ingested through the SDK, every training user's ratings are sent with
+``Engine.interact`` (as ``rating`` events with their timestamps), and each test
+user's list comes from ``Engine.recommend`` with a property filter that
+restricts it to the protocol's candidates. Hyperparameters of every model,
+ownrank's ranking weights included, are chosen on the inner validation split.
+
+    python bench/quality.py [--data-dir DIR] [--datasets ml-1m-half,ml-100k] [--quick]
+
+Item embeddings are cached under bench/results/cache (derived from licensed
+data: never committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.baselines import EASE, ItemKNN, MostPop, tune_ease, tune_itemknn
+from bench.eval_data import Dataset, default_data_dir, item_text, load_dataset
+from bench.protocols import Split, chrono20, cold20, evaluate, inner_validation
+from ownrank import BaseEncoder, Engine, EngineConfig
+from ownrank.engine.config import RankingConfig
+
+RESULTS = Path(__file__).resolve().parent / "results"
+WEIGHT_GRID = [(0.0, 1.0), (0.03, 1.0), (0.06, 1.0), (0.1, 1.0), (0.15, 1.0), (0.25, 1.0)]
+
+
+class CachedEncoder:
+    """The frozen base encoder with an on-disk cache of item embeddings (bench only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.inner = BaseEncoder(threads=2)
+        self.path = path
+        self.cache: dict[str, np.ndarray] = {}
+        if path.exists():
+            data = np.load(path)
+            self.cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [self._key(t) for t in texts]
+        missing = sorted(
+            {k: t for k, t in zip(keys, texts, strict=True) if k not in self.cache}.items()
+        )
+        if missing:
+            vectors = self.inner.encode([t for _k, t in missing])
+            self.cache.update({k: v for (k, _t), v in zip(missing, vectors, strict=True)})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(
+                self.path,
+                keys=np.array(list(self.cache)),
+                vectors=np.stack(list(self.cache.values())),
+            )
+        return np.stack([self.cache[k] for k in keys]).astype(np.float32)
+
+
+def build_store(
+    path: Path, dataset: Dataset, split: Split, encoder: CachedEncoder, config: EngineConfig
+) -> tuple[Engine, dict[str, float]]:
+    """A store with the whole catalog and every training user's ratings."""
+    candidates = set(split.candidates.tolist())
+    items = [
+        {
+            "id": str(item_id),
+            "title": item_text(info, rich=bool(info.plot or info.director)),
+            "properties": {"candidate": item_id in candidates},
+        }
+        for item_id, info in sorted(dataset.items.items())
+    ]
+    engine = Engine(path, config, encoder=encoder)
+    t0 = time.perf_counter()
+    for start in range(0, len(items), 1000):
+        engine.catalog.upsert(items[start : start + 1000])
+    t_catalog = time.perf_counter() - t0
+    ratings = split.train_all
+    order = np.lexsort((ratings.item, ratings.timestamp, ratings.user))
+    users, starts = np.unique(ratings.user[order], return_index=True)
+    bounds = [*starts[1:], len(order)]
+    t0 = time.perf_counter()
+    n_events = 0
+    update_times = []
+    for user, lo, hi in zip(users, starts, bounds, strict=True):
+        idx = order[lo:hi][-config.max_events :]  # older ones would be dropped by the cap
+        events = [
+            {"kind": "rating", "item_id": str(i), "value": float(r), "timestamp": float(t)}
+            for i, r, t in zip(
+                ratings.item[idx], ratings.rating[idx], ratings.timestamp[idx], strict=True
+            )
+        ]
+        t1 = time.perf_counter()
+        engine.interact(str(user), events)
+        update_times.append(time.perf_counter() - t1)
+        n_events += len(events)
+    t_users = time.perf_counter() - t0
+    return engine, {
+        "catalog_s": round(t_catalog, 2),
+        "users_s": round(t_users, 2),
+        "events": n_events,
+        "user_update_ms_p50": round(float(np.median(update_times)) * 1000, 2),
+    }
+
+
+def ownrank_metrics(engine: Engine, split: Split) -> dict[str, float]:
+    def rank(user: int) -> list[int]:
+        recs = engine.recommend(str(user), 10, filters={"candidate": True})
+        return [int(r.item_id) for r in recs]
+
+    return evaluate(split, rank)
+
+
+def with_ranking(
+    engine: Engine, path: Path, base: EngineConfig, weights: tuple[float, float]
+) -> Engine:
+    engine.close()
+    ranking = RankingConfig(personal_weight=weights[0], popularity_weight=weights[1])
+    return Engine(path, base.model_copy(update={"ranking": ranking}), encoder=engine.encoder)
+
+
+def run_ownrank(
+    dataset: Dataset, split: Split, encoder: CachedEncoder, shared: str, quick: bool
+) -> dict[str, Any]:
+    base = EngineConfig(shared_statistics=shared)  # type: ignore[arg-type]
+    inner = inner_validation(split)
+    grid = WEIGHT_GRID if shared == "popularity" else [(1.0, 0.0)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "inner"
+        engine, _ = build_store(path, dataset, inner, encoder, base)
+        tuning = {}
+        for weights in grid:
+            engine = with_ranking(engine, path, base, weights)
+            # tuning looks at 500 inner-validation users: plenty to rank a few settings
+            tuning[str(weights)] = evaluate_subset(engine, inner, True)["NDCG@10"]
+        engine.close()
+        best = max(grid, key=lambda w: tuning[str(w)])
+        path = Path(tmp) / "outer"
+        t0 = time.perf_counter()
+        engine, build = build_store(path, dataset, split, encoder, base)
+        fit_s = time.perf_counter() - t0
+        engine = with_ranking(engine, path, base, best)
+        t0 = time.perf_counter()
+        metrics = evaluate_subset(engine, split, quick)
+        rec_ms = (time.perf_counter() - t0) / metrics["n_users"] * 1000
+        engine.close()
+    return {
+        **metrics,
+        "chosen": {"personal_weight": best[0], "popularity_weight": best[1]},
+        "inner_ndcg": tuning,
+        "fit_s": round(fit_s, 1),
+        "update_ms_p50": build["user_update_ms_p50"],
+        "recommend_ms_mean": round(rec_ms, 2),
+    }
+
+
+def evaluate_subset(engine: Engine, split: Split, quick: bool) -> dict[str, float]:
+    if quick and len(split.users) > 500:
+        keep = np.random.default_rng(0).choice(split.users, 500, replace=False)
+        split = Split(
+            split.protocol,
+            split.train,
+            split.train_all,
+            {int(u): split.test[int(u)] for u in keep},
+            split.candidates,
+            split.exclude_train,
+        )
+    return ownrank_metrics(engine, split)
+
+
+def run_baselines(split: Split) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    out["MostPop"] = {
+        **evaluate(split, MostPop().fit(split).scores(split.users)),
+        "fit_s": round(time.perf_counter() - t0, 2),
+    }
+    if split.protocol == "cold20":
+        return out  # collaborative models cannot score new items
+    knn = tune_itemknn(split)
+    t0 = time.perf_counter()
+    model = ItemKNN(knn.best).fit(split)
+    out["ItemKNN"] = {
+        **evaluate(split, model.scores(split.users)),
+        "fit_s": round(time.perf_counter() - t0, 2),
+        "chosen": f"k={knn.best}",
+    }
+    ease = tune_ease(split)
+    t0 = time.perf_counter()
+    model = EASE(ease.best).fit(split)
+    out["EASE"] = {
+        **evaluate(split, model.scores(split.users)),
+        "fit_s": round(time.perf_counter() - t0, 2),
+        "chosen": f"lambda={ease.best}",
+    }
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--datasets", default="ml-1m-half,ml-100k")
+    parser.add_argument("--protocols", default="chrono20,cold20")
+    parser.add_argument("--quick", action="store_true", help="evaluate 500 users per split")
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir or default_data_dir()
+    results: dict[str, Any] = {}
+    for name in args.datasets.split(","):
+        dataset = load_dataset(name, data_dir)  # type: ignore[arg-type]
+        encoder = CachedEncoder(RESULTS / "cache" / f"{name}-embeddings.npz")
+        for protocol in args.protocols.split(","):
+            if protocol == "cold20" and name != "ml-1m-half":
+                continue
+            split = (chrono20 if protocol == "chrono20" else cold20)(dataset.ratings)
+            rows = run_baselines(split)
+            for shared in ("none", "popularity"):
+                label = "ownrank personal" if shared == "none" else "ownrank +popularity"
+                rows[label] = run_ownrank(dataset, split, encoder, shared, args.quick)
+            results[f"{name}/{protocol}"] = rows
+            print_table(f"{name} {protocol}", rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "quality.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {out}")
+
+
+def print_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
+    print(f"\n== {title}")
+    print(f"{'model':24} {'Recall@10':>9} {'NDCG@10':>8} {'HR@10':>7} {'fit s':>7}  notes")
+    for model, r in rows.items():
+        notes = r.get("chosen", "")
+        extra = (
+            f" update p50 {r['update_ms_p50']} ms, recommend {r['recommend_ms_mean']} ms"
+            if "update_ms_p50" in r
+            else ""
+        )
+        print(
+            f"{model:24} {r['Recall@10']:9.4f} {r['NDCG@10']:8.4f} {r['HR@10']:7.4f} "
+            f"{r.get('fit_s', 0):7.1f}  {notes}{extra}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The per-user learner: a ranking head and centres of interest, fit from one user's events.
+
+The head is a weighted ridge regression over the frozen item embeddings (the
+user step of implicit ALS with the base model's vectors as fixed item factors):
+
+    w = argmin  sum_j c_j (w.x_j - y_j)^2  +  c0 * mean_i (w.e_i)^2  +  l2 |w|^2
+
+- ``x_j`` are the embeddings of the items (and search queries) the user gave
+  feedback on; ``y_j`` is 1 for net-positive feedback and ``negative_target`` for
+  net-negative feedback (dislikes, low ratings, skips), with confidence ``c_j`` =
+  the absolute, time-decayed strength of that feedback;
+- the middle term treats *every* catalog item as a weak implicit negative. It
+  needs only the catalog's Gram matrix (catalog data, no user data), so it is
+  exact and O(d^2), with no negative sampling.
+
+The solution is one d x d linear solve: a refit on every write costs about a
+millisecond, and the model is a deterministic function of (retained events,
+catalog embeddings, config), so replaying the events rebuilds it exactly.
+
+Interests: positive items grouped greedily in time order (join the closest
+group if its cosine is at least ``interest_merge_cosine``, else start one; over
+``max_interests`` groups, merge the closest two); used to retrieve candidates
+and to explain recommendations. Time decay is relative to the user's newest
+event, never to the wall clock, so a refit is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..storage.catalog_store import CatalogMoments
+from .events import FeedbackStrengths, strength
+from .user_record import PersonalModel, StoredEvent
+
+Vector = npt.NDArray[np.float32]
+
+
+class LearnerConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    implicit_weight: float = Field(200.0, ge=0.0, description="c0: weight of the catalog")
+    l2: float = Field(1.0, gt=0.0)
+    negative_target: float = Field(-0.5, le=0.0)
+    half_life_days: float = Field(365.0, gt=0.0)
+    max_interests: int = Field(4, ge=1, le=16)
+    interest_merge_cosine: float = Field(0.5, ge=-1.0, le=1.0)
+    strengths: FeedbackStrengths = FeedbackStrengths()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The net feedback on one item or query."""
+
+    ref: str
+    is_query: bool
+    strength: float  # signed, time-decayed sum
+    last_event: int  # index of its newest event
+
+
+def observations(events: Sequence[StoredEvent], cfg: LearnerConfig) -> list[Observation]:
+    """Net feedback per item (and per query), oldest first by last event."""
+    if not events:
+        return []
+    newest = max(e.ts for e in events)
+    half_life = cfg.half_life_days * 86_400.0
+    totals: dict[tuple[bool, str], list[float]] = {}
+    for idx, event in enumerate(events):
+        decay = 0.5 ** ((newest - event.ts) / half_life)
+        s = strength(event.kind, event.value, event.weight, cfg.strengths) * decay
+        key = (event.is_search, event.ref)
+        acc = totals.setdefault(key, [0.0, idx])
+        acc[0] += s
+        acc[1] = idx
+    out = [Observation(ref, q, s, int(last)) for (q, ref), (s, last) in totals.items() if s != 0.0]
+    out.sort(key=lambda o: o.last_event)
+    return out
+
+
+def fit(
+    events: Sequence[StoredEvent],
+    item_vectors: Mapping[str, Vector],
+    query_vectors: Mapping[str, Vector],
+    moments: CatalogMoments,
+    cfg: LearnerConfig,
+) -> PersonalModel | None:
+    """Fit the head and interests; items missing from ``item_vectors`` (deleted) are ignored."""
+    obs = [
+        o
+        for o in observations(events, cfg)
+        if (query_vectors if o.is_query else item_vectors).get(o.ref) is not None
+    ]
+    if not obs:
+        return None
+    dim = moments.gram.shape[0]
+    x = np.stack([(query_vectors if o.is_query else item_vectors)[o.ref] for o in obs]).astype(
+        np.float64
+    )
+    conf = np.array([abs(o.strength) for o in obs])
+    target = np.array([1.0 if o.strength > 0 else cfg.negative_target for o in obs])
+    a = cfg.l2 * np.eye(dim)
+    if moments.count:
+        a += (cfg.implicit_weight / moments.count) * moments.gram
+    a += (x * conf[:, None]).T @ x
+    b = x.T @ (conf * target)
+    w = np.linalg.solve(a, b)
+    offset, scale = head_moments(w, moments)
+    interests = group_interests(
+        [o for o in obs if o.strength > 0 and not o.is_query], item_vectors, cfg
+    )
+    return PersonalModel(w.astype(np.float32), offset, scale, interests)
+
+
+def head_moments(w: npt.NDArray[np.float64], moments: CatalogMoments) -> tuple[float, float]:
+    """Mean and standard deviation of ``w . e`` over the catalog, from its moments."""
+    if moments.count == 0:
+        return 0.0, 1.0
+    mean = moments.total / moments.count
+    cov = moments.gram / moments.count - np.outer(mean, mean)
+    var = float(w @ cov @ w)
+    return float(w @ mean), math.sqrt(var) if var > 1e-12 else 1.0
+
+
+def group_interests(
+    positives: Sequence[Observation], item_vectors: Mapping[str, Vector], cfg: LearnerConfig
+) -> list[tuple[float, list[int]]]:
+    groups: list[tuple[np.ndarray, float, list[int]]] = []  # (sum vector, weight, members)
+    for o in positives:
+        v = np.asarray(item_vectors[o.ref], dtype=np.float64) * o.strength
+        best, best_cos = -1, cfg.interest_merge_cosine
+        for gi, (total, _w, _m) in enumerate(groups):
+            cos = float(total @ v) / float(np.linalg.norm(total) * np.linalg.norm(v) + 1e-12)
+            if cos >= best_cos:
+                best, best_cos = gi, cos
+        if best >= 0:
+            total, weight, members = groups[best]
+            groups[best] = (total + v, weight + o.strength, [*members, o.last_event])
+        else:
+            groups.append((v, o.strength, [o.last_event]))
+        if len(groups) > cfg.max_interests:
+            groups = _merge_closest(groups)
+    return [(weight, members) for _t, weight, members in groups]
+
+
+def _merge_closest(
+    groups: list[tuple[np.ndarray, float, list[int]]],
+) -> list[tuple[np.ndarray, float, list[int]]]:
+    units = [t / (np.linalg.norm(t) + 1e-12) for t, _w, _m in groups]
+    best = (0, 1, -2.0)
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            cos = float(units[i] @ units[j])
+            if cos > best[2]:
+                best = (i, j, cos)
+    i, j, _ = best
+    ti, wi, mi = groups[i]
+    tj, wj, mj = groups[j]
+    merged = (ti + tj, wi + wj, sorted([*mi, *mj]))
+    rest = [g for k, g in enumerate(groups) if k not in (i, j)]
+    return [*rest[:i], merged, *rest[i:]]

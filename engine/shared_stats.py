@@ -1,0 +1,189 @@
+"""Shared statistics derived from users, kept exactly removable.
+
+Only integer quantities are shared, so removing a contribution restores the
+state bit for bit (integer addition is exact and order-free). Each user record
+holds a *ledger* of what it contributed; every write of a user applies the
+difference between its old and new ledger in the same LMDB transaction, and
+erasure applies ``new = {}``. Invariant (tested): every shared quantity equals
+the sum over the ledgers of the users that exist.
+
+The ``popularity`` statistic (``shared_statistics="popularity"``; per-user
+consent can opt out):
+
+- ``pop/<item>``: how many users have net-positive feedback on the item;
+- ``users``: how many users contribute;
+- ``popvec``: sum over catalog items of F(count) * Q(embedding), with
+  F(c) = round(log(1 + c) * 2^16) and Q(e) = round(e * 2^15): the right-hand
+  side of a ridge regression of log-popularity on content, which predicts the
+  popularity of items nobody has seen yet (cold start);
+- the ``popular_rank`` database orders items by count, for popular candidates.
+
+With ``shared_statistics="none"`` nothing here is ever written.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ..storage.catalog_store import CatalogStore
+from ..storage.lmdb_env import LmdbEnvironment
+
+POP = "pop"
+F_SCALE = 65_536
+Q_SCALE = 32_768
+_COUNT = struct.Struct(">q")
+_RANK_TOP = 2**63 - 1
+
+Ledger = dict[str, list[str]]
+
+
+def f_pop(count: int) -> int:
+    return round(math.log1p(count) * F_SCALE) if count > 0 else 0
+
+
+def q_vec(vector: np.ndarray) -> np.ndarray:
+    return np.rint(np.asarray(vector, dtype=np.float64) * Q_SCALE).astype(np.int64)
+
+
+def _pop_key(item_id: str) -> bytes:
+    return b"pop\x00" + item_id.encode()
+
+
+def _rank_key(count: int, item_id: str) -> bytes:
+    return _COUNT.pack(_RANK_TOP - count) + item_id.encode()
+
+
+class SharedStatistics:
+    def __init__(self, env: LmdbEnvironment, catalog: CatalogStore, mode: str, dim: int) -> None:
+        self.enabled = mode == "popularity"
+        self.catalog = catalog
+        self.counts_db = env.db("shared_counts")
+        self.rank_db = env.db("popular_rank")
+        self.dim = dim
+
+    # -- ledgers ------------------------------------------------------------------------
+
+    def ledger_for(self, consent: bool, positive_items: Iterable[str]) -> Ledger:
+        if not (self.enabled and consent):
+            return {}
+        items = sorted(set(positive_items))
+        return {POP: items} if items else {}
+
+    def apply(self, txn: Any, old: Ledger, new: Ledger) -> int:
+        """Move shared state from ``old`` to ``new`` contributions; return units changed."""
+        before, after = set(old.get(POP, ())), set(new.get(POP, ()))
+        changed = 0
+        for item_id in sorted(before - after):
+            self._add(txn, item_id, -1)
+            changed += 1
+        for item_id in sorted(after - before):
+            self._add(txn, item_id, +1)
+            changed += 1
+        if bool(before) != bool(after):
+            self._add_int(txn, b"users", 1 if after else -1)
+            changed += 1
+        return changed
+
+    # -- reads --------------------------------------------------------------------------
+
+    def count(self, txn: Any, item_id: str) -> int:
+        raw = txn.get(_pop_key(item_id), db=self.counts_db)
+        return 0 if raw is None else int(_COUNT.unpack(raw)[0])
+
+    def users(self, txn: Any) -> int:
+        raw = txn.get(b"users", db=self.counts_db)
+        return 0 if raw is None else int(msgpack.unpackb(raw))
+
+    def top(self, txn: Any, n: int, keep: Callable[[str], bool] | None = None) -> list[str]:
+        """The most popular item ids, best first (ties by id)."""
+        out: list[str] = []
+        for key in txn.cursor(db=self.rank_db).iternext(keys=True, values=False):
+            item_id = bytes(key[8:]).decode()
+            if keep is None or keep(item_id):
+                out.append(item_id)
+                if len(out) >= n:
+                    break
+        return out
+
+    def popvec(self, txn: Any) -> np.ndarray:
+        raw = txn.get(b"popvec", db=self.counts_db)
+        if raw is None:
+            return np.zeros(self.dim, dtype=np.int64)
+        return np.frombuffer(raw, dtype="<i8").copy()
+
+    def totals(self, txn: Any) -> dict[str, int]:
+        """Every per-item count (for audits and the ledger invariant)."""
+        out: dict[str, int] = {}
+        cursor = txn.cursor(db=self.counts_db)
+        if cursor.set_range(b"pop\x00"):
+            for key, raw in cursor:
+                if not bytes(key).startswith(b"pop\x00"):
+                    break
+                out[bytes(key[4:]).decode()] = int(_COUNT.unpack(raw)[0])
+        return out
+
+    # -- writes -------------------------------------------------------------------------
+
+    def _add(self, txn: Any, item_id: str, delta: int) -> None:
+        old = self.count(txn, item_id)
+        new = old + delta
+        if new < 0:
+            raise RuntimeError(f"shared count of {item_id!r} would go negative")
+        if new:
+            txn.put(_pop_key(item_id), _COUNT.pack(new), db=self.counts_db)
+        else:
+            txn.delete(_pop_key(item_id), db=self.counts_db)
+        if old:
+            txn.delete(_rank_key(old, item_id), db=self.rank_db)
+        if new:
+            txn.put(_rank_key(new, item_id), b"", db=self.rank_db)
+        vector = self._vector(txn, item_id)
+        if vector is not None:
+            self._move_content(txn, vector, f_pop(old), f_pop(new))
+
+    def _vector(self, txn: Any, item_id: str) -> np.ndarray | None:
+        stored = self.catalog.get_item(txn, item_id)
+        if stored is None:
+            return None
+        found = self.catalog.get_vector(txn, stored.row, self.dim)
+        return None if found is None else found[1]
+
+    def _move_content(self, txn: Any, vector: np.ndarray, f_old: int, f_new: int) -> None:
+        if f_old == f_new:
+            return
+        vec = self.popvec(txn) + (f_new - f_old) * q_vec(vector)
+        txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
+
+    def _add_int(self, txn: Any, key: bytes, delta: int) -> None:
+        raw = txn.get(key, db=self.counts_db)
+        value = (0 if raw is None else int(msgpack.unpackb(raw))) + delta
+        if value:
+            txn.put(key, msgpack.packb(value), db=self.counts_db)
+        else:
+            txn.delete(key, db=self.counts_db)
+
+    def on_item_vector(
+        self, txn: Any, item_id: str, old: np.ndarray | None, new: np.ndarray | None
+    ) -> None:
+        """Catalog hook: an item was added, re-embedded or deleted (inside its transaction).
+
+        ``popvec`` covers catalog items only, so an item leaving the catalog takes
+        its F(count) * Q(e) out, and one (re-)entering puts it back in.
+        """
+        if not self.enabled:
+            return
+        f = f_pop(self.count(txn, item_id))
+        if not f:
+            return
+        vec = self.popvec(txn)
+        if old is not None:
+            vec -= f * q_vec(old)
+        if new is not None:
+            vec += f * q_vec(new)
+        txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)

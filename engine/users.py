@@ -1,0 +1,775 @@
+"""Users: feedback in, recommendations and personalized search out, and forgetting.
+
+Each user is one record under one key in the ``users`` database; the key is an
+HMAC of the user id with a per-store secret, so raw ids never sit on disk.
+Every write of a user (interact, forget, consent, import, erase) is one LMDB
+transaction that also moves the shared statistics from the user's old ledger
+to the new one, so erasure subtracts exactly what the user added.
+
+Writes are optimistic: the new record is computed outside the transaction
+(model fit, query embeddings), then committed only if the record's version is
+still the one it was computed from; otherwise it is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from ..errors import BatchTooLargeError, InvalidInputError
+from ..storage.catalog_store import CatalogMoments, CatalogStore
+from .catalog import Catalog, Hit, check_n
+from .config import EngineConfig
+from .events import MAX_QUERY_CHARS, Event, KindCode
+from .items import is_valid_item_id
+from .personal_model import fit, observations
+from .shared_stats import F_SCALE, Q_SCALE, SharedStatistics
+from .user_record import PersonalModel, StoredEvent, UserRecord
+
+SECRET_META_KEY = "user_key_secret"
+# cold start without popularity shows recent items, spread over topics
+COLD_START_DIVERSITY = 0.3
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    item: Any  # Item
+    explanation: dict[str, Any]
+
+
+@dataclass
+class InteractReport:
+    accepted: int
+    unknown_items: list[str] = field(default_factory=list)
+    version: int = 0
+
+
+@dataclass
+class ForgetReport:
+    events_removed: int
+    shared_units_subtracted: int
+    version: int
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What erasure did, in terms the user can check (no raw id inside)."""
+
+    user_key: str
+    erased_at: str
+    existed: bool
+    events_removed: int
+    shared_units_subtracted: int
+    model_fingerprint: str
+    catalog_seq: int
+    lmdb_txn_id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_user_id(user_id: object) -> str:
+    if not is_valid_item_id(user_id):
+        raise InvalidInputError(
+            f"invalid user id {user_id!r}: 1-256 characters from A-Z a-z 0-9 . _ : @ ~ -"
+        )
+    return str(user_id)
+
+
+def _ts(event: Event, now: float) -> int:
+    return int(event.timestamp.timestamp()) if event.timestamp else int(now)
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Users:
+    def __init__(
+        self,
+        catalog: Catalog,
+        shared: SharedStatistics,
+        config: EngineConfig,
+        clock: Callable[[], float],
+        model_fingerprint: str,
+    ) -> None:
+        self.catalog = catalog
+        self.store: CatalogStore = catalog.store
+        self.env = catalog.env
+        self.db = self.env.db("users")
+        self.shared = shared
+        self.config = config
+        self.clock = clock
+        self.model_fingerprint = model_fingerprint
+        self._secret = self._load_secret()
+        self._moments: tuple[int, CatalogMoments] | None = None
+        self._pop_solver: tuple[int, np.ndarray] | None = None
+
+    # -- keys ---------------------------------------------------------------------------
+
+    def _load_secret(self) -> bytes:
+        with self.env.write() as txn:
+            raw = txn.get(SECRET_META_KEY.encode(), db=self.store.meta)
+            if raw is None:
+                raw = hashlib.sha256(np.random.default_rng().bytes(64)).digest()
+                txn.put(SECRET_META_KEY.encode(), raw, db=self.store.meta)
+            return bytes(raw)
+
+    def key(self, user_id: str) -> bytes:
+        """The user's key: HMAC-SHA256(store secret, user id), first 16 bytes."""
+        check_user_id(user_id)
+        return hmac.new(self._secret, user_id.encode(), hashlib.sha256).digest()[:16]
+
+    def _get(self, txn: Any, key: bytes) -> UserRecord | None:
+        raw = txn.get(key, db=self.db)
+        return None if raw is None else UserRecord.from_bytes(raw)
+
+    def record(self, user_id: str) -> UserRecord | None:
+        with self.env.read() as txn:
+            return self._get(txn, self.key(user_id))
+
+    # -- catalog facts --------------------------------------------------------------------
+
+    def moments(self) -> CatalogMoments:
+        """The catalog's embedding moments, cached per catalog version."""
+        with self.env.read() as txn:
+            seq = self.store.catalog_seq(txn)
+            if self._moments is None or self._moments[0] != seq:
+                self._moments = (seq, self.store.get_moments(txn, self.catalog.keeper.dimension))
+        return self._moments[1]
+
+    def _item_vectors(self, txn: Any, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        dim = self.catalog.keeper.dimension
+        for item_id in item_ids:
+            stored = self.store.get_item(txn, item_id)
+            if stored is not None:
+                found = self.store.get_vector(txn, stored.row, dim)
+                if found is not None:
+                    out[item_id] = found[1]
+        return out
+
+    # -- building records ----------------------------------------------------------------
+
+    def _events_from(self, raw_events: Sequence[Event | Mapping[str, Any]]) -> list[Event]:
+        if not isinstance(raw_events, list | tuple):
+            raise InvalidInputError("events must be a list")
+        if len(raw_events) > self.config.max_events_per_call:
+            raise BatchTooLargeError(
+                f"{len(raw_events)} events in one call; the limit is "
+                f"{self.config.max_events_per_call}"
+            )
+        events: list[Event] = []
+        problems: list[str] = []
+        for pos, raw in enumerate(raw_events):
+            try:
+                events.append(raw if isinstance(raw, Event) else Event.model_validate(raw))
+            except ValidationError as exc:
+                why = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'event'}: "
+                    f"{str(e['msg']).removeprefix('Value error, ')}"
+                    for e in exc.errors()
+                )
+                problems.append(f"#{pos}: {why}")
+        if problems:
+            raise InvalidInputError(
+                f"{len(problems)} invalid event(s), nothing stored: " + " | ".join(problems[:5]),
+                problems=problems,
+            )
+        return events
+
+    def _compact(self, record: UserRecord) -> None:
+        """Apply the caps: newest ``max_events`` events, at most ``max_record_bytes``."""
+        record.events.sort(key=lambda e: e.ts)
+        if len(record.events) > self.config.max_events:
+            del record.events[: len(record.events) - self.config.max_events]
+        while len(record.to_bytes()) > self.config.max_record_bytes and record.events:
+            drop = max(1, len(record.events) // 16)
+            del record.events[:drop]
+            record.model = None  # refit below; the model only shrinks with the events
+
+    def _refit(self, record: UserRecord) -> dict[str, np.ndarray]:
+        """Fit the model from the record's events; return the item vectors used."""
+        refs = {e.ref for e in record.events if not e.is_search}
+        queries = sorted({e.ref for e in record.events if e.is_search})
+        with self.env.read() as txn:
+            vectors = self._item_vectors(txn, refs)
+        query_vectors: dict[str, np.ndarray] = {}
+        if queries:
+            encoded = self.catalog.encoder.encode(queries)
+            query_vectors = dict(zip(queries, encoded, strict=True))
+        record.model = fit(
+            record.events, vectors, query_vectors, self.moments(), self.config.learner
+        )
+        return vectors
+
+    def _positive_items(self, record: UserRecord, vectors: Mapping[str, np.ndarray]) -> list[str]:
+        return [
+            o.ref
+            for o in observations(record.events, self.config.learner)
+            if o.strength > 0 and not o.is_query and o.ref in vectors
+        ]
+
+    def _write(
+        self,
+        user_id: str,
+        change: Callable[[UserRecord | None], UserRecord | None],
+        *,
+        create: bool = True,
+    ) -> tuple[UserRecord | None, UserRecord | None, int]:
+        """Apply ``change`` to the user's record atomically; return (old, new, shared units)."""
+        key = self.key(user_id)
+        for _attempt in range(20):
+            with self.env.read() as txn:
+                old = self._get(txn, key)
+            if old is None and not create:
+                return None, None, 0
+            new = change(_copy(old))
+            vectors: Mapping[str, np.ndarray] = {}
+            if new is not None:
+                self._compact(new)
+                vectors = self._refit(new)
+            with self.env.write() as txn:
+                current = self._get(txn, key)
+                if (current.version if current else -1) != (old.version if old else -1):
+                    continue  # another writer got there first: recompute
+                old_ledger = current.ledger if current else {}
+                if new is None:
+                    units = self.shared.apply(txn, old_ledger, {})
+                    if current is not None:
+                        txn.delete(key, db=self.db)
+                    return old, None, units
+                new.ledger = self.shared.ledger_for(
+                    new.consent_shared, self._positive_items(new, vectors)
+                )
+                units = self.shared.apply(txn, old_ledger, new.ledger)
+                new.version = (old.version if old else 0) + 1
+                txn.put(key, new.to_bytes(), db=self.db)
+                return old, new, units
+        raise RuntimeError("user write kept racing with concurrent writers")  # pragma: no cover
+
+    def _new_record(self) -> UserRecord:
+        return UserRecord(consent_shared=self.config.default_consent, created_at=int(self.clock()))
+
+    # -- feedback -------------------------------------------------------------------------
+
+    def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
+        """Record feedback; events on unknown items are reported back, not stored."""
+        check_user_id(user_id)
+        parsed = self._events_from(events)
+        now = self.clock()
+        item_ids = {e.item_id for e in parsed if e.item_id is not None}
+        with self.env.read() as txn:
+            known = {i for i in item_ids if self.store.get_item(txn, i) is not None}
+        unknown = sorted(item_ids - known)
+        stored = [
+            StoredEvent(
+                KindCode[e.kind],
+                e.item_id if e.item_id is not None else (e.query or "").strip(),
+                e.value,
+                e.weight,
+                _ts(e, now),
+            )
+            for e in parsed
+            if e.item_id is None or e.item_id in known
+        ]
+        if not stored:
+            record = self.record(user_id)
+            return InteractReport(0, unknown, record.version if record else 0)
+
+        def add(record: UserRecord | None) -> UserRecord:
+            record = record or self._new_record()
+            record.events.extend(stored)
+            return record
+
+        _old, new, _units = self._write(user_id, add)
+        assert new is not None
+        return InteractReport(len(stored), unknown, new.version)
+
+    def set_consent(self, user_id: str, shared: bool) -> int:
+        """Give or withdraw consent to shared statistics; withdrawing subtracts at once."""
+
+        def change(record: UserRecord | None) -> UserRecord:
+            record = record or self._new_record()
+            record.consent_shared = bool(shared)
+            return record
+
+        _old, new, _units = self._write(user_id, change)
+        assert new is not None
+        return new.version
+
+    def forget(
+        self,
+        user_id: str,
+        item_ids: Iterable[str] | None = None,
+        before: datetime | None = None,
+        after: datetime | None = None,
+    ) -> ForgetReport:
+        """Drop the events matching all given criteria; the model is refit without them."""
+        ids = None if item_ids is None else {str(i) for i in item_ids}
+        if ids is None and before is None and after is None:
+            raise InvalidInputError("forget needs item_ids, before or after")
+        lo = after.timestamp() if after else None
+        hi = before.timestamp() if before else None
+
+        def matches(e: StoredEvent) -> bool:
+            if ids is not None and (e.is_search or e.ref not in ids):
+                return False
+            if hi is not None and not e.ts < hi:
+                return False
+            return not (lo is not None and not e.ts > lo)
+
+        removed = 0
+
+        def drop(record: UserRecord | None) -> UserRecord | None:
+            nonlocal removed
+            assert record is not None
+            kept = [e for e in record.events if not matches(e)]
+            removed = len(record.events) - len(kept)
+            record.events = kept
+            return record
+
+        _old, new, units = self._write(user_id, drop, create=False)
+        return ForgetReport(removed, units, new.version if new else 0)
+
+    def erase(self, user_id: str) -> ErasureReceipt:
+        """Delete the user's key and subtract their shared contributions, in one transaction."""
+        key = self.key(user_id)
+        old, _new, units = self._write(user_id, lambda record: None, create=False)
+        with self.env.read() as txn:
+            seq = self.store.catalog_seq(txn)
+        return ErasureReceipt(
+            user_key=key.hex(),
+            erased_at=_iso(int(self.clock())),
+            existed=old is not None,
+            events_removed=len(old.events) if old else 0,
+            shared_units_subtracted=units,
+            model_fingerprint=self.model_fingerprint,
+            catalog_seq=seq,
+            lmdb_txn_id=int(self.env.last_txn_id()),
+        )
+
+    # -- export / import -----------------------------------------------------------------
+
+    def export(self, user_id: str) -> dict[str, Any]:
+        """The user's complete record as readable JSON-ready data."""
+        record = self.record(user_id)
+        if record is None:
+            return {"format": 1, "user_id": user_id, "exists": False}
+        return export_record(user_id, record)
+
+    def import_user(self, data: Mapping[str, Any]) -> int:
+        """Restore a user from ``export`` output (replaces any current record)."""
+        if not isinstance(data, Mapping) or data.get("format") != 1:
+            raise InvalidInputError("not an ownrank user export (format 1)")
+        user_id = check_user_id(data.get("user_id"))
+        if not data.get("exists", True):
+            self.erase(user_id)
+            return 0
+        try:
+            events = [_event_from_export(e) for e in data["events"]]
+            consent = bool(data["consent"]["shared_statistics"])
+            created = int(datetime.fromisoformat(data["created_at"]).timestamp())
+            version = int(data["version"])
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            raise InvalidInputError(f"malformed user export: {exc}") from None
+        if len(events) > self.config.max_events:
+            raise BatchTooLargeError(f"more than {self.config.max_events} events")
+
+        def replace(_record: UserRecord | None) -> UserRecord:
+            return UserRecord(consent, created, 0, events)
+
+        _old, new, _units = self._write(user_id, replace)
+        assert new is not None
+        # keep the exported version number so a round trip is identical
+        with self.env.write() as txn:
+            current = self._get(txn, self.key(user_id))
+            if current is not None and current.version == new.version:
+                current.version = version
+                txn.put(self.key(user_id), current.to_bytes(), db=self.db)
+        return version
+
+    # -- ranking --------------------------------------------------------------------------
+
+    def _popularity_direction(self, txn: Any, moments: CatalogMoments) -> np.ndarray | None:
+        """Ridge regression of log(1 + count) on content over the catalog (cold-start prior)."""
+        if not self.shared.enabled or moments.count == 0:
+            return None
+        seq = self.store.catalog_seq(txn)
+        if self._pop_solver is None or self._pop_solver[0] != seq:
+            dim = moments.gram.shape[0]
+            a = moments.gram + self.config.ranking.popularity_l2 * np.eye(dim)
+            self._pop_solver = (seq, np.linalg.inv(a))
+        rhs = self.shared.popvec(txn).astype(np.float64) / (F_SCALE * Q_SCALE)
+        if not rhs.any():
+            return None
+        return np.asarray(self._pop_solver[1] @ rhs)
+
+    def _popularity(
+        self, txn: Any, item_ids: Sequence[str], vectors: np.ndarray, moments: CatalogMoments
+    ) -> np.ndarray:
+        """Popularity on a [0, 1] scale: log(1 + count) / log(1 + contributing users).
+
+        Items nobody has rated yet get their count predicted from content. The
+        result is shrunk by users / (users + popularity_min_users): counts from a
+        handful of users are noise, not a prior.
+        """
+        n_users = self.shared.users(txn) if self.shared.enabled else 0
+        if n_users == 0 or not item_ids:
+            return np.zeros(len(item_ids))
+        counts = np.array([self.shared.count(txn, i) for i in item_ids], dtype=np.float64)
+        values = np.log1p(counts)
+        unseen = counts == 0
+        if unseen.any():
+            direction = self._popularity_direction(txn, moments)
+            if direction is not None:
+                values[unseen] = np.maximum(vectors[unseen] @ direction, 0.0)
+        shrink = n_users / (n_users + self.config.ranking.popularity_min_users)
+        return np.asarray(np.clip(values / math.log1p(n_users), 0.0, 1.0) * shrink)
+
+    def _recency(self, items: Sequence[Any]) -> np.ndarray:
+        cfg = self.config.ranking
+        if cfg.recency_weight == 0.0:
+            return np.zeros(len(items))
+        now = self.clock()
+        out = np.zeros(len(items))
+        for k, item in enumerate(items):
+            if item.published_at is not None:
+                age_days = max(0.0, now - item.published_at.timestamp()) / 86_400.0
+                out[k] = 0.5 ** (age_days / cfg.recency_half_life_days)
+        return out
+
+    def recommend(
+        self,
+        user_id: str,
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        exclude_seen: bool = True,
+        diversity: float = 0.0,
+    ) -> list[Recommendation]:
+        """Items for this user: candidates around the head, interests and popular items,
+        re-ranked by the personal model and priors. Unknown users get the cold-start list."""
+        check_n(n)
+        record = self.record(user_id)
+        if record is not None and record.model is not None and self._has_deleted_items(record):
+            # a catalog item the model used is gone: replay the events without it
+            _old, record, _u = self._write(user_id, lambda r: r, create=False)
+        return self._rank(record, n, filters, exclude_seen, diversity)
+
+    def recommend_from_history(
+        self,
+        events: Sequence[Event | Mapping[str, Any]],
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        exclude_seen: bool = True,
+        diversity: float = 0.0,
+    ) -> list[Recommendation]:
+        """Stateless: the same model built in memory from ``events``; nothing is stored."""
+        check_n(n)
+        parsed = self._events_from(events)
+        now = self.clock()
+        with self.env.read() as txn:
+            known = {
+                e.item_id
+                for e in parsed
+                if e.item_id is not None and self.store.get_item(txn, e.item_id) is not None
+            }
+        record = self._new_record()
+        record.events = [
+            StoredEvent(
+                KindCode[e.kind],
+                e.item_id if e.item_id is not None else (e.query or "").strip(),
+                e.value,
+                e.weight,
+                _ts(e, now),
+            )
+            for e in parsed
+            if e.item_id is None or e.item_id in known
+        ]
+        self._compact(record)
+        self._refit(record)
+        return self._rank(record, n, filters, exclude_seen, diversity)
+
+    def _has_deleted_items(self, record: UserRecord) -> bool:
+        with self.env.read() as txn:
+            return any(
+                self.store.get_item(txn, e.ref) is None for e in record.events if not e.is_search
+            )
+
+    def _rank(
+        self,
+        record: UserRecord | None,
+        n: int,
+        filters: Mapping[str, Any] | None,
+        exclude_seen: bool,
+        diversity: float,
+    ) -> list[Recommendation]:
+        if not 0.0 <= diversity <= 1.0:
+            raise InvalidInputError("diversity must be between 0 and 1")
+        expr = self.catalog.parse_filters(filters)
+        cfg = self.config.ranking
+        keeper = self.catalog.keeper
+        model = record.model if record else None
+        seen = record.item_ids() if (record and exclude_seen) else set()
+        with self.env.read() as txn:
+            seen_rows = [s.row for i in seen if (s := self.store.get_item(txn, i)) is not None]
+        want = max(cfg.candidates, 3 * n)
+        rows: dict[int, str] = {}  # candidate row -> why it was retrieved
+        queries: list[tuple[np.ndarray, str, int]] = []
+        interests: list[tuple[np.ndarray, list[str]]] = []
+        if model is not None and record is not None:
+            w = model.weights
+            queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
+            interests = self._interest_vectors(record, model)
+            for vec, _members in interests[: cfg.interest_queries]:
+                queries.append((vec, "interest", want // 2))
+        moments = self.moments()
+        with self.env.read() as txn:
+            direction = self._popularity_direction(txn, moments)
+        if direction is not None:
+            queries.append((direction / (np.linalg.norm(direction) + 1e-12), "popular", want))
+        for vec, why, k in queries:
+            for row, _score in keeper.search(vec, k, expr, np.asarray(seen_rows, np.int64)):
+                rows.setdefault(row, why)
+        with self.env.read() as txn:
+            allowed = keeper.allowed_rows(expr)
+            for item_id in self.shared.top(txn, want, keep=lambda i: i not in seen):
+                stored = self.store.get_item(txn, item_id)
+                if stored is not None and (allowed is None or stored.row in allowed):
+                    rows.setdefault(stored.row, "popular")
+        if not queries and not rows:  # no model, no popularity: recent and diverse
+            for row in keeper.most_recent(want, expr, set(seen_rows)):
+                rows.setdefault(row, "recent")
+        if not rows:
+            return []
+        cand_rows = np.fromiter(rows, dtype=np.int64, count=len(rows))
+        with self.env.read() as txn:
+            items, keep_rows = [], []
+            for row in cand_rows:
+                ref = self.store.item_id_of_row(txn, int(row))
+                stored = self.store.get_item(txn, ref) if ref else None
+                if stored is not None and stored.row == row and stored.item.id not in seen:
+                    items.append(stored.item)
+                    keep_rows.append(int(row))
+            if not items:
+                return []
+            vectors = keeper.vectors(np.asarray(keep_rows, np.int64))
+            ids = [it.id for it in items]
+            popularity = self._popularity(txn, ids, vectors, moments)
+            has_popularity = bool(popularity.any())
+        taste = np.zeros(len(items))
+        if model is not None:
+            taste = (vectors @ model.weights - model.offset) / model.scale
+        recency = self._recency(items)
+        parts = {
+            "personal": cfg.personal_weight * taste,
+            "popularity": cfg.popularity_weight * popularity,
+            "recency": cfg.recency_weight * recency,
+        }
+        if model is None and not has_popularity:  # cold start with no priors: recent, diverse
+            parts["recency"] = recency if recency.any() else self._recency_rank(items)
+            diversity = max(diversity, COLD_START_DIVERSITY)
+        scores = parts["personal"] + parts["popularity"] + parts["recency"]
+        order = _select(scores, vectors, n, diversity)
+        out = []
+        for k in order:
+            explanation = self._explain(
+                k, items[k], vectors[k], parts, rows[keep_rows[k]], interests, record
+            )
+            out.append(Recommendation(items[k].id, float(scores[k]), items[k], explanation))
+        return out
+
+    def _recency_rank(self, items: Sequence[Any]) -> np.ndarray:
+        """Newest first (items without a date last), as a score in [0, 1]."""
+        stamps = np.array(
+            [it.published_at.timestamp() if it.published_at else -np.inf for it in items]
+        )
+        order = np.argsort(-stamps, kind="stable")
+        out = np.zeros(len(items))
+        out[order] = np.linspace(1.0, 0.0, num=len(items))
+        return out
+
+    def _interest_vectors(
+        self, record: UserRecord, model: PersonalModel
+    ) -> list[tuple[np.ndarray, list[str]]]:
+        members = [
+            [record.events[i].ref for i in idx if i < len(record.events)]
+            for _w, idx in sorted(model.interests, key=lambda g: -g[0])
+        ]
+        with self.env.read() as txn:
+            vectors = self._item_vectors(txn, {m for group in members for m in group})
+        out = []
+        for group in members:
+            present = [m for m in group if m in vectors]
+            if present:
+                total = np.sum([vectors[m] for m in present], axis=0)
+                out.append((total / (np.linalg.norm(total) + 1e-12), present))
+        return out
+
+    def _explain(
+        self,
+        k: int,
+        item: Any,
+        vector: np.ndarray,
+        parts: Mapping[str, np.ndarray],
+        retrieved_by: str,
+        interests: list[tuple[np.ndarray, list[str]]],
+        record: UserRecord | None,
+    ) -> dict[str, Any]:
+        contributions = {name: round(float(v[k]), 4) for name, v in parts.items()}
+        reason = max(contributions, key=lambda name: contributions[name])
+        out: dict[str, Any] = {"reason": reason, "retrieved_by": retrieved_by, **contributions}
+        if reason == "personal" and interests:
+            sims = [float(vec @ vector) for vec, _m in interests]
+            best = int(np.argmax(sims))
+            out["interest"] = best
+            members = interests[best][1]
+            with self.env.read() as txn:
+                member_vectors = self._item_vectors(txn, members)
+            if member_vectors:
+                out["because_of"] = max(
+                    member_vectors, key=lambda m: float(member_vectors[m] @ vector)
+                )
+        return out
+
+    # -- search ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        user_id: str | None = None,
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Semantic search; with a user, over-fetched candidates re-ranked by the user's model.
+
+        Personalized scores are ``relevance_z + search_personal_weight * taste_z``:
+        query relevance and the user's head, each standardized (relevance over the
+        candidates, taste over the catalog), so the weight means the same for any
+        query.
+        """
+        check_n(n)
+        record = self.record(user_id) if user_id is not None else None
+        if record is None or record.model is None:
+            return self.catalog.search(query, n, filters)
+        expr = self.catalog.parse_filters(filters)
+        qvec = self.catalog.embed_query(query)
+        k = max(self.config.ranking.search_candidates, 10 * n)
+        hits = self.catalog.search_vector(qvec, k, expr)
+        if not hits:
+            return []
+        model = record.model
+        with self.env.read() as txn:
+            rows = [s.row for h in hits if (s := self.store.get_item(txn, h.item_id))]
+        vectors = self.catalog.keeper.vectors(np.asarray(rows, np.int64))
+        taste = (vectors @ model.weights - model.offset) / model.scale
+        relevance = np.array([h.score for h in hits])
+        relevance = (relevance - relevance.mean()) / (relevance.std() or 1.0)
+        combined = relevance + self.config.ranking.search_personal_weight * taste
+        scored = [Hit(h.item_id, float(c), h.item) for h, c in zip(hits, combined, strict=True)]
+        scored.sort(key=lambda h: -h.score)
+        return scored[:n]
+
+
+def _select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -> list[int]:
+    """Top ``n`` by score, or by maximal marginal relevance when ``diversity`` > 0."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    if diversity <= 0.0:
+        return [int(i) for i in order[:n]]
+    spread = float(scores.std()) or 1.0
+    relevance = (scores - scores.mean()) / spread
+    chosen: list[int] = []
+    best_sim = np.full(len(scores), -1.0)
+    pool = list(order[: max(n * 10, 50)])
+    while pool and len(chosen) < n:
+        values = [(1 - diversity) * relevance[i] - diversity * 3.0 * best_sim[i] for i in pool]
+        pick = pool.pop(int(np.argmax(values)))
+        chosen.append(int(pick))
+        best_sim = np.maximum(best_sim, vectors @ vectors[pick])
+    return chosen
+
+
+def _copy(record: UserRecord | None) -> UserRecord | None:
+    if record is None:
+        return None
+    return UserRecord(
+        record.consent_shared,
+        record.created_at,
+        record.version,
+        list(record.events),
+        record.model,
+        {k: list(v) for k, v in record.ledger.items()},
+    )
+
+
+def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
+    events = []
+    for e in record.events:
+        out: dict[str, Any] = {"kind": e.kind.name}
+        if e.is_search:
+            out["query"] = e.ref
+        else:
+            out["item_id"] = e.ref
+        if e.value is not None:
+            out["value"] = e.value
+        out["weight"] = e.weight
+        out["timestamp"] = _iso(e.ts)
+        events.append(out)
+    model = None
+    if record.model is not None:
+        m = record.model
+        model = {
+            "weights": [float(x) for x in m.weights],
+            "offset": m.offset,
+            "scale": m.scale,
+            "interests": [
+                {
+                    "weight": w,
+                    "items": [record.events[i].ref for i in idx if i < len(record.events)],
+                }
+                for w, idx in m.interests
+            ],
+        }
+    return {
+        "format": 1,
+        "user_id": user_id,
+        "exists": True,
+        "version": record.version,
+        "created_at": _iso(record.created_at),
+        "consent": {"shared_statistics": record.consent_shared},
+        "events": events,
+        "model": model,
+        "ledger": record.ledger,
+    }
+
+
+def _event_from_export(raw: Mapping[str, Any]) -> StoredEvent:
+    if not isinstance(raw, Mapping):
+        raise ValueError("an event is an object")
+    event = Event.model_validate(
+        {
+            k: raw[k]
+            for k in ("kind", "item_id", "query", "value", "weight", "timestamp")
+            if k in raw
+        }
+    )
+    if event.timestamp is None:
+        raise ValueError("exported events carry a timestamp")
+    ref = event.item_id if event.item_id is not None else (event.query or "")
+    if len(ref) > MAX_QUERY_CHARS and event.item_id is None:
+        raise ValueError("query too long")
+    return StoredEvent(
+        KindCode[event.kind], ref, event.value, event.weight, int(event.timestamp.timestamp())
+    )

@@ -1,0 +1,82 @@
+"""Shared statistics always equal the sum of the ledgers of the users that exist."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ownrank import Engine
+from ownrank.engine.shared_stats import f_pop, q_vec
+
+from conftest import WordHashEncoder, make_engine
+from test_catalog import catalog_items
+
+USERS = ["u0", "u1", "u2", "u3"]
+ITEMS = [i["id"] for i in catalog_items(24)]
+
+op = st.one_of(
+    st.tuples(st.just("like"), st.sampled_from(USERS), st.sampled_from(ITEMS)),
+    st.tuples(st.just("dislike"), st.sampled_from(USERS), st.sampled_from(ITEMS)),
+    st.tuples(st.just("forget"), st.sampled_from(USERS), st.sampled_from(ITEMS)),
+    st.tuples(st.just("erase"), st.sampled_from(USERS), st.just("")),
+    st.tuples(st.just("consent"), st.sampled_from(USERS), st.sampled_from(["yes", "no"])),
+    st.tuples(st.just("delete-item"), st.just(""), st.sampled_from(ITEMS)),
+    st.tuples(st.just("retitle-item"), st.just(""), st.sampled_from(ITEMS)),
+    st.tuples(st.just("recommend"), st.sampled_from(USERS), st.just("")),
+)
+
+
+def check_invariant(engine: Engine) -> None:
+    expected: dict[str, int] = {}
+    contributing = 0
+    for user_id in USERS:
+        record = engine.users.record(user_id)
+        if record is None:
+            continue
+        items = record.ledger.get("pop", [])
+        contributing += bool(items)
+        for item_id in items:
+            expected[item_id] = expected.get(item_id, 0) + 1
+    with engine.env.read() as txn:
+        totals = engine.shared.totals(txn)
+        assert totals == expected
+        assert engine.shared.users(txn) == contributing
+        popvec = np.zeros(engine.identity.dimension, dtype=np.int64)
+        for item_id, count in totals.items():
+            stored = engine.catalog.store.get_item(txn, item_id)
+            if stored is not None:
+                found = engine.catalog.store.get_vector(txn, stored.row, engine.identity.dimension)
+                assert found is not None
+                popvec += f_pop(count) * q_vec(found[1])
+        assert (engine.shared.popvec(txn) == popvec).all()
+        ranked = engine.shared.top(txn, 1000)
+        assert ranked == sorted(totals, key=lambda i: (-totals[i], i))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op, min_size=1, max_size=25))
+def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp, make_engine(Path(tmp), WordHashEncoder()) as engine:
+        engine.catalog.upsert(catalog_items(24))
+        for kind, user, arg in ops:
+            if kind in ("like", "dislike"):
+                if arg in engine.catalog:
+                    engine.interact(user, [{"kind": kind, "item_id": arg}])
+            elif kind == "forget":
+                if engine.users.record(user) is not None:
+                    engine.forget(user, [arg])
+            elif kind == "erase":
+                engine.erase(user)
+            elif kind == "consent":
+                engine.set_consent(user, arg == "yes")
+            elif kind == "delete-item":
+                engine.catalog.delete([arg])
+            elif kind == "retitle-item":
+                engine.catalog.upsert([{"id": arg, "title": f"{arg} rewritten entirely"}])
+            else:
+                engine.recommend(user, 5)  # may replay a user whose items were deleted
+            check_invariant(engine)

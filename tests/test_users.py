@@ -1,0 +1,362 @@
+"""Per-user models through the SDK: feedback, recommendations, search, export, forget, erase."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ownrank import BatchTooLargeError, Engine, InvalidFilterError, InvalidInputError
+
+from conftest import WordHashEncoder, make_engine
+from test_catalog import catalog_items
+
+
+def like(*item_ids: str, kind: str = "like", **extra: Any) -> list[dict[str, Any]]:
+    return [{"kind": kind, "item_id": i, **extra} for i in item_ids]
+
+
+def topics(recs: list[Any]) -> list[str]:
+    return [r.item.properties["topic"] for r in recs]
+
+
+@pytest.fixture
+def store(engine: Engine) -> Engine:
+    engine.catalog.upsert(catalog_items(120))
+    return engine
+
+
+def shared_equals_ledgers(engine: Engine, user_ids: list[str]) -> None:
+    """The invariant: every shared count is the sum of the ledgers of existing users."""
+    expected: dict[str, int] = {}
+    contributing = 0
+    for user_id in user_ids:
+        record = engine.users.record(user_id)
+        if record is None:
+            continue
+        items = record.ledger.get("pop", [])
+        contributing += bool(items)
+        for item_id in items:
+            expected[item_id] = expected.get(item_id, 0) + 1
+    with engine.env.read() as txn:
+        assert engine.shared.totals(txn) == expected
+        assert engine.shared.users(txn) == contributing
+
+
+def test_interact_reports_unknown_items_and_stores_the_rest(store: Engine) -> None:
+    report = store.interact("alice", [*like("jazz-0000", "no-such-item"), *like("chess-0001")])
+    assert report.accepted == 2 and report.unknown_items == ["no-such-item"]
+    record = store.users.record("alice")
+    assert record is not None and [e.ref for e in record.events] == ["jazz-0000", "chess-0001"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kind": "rating", "item_id": "jazz-0000", "value": 6},
+        {"kind": "rating", "item_id": "jazz-0000"},
+        {"kind": "like", "item_id": "jazz-0000", "value": 3},
+        {"kind": "dwell", "item_id": "jazz-0000", "value": -1},
+        {"kind": "search", "item_id": "jazz-0000"},
+        {"kind": "search", "query": "  "},
+        {"kind": "teleport", "item_id": "jazz-0000"},
+        {"kind": "like", "item_id": "bad id"},
+        {"kind": "like", "item_id": "jazz-0000", "weight": 0},
+        {"kind": "like", "item_id": "jazz-0000", "colour": "red"},
+    ],
+)
+def test_malformed_events_store_nothing(store: Engine, bad: dict[str, Any]) -> None:
+    store.interact("alice", like("jazz-0000"))
+    with pytest.raises(InvalidInputError):
+        store.interact("alice", [*like("chess-0001"), bad])
+    record = store.users.record("alice")
+    assert record is not None and [e.ref for e in record.events] == ["jazz-0000"]
+
+
+def test_bad_ids_and_limits(store: Engine) -> None:
+    with pytest.raises(InvalidInputError):
+        store.interact("bad user", like("jazz-0000"))
+    with pytest.raises(BatchTooLargeError):
+        store.interact("alice", like("jazz-0000") * 1001)
+    with pytest.raises(InvalidInputError):
+        store.recommend("alice", n=0)
+    with pytest.raises(InvalidFilterError):
+        store.recommend("alice", filters={"topic": {"$near": 1}})
+    with pytest.raises(InvalidInputError):
+        store.recommend("alice", diversity=2.0)
+    assert store.users.record("alice") is None
+
+
+def test_raw_user_ids_never_reach_the_disk(store: Engine, tmp_path: Path) -> None:
+    store.interact("alice.secret-id@example.org", like("jazz-0000"))
+    key = store.users.key("alice.secret-id@example.org")
+    assert len(key) == 16
+    with store.env.read() as txn:
+        assert txn.get(key, db=store.env.db("users")) is not None
+    data = (store.data_dir / "lmdb" / "data.mdb").read_bytes()
+    assert b"alice.secret-id" not in data
+
+
+def test_recommendations_follow_likes_and_exclude_seen(store: Engine) -> None:
+    store.interact("alice", like("jazz-0000", "jazz-0006", "jazz-0012"))
+    recs = store.recommend("alice", 5)
+    assert len(recs) == 5
+    assert topics(recs).count("jazz") >= 4
+    assert not {"jazz-0000", "jazz-0006", "jazz-0012"} & {r.item_id for r in recs}
+    seen = store.recommend("alice", 120, exclude_seen=False)
+    assert {"jazz-0000", "jazz-0006"} <= {r.item_id for r in seen}
+    top = recs[0].explanation
+    assert top["reason"] == "personal" and top["because_of"] in {
+        "jazz-0000",
+        "jazz-0006",
+        "jazz-0012",
+    }
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+
+
+def test_negative_feedback_pushes_a_neighbourhood_down(store: Engine) -> None:
+    store.interact("bob", like("jazz-0000", "chess-0001"))
+    before = [r.item_id for r in store.recommend("bob", 40)]
+    chess_before = [i for i in before if i.startswith("chess")]
+    store.interact("bob", like("chess-0007", "chess-0013", kind="dislike"))
+    after = [r.item_id for r in store.recommend("bob", 40)]
+    rank_before = sum(before.index(i) for i in chess_before[:5])
+    chess_after = [i for i in after if i.startswith("chess")]
+    rank_after = sum(after.index(i) if i in after else 40 for i in chess_before[:5])
+    assert rank_after > rank_before
+    assert len(chess_after) < len(chess_before)
+
+
+def test_filters_and_diversity(store: Engine) -> None:
+    store.interact("alice", like("jazz-0000", "jazz-0006", "chess-0001"))
+    recs = store.recommend("alice", 5, filters={"topic": "garden"})
+    assert len(recs) == 5 and set(topics(recs)) == {"garden"}
+    plain = store.recommend("alice", 6)
+    diverse = store.recommend("alice", 6, diversity=0.9)
+    assert len(set(topics(diverse))) > len(set(topics(plain)))
+
+
+def test_cold_start_is_popular_then_recent(tmp_path: Path) -> None:
+    with make_engine(tmp_path / "a", WordHashEncoder()) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        recent = engine.recommend("nobody", 5)
+        assert len(recent) == 5 and all(r.explanation["reason"] == "recency" for r in recent)
+        for user in ("u1", "u2", "u3"):
+            engine.interact(user, like("cycling-0004"))
+        engine.interact("u1", like("garden-0002"))
+        recs = engine.recommend("nobody", 3)
+        assert recs[0].item_id == "cycling-0004" and recs[0].explanation["reason"] == "popularity"
+    with make_engine(tmp_path / "b", WordHashEncoder(), shared_statistics="none") as engine:
+        engine.catalog.upsert(catalog_items(60))
+        recs = engine.recommend("nobody", 6)
+        newest = max(i["published_at"] for i in catalog_items(60))
+        assert recs[0].item.published_at.isoformat().startswith(newest[:10])
+        assert len(set(topics(recs))) >= 4  # recent *and* diverse
+
+
+def test_recommend_from_history_stores_nothing(store: Engine) -> None:
+    before = (store.data_dir / "lmdb" / "data.mdb").read_bytes()
+    recs = store.recommend_from_history(like("astronomy-0003", "astronomy-0009"), 5)
+    assert topics(recs).count("astronomy") >= 4
+    with store.env.read() as txn:
+        assert txn.stat(store.env.db("users"))["entries"] == 0
+        assert store.shared.totals(txn) == {}
+    assert (store.data_dir / "lmdb" / "data.mdb").read_bytes() == before
+
+
+def test_personalized_search_reranks_for_each_user(store: Engine) -> None:
+    store.interact("jazz-fan", like(*[f"jazz-{i:04d}" for i in range(0, 60, 6)]))
+    store.interact("chess-fan", like(*[f"chess-{i:04d}" for i in range(1, 61, 6)]))
+    query = "story number"  # ambiguous: every item has these words
+    plain = [h.item_id for h in store.search(query, 5)]
+    jazz = store.search(query, 5, user_id="jazz-fan")
+    chess = store.search(query, 5, user_id="chess-fan")
+    assert [h.item.properties["topic"] for h in jazz].count("jazz") >= 4
+    assert [h.item.properties["topic"] for h in chess].count("chess") >= 4
+    assert {h.item_id for h in jazz} - set(plain)  # surfaced beyond the plain top-n
+    assert [h.item_id for h in store.search(query, 5, user_id="stranger")] == plain
+
+
+def test_export_import_round_trip(store: Engine, tmp_path: Path) -> None:
+    store.interact(
+        "alice",
+        [
+            *like("jazz-0000"),
+            {
+                "kind": "rating",
+                "item_id": "chess-0001",
+                "value": 2,
+                "timestamp": "2026-01-01T00:00:00Z",
+            },
+            {"kind": "dwell", "item_id": "garden-0002", "value": 30},
+            {"kind": "search", "query": "late night jazz"},
+            {"kind": "skip", "item_id": "cycling-0004", "weight": 2},
+        ],
+    )
+    exported = store.export("alice")
+    assert exported["events"][0]["kind"] == "rating"  # oldest first
+    assert exported["model"]["weights"] and exported["ledger"] == {
+        "pop": ["garden-0002", "jazz-0000"]
+    }
+    store.erase("alice")
+    assert store.export("alice")["exists"] is False
+    store.import_user(exported)
+    assert store.export("alice") == exported
+    with make_engine(tmp_path / "other", WordHashEncoder()) as other:
+        other.catalog.upsert(catalog_items(120))
+        other.import_user(exported)
+        assert other.export("alice") == exported  # the model is a function of events + catalog
+        assert [r.item_id for r in other.recommend("alice", 10)] == [
+            r.item_id for r in store.recommend("alice", 10)
+        ]
+    with pytest.raises(InvalidInputError):
+        store.import_user({"format": 1, "user_id": "x", "events": [{"kind": "like"}]})
+
+
+def test_forget_drops_events_and_their_contributions(store: Engine) -> None:
+    t = lambda day: datetime(2026, 3, day, tzinfo=UTC).isoformat()  # noqa: E731
+    store.interact(
+        "alice",
+        [
+            *like("jazz-0000", timestamp=t(1)),
+            *like("chess-0001", timestamp=t(2)),
+            *like("garden-0002", timestamp=t(3)),
+            *like("cycling-0004", timestamp=t(4)),
+        ],
+    )
+    report = store.forget("alice", ["chess-0001"])
+    assert report.events_removed == 1 and report.shared_units_subtracted == 1
+    report = store.forget("alice", before=datetime(2026, 3, 2, 12, tzinfo=UTC))
+    assert report.events_removed == 1  # jazz-0000
+    report = store.forget("alice", after=datetime(2026, 3, 3, 12, tzinfo=UTC))
+    assert report.events_removed == 1  # cycling-0004
+    record = store.users.record("alice")
+    assert record is not None and [e.ref for e in record.events] == ["garden-0002"]
+    assert record.ledger == {"pop": ["garden-0002"]}
+    shared_equals_ledgers(store, ["alice"])
+    with pytest.raises(InvalidInputError):
+        store.forget("alice")
+
+
+def test_deleted_catalog_items_leave_the_model_and_the_ledger(store: Engine) -> None:
+    store.interact("alice", like("jazz-0000", "astronomy-0003"))
+    store.interact("bob", like("astronomy-0003"))
+    store.catalog.delete(["astronomy-0003"])
+    recs = store.recommend("alice", 10)  # replays alice lazily
+    assert "astronomy-0003" not in {r.item_id for r in recs}
+    record = store.users.record("alice")
+    assert record is not None and record.ledger == {"pop": ["jazz-0000"]}
+    shared_equals_ledgers(store, ["alice", "bob"])
+
+
+def test_consent_and_the_none_mode(store: Engine, tmp_path: Path) -> None:
+    store.interact("alice", like("jazz-0000"))
+    store.set_consent("alice", False)
+    with store.env.read() as txn:
+        assert store.shared.totals(txn) == {} and store.shared.users(txn) == 0
+    store.interact("alice", like("chess-0001"))
+    shared_equals_ledgers(store, ["alice"])
+    with make_engine(tmp_path / "none", WordHashEncoder(), shared_statistics="none") as engine:
+        engine.catalog.upsert(catalog_items(30))
+        engine.interact("alice", like("jazz-0000", "chess-0001"))
+        engine.recommend("alice", 5)
+        with engine.env.read() as txn:
+            for name in ("shared_counts", "popular_rank"):
+                assert txn.stat(engine.env.db(name))["entries"] == 0
+
+
+def test_caps_bound_the_record(tmp_path: Path) -> None:
+    with make_engine(tmp_path, WordHashEncoder(), max_events=20, max_record_bytes=2048) as engine:
+        engine.catalog.upsert(catalog_items(120))
+        items = [i["id"] for i in catalog_items(120)]
+        engine.interact(
+            "alice",
+            [
+                {"kind": "click", "item_id": i, "timestamp": 1_700_000_000 + k}
+                for k, i in enumerate(items)
+            ],
+        )
+        record = engine.users.record("alice")
+        assert record is not None and len(record.events) <= 20
+        assert record.events[-1].ref == items[-1]  # the newest are kept
+        assert len(record.to_bytes()) <= 2048
+        shared_equals_ledgers(engine, ["alice"])
+
+
+def test_erase_is_idempotent_and_returns_a_receipt(store: Engine) -> None:
+    store.interact("alice", like("jazz-0000", "chess-0001"))
+    receipt = store.erase("alice")
+    assert receipt.existed and receipt.events_removed == 2
+    assert receipt.shared_units_subtracted == 3  # two items + one contributing user
+    assert receipt.user_key == store.users.key("alice").hex()
+    assert receipt.model_fingerprint == store.fingerprint
+    assert "alice" not in str(receipt.as_dict())
+    again = store.erase("alice")
+    assert not again.existed and again.events_removed == 0
+    assert store.users.record("alice") is None
+
+
+def scenario(engine: Engine, with_eve: bool) -> None:
+    engine.catalog.upsert(catalog_items(120))
+    engine.interact("alice", like("jazz-0000", "chess-0001", timestamp=1_760_000_000))
+    if with_eve:
+        engine.interact(
+            "eve", like("jazz-0000", "garden-0002", "cycling-0010", timestamp=1_760_000_100)
+        )
+        engine.interact(
+            "eve", [{"kind": "search", "query": "astronomy", "timestamp": 1_760_000_200}]
+        )
+    engine.interact("bob", like("garden-0002", "chess-0007", timestamp=1_760_000_300))
+    engine.interact("bob", like("jazz-0006", kind="dislike", timestamp=1_760_000_400))
+    if with_eve:
+        engine.erase("eve")
+
+
+def test_after_erase_everyone_else_sees_a_world_without_the_user(tmp_path: Path) -> None:
+    clock = lambda: 1_770_000_000.0  # noqa: E731
+    a = make_engine(tmp_path / "a", WordHashEncoder())
+    b = make_engine(tmp_path / "b", WordHashEncoder())
+    a.catalog.clock = b.catalog.clock = a.users.clock = b.users.clock = clock
+    with a, b:
+        scenario(a, with_eve=True)
+        scenario(b, with_eve=False)
+        for user in ("alice", "bob", "nobody"):
+            ra, rb = a.recommend(user, 20), b.recommend(user, 20)
+            assert [(r.item_id, r.score) for r in ra] == [(r.item_id, r.score) for r in rb]
+            ea, eb = a.export(user), b.export(user)
+            assert ea == eb
+        with a.env.read() as ta, b.env.read() as tb:
+            assert a.shared.totals(ta) == b.shared.totals(tb)
+            assert a.shared.users(ta) == b.shared.users(tb)
+            assert (a.shared.popvec(ta) == b.shared.popvec(tb)).all()
+            assert a.users._get(ta, a.users.key("eve")) is None
+
+
+def _writer(path: str, user: str, start: int, count: int) -> None:
+    with make_engine(Path(path), WordHashEncoder()) as engine:
+        items = [i["id"] for i in catalog_items(120)]
+        for k in range(start, start + count):
+            engine.interact(
+                user, [{"kind": "click", "item_id": items[k], "timestamp": 1_700_000_000 + k}]
+            )
+
+
+def test_concurrent_writers_lose_no_events(tmp_path: Path) -> None:
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        engine.catalog.upsert(catalog_items(120))
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_writer, args=(str(tmp_path), "shared-user", s, 25)) for s in (0, 25)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        record = engine.users.record("shared-user")
+        assert record is not None and len(record.events) == 50 and record.version == 50
+        shared_equals_ledgers(engine, ["shared-user"])
