@@ -46,7 +46,7 @@ from ownrank import BaseEncoder, Engine, EngineConfig
 from ownrank.engine.config import IndexKind
 from ownrank.engine.encoder import Encoder
 from ownrank.engine.engine import INDEX_FILE
-from ownrank.storage.lmdb_env import CATALOG_DATABASES
+from ownrank.storage.lmdb_env import DATABASES
 
 Vectors = npt.NDArray[np.float32]
 Json = dict[str, Any]
@@ -441,7 +441,7 @@ def sizes(engine: Engine) -> Json:
     info = engine.info()
     databases: Json = {}
     with engine.env.read() as txn:
-        for name in CATALOG_DATABASES:
+        for name in DATABASES:
             stat = txn.stat(engine.env.db(name))
             pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
             databases[name] = {
