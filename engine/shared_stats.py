@@ -78,13 +78,17 @@ class SharedStatistics:
     def apply(self, txn: Any, old: Ledger, new: Ledger) -> int:
         """Move shared state from ``old`` to ``new`` contributions; return units changed."""
         before, after = set(old.get(POP, ())), set(new.get(POP, ()))
+        content = np.zeros(self.dim, dtype=np.int64)
         changed = 0
-        for item_id in sorted(before - after):
-            self._add(txn, item_id, -1)
+        for item_id, delta in [
+            *((i, -1) for i in sorted(before - after)),
+            *((i, +1) for i in sorted(after - before)),
+        ]:
+            content += self._add(txn, item_id, delta)
             changed += 1
-        for item_id in sorted(after - before):
-            self._add(txn, item_id, +1)
-            changed += 1
+        if content.any():
+            vec = self.popvec(txn) + content
+            txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
         if bool(before) != bool(after):
             self._add_int(txn, b"users", 1 if after else -1)
             changed += 1
@@ -130,7 +134,8 @@ class SharedStatistics:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _add(self, txn: Any, item_id: str, delta: int) -> None:
+    def _add(self, txn: Any, item_id: str, delta: int) -> np.ndarray:
+        """Change one item's count; return the change of its F(count) * Q(e) term."""
         old = self.count(txn, item_id)
         new = old + delta
         if new < 0:
@@ -144,8 +149,9 @@ class SharedStatistics:
         if new:
             txn.put(_rank_key(new, item_id), b"", db=self.rank_db)
         vector = self._vector(txn, item_id)
-        if vector is not None:
-            self._move_content(txn, vector, f_pop(old), f_pop(new))
+        if vector is None:
+            return np.zeros(self.dim, dtype=np.int64)
+        return (f_pop(new) - f_pop(old)) * q_vec(vector)
 
     def _vector(self, txn: Any, item_id: str) -> np.ndarray | None:
         stored = self.catalog.get_item(txn, item_id)
@@ -153,12 +159,6 @@ class SharedStatistics:
             return None
         found = self.catalog.get_vector(txn, stored.row, self.dim)
         return None if found is None else found[1]
-
-    def _move_content(self, txn: Any, vector: np.ndarray, f_old: int, f_new: int) -> None:
-        if f_old == f_new:
-            return
-        vec = self.popvec(txn) + (f_new - f_old) * q_vec(vector)
-        txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
 
     def _add_int(self, txn: Any, key: bytes, delta: int) -> None:
         raw = txn.get(key, db=self.counts_db)

@@ -301,6 +301,7 @@ def demo(
             shown = f" filters={json.dumps(filters)}" if filters else ""
             console.rule(f"[bold]search[/bold] {text!r}{shown}")
             _print_hits(engine.search(text, 5, filters), as_json=False)
+        _demo_personalization(engine)
         if interactive is None:
             interactive = sys.stdin.isatty()
         while interactive:
@@ -311,6 +312,23 @@ def demo(
             if not text:
                 break
             _print_hits(engine.search(text, 5), as_json=False)
+
+
+def _demo_personalization(engine: Engine) -> None:
+    """Recommendations for two readers with opposite tastes (stateless: nothing stored)."""
+    for topic in ("astronomy", "cooking"):
+        liked = [h.item_id for h in engine.search(topic, 4, filters={"topic": topic})]
+        history = [{"kind": "like", "item_id": item_id} for item_id in liked]
+        console.rule(f"[bold]recommend_from_history[/bold] for a reader who liked 4 {topic} items")
+        recs = engine.recommend_from_history(history, 5, diversity=0.2)
+        table = Table()
+        for column in ("#", "score", "id", "title", "because of"):
+            table.add_column(column)
+        for rank, rec in enumerate(recs, start=1):
+            source = rec.explanation.get("because_of")
+            because = engine.catalog.get(source).title if source else rec.explanation["reason"]
+            table.add_row(str(rank), f"{rec.score:.2f}", rec.item_id, rec.item.title, because)
+        console.print(table)
 
 
 def _size(nbytes: int) -> str:
