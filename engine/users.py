@@ -40,6 +40,15 @@ COLD_START_DIVERSITY = 0.3
 
 
 @dataclass(frozen=True)
+class Interest:
+    """A centre of interest at ranking time: its direction and its member items."""
+
+    vector: np.ndarray
+    members: list[str]
+    matrix: np.ndarray  # member vectors, one row each
+
+
+@dataclass(frozen=True)
 class Recommendation:
     item_id: str
     score: float
@@ -528,13 +537,13 @@ class Users:
         want = max(cfg.candidates, 3 * n)
         rows: dict[int, str] = {}  # candidate row -> why it was retrieved
         queries: list[tuple[np.ndarray, str, int]] = []
-        interests: list[tuple[np.ndarray, list[str]]] = []
+        interests: list[Interest] = []
         if model is not None and record is not None:
             w = model.weights
             queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
             interests = self._interest_vectors(record, model)
-            for vec, _members in interests[: cfg.interest_queries]:
-                queries.append((vec, "interest", want // 2))
+            for interest in interests[: cfg.interest_queries]:
+                queries.append((interest.vector, "interest", want // 2))
         moments = self.moments()
         with self.env.read() as txn:
             direction = self._popularity_direction(txn, moments)
@@ -585,9 +594,7 @@ class Users:
         order = _select(scores, vectors, n, diversity)
         out = []
         for k in order:
-            explanation = self._explain(
-                k, items[k], vectors[k], parts, rows[keep_rows[k]], interests, record
-            )
+            explanation = self._explain(k, vectors[k], parts, rows[keep_rows[k]], interests)
             out.append(Recommendation(items[k].id, float(scores[k]), items[k], explanation))
         return out
 
@@ -601,9 +608,8 @@ class Users:
         out[order] = np.linspace(1.0, 0.0, num=len(items))
         return out
 
-    def _interest_vectors(
-        self, record: UserRecord, model: PersonalModel
-    ) -> list[tuple[np.ndarray, list[str]]]:
+    def _interest_vectors(self, record: UserRecord, model: PersonalModel) -> list[Interest]:
+        """The user's interests, heaviest first, with their members' vectors."""
         members = [
             [record.events[i].ref for i in idx if i < len(record.events)]
             for _w, idx in sorted(model.interests, key=lambda g: -g[0])
@@ -614,34 +620,27 @@ class Users:
         for group in members:
             present = [m for m in group if m in vectors]
             if present:
-                total = np.sum([vectors[m] for m in present], axis=0)
-                out.append((total / (np.linalg.norm(total) + 1e-12), present))
+                matrix = np.stack([vectors[m] for m in present])
+                total = matrix.sum(axis=0)
+                out.append(Interest(total / (np.linalg.norm(total) + 1e-12), present, matrix))
         return out
 
+    @staticmethod
     def _explain(
-        self,
         k: int,
-        item: Any,
         vector: np.ndarray,
         parts: Mapping[str, np.ndarray],
         retrieved_by: str,
-        interests: list[tuple[np.ndarray, list[str]]],
-        record: UserRecord | None,
+        interests: list[Interest],
     ) -> dict[str, Any]:
         contributions = {name: round(float(v[k]), 4) for name, v in parts.items()}
         reason = max(contributions, key=lambda name: contributions[name])
         out: dict[str, Any] = {"reason": reason, "retrieved_by": retrieved_by, **contributions}
         if reason == "personal" and interests:
-            sims = [float(vec @ vector) for vec, _m in interests]
-            best = int(np.argmax(sims))
+            best = int(np.argmax([float(i.vector @ vector) for i in interests]))
+            interest = interests[best]
             out["interest"] = best
-            members = interests[best][1]
-            with self.env.read() as txn:
-                member_vectors = self._item_vectors(txn, members)
-            if member_vectors:
-                out["because_of"] = max(
-                    member_vectors, key=lambda m: float(member_vectors[m] @ vector)
-                )
+            out["because_of"] = interest.members[int(np.argmax(interest.matrix @ vector))]
         return out
 
     # -- search ---------------------------------------------------------------------------
