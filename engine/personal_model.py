@@ -13,8 +13,9 @@ user step of implicit ALS with the base model's vectors as fixed item factors):
   needs only the catalog's Gram matrix (catalog data, no user data), so it is
   exact and O(d^2), with no negative sampling.
 
-The solution is one d x d linear solve: a refit on every write costs about a
-millisecond, and the model is a deterministic function of (retained events,
+The solution is one linear solve (k x k by Woodbury for k observations, with
+G^-1 shared by all users of a catalog version): a refit on every write costs
+about a millisecond, and the model is a deterministic function of (retained events,
 catalog embeddings, config), so replaying the events rebuilds it exactly.
 
 Interests: positive items grouped greedily in time order (join the closest
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
+from threadpoolctl import threadpool_limits
 
 from ..storage.catalog_store import CatalogMoments
 from .events import FeedbackStrengths, strength
@@ -82,11 +84,49 @@ def observations(events: Sequence[StoredEvent], cfg: LearnerConfig) -> list[Obse
     return out
 
 
+class CatalogPrior:
+    """What every user's fit shares, computed once per catalog version (catalog data only):
+    G = c0 * Gram / n + l2 * I, its inverse, and the catalog's mean and covariance."""
+
+    def __init__(self, moments: CatalogMoments, cfg: LearnerConfig) -> None:
+        dim = moments.gram.shape[0]
+        with threadpool_limits(1):  # one thread: fast under load, same bits everywhere
+            self.g = cfg.l2 * np.eye(dim)
+            if moments.count:
+                self.g += (cfg.implicit_weight / moments.count) * moments.gram
+            self.g_inv = np.linalg.inv(self.g)
+        self.count = moments.count
+        self.mean = moments.total / max(moments.count, 1)
+        self.cov = moments.gram / max(moments.count, 1) - np.outer(self.mean, self.mean)
+
+    def head_moments(self, w: npt.NDArray[np.float64]) -> tuple[float, float]:
+        """Mean and standard deviation of ``w . e`` over the catalog."""
+        if self.count == 0:
+            return 0.0, 1.0
+        var = float(w @ self.cov @ w)
+        return float(w @ self.mean), math.sqrt(var) if var > 1e-12 else 1.0
+
+
+def solve_head(
+    prior: CatalogPrior, x: npt.NDArray[np.float64], conf: np.ndarray, target: np.ndarray
+) -> npt.NDArray[np.float64]:
+    """w = (G + X^T C X)^-1 X^T C y; by Woodbury (k x k) when there are few observations."""
+    b = x.T @ (conf * target)
+    k, dim = x.shape
+    with threadpool_limits(1):
+        if k < dim // 2:
+            g_inv_b = prior.g_inv @ b
+            g_inv_xt = prior.g_inv @ x.T
+            inner = np.diag(1.0 / conf) + x @ g_inv_xt
+            return np.asarray(g_inv_b - g_inv_xt @ np.linalg.solve(inner, x @ g_inv_b))
+        return np.asarray(np.linalg.solve(prior.g + (x * conf[:, None]).T @ x, b))
+
+
 def fit(
     events: Sequence[StoredEvent],
     item_vectors: Mapping[str, Vector],
     query_vectors: Mapping[str, Vector],
-    moments: CatalogMoments,
+    prior: CatalogPrior,
     cfg: LearnerConfig,
 ) -> PersonalModel | None:
     """Fit the head and interests; items missing from ``item_vectors`` (deleted) are ignored."""
@@ -97,33 +137,17 @@ def fit(
     ]
     if not obs:
         return None
-    dim = moments.gram.shape[0]
     x = np.stack([(query_vectors if o.is_query else item_vectors)[o.ref] for o in obs]).astype(
         np.float64
     )
     conf = np.array([abs(o.strength) for o in obs])
     target = np.array([1.0 if o.strength > 0 else cfg.negative_target for o in obs])
-    a = cfg.l2 * np.eye(dim)
-    if moments.count:
-        a += (cfg.implicit_weight / moments.count) * moments.gram
-    a += (x * conf[:, None]).T @ x
-    b = x.T @ (conf * target)
-    w = np.linalg.solve(a, b)
-    offset, scale = head_moments(w, moments)
+    w = solve_head(prior, x, conf, target)
+    offset, scale = prior.head_moments(w)
     interests = group_interests(
         [o for o in obs if o.strength > 0 and not o.is_query], item_vectors, cfg
     )
     return PersonalModel(w.astype(np.float32), offset, scale, interests)
-
-
-def head_moments(w: npt.NDArray[np.float64], moments: CatalogMoments) -> tuple[float, float]:
-    """Mean and standard deviation of ``w . e`` over the catalog, from its moments."""
-    if moments.count == 0:
-        return 0.0, 1.0
-    mean = moments.total / moments.count
-    cov = moments.gram / moments.count - np.outer(mean, mean)
-    var = float(w @ cov @ w)
-    return float(w @ mean), math.sqrt(var) if var > 1e-12 else 1.0
 
 
 def group_interests(

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
+from threadpoolctl import threadpool_limits
 
 from ..errors import BatchTooLargeError, InvalidInputError
 from ..storage.catalog_store import CatalogMoments, CatalogStore
@@ -30,7 +31,7 @@ from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
 from .events import MAX_QUERY_CHARS, Event, KindCode
 from .items import is_valid_item_id
-from .personal_model import fit, observations
+from .personal_model import CatalogPrior, fit, observations
 from .shared_stats import F_SCALE, Q_SCALE, SharedStatistics
 from .user_record import PersonalModel, StoredEvent, UserRecord
 
@@ -123,6 +124,7 @@ class Users:
         self._secret = self._load_secret()
         self._moments: tuple[int, CatalogMoments] | None = None
         self._pop_solver: tuple[int, np.ndarray] | None = None
+        self._prior: tuple[int, CatalogPrior] | None = None
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -156,6 +158,14 @@ class Users:
             if self._moments is None or self._moments[0] != seq:
                 self._moments = (seq, self.store.get_moments(txn, self.catalog.keeper.dimension))
         return self._moments[1]
+
+    def prior(self) -> CatalogPrior:
+        """The fit's catalog-side matrices, cached per catalog version."""
+        with self.env.read() as txn:
+            seq = self.store.catalog_seq(txn)
+        if self._prior is None or self._prior[0] != seq:
+            self._prior = (seq, CatalogPrior(self.moments(), self.config.learner))
+        return self._prior[1]
 
     def _item_vectors(self, txn: Any, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -217,9 +227,7 @@ class Users:
         if queries:
             encoded = self.catalog.encoder.encode(queries)
             query_vectors = dict(zip(queries, encoded, strict=True))
-        record.model = fit(
-            record.events, vectors, query_vectors, self.moments(), self.config.learner
-        )
+        record.model = fit(record.events, vectors, query_vectors, self.prior(), self.config.learner)
         return vectors
 
     def _positive_items(self, record: UserRecord, vectors: Mapping[str, np.ndarray]) -> list[str]:
@@ -418,7 +426,8 @@ class Users:
         if self._pop_solver is None or self._pop_solver[0] != seq:
             dim = moments.gram.shape[0]
             a = moments.gram + self.config.ranking.popularity_l2 * np.eye(dim)
-            self._pop_solver = (seq, np.linalg.inv(a))
+            with threadpool_limits(1):
+                self._pop_solver = (seq, np.linalg.inv(a))
         rhs = self.shared.popvec(txn).astype(np.float64) / (F_SCALE * Q_SCALE)
         if not rhs.any():
             return None
