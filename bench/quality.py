@@ -139,14 +139,22 @@ def with_ranking(
     engine: Engine, path: Path, base: EngineConfig, weights: tuple[float, float]
 ) -> Engine:
     engine.close()
-    ranking = RankingConfig(personal_weight=weights[0], popularity_weight=weights[1])
+    ranking = base.ranking.model_copy(
+        update={"personal_weight": weights[0], "popularity_weight": weights[1]}
+    )
     return Engine(path, base.model_copy(update={"ranking": ranking}), encoder=engine.encoder)
 
 
 def run_ownrank(
-    dataset: Dataset, split: Split, encoder: CachedEncoder, shared: str, quick: bool
+    dataset: Dataset,
+    split: Split,
+    encoder: CachedEncoder,
+    shared: str,
+    quick: bool,
+    candidates: int | None = None,
 ) -> dict[str, Any]:
-    base = EngineConfig(shared_statistics=shared)  # type: ignore[arg-type]
+    ranking = RankingConfig() if candidates is None else RankingConfig(candidates=candidates)
+    base = EngineConfig(shared_statistics=shared, ranking=ranking)  # type: ignore[arg-type]
     inner = inner_validation(split)
     grid = WEIGHT_GRID if shared == "popularity" else [(1.0, 0.0)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--datasets", default="ml-1m-half,ml-100k")
     parser.add_argument("--protocols", default="chrono20,cold20")
+    parser.add_argument("--modes", default="none,popularity", help="shared_statistics modes")
     parser.add_argument("--quick", action="store_true", help="evaluate 500 users per split")
+    parser.add_argument("--candidates", type=int, default=None, help="RankingConfig.candidates")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     results: dict[str, Any] = {}
@@ -237,9 +247,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 continue
             split = (chrono20 if protocol == "chrono20" else cold20)(dataset.ratings)
             rows = run_baselines(split)
-            for shared in ("none", "popularity"):
+            for shared in args.modes.split(","):
                 label = "ownrank personal" if shared == "none" else "ownrank +popularity"
-                rows[label] = run_ownrank(dataset, split, encoder, shared, args.quick)
+                rows[label] = run_ownrank(
+                    dataset, split, encoder, shared, args.quick, args.candidates
+                )
             results[f"{name}/{protocol}"] = rows
             print_table(f"{name} {protocol}", rows)
     RESULTS.mkdir(parents=True, exist_ok=True)

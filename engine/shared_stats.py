@@ -13,9 +13,10 @@ consent can opt out):
 - ``pop/<item>``: how many users have net-positive feedback on the item;
 - ``users``: how many users contribute;
 - ``popvec``: sum over catalog items of F(count) * Q(embedding), with
-  F(c) = round(log(1 + c) * 2^16) and Q(e) = round(e * 2^15): the right-hand
-  side of a ridge regression of log-popularity on content, which predicts the
-  popularity of items nobody has seen yet (cold start);
+  F(c) = round(log(1 + c) * 2^16) and Q(e) = round(e * 2^15), and ``popgram``:
+  sum of Q(e) Q(e)^T over catalog items with a count: together, a ridge
+  regression of log-popularity on content over the items people have rated,
+  which predicts the popularity of items nobody has seen yet (cold start);
 - the ``popular_rank`` database orders items by count, for popular candidates.
 
 With ``shared_statistics="none"`` nothing here is ever written.
@@ -79,16 +80,27 @@ class SharedStatistics:
         """Move shared state from ``old`` to ``new`` contributions; return units changed."""
         before, after = set(old.get(POP, ())), set(new.get(POP, ()))
         content = np.zeros(self.dim, dtype=np.int64)
+        entering: list[np.ndarray] = []  # Q(e) of items whose count leaves or reaches 0
+        leaving: list[np.ndarray] = []
         changed = 0
         for item_id, delta in [
             *((i, -1) for i in sorted(before - after)),
             *((i, +1) for i in sorted(after - before)),
         ]:
-            content += self._add(txn, item_id, delta)
+            old_count, vector = self._add(txn, item_id, delta)
             changed += 1
+            if vector is None:
+                continue
+            q = q_vec(vector)
+            content += (f_pop(old_count + delta) - f_pop(old_count)) * q
+            if old_count == 0:
+                entering.append(q)
+            elif old_count + delta == 0:
+                leaving.append(q)
         if content.any():
             vec = self.popvec(txn) + content
             txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
+        self._move_gram(txn, entering, leaving)
         if bool(before) != bool(after):
             self._add_int(txn, b"users", 1 if after else -1)
             changed += 1
@@ -134,8 +146,9 @@ class SharedStatistics:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _add(self, txn: Any, item_id: str, delta: int) -> np.ndarray:
-        """Change one item's count; return the change of its F(count) * Q(e) term."""
+    def _add(self, txn: Any, item_id: str, delta: int) -> tuple[int, np.ndarray | None]:
+        """Change one item's count; return its old count and its vector (None if not
+        in the catalog)."""
         old = self.count(txn, item_id)
         new = old + delta
         if new < 0:
@@ -148,10 +161,32 @@ class SharedStatistics:
             txn.delete(_rank_key(old, item_id), db=self.rank_db)
         if new:
             txn.put(_rank_key(new, item_id), b"", db=self.rank_db)
-        vector = self._vector(txn, item_id)
-        if vector is None:
-            return np.zeros(self.dim, dtype=np.int64)
-        return (f_pop(new) - f_pop(old)) * q_vec(vector)
+        return old, self._vector(txn, item_id)
+
+    def popgram(self, txn: Any) -> bytes | None:
+        """The raw ``popgram`` (int64 d x d, little-endian), None when empty."""
+        raw = txn.get(b"popgram", db=self.counts_db)
+        return None if raw is None else bytes(raw)
+
+    def _move_gram(self, txn: Any, entering: list[np.ndarray], leaving: list[np.ndarray]) -> None:
+        if not entering and not leaving:
+            return
+        raw = self.popgram(txn)
+        gram = (
+            np.zeros((self.dim, self.dim), dtype=np.int64)
+            if raw is None
+            else np.frombuffer(raw, dtype="<i8").reshape(self.dim, self.dim).copy()
+        )
+        if entering:
+            block = np.stack(entering)
+            gram += block.T @ block
+        if leaving:
+            block = np.stack(leaving)
+            gram -= block.T @ block
+        if gram.any():
+            txn.put(b"popgram", gram.astype("<i8").tobytes(), db=self.counts_db)
+        else:
+            txn.delete(b"popgram", db=self.counts_db)
 
     def _vector(self, txn: Any, item_id: str) -> np.ndarray | None:
         stored = self.catalog.get_item(txn, item_id)
@@ -187,3 +222,8 @@ class SharedStatistics:
         if new is not None:
             vec += f * q_vec(new)
         txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
+        self._move_gram(
+            txn,
+            [] if new is None else [q_vec(new)],
+            [] if old is None else [q_vec(old)],
+        )

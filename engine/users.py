@@ -123,7 +123,7 @@ class Users:
         self.model_fingerprint = model_fingerprint
         self._secret = self._load_secret()
         self._moments: tuple[int, CatalogMoments] | None = None
-        self._pop_solver: tuple[int, np.ndarray] | None = None
+        self._pop_solver: tuple[bytes, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
 
     # -- keys ---------------------------------------------------------------------------
@@ -418,24 +418,24 @@ class Users:
 
     # -- ranking --------------------------------------------------------------------------
 
-    def _popularity_direction(self, txn: Any, moments: CatalogMoments) -> np.ndarray | None:
-        """Ridge regression of log(1 + count) on content over the catalog (cold-start prior)."""
-        if not self.shared.enabled or moments.count == 0:
+    def _popularity_direction(self, txn: Any) -> np.ndarray | None:
+        """Ridge regression of log(1 + count) on content over the items people rated:
+        predicts the popularity of items nobody has seen yet (cold-start prior)."""
+        if not self.shared.enabled:
             return None
-        seq = self.store.catalog_seq(txn)
-        if self._pop_solver is None or self._pop_solver[0] != seq:
-            dim = moments.gram.shape[0]
-            a = moments.gram + self.config.ranking.popularity_l2 * np.eye(dim)
+        raw_gram = self.shared.popgram(txn)
+        if raw_gram is None:
+            return None
+        if self._pop_solver is None or self._pop_solver[0] != raw_gram:
+            dim = self.catalog.keeper.dimension
+            gram = np.frombuffer(raw_gram, dtype="<i8").reshape(dim, dim) / float(Q_SCALE**2)
             with threadpool_limits(1):
-                self._pop_solver = (seq, np.linalg.inv(a))
+                inverse = np.linalg.inv(gram + self.config.ranking.popularity_l2 * np.eye(dim))
+            self._pop_solver = (raw_gram, inverse)
         rhs = self.shared.popvec(txn).astype(np.float64) / (F_SCALE * Q_SCALE)
-        if not rhs.any():
-            return None
         return np.asarray(self._pop_solver[1] @ rhs)
 
-    def _popularity(
-        self, txn: Any, item_ids: Sequence[str], vectors: np.ndarray, moments: CatalogMoments
-    ) -> np.ndarray:
+    def _popularity(self, txn: Any, item_ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """Popularity on a [0, 1] scale: log(1 + count) / log(1 + contributing users).
 
         Items nobody has rated yet get their count predicted from content. The
@@ -449,7 +449,7 @@ class Users:
         values = np.log1p(counts)
         unseen = counts == 0
         if unseen.any():
-            direction = self._popularity_direction(txn, moments)
+            direction = self._popularity_direction(txn)
             if direction is not None:
                 values[unseen] = np.maximum(vectors[unseen] @ direction, 0.0)
         shrink = n_users / (n_users + self.config.ranking.popularity_min_users)
@@ -553,9 +553,8 @@ class Users:
             interests = self._interest_vectors(record, model)
             for interest in interests[: cfg.interest_queries]:
                 queries.append((interest.vector, "interest", want // 2))
-        moments = self.moments()
         with self.env.read() as txn:
-            direction = self._popularity_direction(txn, moments)
+            direction = self._popularity_direction(txn)
         if direction is not None:
             queries.append((direction / (np.linalg.norm(direction) + 1e-12), "popular", want))
         for vec, why, k in queries:
@@ -585,7 +584,7 @@ class Users:
                 return []
             vectors = keeper.vectors(np.asarray(keep_rows, np.int64))
             ids = [it.id for it in items]
-            popularity = self._popularity(txn, ids, vectors, moments)
+            popularity = self._popularity(txn, ids, vectors)
             has_popularity = bool(popularity.any())
         taste = np.zeros(len(items))
         if model is not None:

@@ -45,14 +45,21 @@ def check_invariant(engine: Engine) -> None:
         totals = engine.shared.totals(txn)
         assert totals == expected
         assert engine.shared.users(txn) == contributing
-        popvec = np.zeros(engine.identity.dimension, dtype=np.int64)
+        dim = engine.identity.dimension
+        popvec = np.zeros(dim, dtype=np.int64)
+        popgram = np.zeros((dim, dim), dtype=np.int64)
         for item_id, count in totals.items():
             stored = engine.catalog.store.get_item(txn, item_id)
             if stored is not None:
-                found = engine.catalog.store.get_vector(txn, stored.row, engine.identity.dimension)
+                found = engine.catalog.store.get_vector(txn, stored.row, dim)
                 assert found is not None
-                popvec += f_pop(count) * q_vec(found[1])
+                q = q_vec(found[1])
+                popvec += f_pop(count) * q
+                popgram += np.outer(q, q)
         assert (engine.shared.popvec(txn) == popvec).all()
+        raw = engine.shared.popgram(txn)
+        stored_gram = np.zeros((dim, dim), np.int64) if raw is None else np.frombuffer(raw, "<i8")
+        assert (stored_gram.reshape(dim, dim) == popgram).all()
         ranked = engine.shared.top(txn, 1000)
         assert ranked == sorted(totals, key=lambda i: (-totals[i], i))
 

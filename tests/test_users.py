@@ -332,6 +332,7 @@ def test_after_erase_everyone_else_sees_a_world_without_the_user(tmp_path: Path)
             assert a.shared.totals(ta) == b.shared.totals(tb)
             assert a.shared.users(ta) == b.shared.users(tb)
             assert (a.shared.popvec(ta) == b.shared.popvec(tb)).all()
+            assert a.shared.popgram(ta) == b.shared.popgram(tb)
             assert a.users._get(ta, a.users.key("eve")) is None
 
 
