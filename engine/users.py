@@ -208,14 +208,28 @@ class Users:
         return events
 
     def _compact(self, record: UserRecord) -> None:
-        """Apply the caps: newest ``max_events`` events, at most ``max_record_bytes``."""
+        """Apply the caps: newest ``max_events`` events, at most ``max_record_bytes``.
+
+        The byte check bounds what the write will add: a ledger naming every item
+        of the events, and a model of the largest size (head + interests)."""
         record.events.sort(key=lambda e: e.ts)
         if len(record.events) > self.config.max_events:
             del record.events[: len(record.events) - self.config.max_events]
-        while len(record.to_bytes()) > self.config.max_record_bytes and record.events:
-            drop = max(1, len(record.events) // 16)
-            del record.events[:drop]
-            record.model = None  # refit below; the model only shrinks with the events
+        while record.events and self._size_bound(record) > self.config.max_record_bytes:
+            del record.events[: max(1, len(record.events) // 16)]
+
+    def _size_bound(self, record: UserRecord) -> int:
+        items = sorted(record.item_ids())
+        probe = UserRecord(
+            record.consent_shared,
+            record.created_at,
+            record.version + 1,
+            record.events,
+            None,
+            {"pop": items},
+        )
+        model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
+        return len(probe.to_bytes()) + model_bound
 
     def _refit(self, record: UserRecord) -> dict[str, np.ndarray]:
         """Fit the model from the record's events; return the item vectors used."""

@@ -268,6 +268,20 @@ def test_consent_and_the_none_mode(store: Engine, tmp_path: Path) -> None:
                 assert txn.stat(engine.env.db(name))["entries"] == 0
 
 
+def test_long_queries_stay_under_the_byte_cap(tmp_path: Path) -> None:
+    encoder = WordHashEncoder(dimension=384)  # a head as large as the real model's
+    with make_engine(tmp_path, encoder, max_record_bytes=8192) as engine:
+        engine.catalog.upsert(catalog_items(30))
+        for call in range(8):
+            events = [
+                {"kind": "search", "query": (f"query {call} {k} " + "words " * 90)[:480]}
+                for k in range(25)
+            ]
+            engine.interact("searcher", [*events, *like(f"jazz-{(6 * call) % 30:04d}")])
+            record = engine.users.record("searcher")
+            assert record is not None and len(record.to_bytes()) <= 8192
+
+
 def test_caps_bound_the_record(tmp_path: Path) -> None:
     with make_engine(tmp_path, WordHashEncoder(), max_events=20, max_record_bytes=2048) as engine:
         engine.catalog.upsert(catalog_items(120))
