@@ -32,7 +32,7 @@ class RankingConfig(BaseModel):
     popularity_l2: float = Field(10.0, gt=0.0)
     recency_weight: float = Field(0.0, ge=0.0)
     recency_half_life_days: float = Field(30.0, gt=0.0)
-    candidates: int = Field(200, ge=10, le=5_000, description="per retrieval query")
+    candidates: int = Field(100, ge=10, le=5_000, description="per retrieval query")
     interest_queries: int = Field(3, ge=0, le=16)
     search_personal_weight: float = Field(1.0, ge=0.0)
     search_candidates: int = Field(200, ge=10, le=5_000)

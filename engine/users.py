@@ -537,7 +537,7 @@ class Users:
     def _has_deleted_items(self, record: UserRecord) -> bool:
         with self.env.read() as txn:
             return any(
-                self.store.get_item(txn, e.ref) is None for e in record.events if not e.is_search
+                not self.store.has_item(txn, e.ref) for e in record.events if not e.is_search
             )
 
     def _rank(
@@ -585,40 +585,53 @@ class Users:
                 rows.setdefault(row, "recent")
         if not rows:
             return []
-        cand_rows = np.fromiter(rows, dtype=np.int64, count=len(rows))
+        dim = keeper.dimension
         with self.env.read() as txn:
-            items, keep_rows = [], []
-            for row in cand_rows:
-                ref = self.store.item_id_of_row(txn, int(row))
-                stored = self.store.get_item(txn, ref) if ref else None
-                if stored is not None and stored.row == row and stored.item.id not in seen:
-                    items.append(stored.item)
-                    keep_rows.append(int(row))
-            if not items:
+            ids: list[str] = []
+            keep_rows: list[int] = []
+            found_vectors: list[np.ndarray] = []
+            for row in rows:  # one read per candidate: id and vector; deleted rows are gone
+                found = self.store.get_vector(txn, row, dim)
+                if found is not None and found[0] not in seen:
+                    ids.append(found[0])
+                    found_vectors.append(found[1])
+                    keep_rows.append(row)
+            if not ids:
                 return []
-            vectors = keeper.vectors(np.asarray(keep_rows, np.int64))
-            ids = [it.id for it in items]
+            vectors = np.stack(found_vectors)
             popularity = self._popularity(txn, ids, vectors)
             has_popularity = bool(popularity.any())
-        taste = np.zeros(len(items))
-        if model is not None:
-            taste = (vectors @ model.weights - model.offset) / model.scale
-        recency = self._recency(items)
-        parts = {
-            "personal": cfg.personal_weight * taste,
-            "popularity": cfg.popularity_weight * popularity,
-            "recency": cfg.recency_weight * recency,
-        }
-        if model is None and not has_popularity:  # cold start with no priors: recent, diverse
-            parts["recency"] = recency if recency.any() else self._recency_rank(items)
-            diversity = max(diversity, COLD_START_DIVERSITY)
-        scores = parts["personal"] + parts["popularity"] + parts["recency"]
-        order = _select(scores, vectors, n, diversity)
-        out = []
-        for k in order:
-            explanation = self._explain(k, vectors[k], parts, rows[keep_rows[k]], interests)
-            out.append(Recommendation(items[k].id, float(scores[k]), items[k], explanation))
-        return out
+            cold_and_bare = model is None and not has_popularity
+            dated = cfg.recency_weight > 0.0 or cold_and_bare
+            items = [self._item(txn, i) for i in ids] if dated else []
+            taste = np.zeros(len(ids))
+            if model is not None:
+                taste = (vectors @ model.weights - model.offset) / model.scale
+            recency = self._recency(items) if dated else np.zeros(len(ids))
+            parts = {
+                "personal": cfg.personal_weight * taste,
+                "popularity": cfg.popularity_weight * popularity,
+                "recency": cfg.recency_weight * recency,
+            }
+            if cold_and_bare:  # cold start with no priors: recent first, and diverse
+                parts["recency"] = recency if recency.any() else self._recency_rank(items)
+                diversity = max(diversity, COLD_START_DIVERSITY)
+            scores = parts["personal"] + parts["popularity"] + parts["recency"]
+            order = _select(scores, vectors, n, diversity)
+            return [
+                Recommendation(
+                    ids[k],
+                    float(scores[k]),
+                    self._item(txn, ids[k]),
+                    self._explain(k, vectors[k], parts, rows[keep_rows[k]], interests),
+                )
+                for k in order
+            ]
+
+    def _item(self, txn: Any, item_id: str) -> Any:
+        stored = self.store.get_item(txn, item_id)
+        assert stored is not None  # read in the same snapshot as its vector
+        return stored.item
 
     def _recency_rank(self, items: Sequence[Any]) -> np.ndarray:
         """Newest first (items without a date last), as a score in [0, 1]."""

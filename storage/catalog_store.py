@@ -222,6 +222,9 @@ class CatalogStore:
         raw = txn.get(item_id.encode(), db=self.items)
         return None if raw is None else StoredItem.from_bytes(item_id, raw)
 
+    def has_item(self, txn: Any, item_id: str) -> bool:
+        return txn.get(item_id.encode(), db=self.items) is not None
+
     def put_item(self, txn: Any, stored: StoredItem) -> None:
         txn.put(stored.item.id.encode(), stored.to_bytes(), db=self.items)
 
