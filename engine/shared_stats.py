@@ -31,6 +31,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..storage.catalog_store import CatalogStore
 from ..storage.lmdb_env import LmdbEnvironment
@@ -177,23 +178,22 @@ class SharedStatistics:
             if raw is None
             else np.frombuffer(raw, dtype="<i8").reshape(self.dim, self.dim).copy()
         )
-        if entering:
-            block = np.stack(entering)
-            gram += block.T @ block
-        if leaving:
-            block = np.stack(leaving)
-            gram -= block.T @ block
+        # Q(e) entries are below 2^15, so every partial sum of these products stays
+        # below 2^53: float64 BLAS computes them exactly, much faster than int64.
+        with threadpool_limits(1):
+            if entering:
+                block = np.stack(entering).astype(np.float64)
+                gram += np.rint(block.T @ block).astype(np.int64)
+            if leaving:
+                block = np.stack(leaving).astype(np.float64)
+                gram -= np.rint(block.T @ block).astype(np.int64)
         if gram.any():
             txn.put(b"popgram", gram.astype("<i8").tobytes(), db=self.counts_db)
         else:
             txn.delete(b"popgram", db=self.counts_db)
 
     def _vector(self, txn: Any, item_id: str) -> np.ndarray | None:
-        stored = self.catalog.get_item(txn, item_id)
-        if stored is None:
-            return None
-        found = self.catalog.get_vector(txn, stored.row, self.dim)
-        return None if found is None else found[1]
+        return self.catalog.vector_of(txn, item_id, self.dim)
 
     def _add_int(self, txn: Any, key: bytes, delta: int) -> None:
         raw = txn.get(key, db=self.counts_db)

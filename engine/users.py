@@ -171,11 +171,9 @@ class Users:
         out: dict[str, np.ndarray] = {}
         dim = self.catalog.keeper.dimension
         for item_id in item_ids:
-            stored = self.store.get_item(txn, item_id)
-            if stored is not None:
-                found = self.store.get_vector(txn, stored.row, dim)
-                if found is not None:
-                    out[item_id] = found[1]
+            vector = self.store.vector_of(txn, item_id, dim)
+            if vector is not None:
+                out[item_id] = vector
         return out
 
     # -- building records ----------------------------------------------------------------
@@ -301,7 +299,7 @@ class Users:
         now = self.clock()
         item_ids = {e.item_id for e in parsed if e.item_id is not None}
         with self.env.read() as txn:
-            known = {i for i in item_ids if self.store.get_item(txn, i) is not None}
+            known = {i for i in item_ids if self.store.has_item(txn, i)}
         unknown = sorted(item_ids - known)
         stored = [
             StoredEvent(
@@ -516,7 +514,7 @@ class Users:
             known = {
                 e.item_id
                 for e in parsed
-                if e.item_id is not None and self.store.get_item(txn, e.item_id) is not None
+                if e.item_id is not None and self.store.has_item(txn, e.item_id)
             }
         record = self._new_record()
         record.events = [
@@ -556,7 +554,7 @@ class Users:
         model = record.model if record else None
         seen = record.item_ids() if (record and exclude_seen) else set()
         with self.env.read() as txn:
-            seen_rows = [s.row for i in seen if (s := self.store.get_item(txn, i)) is not None]
+            seen_rows = [r for i in seen if (r := self.store.row_of(txn, i)) is not None]
         want = max(cfg.candidates, 3 * n)
         rows: dict[int, str] = {}  # candidate row -> why it was retrieved
         queries: list[tuple[np.ndarray, str, int]] = []
@@ -577,9 +575,9 @@ class Users:
         with self.env.read() as txn:
             allowed = keeper.allowed_rows(expr)
             for item_id in self.shared.top(txn, want, keep=lambda i: i not in seen):
-                stored = self.store.get_item(txn, item_id)
-                if stored is not None and (allowed is None or stored.row in allowed):
-                    rows.setdefault(stored.row, "popular")
+                found_row = self.store.row_of(txn, item_id)
+                if found_row is not None and (allowed is None or found_row in allowed):
+                    rows.setdefault(found_row, "popular")
         if not queries and not rows:  # no model, no popularity: recent and diverse
             for row in keeper.most_recent(want, expr, set(seen_rows)):
                 rows.setdefault(row, "recent")
@@ -706,7 +704,7 @@ class Users:
             return []
         model = record.model
         with self.env.read() as txn:
-            rows = [s.row for h in hits if (s := self.store.get_item(txn, h.item_id))]
+            rows = [r for h in hits if (r := self.store.row_of(txn, h.item_id)) is not None]
         vectors = self.catalog.keeper.vectors(np.asarray(rows, np.int64))
         taste = (vectors @ model.weights - model.offset) / model.scale
         relevance = np.array([h.score for h in hits])

@@ -222,6 +222,16 @@ class CatalogStore:
         raw = txn.get(item_id.encode(), db=self.items)
         return None if raw is None else StoredItem.from_bytes(item_id, raw)
 
+    def row_of(self, txn: Any, item_id: str) -> int | None:
+        """An item's current row, without building the item (hot paths)."""
+        raw = txn.get(item_id.encode(), db=self.items)
+        return None if raw is None else int(msgpack.unpackb(raw)["r"])
+
+    def vector_of(self, txn: Any, item_id: str, dimension: int) -> np.ndarray | None:
+        row = self.row_of(txn, item_id)
+        found = None if row is None else self.get_vector(txn, row, dimension)
+        return None if found is None else found[1]
+
     def has_item(self, txn: Any, item_id: str) -> bool:
         return txn.get(item_id.encode(), db=self.items) is not None
 
