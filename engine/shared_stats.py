@@ -13,7 +13,8 @@ consent can opt out):
 - ``pop/<item>``: how many users have net-positive feedback on the item;
 - ``users``: how many users contribute;
 - ``popvec``: sum over catalog items of F(count) * Q(embedding), with
-  F(c) = round(log(1 + c) * 2^16) and Q(e) = round(e * 2^15), and ``popgram``:
+  F(c) = round(log(1 + c) * 2^16) and Q(e) = [round(e * 2^15), 2^15] (the last
+  entry is the regression's intercept), and ``popgram``:
   sum of Q(e) Q(e)^T over catalog items with a count: together, a ridge
   regression of log-popularity on content over the items people have rated,
   which predicts the popularity of items nobody has seen yet (cold start);
@@ -50,7 +51,10 @@ def f_pop(count: int) -> int:
 
 
 def q_vec(vector: np.ndarray) -> np.ndarray:
-    return np.rint(np.asarray(vector, dtype=np.float64) * Q_SCALE).astype(np.int64)
+    """Q(e): the embedding in fixed point, plus a constant feature (the regression's
+    intercept) of 1 in the same scale."""
+    q = np.rint(np.asarray(vector, dtype=np.float64) * Q_SCALE).astype(np.int64)
+    return np.append(q, Q_SCALE)
 
 
 def _pop_key(item_id: str) -> bytes:
@@ -68,6 +72,7 @@ class SharedStatistics:
         self.counts_db = env.db("shared_counts")
         self.rank_db = env.db("popular_rank")
         self.dim = dim
+        self.qdim = dim + 1  # Q(e) carries the intercept feature
 
     # -- ledgers ------------------------------------------------------------------------
 
@@ -80,7 +85,7 @@ class SharedStatistics:
     def apply(self, txn: Any, old: Ledger, new: Ledger) -> int:
         """Move shared state from ``old`` to ``new`` contributions; return units changed."""
         before, after = set(old.get(POP, ())), set(new.get(POP, ()))
-        content = np.zeros(self.dim, dtype=np.int64)
+        content = np.zeros(self.qdim, dtype=np.int64)
         entering: list[np.ndarray] = []  # Q(e) of items whose count leaves or reaches 0
         leaving: list[np.ndarray] = []
         changed = 0
@@ -131,7 +136,7 @@ class SharedStatistics:
     def popvec(self, txn: Any) -> np.ndarray:
         raw = txn.get(b"popvec", db=self.counts_db)
         if raw is None:
-            return np.zeros(self.dim, dtype=np.int64)
+            return np.zeros(self.qdim, dtype=np.int64)
         return np.frombuffer(raw, dtype="<i8").copy()
 
     def totals(self, txn: Any) -> dict[str, int]:
@@ -174,9 +179,9 @@ class SharedStatistics:
             return
         raw = self.popgram(txn)
         gram = (
-            np.zeros((self.dim, self.dim), dtype=np.int64)
+            np.zeros((self.qdim, self.qdim), dtype=np.int64)
             if raw is None
-            else np.frombuffer(raw, dtype="<i8").reshape(self.dim, self.dim).copy()
+            else np.frombuffer(raw, dtype="<i8").reshape(self.qdim, self.qdim).copy()
         )
         # Q(e) entries are below 2^15, so every partial sum of these products stays
         # below 2^53: float64 BLAS computes them exactly, much faster than int64.

@@ -439,7 +439,7 @@ class Users:
         if raw_gram is None:
             return None
         if self._pop_solver is None or self._pop_solver[0] != raw_gram:
-            dim = self.catalog.keeper.dimension
+            dim = self.shared.qdim
             gram = np.frombuffer(raw_gram, dtype="<i8").reshape(dim, dim) / float(Q_SCALE**2)
             with threadpool_limits(1):
                 inverse = np.linalg.inv(gram + self.config.ranking.popularity_l2 * np.eye(dim))
@@ -463,7 +463,8 @@ class Users:
         if unseen.any():
             direction = self._popularity_direction(txn)
             if direction is not None:
-                values[unseen] = np.maximum(vectors[unseen] @ direction, 0.0)
+                predicted = vectors[unseen] @ direction[:-1] + direction[-1]
+                values[unseen] = np.maximum(predicted, 0.0)
         shrink = n_users / (n_users + self.config.ranking.popularity_min_users)
         return np.asarray(np.clip(values / math.log1p(n_users), 0.0, 1.0) * shrink)
 
@@ -568,7 +569,8 @@ class Users:
         with self.env.read() as txn:
             direction = self._popularity_direction(txn)
         if direction is not None:
-            queries.append((direction / (np.linalg.norm(direction) + 1e-12), "popular", want))
+            slope = direction[:-1]  # without the intercept
+            queries.append((slope / (np.linalg.norm(slope) + 1e-12), "popular", want))
         for vec, why, k in queries:
             for row, _score in keeper.search(vec, k, expr, np.asarray(seen_rows, np.int64)):
                 rows.setdefault(row, why)

@@ -46,8 +46,8 @@ def check_invariant(engine: Engine) -> None:
         assert totals == expected
         assert engine.shared.users(txn) == contributing
         dim = engine.identity.dimension
-        popvec = np.zeros(dim, dtype=np.int64)
-        popgram = np.zeros((dim, dim), dtype=np.int64)
+        popvec = np.zeros(dim + 1, dtype=np.int64)  # + the intercept feature
+        popgram = np.zeros((dim + 1, dim + 1), dtype=np.int64)
         for item_id, count in totals.items():
             stored = engine.catalog.store.get_item(txn, item_id)
             if stored is not None:
@@ -58,8 +58,10 @@ def check_invariant(engine: Engine) -> None:
                 popgram += np.outer(q, q)
         assert (engine.shared.popvec(txn) == popvec).all()
         raw = engine.shared.popgram(txn)
-        stored_gram = np.zeros((dim, dim), np.int64) if raw is None else np.frombuffer(raw, "<i8")
-        assert (stored_gram.reshape(dim, dim) == popgram).all()
+        stored = (
+            np.zeros((dim + 1, dim + 1), np.int64) if raw is None else np.frombuffer(raw, "<i8")
+        )
+        assert (stored.reshape(dim + 1, dim + 1) == popgram).all()
         ranked = engine.shared.top(txn, 1000)
         assert ranked == sorted(totals, key=lambda i: (-totals[i], i))
 
