@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
-from threadpoolctl import threadpool_limits
 
 from ..storage.catalog_store import CatalogMoments
+from .blas import single_threaded
 from .events import FeedbackStrengths, strength
 from .user_record import PersonalModel, StoredEvent
 
@@ -90,7 +90,7 @@ class CatalogPrior:
 
     def __init__(self, moments: CatalogMoments, cfg: LearnerConfig) -> None:
         dim = moments.gram.shape[0]
-        with threadpool_limits(1):  # one thread: fast under load, same bits everywhere
+        with single_threaded():  # one thread: fast under load, same bits everywhere
             self.g = cfg.l2 * np.eye(dim)
             if moments.count:
                 self.g += (cfg.implicit_weight / moments.count) * moments.gram
@@ -113,7 +113,7 @@ def solve_head(
     """w = (G + X^T C X)^-1 X^T C y; by Woodbury (k x k) when there are few observations."""
     b = x.T @ (conf * target)
     k, dim = x.shape
-    with threadpool_limits(1):
+    with single_threaded():
         if k < dim // 2:
             g_inv_b = prior.g_inv @ b
             g_inv_xt = prior.g_inv @ x.T

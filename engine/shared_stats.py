@@ -32,10 +32,10 @@ from typing import Any
 
 import msgpack
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..storage.catalog_store import CatalogStore
 from ..storage.lmdb_env import LmdbEnvironment
+from .blas import single_threaded
 
 POP = "pop"
 F_SCALE = 65_536
@@ -185,7 +185,7 @@ class SharedStatistics:
         )
         # Q(e) entries are below 2^15, so every partial sum of these products stays
         # below 2^53: float64 BLAS computes them exactly, much faster than int64.
-        with threadpool_limits(1):
+        with single_threaded():
             if entering:
                 block = np.stack(entering).astype(np.float64)
                 gram += np.rint(block.T @ block).astype(np.int64)

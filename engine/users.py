@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from threadpoolctl import threadpool_limits
 
 from ..errors import BatchTooLargeError, InvalidInputError
 from ..storage.catalog_store import CatalogMoments, CatalogStore
+from .blas import single_threaded
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
 from .events import MAX_QUERY_CHARS, Event, KindCode
@@ -441,7 +441,7 @@ class Users:
         if self._pop_solver is None or self._pop_solver[0] != raw_gram:
             dim = self.shared.qdim
             gram = np.frombuffer(raw_gram, dtype="<i8").reshape(dim, dim) / float(Q_SCALE**2)
-            with threadpool_limits(1):
+            with single_threaded():
                 inverse = np.linalg.inv(gram + self.config.ranking.popularity_l2 * np.eye(dim))
             self._pop_solver = (raw_gram, inverse)
         rhs = self.shared.popvec(txn).astype(np.float64) / (F_SCALE * Q_SCALE)
