@@ -205,6 +205,28 @@ class Users:
             )
         return events
 
+    def _to_stored(
+        self, events: Sequence[Event | Mapping[str, Any]]
+    ) -> tuple[list[StoredEvent], list[str]]:
+        """Validate events; return those to store and the unknown item ids left out."""
+        parsed = self._events_from(events)
+        now = self.clock()
+        item_ids = {e.item_id for e in parsed if e.item_id is not None}
+        with self.env.read() as txn:
+            known = {i for i in item_ids if self.store.has_item(txn, i)}
+        stored = [
+            StoredEvent(
+                KindCode[e.kind],
+                e.item_id if e.item_id is not None else (e.query or "").strip(),
+                e.value,
+                e.weight,
+                _ts(e, now),
+            )
+            for e in parsed
+            if e.item_id is None or e.item_id in known
+        ]
+        return stored, sorted(item_ids - known)
+
     def _compact(self, record: UserRecord) -> None:
         """Apply the caps: newest ``max_events`` events, at most ``max_record_bytes``.
 
@@ -295,23 +317,7 @@ class Users:
     def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
         """Record feedback; events on unknown items are reported back, not stored."""
         check_user_id(user_id)
-        parsed = self._events_from(events)
-        now = self.clock()
-        item_ids = {e.item_id for e in parsed if e.item_id is not None}
-        with self.env.read() as txn:
-            known = {i for i in item_ids if self.store.has_item(txn, i)}
-        unknown = sorted(item_ids - known)
-        stored = [
-            StoredEvent(
-                KindCode[e.kind],
-                e.item_id if e.item_id is not None else (e.query or "").strip(),
-                e.value,
-                e.weight,
-                _ts(e, now),
-            )
-            for e in parsed
-            if e.item_id is None or e.item_id in known
-        ]
+        stored, unknown = self._to_stored(events)
         if not stored:
             record = self.record(user_id)
             return InteractReport(0, unknown, record.version if record else 0)
@@ -509,26 +515,8 @@ class Users:
     ) -> list[Recommendation]:
         """Stateless: the same model built in memory from ``events``; nothing is stored."""
         check_n(n)
-        parsed = self._events_from(events)
-        now = self.clock()
-        with self.env.read() as txn:
-            known = {
-                e.item_id
-                for e in parsed
-                if e.item_id is not None and self.store.has_item(txn, e.item_id)
-            }
         record = self._new_record()
-        record.events = [
-            StoredEvent(
-                KindCode[e.kind],
-                e.item_id if e.item_id is not None else (e.query or "").strip(),
-                e.value,
-                e.weight,
-                _ts(e, now),
-            )
-            for e in parsed
-            if e.item_id is None or e.item_id in known
-        ]
+        record.events, _unknown = self._to_stored(events)
         self._compact(record)
         self._refit(record)
         return self._rank(record, n, filters, exclude_seen, diversity)

@@ -13,6 +13,7 @@ from ownrank import BatchTooLargeError, Engine, InvalidFilterError, InvalidInput
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import catalog_items
+from test_shared_invariant import check_invariant
 
 
 def like(*item_ids: str, kind: str = "like", **extra: Any) -> list[dict[str, Any]]:
@@ -27,23 +28,6 @@ def topics(recs: list[Any]) -> list[str]:
 def store(engine: Engine) -> Engine:
     engine.catalog.upsert(catalog_items(120))
     return engine
-
-
-def shared_equals_ledgers(engine: Engine, user_ids: list[str]) -> None:
-    """The invariant: every shared count is the sum of the ledgers of existing users."""
-    expected: dict[str, int] = {}
-    contributing = 0
-    for user_id in user_ids:
-        record = engine.users.record(user_id)
-        if record is None:
-            continue
-        items = record.ledger.get("pop", [])
-        contributing += bool(items)
-        for item_id in items:
-            expected[item_id] = expected.get(item_id, 0) + 1
-    with engine.env.read() as txn:
-        assert engine.shared.totals(txn) == expected
-        assert engine.shared.users(txn) == contributing
 
 
 def test_interact_reports_unknown_items_and_stores_the_rest(store: Engine) -> None:
@@ -236,7 +220,7 @@ def test_forget_drops_events_and_their_contributions(store: Engine) -> None:
     record = store.users.record("alice")
     assert record is not None and [e.ref for e in record.events] == ["garden-0002"]
     assert record.ledger == {"pop": ["garden-0002"]}
-    shared_equals_ledgers(store, ["alice"])
+    check_invariant(store, ["alice"])
     with pytest.raises(InvalidInputError):
         store.forget("alice")
 
@@ -249,7 +233,7 @@ def test_deleted_catalog_items_leave_the_model_and_the_ledger(store: Engine) -> 
     assert "astronomy-0003" not in {r.item_id for r in recs}
     record = store.users.record("alice")
     assert record is not None and record.ledger == {"pop": ["jazz-0000"]}
-    shared_equals_ledgers(store, ["alice", "bob"])
+    check_invariant(store, ["alice", "bob"])
 
 
 def test_consent_and_the_none_mode(store: Engine, tmp_path: Path) -> None:
@@ -258,7 +242,7 @@ def test_consent_and_the_none_mode(store: Engine, tmp_path: Path) -> None:
     with store.env.read() as txn:
         assert store.shared.totals(txn) == {} and store.shared.users(txn) == 0
     store.interact("alice", like("chess-0001"))
-    shared_equals_ledgers(store, ["alice"])
+    check_invariant(store, ["alice"])
     with make_engine(tmp_path / "none", WordHashEncoder(), shared_statistics="none") as engine:
         engine.catalog.upsert(catalog_items(30))
         engine.interact("alice", like("jazz-0000", "chess-0001"))
@@ -297,7 +281,7 @@ def test_caps_bound_the_record(tmp_path: Path) -> None:
         assert record is not None and len(record.events) <= 20
         assert record.events[-1].ref == items[-1]  # the newest are kept
         assert len(record.to_bytes()) <= 2048
-        shared_equals_ledgers(engine, ["alice"])
+        check_invariant(engine, ["alice"])
 
 
 def test_erase_is_idempotent_and_returns_a_receipt(store: Engine) -> None:
@@ -374,4 +358,4 @@ def test_concurrent_writers_lose_no_events(tmp_path: Path) -> None:
     with make_engine(tmp_path, WordHashEncoder()) as engine:
         record = engine.users.record("shared-user")
         assert record is not None and len(record.events) == 50 and record.version == 50
-        shared_equals_ledgers(engine, ["shared-user"])
+        check_invariant(engine, ["shared-user"])
