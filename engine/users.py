@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -132,7 +133,7 @@ class Users:
         with self.env.write() as txn:
             raw = txn.get(SECRET_META_KEY.encode(), db=self.store.meta)
             if raw is None:
-                raw = hashlib.sha256(np.random.default_rng().bytes(64)).digest()
+                raw = secrets.token_bytes(32)  # a CSPRNG: the key must not be guessable
                 txn.put(SECRET_META_KEY.encode(), raw, db=self.store.meta)
             return bytes(raw)
 
