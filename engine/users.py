@@ -690,20 +690,28 @@ class Users:
         expr = self.catalog.parse_filters(filters)
         qvec = self.catalog.embed_query(query)
         k = max(self.config.ranking.search_candidates, 10 * n)
-        hits = self.catalog.search_vector(qvec, k, expr)
-        if not hits:
-            return []
+        ranked = self.catalog.keeper.search(qvec, k, expr)
         model = record.model
+        dim = self.catalog.keeper.dimension
         with self.env.read() as txn:
-            rows = [r for h in hits if (r := self.store.row_of(txn, h.item_id)) is not None]
-        vectors = self.catalog.keeper.vectors(np.asarray(rows, np.int64))
-        taste = (vectors @ model.weights - model.offset) / model.scale
-        relevance = np.array([h.score for h in hits])
-        relevance = (relevance - relevance.mean()) / (relevance.std() or 1.0)
-        combined = relevance + self.config.ranking.search_personal_weight * taste
-        scored = [Hit(h.item_id, float(c), h.item) for h, c in zip(hits, combined, strict=True)]
-        scored.sort(key=lambda h: -h.score)
-        return scored[:n]
+            found = [
+                (item_id, vec, score)
+                for row, score in ranked
+                if (hit := self.store.get_vector(txn, row, dim)) is not None
+                for item_id, vec in [hit]
+            ]
+            if not found:
+                return []
+            vectors = np.stack([vec for _i, vec, _s in found])
+            taste = (vectors @ model.weights - model.offset) / model.scale
+            relevance = np.array([score for _i, _v, score in found])
+            relevance = (relevance - relevance.mean()) / (relevance.std() or 1.0)
+            combined = relevance + self.config.ranking.search_personal_weight * taste
+            order = np.lexsort((np.arange(len(found)), -combined))[:n]
+            # only the results are decoded into items
+            return [
+                Hit(found[i][0], float(combined[i]), self._item(txn, found[i][0])) for i in order
+            ]
 
 
 def _select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -> list[int]:
