@@ -288,11 +288,6 @@ class IndexKeeper:
             order = np.lexsort((rows, -when))
             return [int(rows[i]) for i in order if int(rows[i]) not in exclude][:n]
 
-    def vectors(self, rows: Rows) -> np.ndarray:
-        """Stored vectors of live rows, from the index (no LMDB read)."""
-        with self.lock.reading():
-            return self.index.reconstruct(rows)
-
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.save()

@@ -15,8 +15,9 @@ user step of implicit ALS with the base model's vectors as fixed item factors):
 
 The solution is one linear solve (k x k by Woodbury for k observations, with
 G^-1 shared by all users of a catalog version): a refit on every write costs
-about a millisecond, and the model is a deterministic function of (retained events,
-catalog embeddings, config), so replaying the events rebuilds it exactly.
+a few milliseconds (``bench/engine_bench.py`` profiles it), and the model is
+a deterministic function of (retained events, catalog embeddings, config), so
+replaying the events rebuilds it exactly.
 
 Interests: positive items grouped greedily in time order (join the closest
 group if its cosine is at least ``interest_merge_cosine``, else start one; over

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..errors import BatchTooLargeError, InvalidInputError
-from ..storage.catalog_store import CatalogMoments, CatalogStore
+from ..storage.catalog_store import CatalogStore
 from .blas import single_threaded
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
@@ -123,7 +123,6 @@ class Users:
         self.clock = clock
         self.model_fingerprint = model_fingerprint
         self._secret = self._load_secret()
-        self._moments: tuple[int, CatalogMoments] | None = None
         self._pop_solver: tuple[bytes, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
 
@@ -152,20 +151,13 @@ class Users:
 
     # -- catalog facts --------------------------------------------------------------------
 
-    def moments(self) -> CatalogMoments:
-        """The catalog's embedding moments, cached per catalog version."""
-        with self.env.read() as txn:
-            seq = self.store.catalog_seq(txn)
-            if self._moments is None or self._moments[0] != seq:
-                self._moments = (seq, self.store.get_moments(txn, self.catalog.keeper.dimension))
-        return self._moments[1]
-
     def prior(self) -> CatalogPrior:
         """The fit's catalog-side matrices, cached per catalog version."""
         with self.env.read() as txn:
             seq = self.store.catalog_seq(txn)
-        if self._prior is None or self._prior[0] != seq:
-            self._prior = (seq, CatalogPrior(self.moments(), self.config.learner))
+            if self._prior is None or self._prior[0] != seq:
+                moments = self.store.get_moments(txn, self.catalog.keeper.dimension)
+                self._prior = (seq, CatalogPrior(moments, self.config.learner))
         return self._prior[1]
 
     def _item_vectors(self, txn: Any, item_ids: Iterable[str]) -> dict[str, np.ndarray]:

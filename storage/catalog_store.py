@@ -210,9 +210,6 @@ class CatalogStore:
     def _put_meta(self, txn: Any, name: str, value: Any) -> None:
         txn.put(name.encode(), msgpack.packb(value), db=self.meta)
 
-    def get_meta(self, txn: Any, name: str) -> Any:
-        return self._get_meta(txn, name)
-
     def catalog_seq(self, txn: Any) -> int:
         return int(self._get_meta(txn, "catalog_seq") or 0)
 

@@ -81,10 +81,6 @@ class VectorIndex:
     def tombstone_ratio(self) -> float:
         return len(self.dead) / self.ntotal if self.ntotal else 0.0
 
-    def memory_bytes(self) -> int:
-        """Approximate in-memory size (serialized size of the FAISS structure)."""
-        return int(faiss.serialize_index(self._index).nbytes)
-
     # -- changes -----------------------------------------------------------------------
 
     def add(self, rows: Rows, vectors: npt.NDArray[np.float32]) -> None:
