@@ -1,0 +1,172 @@
+"""Every error the service answers is JSON with a stable ``code``, never a stack trace.
+
+Body: ``{"code": "...", "message": "...", "details": ..., "request_id": "..."}``.
+The SDK's typed errors map to statuses by their ``code``; request validation is
+422 (``validation_error``), except a body that is not JSON at all, which is 400
+(``invalid_json``). Validation details name the field and the rule, never echo
+the value sent (it may be someone's event or query).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import OwnrankError
+from .request_context import current_request_id
+
+log = logging.getLogger("ownrank.service")
+
+# SDK error code -> (HTTP status); anything else an OwnrankError raises is a 400
+SDK_STATUS = {
+    "invalid_input": 400,
+    "invalid_filter": 400,
+    "invalid_item": 422,
+    "batch_too_large": 413,
+    "item_not_found": 404,
+    "model_mismatch": 409,
+    "dimension_mismatch": 409,
+}
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "not_ready",
+}
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    code: str
+    message: str
+    details: Any = None
+    request_id: str | None = None
+
+
+class ApiError(Exception):
+    """An error the service answers on purpose."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(
+        code=code, message=message, details=details, request_id=current_request_id()
+    )
+    return JSONResponse(body.model_dump(), status_code=status, headers=dict(headers or {}))
+
+
+def _validation_details(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for err in list(errors)[:20]:
+        out.append(
+            {
+                "loc": [str(p) for p in err.get("loc", ())],
+                "msg": str(err.get("msg", "")).removeprefix("Value error, "),
+                "type": str(err.get("type", "")),
+            }
+        )
+    return out
+
+
+def _sdk_details(exc: OwnrankError) -> Any:
+    problems = getattr(exc, "problems", None)
+    if problems:
+        return [
+            p if isinstance(p, str) else {"position": p[0], "item_id": p[1], "reason": p[2]}
+            for p in list(problems)[:100]
+        ]
+    return None
+
+
+async def _on_api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _on_sdk_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OwnrankError)
+    status = SDK_STATUS.get(exc.code, 400)
+    return error_response(status, exc.code, exc.message, _sdk_details(exc))
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(400, "invalid_json", "the request body is not valid JSON")
+    return error_response(
+        422,
+        "validation_error",
+        "the request does not match the schema",
+        _validation_details(errors),
+    )
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    # the type only: messages of arbitrary exceptions may quote request content
+    log.error(
+        "unhandled error: %s",
+        type(exc).__name__,
+        extra={"traceback": "".join(traceback.format_tb(exc.__traceback__))},
+    )
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _on_api_error)
+    app.add_exception_handler(OwnrankError, _on_sdk_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the error statuses a route can answer."""
+    return {
+        s: {"model": ErrorResponse, "description": HTTP_CODES.get(s, "error")} for s in statuses
+    }

@@ -1,0 +1,162 @@
+"""User routes: feedback, recommendations, personalized search, and the user's rights
+(export, forget, consent, erase). A user token acts only on its own ``{user_id}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from ..engine.users import Recommendation as SdkRecommendation
+from .auth import ActingUser, AdminOnly, Authenticated
+from .deps import EngineDep, MetricsDep, SettingsDep
+from .errors import ApiError, responses
+from .routes_catalog import hits
+from .schemas import (
+    ConsentRequest,
+    ErasureReceipt,
+    EventIn,
+    ForgetRequest,
+    ForgetResponse,
+    HistoryRecommendRequest,
+    HitsResponse,
+    InteractRequest,
+    InteractResponse,
+    ItemOut,
+    Recommendation,
+    RecommendRequest,
+    RecommendResponse,
+    SearchRequest,
+    UserExport,
+    UserIdPath,
+    VersionResponse,
+)
+
+router = APIRouter()
+USER_ERRORS = responses(400, 401, 403, 413, 422, 429)
+
+
+def _events(events: Sequence[EventIn], limit: int) -> list[dict[str, Any]]:
+    if len(events) > limit:
+        raise ApiError(
+            413, "batch_too_large", f"{len(events)} events in one call; the limit is {limit}"
+        )
+    return [e.model_dump(exclude_none=True) for e in events]
+
+
+def recommendations(found: list[SdkRecommendation]) -> RecommendResponse:
+    return RecommendResponse(
+        results=[
+            Recommendation(
+                item_id=r.item_id,
+                score=r.score,
+                item=ItemOut.of(r.item),
+                explanation=r.explanation,
+            )
+            for r in found
+        ]
+    )
+
+
+@router.post("/users/{user_id}/interactions", tags=["users"], responses=USER_ERRORS)
+def interact(
+    user_id: ActingUser,
+    body: InteractRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> InteractResponse:
+    """Record a batch of feedback events. A malformed event rejects the whole batch;
+    events on items not in the catalog are listed and not stored."""
+    report = engine.interact(user_id, _events(body.events, settings.max_batch_events))
+    return InteractResponse(
+        accepted=report.accepted, unknown_items=report.unknown_items, version=report.version
+    )
+
+
+@router.post("/users/{user_id}/recommend", tags=["users"], responses=USER_ERRORS)
+def recommend(
+    user_id: ActingUser,
+    engine: EngineDep,
+    metrics: MetricsDep,
+    body: Annotated[RecommendRequest | None, Body()] = None,
+) -> RecommendResponse:
+    """Recommendations for the user, each with an explanation. The body is optional;
+    unknown users get the cold-start list."""
+    body = body or RecommendRequest()
+    started = time.perf_counter()
+    found = engine.recommend(
+        user_id, body.n, body.filters, exclude_seen=body.exclude_seen, diversity=body.diversity
+    )
+    metrics.recommend_latency.labels(kind="user").observe(time.perf_counter() - started)
+    return recommendations(found)
+
+
+@router.post("/users/{user_id}/search", tags=["users"], responses=USER_ERRORS)
+def personalized_search(
+    user_id: ActingUser, body: SearchRequest, engine: EngineDep
+) -> HitsResponse:
+    """Semantic search re-ranked by the user's model."""
+    return hits(engine.search(body.query, body.n, body.filters, user_id=user_id))
+
+
+@router.post("/recommend/from-history", tags=["users"], responses=USER_ERRORS)
+def recommend_from_history(
+    body: HistoryRecommendRequest,
+    _caller: Authenticated,
+    engine: EngineDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> RecommendResponse:
+    """Stateless recommendations from a posted history: nothing is stored."""
+    events = _events(body.events, settings.max_batch_events)
+    started = time.perf_counter()
+    found = engine.recommend_from_history(
+        events, body.n, body.filters, exclude_seen=body.exclude_seen, diversity=body.diversity
+    )
+    metrics.recommend_latency.labels(kind="history").observe(time.perf_counter() - started)
+    return recommendations(found)
+
+
+@router.get("/users/{user_id}/export", tags=["users"], responses=USER_ERRORS)
+def export_user(user_id: ActingUser, engine: EngineDep) -> UserExport:
+    """Everything stored about the user (``exists`` is false for an unknown user)."""
+    return UserExport.model_validate(engine.export(user_id))
+
+
+@router.put("/users/{user_id}", tags=["users"], responses=USER_ERRORS)
+def import_user(
+    user_id: UserIdPath, body: UserExport, _admin: AdminOnly, engine: EngineDep
+) -> VersionResponse:
+    """Restore a user from an export (replaces the current record). Admin only."""
+    if body.user_id != user_id:
+        raise ApiError(400, "user_id_mismatch", "the export is of another user id")
+    return VersionResponse(version=engine.import_user(body.model_dump()))
+
+
+@router.post("/users/{user_id}/forget", tags=["users"], responses=USER_ERRORS)
+def forget(user_id: ActingUser, body: ForgetRequest, engine: EngineDep) -> ForgetResponse:
+    """Forget the events matching all given criteria; the model is refit without them."""
+    report = engine.forget(user_id, body.item_ids, before=body.before, after=body.after)
+    return ForgetResponse(
+        events_removed=report.events_removed,
+        shared_units_subtracted=report.shared_units_subtracted,
+        version=report.version,
+    )
+
+
+@router.put("/users/{user_id}/consent", tags=["users"], responses=USER_ERRORS)
+def set_consent(user_id: ActingUser, body: ConsentRequest, engine: EngineDep) -> VersionResponse:
+    """Give or withdraw consent to shared statistics (withdrawal subtracts at once)."""
+    return VersionResponse(version=engine.set_consent(user_id, body.shared_statistics))
+
+
+@router.delete("/users/{user_id}", tags=["users"], responses=USER_ERRORS)
+def erase_user(user_id: ActingUser, engine: EngineDep, metrics: MetricsDep) -> ErasureReceipt:
+    """Erase the user: their key is deleted and their shared contributions subtracted,
+    in one transaction. Returns the receipt."""
+    receipt = engine.erase(user_id)
+    metrics.erasures.inc()
+    return ErasureReceipt.model_validate(receipt.as_dict())

@@ -1,0 +1,82 @@
+"""Settings of the HTTP service, read once per worker from the environment.
+
+``ownrank serve`` turns its options into these environment variables before
+uvicorn starts the workers, so every worker (a fresh process) builds the same
+settings without any state passing through ``fork()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "OWNRANK_"
+
+
+class ServiceSettings(BaseModel):
+    """Every knob of the service; defaults suit a single small deployment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Path("ownrank-data")
+    model_dir: Path | None = None
+    encoder_threads: int = Field(1, ge=1, le=256)
+    admin_keys: tuple[str, ...] = Field(
+        (), description="admin API keys (OWNRANK_ADMIN_KEYS, comma separated)"
+    )
+    admin_keys_file: Path | None = Field(
+        None, description="file with one admin key per line (default: DATA_DIR/service/admin_keys)"
+    )
+    token_ttl_seconds: int = Field(86_400, ge=60, description="default user-token lifetime")
+    token_max_ttl_seconds: int = Field(90 * 86_400, ge=60)
+    max_body_bytes: int = Field(8 * 2**20, ge=1024, description="request body limit")
+    max_batch_items: int = Field(1_000, ge=1, description="items per upsert or delete call")
+    max_batch_events: int = Field(1_000, ge=1, description="events per interactions call")
+    rate_limit_per_second: float = Field(
+        0.0, ge=0.0, description="requests per second per token or key; 0 = no limit"
+    )
+    rate_limit_burst: int = Field(50, ge=1)
+    query_cache_size: int = Field(4_096, ge=0, description="LRU of query embeddings")
+    warm_up: bool = Field(True, description="load the model before reporting ready")
+
+    @property
+    def service_dir(self) -> Path:
+        """Where the service keeps its own files (signing secret, admin keys)."""
+        return self.data_dir / "service"
+
+    @property
+    def effective_admin_keys_file(self) -> Path:
+        return self.admin_keys_file or self.service_dir / "admin_keys"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
+        """Settings from ``OWNRANK_*`` variables (unset ones keep their defaults)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            if name == "admin_keys":
+                values[name] = tuple(k.strip() for k in raw.split(",") if k.strip())
+            else:
+                values[name] = raw
+        return cls.model_validate(values)
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of ``from_env``, for handing settings to worker processes."""
+        out: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            key = ENV_PREFIX + name.upper()
+            if name == "admin_keys":
+                out[key] = ",".join(value)
+            elif isinstance(value, bool):
+                out[key] = "true" if value else "false"
+            else:
+                out[key] = str(value)
+        return out
