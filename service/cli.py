@@ -1,4 +1,5 @@
-"""The ``ownrank`` command line: ingest, search, similar, info, delete, reindex, demo.
+"""The ``ownrank`` command line: ingest, search, similar, info, delete, reindex, demo,
+serve (the HTTP service) and token (mint a user token).
 
 Every command works on one data directory (``--data-dir``, or the
 ``OWNRANK_DATA_DIR`` environment variable, default ``./ownrank-data``).
@@ -329,6 +330,84 @@ def _demo_personalization(engine: Engine) -> None:
             because = engine.catalog.get(source).title if source else rec.explanation["reason"]
             table.add_row(str(rank), f"{rec.score:.2f}", rec.item_id, rec.item.title, because)
         console.print(table)
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    model_dir: ModelDir = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    threads: Threads = 1,
+    demo_mode: Annotated[
+        bool,
+        typer.Option("--demo", help="Load the demo catalog and print a key and a token first."),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the HTTP service (FastAPI on uvicorn) over the data directory."""
+    from .server import prepare
+    from .server import serve as run_server
+    from .settings import ServiceSettings
+
+    settings = ServiceSettings.from_env().model_copy(
+        update={"data_dir": data_dir, "model_dir": model_dir, "encoder_threads": threads}
+    )
+    if demo_mode:
+        from .demo_setup import load_demo
+
+        logging.basicConfig(level=logging.WARNING)
+        err_console.print(f"loading the demo catalog into {data_dir} ...")
+        try:
+            demo_facts = load_demo(settings)
+        except OwnrankError as exc:
+            err_console.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from None
+    prepared = prepare(settings)
+    url = f"http://{host if host not in ('0.0.0.0', '::') else '127.0.0.1'}:{port}"
+    if prepared.generated_key_file is not None:
+        err_console.print(
+            f"no admin key was configured: wrote one to {prepared.generated_key_file}"
+        )
+    if demo_mode:
+        from .demo_setup import DEMO_TOKEN_TTL, DEMO_USER, banner
+
+        token_text, _claims = prepared.signer.mint(DEMO_USER, DEMO_TOKEN_TTL)
+        typer.echo(banner(url, settings.data_dir, demo_facts, prepared.admin_keys[0], token_text))
+    run_server(settings, host=host, port=port, workers=workers, log_level=log_level)
+
+
+@app.command()
+def token(
+    user_id: Annotated[str, typer.Argument(help="The user the token acts for.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    ttl: Annotated[int, typer.Option("--ttl", min=60, help="Lifetime in seconds.")] = 86_400,
+    as_json: JsonOut = False,
+) -> None:
+    """Mint a signed bearer token for USER_ID (the same tokens as POST /tokens)."""
+    from ..engine.items import is_valid_item_id
+    from .auth import load_signer
+    from .settings import ServiceSettings
+
+    settings = ServiceSettings.from_env().model_copy(update={"data_dir": data_dir})
+    if not is_valid_item_id(user_id):
+        err_console.print(
+            "[red]error:[/red] a user id is 1-256 characters from A-Z a-z 0-9 . _ : @ ~ -"
+        )
+        raise typer.Exit(2)
+    if ttl > settings.token_max_ttl_seconds:
+        err_console.print(
+            f"[red]error:[/red] --ttl may be at most {settings.token_max_ttl_seconds}"
+        )
+        raise typer.Exit(2)
+    token_text, claims = load_signer(settings).mint(user_id, ttl)
+    if as_json:
+        console.print_json(
+            json.dumps({"token": token_text, "user_id": user_id, "expires_at": claims.expires_at})
+        )
+    else:
+        typer.echo(token_text)
 
 
 def _size(nbytes: int) -> str:

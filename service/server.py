@@ -1,0 +1,75 @@
+"""``ownrank serve``: uvicorn with one or more workers over one data directory.
+
+The parent process only prepares what every worker must share (the token
+signing secret and the admin key file, created once, before any worker starts),
+exports the settings as ``OWNRANK_*`` variables and hands uvicorn the app
+*factory*: each worker process builds its own app and opens its own engine in
+the app's lifespan, so no LMDB handle crosses a process boundary. With several
+workers, Prometheus values go through a fresh multiprocess directory so that
+``/metrics`` on any worker reports all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from .auth import TokenSigner, admin_keys, load_signer
+from .logs import log_config
+from .metrics import MULTIPROC_ENV
+from .settings import ServiceSettings
+
+APP_FACTORY = "ownrank.service.app:create_app_from_env"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    signer: TokenSigner
+    admin_keys: list[str]
+    generated_key_file: Path | None  # set when this start wrote a new admin key file
+
+
+def prepare(settings: ServiceSettings) -> Prepared:
+    """Create the shared secret and, if no admin key is configured, an admin key file."""
+    key_file = settings.effective_admin_keys_file
+    existed = key_file.exists()
+    keys = admin_keys(settings)
+    generated = key_file if (not existed and key_file.exists()) else None
+    return Prepared(load_signer(settings), keys, generated)
+
+
+def serve(
+    settings: ServiceSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+) -> None:
+    """Run the service until interrupted (blocks)."""
+    os.environ.update(settings.to_env())
+    metrics_dir: str | None = None
+    if workers > 1:
+        metrics_dir = tempfile.mkdtemp(prefix="ownrank-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config(log_level.upper()),
+            access_log=False,  # ours logs route templates, not raw paths and query strings
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
