@@ -100,7 +100,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.engine = None
+    app.state.engine = engine  # None until the lifespan opened one
     app.state.signer = load_signer(settings)
     app.state.auth = Authenticator(
         app.state.signer,

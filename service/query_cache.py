@@ -76,5 +76,8 @@ class CachingEncoder:
         with self._model_lock:
             return self.inner.encode(texts)
 
-    def __len__(self) -> int:
+    @property
+    def cached(self) -> int:
+        """Number of cached embeddings. (Not ``__len__``: an empty cache must stay truthy,
+        ``Engine`` treats a falsy encoder as none given.)"""
         return len(self._cache)
