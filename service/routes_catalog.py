@@ -29,10 +29,8 @@ from .schemas import (
     UpsertResponse,
 )
 
-router = APIRouter()
-ADMIN_STATUSES = (400, 401, 403, 413, 422, 429)
-ADMIN_ERRORS = responses(*ADMIN_STATUSES)
-READ_ERRORS = responses(400, 401, 404, 413, 422, 429)
+# every catalog route may answer these (404: an unknown item id)
+router = APIRouter(responses=responses(400, 401, 403, 404, 413, 422, 429, 503))
 
 
 def hits(found: list[SdkHit]) -> HitsResponse:
@@ -46,7 +44,7 @@ def _check_batch(size: int, limit: int, what: str) -> None:
         raise ApiError(413, "batch_too_large", f"{size} {what} in one call; the limit is {limit}")
 
 
-@router.post("/items", tags=["catalog"], responses=ADMIN_ERRORS)
+@router.post("/items", tags=["catalog"])
 def upsert_items(
     body: UpsertRequest, _admin: AdminOnly, engine: EngineDep, settings: SettingsDep
 ) -> UpsertResponse:
@@ -62,7 +60,7 @@ def upsert_items(
     )
 
 
-@router.post("/items/delete", tags=["catalog"], responses=ADMIN_ERRORS)
+@router.post("/items/delete", tags=["catalog"])
 def delete_items(
     body: DeleteRequest, _admin: AdminOnly, engine: EngineDep, settings: SettingsDep
 ) -> DeleteResponse:
@@ -72,7 +70,7 @@ def delete_items(
     return DeleteResponse(deleted=report.deleted, missing=report.missing)
 
 
-@router.delete("/items/{item_id}", tags=["catalog"], responses=responses(404, *ADMIN_STATUSES))
+@router.delete("/items/{item_id}", tags=["catalog"])
 def delete_item(item_id: ItemIdPath, _admin: AdminOnly, engine: EngineDep) -> DeleteResponse:
     """Delete one item (404 if there is no such item)."""
     report = engine.catalog.delete([item_id])
@@ -81,15 +79,13 @@ def delete_item(item_id: ItemIdPath, _admin: AdminOnly, engine: EngineDep) -> De
     return DeleteResponse(deleted=report.deleted, missing=report.missing)
 
 
-@router.get("/items/{item_id}", tags=["catalog"], responses=READ_ERRORS)
+@router.get("/items/{item_id}", tags=["catalog"])
 def get_item(item_id: ItemIdPath, _caller: Authenticated, engine: EngineDep) -> ItemOut:
     """One item of the catalog."""
     return ItemOut.of(engine.catalog.get(item_id))
 
 
-@router.patch(
-    "/items/{item_id}/properties", tags=["catalog"], responses=responses(404, *ADMIN_STATUSES)
-)
+@router.patch("/items/{item_id}/properties", tags=["catalog"])
 def update_properties(
     item_id: ItemIdPath, body: PropertiesUpdate, _admin: AdminOnly, engine: EngineDep
 ) -> ItemOut:
@@ -99,7 +95,7 @@ def update_properties(
     )
 
 
-@router.get("/catalog", tags=["catalog"], responses=ADMIN_ERRORS)
+@router.get("/catalog", tags=["catalog"])
 def catalog_info(_admin: AdminOnly, engine: EngineDep) -> CatalogInfo:
     """Item count, catalog version, base model, index and store sizes."""
     facts = engine.info()
@@ -113,7 +109,7 @@ def catalog_info(_admin: AdminOnly, engine: EngineDep) -> CatalogInfo:
     )
 
 
-@router.post("/items/{item_id}/similar", tags=["search"], responses=READ_ERRORS)
+@router.post("/items/{item_id}/similar", tags=["search"])
 def similar_items(
     item_id: ItemIdPath,
     _caller: Authenticated,
@@ -125,7 +121,7 @@ def similar_items(
     return hits(engine.similar(item_id, body.n, body.filters))
 
 
-@router.post("/search", tags=["search"], responses=READ_ERRORS)
+@router.post("/search", tags=["search"])
 def search(body: SearchRequest, _caller: Authenticated, engine: EngineDep) -> HitsResponse:
     """Semantic search over the catalog, not personalized."""
     return hits(engine.search(body.query, body.n, body.filters))

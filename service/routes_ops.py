@@ -15,7 +15,7 @@ from .schemas import Health, Readiness, TokenRequest, TokenResponse
 router = APIRouter()
 
 
-@router.post("/tokens", tags=["auth"], responses=responses(401, 403, 413, 422, 429))
+@router.post("/tokens", tags=["auth"], responses=responses(400, 401, 403, 413, 422, 429))
 def mint_token(
     body: TokenRequest, request: Request, _admin: AdminOnly, settings: SettingsDep
 ) -> TokenResponse:

@@ -35,8 +35,7 @@ from .schemas import (
     VersionResponse,
 )
 
-router = APIRouter()
-USER_ERRORS = responses(400, 401, 403, 413, 422, 429)
+router = APIRouter(responses=responses(400, 401, 403, 413, 422, 429, 503))
 
 
 def _events(events: Sequence[EventIn], limit: int) -> list[dict[str, Any]]:
@@ -61,7 +60,7 @@ def recommendations(found: list[SdkRecommendation]) -> RecommendResponse:
     )
 
 
-@router.post("/users/{user_id}/interactions", tags=["users"], responses=USER_ERRORS)
+@router.post("/users/{user_id}/interactions", tags=["users"])
 def interact(
     user_id: ActingUser,
     body: InteractRequest,
@@ -76,7 +75,7 @@ def interact(
     )
 
 
-@router.post("/users/{user_id}/recommend", tags=["users"], responses=USER_ERRORS)
+@router.post("/users/{user_id}/recommend", tags=["users"])
 def recommend(
     user_id: ActingUser,
     engine: EngineDep,
@@ -94,7 +93,7 @@ def recommend(
     return recommendations(found)
 
 
-@router.post("/users/{user_id}/search", tags=["users"], responses=USER_ERRORS)
+@router.post("/users/{user_id}/search", tags=["users"])
 def personalized_search(
     user_id: ActingUser, body: SearchRequest, engine: EngineDep
 ) -> HitsResponse:
@@ -102,7 +101,7 @@ def personalized_search(
     return hits(engine.search(body.query, body.n, body.filters, user_id=user_id))
 
 
-@router.post("/recommend/from-history", tags=["users"], responses=USER_ERRORS)
+@router.post("/recommend/from-history", tags=["users"])
 def recommend_from_history(
     body: HistoryRecommendRequest,
     _caller: Authenticated,
@@ -120,13 +119,13 @@ def recommend_from_history(
     return recommendations(found)
 
 
-@router.get("/users/{user_id}/export", tags=["users"], responses=USER_ERRORS)
+@router.get("/users/{user_id}/export", tags=["users"])
 def export_user(user_id: ActingUser, engine: EngineDep) -> UserExport:
     """Everything stored about the user (``exists`` is false for an unknown user)."""
     return UserExport.model_validate(engine.export(user_id))
 
 
-@router.put("/users/{user_id}", tags=["users"], responses=USER_ERRORS)
+@router.put("/users/{user_id}", tags=["users"])
 def import_user(
     user_id: UserIdPath, body: UserExport, _admin: AdminOnly, engine: EngineDep
 ) -> VersionResponse:
@@ -136,7 +135,7 @@ def import_user(
     return VersionResponse(version=engine.import_user(body.model_dump()))
 
 
-@router.post("/users/{user_id}/forget", tags=["users"], responses=USER_ERRORS)
+@router.post("/users/{user_id}/forget", tags=["users"])
 def forget(user_id: ActingUser, body: ForgetRequest, engine: EngineDep) -> ForgetResponse:
     """Forget the events matching all given criteria; the model is refit without them."""
     report = engine.forget(user_id, body.item_ids, before=body.before, after=body.after)
@@ -147,13 +146,13 @@ def forget(user_id: ActingUser, body: ForgetRequest, engine: EngineDep) -> Forge
     )
 
 
-@router.put("/users/{user_id}/consent", tags=["users"], responses=USER_ERRORS)
+@router.put("/users/{user_id}/consent", tags=["users"])
 def set_consent(user_id: ActingUser, body: ConsentRequest, engine: EngineDep) -> VersionResponse:
     """Give or withdraw consent to shared statistics (withdrawal subtracts at once)."""
     return VersionResponse(version=engine.set_consent(user_id, body.shared_statistics))
 
 
-@router.delete("/users/{user_id}", tags=["users"], responses=USER_ERRORS)
+@router.delete("/users/{user_id}", tags=["users"])
 def erase_user(user_id: ActingUser, engine: EngineDep, metrics: MetricsDep) -> ErasureReceipt:
     """Erase the user: their key is deleted and their shared contributions subtracted,
     in one transaction. Returns the receipt."""
