@@ -46,7 +46,6 @@ Press Ctrl+C to stop.
 class DemoCatalog:
     items: int
     added: int
-    sample_item: str
 
 
 def load_demo(settings: ServiceSettings) -> DemoCatalog:
@@ -60,11 +59,8 @@ def load_demo(settings: ServiceSettings) -> DemoCatalog:
                 for hit in engine.search(topic, 3, filters={"topic": topic}):
                     events.append({"kind": "like", "item_id": hit.item_id})
             engine.interact(DEMO_USER, events)
-        sample = engine.search("telescope", 1)
         engine.save_index()
-        return DemoCatalog(
-            engine.catalog.count(), summary.added, sample[0].item_id if sample else ""
-        )
+        return DemoCatalog(engine.catalog.count(), summary.added)
 
 
 def banner(url: str, data_dir: Path, demo: DemoCatalog, admin_key: str, token: str) -> str:

@@ -7,10 +7,13 @@ no example database, so the run takes seconds and never flakes.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import hypothesis
+import pytest
 import schemathesis
 from api_support import ADMIN, sample_items, settings_for
 from schemathesis.checks import not_a_server_error
@@ -45,6 +48,14 @@ config = SchemathesisConfig.from_dict(
     }
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_engine() -> Iterator[None]:
+    yield
+    _engine.close()
+    shutil.rmtree(_data_dir, ignore_errors=True)
+
 
 CHECKS = [
     not_a_server_error,
