@@ -38,7 +38,11 @@ from ownrank import BaseEncoder, Engine, EngineConfig
 from ownrank.engine.config import RankingConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-WEIGHT_GRID = [(0.0, 1.0), (0.03, 1.0), (0.06, 1.0), (0.1, 1.0), (0.15, 1.0), (0.25, 1.0)]
+# (personal_weight, neighbour_weight, popularity_weight): only ratios matter
+WEIGHT_GRID = {
+    "popularity": [(p, nb, 1.0) for p in (0.03, 0.06) for nb in (0.03, 0.06, 0.12)],
+    "none": [(1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (1.0, 2.0, 0.0), (0.5, 2.0, 0.0)],
+}
 
 
 class CachedEncoder:
@@ -136,11 +140,15 @@ def ownrank_metrics(engine: Engine, split: Split) -> dict[str, float]:
 
 
 def with_ranking(
-    engine: Engine, path: Path, base: EngineConfig, weights: tuple[float, float]
+    engine: Engine, path: Path, base: EngineConfig, weights: tuple[float, float, float]
 ) -> Engine:
     engine.close()
     ranking = base.ranking.model_copy(
-        update={"personal_weight": weights[0], "popularity_weight": weights[1]}
+        update={
+            "personal_weight": weights[0],
+            "neighbour_weight": weights[1],
+            "popularity_weight": weights[2],
+        }
     )
     return Engine(path, base.model_copy(update={"ranking": ranking}), encoder=engine.encoder)
 
@@ -156,7 +164,7 @@ def run_ownrank(
     ranking = RankingConfig() if candidates is None else RankingConfig(candidates=candidates)
     base = EngineConfig(shared_statistics=shared, ranking=ranking)  # type: ignore[arg-type]
     inner = inner_validation(split)
-    grid = WEIGHT_GRID if shared == "popularity" else [(1.0, 0.0)]
+    grid = WEIGHT_GRID[shared]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "inner"
         engine, _ = build_store(path, dataset, inner, encoder, base)
@@ -178,7 +186,7 @@ def run_ownrank(
         engine.close()
     return {
         **metrics,
-        "chosen": {"personal_weight": best[0], "popularity_weight": best[1]},
+        "chosen": dict(zip(("personal", "neighbour", "popularity"), best, strict=True)),
         "inner_ndcg": tuning,
         "fit_s": round(fit_s, 1),
         "update_ms_p50": build["user_update_ms_p50"],

@@ -16,12 +16,21 @@ SharedStatisticsMode = Literal["none", "popularity"]
 class RankingConfig(BaseModel):
     """How recommendations and personalized search combine the user's head and priors.
 
-    score = personal_weight * taste_z + popularity_weight * popularity
+    score = personal_weight * taste_z + neighbour_weight * neighbours_z
+            + popularity_weight * popularity
             + recency_weight * 2^(-age / recency_half_life_days)
-    where taste_z is the user's head, standardized over the catalog, and
-    popularity is log(1 + count) / log(1 + contributing users) (for items nobody
-    has rated yet, the count predicted from content), shrunk while few users
-    contribute (users / (users + popularity_min_users)).
+    where taste_z is the user's head, standardized over the catalog; neighbours_z
+    is how close the item is to the items the user rated (sum over them of
+    strength * max(0, cos)^neighbour_power, with vectors centred on the catalog
+    mean; standardized over the candidates), which catches several distinct
+    tastes a linear head averages away; and popularity is
+    log(1 + count) / log(1 + contributing users) (for items nobody has rated
+    yet, the count predicted from content), shrunk while few users contribute
+    (users / (users + popularity_min_users)).
+
+    Candidates: when a filter (or the whole catalog) admits at most
+    ``full_rank_limit`` items, all of them are scored; otherwise they are
+    retrieved around the head, the interests and the popular direction.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -32,7 +41,12 @@ class RankingConfig(BaseModel):
     popularity_l2: float = Field(10.0, gt=0.0)
     recency_weight: float = Field(0.0, ge=0.0)
     recency_half_life_days: float = Field(30.0, gt=0.0)
+    neighbour_weight: float = Field(0.06, ge=0.0)
+    neighbour_power: float = Field(4.0, gt=0.0)
     candidates: int = Field(100, ge=10, le=5_000, description="per retrieval query")
+    full_rank_limit: int = Field(
+        5_000, ge=0, le=100_000, description="rank every admitted item when at most this many"
+    )
     interest_queries: int = Field(3, ge=0, le=16)
     search_personal_weight: float = Field(1.0, ge=0.0)
     search_candidates: int = Field(200, ge=10, le=5_000)

@@ -275,6 +275,20 @@ class IndexKeeper:
         with self.lock.reading():
             return set(table.matching_rows(expr).tolist())
 
+    def small_pool(self, expr: Expr | None, limit: int) -> Rows | None:
+        """Every live row the filter admits, if there are at most ``limit`` (small
+        catalogs and narrow filters are ranked exhaustively, not through retrieval)."""
+        self.sync()
+        table = self._ensure_table()
+        with self.lock.reading():
+            rows = table.matching_rows(expr) if expr is not None else table.rows()
+            return None if rows.size > limit else rows
+
+    def vectors_of(self, rows: Rows) -> np.ndarray:
+        """The indexed vectors of these live rows."""
+        with self.lock.reading():
+            return self.index.reconstruct(rows)
+
     def most_recent(self, n: int, expr: Expr | None, exclude: set[int]) -> list[int]:
         """Rows of the newest items by publication time (undated items last)."""
         self.sync()

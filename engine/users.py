@@ -51,6 +51,28 @@ class Interest:
 
 
 @dataclass(frozen=True)
+class CandidatePool:
+    """Items being ranked: their rows, ids, vectors and catalog-centred unit vectors."""
+
+    rows: np.ndarray
+    ids: list[str]
+    vectors: np.ndarray
+    units: np.ndarray
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The neighbour score of each candidate and the rated item that contributed most."""
+
+    scores: np.ndarray
+    because: list[str]
+
+    @staticmethod
+    def none(count: int) -> Neighbours:
+        return Neighbours(np.zeros(count), [])
+
+
+@dataclass(frozen=True)
 class Recommendation:
     item_id: str
     score: float
@@ -125,6 +147,7 @@ class Users:
         self._secret = self._load_secret()
         self._pop_solver: tuple[bytes, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
+        self._pools: dict[tuple[int, bytes], CandidatePool] = {}
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -159,6 +182,12 @@ class Users:
                 moments = self.store.get_moments(txn, self.catalog.keeper.dimension)
                 self._prior = (seq, CatalogPrior(moments, self.config.learner))
         return self._prior[1]
+
+    def _prior_seq(self) -> int:
+        """The catalog version of the cached prior (after refreshing it)."""
+        self.prior()
+        assert self._prior is not None
+        return self._prior[0]
 
     def _item_vectors(self, txn: Any, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -532,19 +561,128 @@ class Users:
             raise InvalidInputError("diversity must be between 0 and 1")
         expr = self.catalog.parse_filters(filters)
         cfg = self.config.ranking
-        keeper = self.catalog.keeper
         model = record.model if record else None
         seen = record.item_ids() if (record and exclude_seen) else set()
         with self.env.read() as txn:
             seen_rows = [r for i in seen if (r := self.store.row_of(txn, i)) is not None]
+        interests = self._interest_vectors(record, model) if record and model else []
+        pool = self._small_pool(expr)
+        if pool is not None:  # few enough to score every one
+            eligible = np.flatnonzero(~np.isin(pool.rows, seen_rows))
+            why = ["catalog"] * len(pool.ids)
+        else:
+            rows = self._retrieve(model, interests, expr, seen, seen_rows, n)
+            pool = self._pool_of(list(rows))
+            eligible = np.arange(len(pool.ids))
+            why = [rows[int(r)] for r in pool.rows]
+        if eligible.size == 0:
+            return []
+        # features over the whole pool (matrix products), then the eligible entries
+        ids = [pool.ids[int(i)] for i in eligible]
+        vectors = pool.vectors[eligible]
+        with self.env.read() as txn:
+            popularity = self._popularity(txn, ids, vectors)
+            has_popularity = bool(popularity.any())
+            cold_and_bare = model is None and not has_popularity
+            dated = cfg.recency_weight > 0.0 or cold_and_bare
+            items = [self._item(txn, i) for i in ids] if dated else []
+            taste = np.zeros(len(ids))
+            neighbours = Neighbours.none(len(ids))
+            if model is not None and record is not None:
+                taste = (vectors @ model.weights - model.offset) / model.scale
+                if cfg.neighbour_weight > 0.0:
+                    neighbours = self._neighbours(txn, record, pool.units, eligible)
+            recency = self._recency(items) if dated else np.zeros(len(ids))
+            parts = {
+                "personal": cfg.personal_weight * taste,
+                "neighbours": cfg.neighbour_weight * neighbours.scores,
+                "popularity": cfg.popularity_weight * popularity,
+                "recency": cfg.recency_weight * recency,
+            }
+            if cold_and_bare:  # cold start with no priors: recent first, and diverse
+                parts["recency"] = recency if recency.any() else self._recency_rank(items)
+                diversity = max(diversity, COLD_START_DIVERSITY)
+            scores = sum(parts.values(), start=np.zeros(len(ids)))
+            order = _select(scores, vectors, n, diversity)
+            return [
+                Recommendation(
+                    ids[k],
+                    float(scores[k]),
+                    self._item(txn, ids[k]),
+                    self._explain(
+                        k, vectors[k], parts, why[int(eligible[k])], interests, neighbours
+                    ),
+                )
+                for k in order
+            ]
+
+    def _small_pool(self, expr: Any) -> CandidatePool | None:
+        """Every item the filter admits, when few enough to rank exhaustively.
+
+        Cached per (catalog mean, set of rows): a row's item and vector never
+        change (re-embedding an item gives it a new row), so a cached pool is
+        exact for as long as the same rows are admitted.
+        """
+        keeper = self.catalog.keeper
+        rows = keeper.small_pool(expr, self.config.ranking.full_rank_limit)
+        if rows is None:
+            return None
+        key = (self._prior_seq(), rows.tobytes())
+        cached = self._pools.get(key)
+        if cached is None:
+            cached = self._pool_of([int(r) for r in rows], keeper.vectors_of(rows))
+            if len(self._pools) >= 8:
+                self._pools.pop(next(iter(self._pools)))
+            self._pools[key] = cached
+        return cached
+
+    def _pool_of(self, rows: Sequence[int], vectors: np.ndarray | None = None) -> CandidatePool:
+        """Ids, vectors and centred unit vectors of these rows (rows deleted since: dropped)."""
+        dim = self.catalog.keeper.dimension
+        kept: list[int] = []
+        ids: list[str] = []
+        found_vectors: list[np.ndarray] = []
+        with self.env.read() as txn:
+            for pos, row in enumerate(rows):
+                if vectors is not None:
+                    item_id = self.store.item_id_of_row(txn, row)
+                    if item_id is not None:
+                        kept.append(pos)
+                        ids.append(item_id)
+                else:
+                    hit = self.store.get_vector(txn, row, dim)
+                    if hit is not None:
+                        kept.append(pos)
+                        ids.append(hit[0])
+                        found_vectors.append(hit[1])
+        if vectors is not None:
+            matrix = np.asarray(vectors[kept], dtype=np.float32)
+        elif found_vectors:
+            matrix = np.stack(found_vectors).astype(np.float32)
+        else:
+            matrix = np.zeros((0, dim), np.float32)
+        units = _centred_units(matrix, self.prior().mean.astype(np.float32))
+        return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units)
+
+    def _retrieve(
+        self,
+        model: PersonalModel | None,
+        interests: list[Interest],
+        expr: Any,
+        seen: set[str],
+        seen_rows: list[int],
+        n: int,
+    ) -> dict[int, str]:
+        """Candidate rows (and what retrieved each) from a catalog too big to score whole:
+        around the head, each interest and the popular direction, plus the top popular."""
+        cfg = self.config.ranking
+        keeper = self.catalog.keeper
         want = max(cfg.candidates, 3 * n)
-        rows: dict[int, str] = {}  # candidate row -> why it was retrieved
+        rows: dict[int, str] = {}
         queries: list[tuple[np.ndarray, str, int]] = []
-        interests: list[Interest] = []
-        if model is not None and record is not None:
+        if model is not None:
             w = model.weights
             queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
-            interests = self._interest_vectors(record, model)
             for interest in interests[: cfg.interest_queries]:
                 queries.append((interest.vector, "interest", want // 2))
         with self.env.read() as txn:
@@ -552,8 +690,9 @@ class Users:
         if direction is not None:
             slope = direction[:-1]  # without the intercept
             queries.append((slope / (np.linalg.norm(slope) + 1e-12), "popular", want))
+        excluded = np.asarray(seen_rows, np.int64)
         for vec, why, k in queries:
-            for row, _score in keeper.search(vec, k, expr, np.asarray(seen_rows, np.int64)):
+            for row, _score in keeper.search(vec, k, expr, excluded):
                 rows.setdefault(row, why)
         with self.env.read() as txn:
             allowed = keeper.allowed_rows(expr)
@@ -564,50 +703,34 @@ class Users:
         if not queries and not rows:  # no model, no popularity: recent and diverse
             for row in keeper.most_recent(want, expr, set(seen_rows)):
                 rows.setdefault(row, "recent")
-        if not rows:
-            return []
-        dim = keeper.dimension
-        with self.env.read() as txn:
-            ids: list[str] = []
-            keep_rows: list[int] = []
-            found_vectors: list[np.ndarray] = []
-            for row in rows:  # one read per candidate: id and vector; deleted rows are gone
-                found = self.store.get_vector(txn, row, dim)
-                if found is not None and found[0] not in seen:
-                    ids.append(found[0])
-                    found_vectors.append(found[1])
-                    keep_rows.append(row)
-            if not ids:
-                return []
-            vectors = np.stack(found_vectors)
-            popularity = self._popularity(txn, ids, vectors)
-            has_popularity = bool(popularity.any())
-            cold_and_bare = model is None and not has_popularity
-            dated = cfg.recency_weight > 0.0 or cold_and_bare
-            items = [self._item(txn, i) for i in ids] if dated else []
-            taste = np.zeros(len(ids))
-            if model is not None:
-                taste = (vectors @ model.weights - model.offset) / model.scale
-            recency = self._recency(items) if dated else np.zeros(len(ids))
-            parts = {
-                "personal": cfg.personal_weight * taste,
-                "popularity": cfg.popularity_weight * popularity,
-                "recency": cfg.recency_weight * recency,
-            }
-            if cold_and_bare:  # cold start with no priors: recent first, and diverse
-                parts["recency"] = recency if recency.any() else self._recency_rank(items)
-                diversity = max(diversity, COLD_START_DIVERSITY)
-            scores = parts["personal"] + parts["popularity"] + parts["recency"]
-            order = _select(scores, vectors, n, diversity)
-            return [
-                Recommendation(
-                    ids[k],
-                    float(scores[k]),
-                    self._item(txn, ids[k]),
-                    self._explain(k, vectors[k], parts, rows[keep_rows[k]], interests),
-                )
-                for k in order
-            ]
+        return rows
+
+    def _neighbours(
+        self, txn: Any, record: UserRecord, pool_units: np.ndarray, eligible: np.ndarray
+    ) -> Neighbours:
+        """How close each candidate is to the items the user rated, standardized.
+
+        Vectors are centred on the catalog mean (so closeness means "alike", not
+        "typical"), similarities below zero count as zero and the rest are raised
+        to ``neighbour_power`` so a candidate scores by its nearest rated items.
+        """
+        obs = [o for o in observations(record.events, self.config.learner) if not o.is_query]
+        vectors = self._item_vectors(txn, (o.ref for o in obs))
+        obs = [o for o in obs if o.ref in vectors]
+        if not obs:
+            return Neighbours.none(len(eligible))
+        mean = self.prior().mean.astype(np.float32)
+        rated = _centred_units(np.stack([vectors[o.ref] for o in obs]), mean)
+        strengths = np.array([o.strength for o in obs], dtype=np.float32)
+        with single_threaded():
+            sims = np.maximum(rated @ pool_units.T, 0.0)[:, eligible]
+            _raise_to(sims, self.config.ranking.neighbour_power)
+            weighted = strengths[:, None] * sims
+            raw = weighted.sum(axis=0) / float(np.abs(strengths).sum())
+        spread = float(raw.std())
+        scores = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(len(raw))
+        because = [obs[int(j)].ref for j in np.argmax(weighted, axis=0)]
+        return Neighbours(scores.astype(np.float64), because)
 
     def _item(self, txn: Any, item_id: str) -> Any:
         stored = self.store.get_item(txn, item_id)
@@ -648,11 +771,14 @@ class Users:
         parts: Mapping[str, np.ndarray],
         retrieved_by: str,
         interests: list[Interest],
+        neighbours: Neighbours,
     ) -> dict[str, Any]:
         contributions = {name: round(float(v[k]), 4) for name, v in parts.items()}
         reason = max(contributions, key=lambda name: contributions[name])
         out: dict[str, Any] = {"reason": reason, "retrieved_by": retrieved_by, **contributions}
-        if reason == "personal" and interests:
+        if reason == "neighbours" and neighbours.because:
+            out["because_of"] = neighbours.because[k]
+        elif reason == "personal" and interests:
             best = int(np.argmax([float(i.vector @ vector) for i in interests]))
             interest = interests[best]
             out["interest"] = best
@@ -722,6 +848,22 @@ def _select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -
         chosen.append(int(pick))
         best_sim = np.maximum(best_sim, vectors @ vectors[pick])
     return chosen
+
+
+def _raise_to(values: np.ndarray, power: float) -> None:
+    """values **= power in place; whole powers by repeated products (pow() is slow)."""
+    if power == int(power) and 1 <= power <= 8:
+        base = values.copy()
+        for _ in range(int(power) - 1):
+            values *= base
+    else:
+        values **= power
+
+
+def _centred_units(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    centred = np.asarray(vectors, dtype=np.float32) - mean
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.asarray(centred / np.maximum(norms, 1e-12))
 
 
 def _copy(record: UserRecord | None) -> UserRecord | None:

@@ -41,7 +41,13 @@ def test_recommendations_follow_a_topic_and_dislikes_push_it_away(demo: Engine) 
     demo.interact("stargazer", [{"kind": "like", "item_id": i} for i in liked])
     recs = demo.recommend("stargazer", 10)
     assert [r.item.properties["topic"] for r in recs].count("astronomy") >= 8
-    assert all(r.explanation["reason"] in {"personal", "popularity"} for r in recs)
+    assert all(r.explanation["reason"] in {"personal", "neighbours", "popularity"} for r in recs)
+    # a neighbour explanation names the liked item that drove it
+    assert all(
+        r.explanation["because_of"] in liked
+        for r in recs
+        if r.explanation["reason"] == "neighbours"
+    )
     photo = ids_of(demo, "photography", 5)
     demo.interact("stargazer", [{"kind": "dislike", "item_id": i} for i in photo])
     after = demo.recommend("stargazer", 30)
