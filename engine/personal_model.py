@@ -91,6 +91,7 @@ class CatalogPrior:
 
     def __init__(self, moments: CatalogMoments, cfg: LearnerConfig) -> None:
         dim = moments.gram.shape[0]
+        self.moments = moments
         with single_threaded():  # one thread: fast under load, same bits everywhere
             self.g = cfg.l2 * np.eye(dim)
             if moments.count:

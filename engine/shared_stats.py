@@ -14,10 +14,11 @@ consent can opt out):
 - ``users``: how many users contribute;
 - ``popvec``: sum over catalog items of F(count) * Q(embedding), with
   F(c) = round(log(1 + c) * 2^16) and Q(e) = [round(e * 2^15), 2^15] (the last
-  entry is the regression's intercept), and ``popgram``:
-  sum of Q(e) Q(e)^T over catalog items with a count: together, a ridge
-  regression of log-popularity on content over the items people have rated,
-  which predicts the popularity of items nobody has seen yet (cold start);
+  entry is the regression's intercept): the right-hand side of a ridge
+  regression of log-popularity on content over the catalog, whose Gram matrix
+  is the catalog's own (catalog data, no user data); it predicts the
+  popularity of items nobody has rated yet (cold start). One 3 KiB value, so a
+  user write stays small;
 - the ``popular_rank`` database orders items by count, for popular candidates.
 
 With ``shared_statistics="none"`` nothing here is ever written.
@@ -35,7 +36,6 @@ import numpy as np
 
 from ..storage.catalog_store import CatalogStore
 from ..storage.lmdb_env import LmdbEnvironment
-from .blas import single_threaded
 
 POP = "pop"
 F_SCALE = 65_536
@@ -86,8 +86,6 @@ class SharedStatistics:
         """Move shared state from ``old`` to ``new`` contributions; return units changed."""
         before, after = set(old.get(POP, ())), set(new.get(POP, ()))
         content = np.zeros(self.qdim, dtype=np.int64)
-        entering: list[np.ndarray] = []  # Q(e) of items whose count leaves or reaches 0
-        leaving: list[np.ndarray] = []
         changed = 0
         for item_id, delta in [
             *((i, -1) for i in sorted(before - after)),
@@ -97,16 +95,13 @@ class SharedStatistics:
             changed += 1
             if vector is None:
                 continue
-            q = q_vec(vector)
-            content += (f_pop(old_count + delta) - f_pop(old_count)) * q
-            if old_count == 0:
-                entering.append(q)
-            elif old_count + delta == 0:
-                leaving.append(q)
+            content += (f_pop(old_count + delta) - f_pop(old_count)) * q_vec(vector)
         if content.any():
             vec = self.popvec(txn) + content
-            txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
-        self._move_gram(txn, entering, leaving)
+            if vec.any():
+                txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
+            else:
+                txn.delete(b"popvec", db=self.counts_db)
         if bool(before) != bool(after):
             self._add_int(txn, b"users", 1 if after else -1)
             changed += 1
@@ -169,34 +164,6 @@ class SharedStatistics:
             txn.put(_rank_key(new, item_id), b"", db=self.rank_db)
         return old, self._vector(txn, item_id)
 
-    def popgram(self, txn: Any) -> bytes | None:
-        """The raw ``popgram`` (int64 d x d, little-endian), None when empty."""
-        raw = txn.get(b"popgram", db=self.counts_db)
-        return None if raw is None else bytes(raw)
-
-    def _move_gram(self, txn: Any, entering: list[np.ndarray], leaving: list[np.ndarray]) -> None:
-        if not entering and not leaving:
-            return
-        raw = self.popgram(txn)
-        gram = (
-            np.zeros((self.qdim, self.qdim), dtype=np.int64)
-            if raw is None
-            else np.frombuffer(raw, dtype="<i8").reshape(self.qdim, self.qdim).copy()
-        )
-        # Q(e) entries are below 2^15, so every partial sum of these products stays
-        # below 2^53: float64 BLAS computes them exactly, much faster than int64.
-        with single_threaded():
-            if entering:
-                block = np.stack(entering).astype(np.float64)
-                gram += np.rint(block.T @ block).astype(np.int64)
-            if leaving:
-                block = np.stack(leaving).astype(np.float64)
-                gram -= np.rint(block.T @ block).astype(np.int64)
-        if gram.any():
-            txn.put(b"popgram", gram.astype("<i8").tobytes(), db=self.counts_db)
-        else:
-            txn.delete(b"popgram", db=self.counts_db)
-
     def _vector(self, txn: Any, item_id: str) -> np.ndarray | None:
         return self.catalog.vector_of(txn, item_id, self.dim)
 
@@ -226,9 +193,7 @@ class SharedStatistics:
             vec -= f * q_vec(old)
         if new is not None:
             vec += f * q_vec(new)
-        txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
-        self._move_gram(
-            txn,
-            [] if new is None else [q_vec(new)],
-            [] if old is None else [q_vec(old)],
-        )
+        if vec.any():
+            txn.put(b"popvec", vec.astype("<i8").tobytes(), db=self.counts_db)
+        else:
+            txn.delete(b"popvec", db=self.counts_db)

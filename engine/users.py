@@ -145,7 +145,7 @@ class Users:
         self.clock = clock
         self.model_fingerprint = model_fingerprint
         self._secret = self._load_secret()
-        self._pop_solver: tuple[bytes, np.ndarray] | None = None
+        self._pop_solver: tuple[CatalogPrior, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
         self._pools: dict[tuple[int, bytes], CandidatePool] = {}
 
@@ -459,21 +459,29 @@ class Users:
     # -- ranking --------------------------------------------------------------------------
 
     def _popularity_direction(self, txn: Any) -> np.ndarray | None:
-        """Ridge regression of log(1 + count) on content over the items people rated:
-        predicts the popularity of items nobody has seen yet (cold-start prior)."""
+        """Ridge regression of log(1 + count) on content over the catalog (unrated
+        items count 0): predicts the popularity of items nobody has seen yet.
+
+        Its Gram matrix is the catalog's (no user data); only the right-hand
+        side, ``popvec``, is a shared statistic. Returns slope and intercept.
+        """
         if not self.shared.enabled:
             return None
-        raw_gram = self.shared.popgram(txn)
-        if raw_gram is None:
+        popvec = self.shared.popvec(txn)
+        if not popvec.any():
             return None
-        if self._pop_solver is None or self._pop_solver[0] != raw_gram:
+        prior = self.prior()
+        if self._pop_solver is None or self._pop_solver[0] is not prior:
+            moments = prior.moments
             dim = self.shared.qdim
-            gram = np.frombuffer(raw_gram, dtype="<i8").reshape(dim, dim) / float(Q_SCALE**2)
+            gram = np.empty((dim, dim))
+            gram[:-1, :-1] = moments.gram
+            gram[:-1, -1] = gram[-1, :-1] = moments.total
+            gram[-1, -1] = moments.count
             with single_threaded():
                 inverse = np.linalg.inv(gram + self.config.ranking.popularity_l2 * np.eye(dim))
-            self._pop_solver = (raw_gram, inverse)
-        rhs = self.shared.popvec(txn).astype(np.float64) / (F_SCALE * Q_SCALE)
-        return np.asarray(self._pop_solver[1] @ rhs)
+            self._pop_solver = (prior, inverse)
+        return np.asarray(self._pop_solver[1] @ (popvec.astype(np.float64) / (F_SCALE * Q_SCALE)))
 
     def _popularity(self, txn: Any, item_ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """Popularity on a [0, 1] scale: log(1 + count) / log(1 + contributing users).
