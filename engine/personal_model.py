@@ -155,37 +155,46 @@ def fit(
 def group_interests(
     positives: Sequence[Observation], item_vectors: Mapping[str, Vector], cfg: LearnerConfig
 ) -> list[tuple[float, list[int]]]:
-    groups: list[tuple[np.ndarray, float, list[int]]] = []  # (sum vector, weight, members)
+    totals = np.zeros((cfg.max_interests + 1, len(next(iter(item_vectors.values()), []))))
+    norms = np.zeros(cfg.max_interests + 1)
+    groups: list[tuple[float, list[int]]] = []  # (weight, members); totals[i] is group i's sum
     for o in positives:
         v = np.asarray(item_vectors[o.ref], dtype=np.float64) * o.strength
-        best, best_cos = -1, cfg.interest_merge_cosine
-        for gi, (total, _w, _m) in enumerate(groups):
-            cos = float(total @ v) / float(np.linalg.norm(total) * np.linalg.norm(v) + 1e-12)
-            if cos >= best_cos:
-                best, best_cos = gi, cos
-        if best >= 0:
-            total, weight, members = groups[best]
-            groups[best] = (total + v, weight + o.strength, [*members, o.last_event])
-        else:
-            groups.append((v, o.strength, [o.last_event]))
+        k = len(groups)
+        if k:
+            cos = (totals[:k] @ v) / (norms[:k] * float(np.linalg.norm(v)) + 1e-12)
+            best = int(np.argmax(cos))  # first of equals, as a scan would pick
+            if cos[best] >= cfg.interest_merge_cosine:
+                weight, members = groups[best]
+                groups[best] = (weight + o.strength, [*members, o.last_event])
+                totals[best] += v
+                norms[best] = np.linalg.norm(totals[best])
+                continue
+        groups.append((o.strength, [o.last_event]))
+        totals[k] = v
+        norms[k] = np.linalg.norm(v)
         if len(groups) > cfg.max_interests:
-            groups = _merge_closest(groups)
-    return [(weight, members) for _t, weight, members in groups]
+            groups = _merge_closest(groups, totals, norms)
+    return groups
 
 
 def _merge_closest(
-    groups: list[tuple[np.ndarray, float, list[int]]],
-) -> list[tuple[np.ndarray, float, list[int]]]:
-    units = [t / (np.linalg.norm(t) + 1e-12) for t, _w, _m in groups]
-    best = (0, 1, -2.0)
-    for i in range(len(groups)):
-        for j in range(i + 1, len(groups)):
-            cos = float(units[i] @ units[j])
-            if cos > best[2]:
-                best = (i, j, cos)
-    i, j, _ = best
-    ti, wi, mi = groups[i]
-    tj, wj, mj = groups[j]
-    merged = (ti + tj, wi + wj, sorted([*mi, *mj]))
-    rest = [g for k, g in enumerate(groups) if k not in (i, j)]
-    return [*rest[:i], merged, *rest[i:]]
+    groups: list[tuple[float, list[int]]], totals: np.ndarray, norms: np.ndarray
+) -> list[tuple[float, list[int]]]:
+    """Merge the two most similar groups (in place for ``totals``/``norms``); the
+    merged group takes the place of the first, later groups move up."""
+    k = len(groups)
+    units = totals[:k] / (norms[:k, None] + 1e-12)
+    sims = units @ units.T
+    sims[np.tril_indices(k)] = -np.inf
+    i, j = divmod(int(np.argmax(sims)), k)  # first best pair in (i, j) order
+    wi, mi = groups[i]
+    wj, mj = groups[j]
+    merged = (wi + wj, sorted([*mi, *mj]))
+    totals[i] += totals[j]
+    norms[i] = np.linalg.norm(totals[i])
+    totals[j : k - 1] = totals[j + 1 : k]
+    norms[j : k - 1] = norms[j + 1 : k]
+    totals[k - 1] = 0.0
+    norms[k - 1] = 0.0
+    return [*groups[:i], merged, *groups[i + 1 : j], *groups[j + 1 :]]
