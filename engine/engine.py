@@ -47,10 +47,14 @@ class Engine:
     ) -> None:
         self.config = config or EngineConfig()
         self.data_dir = Path(data_dir)
-        self.encoder: Encoder = encoder or BaseEncoder(
-            self.config.model_dir,
-            threads=self.config.encoder_threads,
-            batch_size=self.config.encode_batch_size,
+        self.encoder: Encoder = (
+            encoder
+            if encoder is not None
+            else BaseEncoder(
+                self.config.model_dir,
+                threads=self.config.encoder_threads,
+                batch_size=self.config.encode_batch_size,
+            )
         )
         self.env = LmdbEnvironment(
             self.data_dir / LMDB_DIR,
