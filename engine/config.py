@@ -35,13 +35,13 @@ class RankingConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    personal_weight: float = Field(0.1, ge=0.0)
+    personal_weight: float = Field(0.06, ge=0.0)
     popularity_weight: float = Field(1.0, ge=0.0)
     popularity_min_users: int = Field(50, ge=0)
     popularity_l2: float = Field(10.0, gt=0.0)
     recency_weight: float = Field(0.0, ge=0.0)
     recency_half_life_days: float = Field(30.0, gt=0.0)
-    neighbour_weight: float = Field(0.06, ge=0.0)
+    neighbour_weight: float = Field(0.03, ge=0.0)
     neighbour_power: float = Field(4.0, gt=0.0)
     candidates: int = Field(100, ge=10, le=5_000, description="per retrieval query")
     full_rank_limit: int = Field(
