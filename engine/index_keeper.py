@@ -214,6 +214,26 @@ class IndexKeeper:
                 allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
             return self._search_within(query, n, allowed)
 
+    def search_many(
+        self, queries: np.ndarray, n: int, expr: Expr | None = None, exclude: Rows | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """``search`` for several queries; unfiltered ones on the exact index go in one
+        matrix product, several times faster than one search each."""
+        if expr is not None or self.index.kind != "flat":
+            return [self.search(q, n, expr, exclude) for q in queries]
+        self.sync()
+        skip = set(np.asarray(exclude if exclude is not None else [], np.int64).tolist())
+        with self.lock.reading():
+            scores, rows = self.index.search(queries, n + len(skip))
+        return [
+            [
+                (int(r), float(s))
+                for r, s in zip(rows[q], scores[q], strict=True)
+                if r >= 0 and int(r) not in skip
+            ][:n]
+            for q in range(rows.shape[0])
+        ]
+
     def _search_unfiltered(
         self, query: np.ndarray, n: int, excluded: Rows
     ) -> list[tuple[int, float]]:

@@ -57,6 +57,12 @@ def q_vec(vector: np.ndarray) -> np.ndarray:
     return np.append(q, Q_SCALE)
 
 
+def q_matrix(vectors: np.ndarray) -> np.ndarray:
+    """Q(e) of each row (see ``q_vec``)."""
+    q = np.rint(np.asarray(vectors, dtype=np.float64) * Q_SCALE).astype(np.int64)
+    return np.hstack([q, np.full((len(q), 1), Q_SCALE, dtype=np.int64)])
+
+
 def _pop_key(item_id: str) -> bytes:
     return b"pop\x00" + item_id.encode()
 
@@ -85,7 +91,8 @@ class SharedStatistics:
     def apply(self, txn: Any, old: Ledger, new: Ledger) -> int:
         """Move shared state from ``old`` to ``new`` contributions; return units changed."""
         before, after = set(old.get(POP, ())), set(new.get(POP, ()))
-        content = np.zeros(self.qdim, dtype=np.int64)
+        steps: list[int] = []  # F(new count) - F(old count) of each item in the catalog
+        vectors: list[np.ndarray] = []
         changed = 0
         for item_id, delta in [
             *((i, -1) for i in sorted(before - after)),
@@ -93,9 +100,12 @@ class SharedStatistics:
         ]:
             old_count, vector = self._add(txn, item_id, delta)
             changed += 1
-            if vector is None:
-                continue
-            content += (f_pop(old_count + delta) - f_pop(old_count)) * q_vec(vector)
+            if vector is not None:
+                steps.append(f_pop(old_count + delta) - f_pop(old_count))
+                vectors.append(vector)
+        content = np.zeros(self.qdim, dtype=np.int64)
+        if vectors:  # sum of step * Q(e), in exact integer arithmetic
+            content = np.asarray(steps, dtype=np.int64) @ q_matrix(np.stack(vectors))
         if content.any():
             vec = self.popvec(txn) + content
             if vec.any():

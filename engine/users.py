@@ -698,10 +698,16 @@ class Users:
         if direction is not None:
             slope = direction[:-1]  # without the intercept
             queries.append((slope / (np.linalg.norm(slope) + 1e-12), "popular", want))
-        excluded = np.asarray(seen_rows, np.int64)
-        for vec, why, k in queries:
-            for row, _score in keeper.search(vec, k, expr, excluded):
-                rows.setdefault(row, why)
+        if queries:
+            found = keeper.search_many(
+                np.stack([vec for vec, _why, _k in queries]),
+                want,
+                expr,
+                np.asarray(seen_rows, np.int64),
+            )
+            for (_vec, why, k), hits in zip(queries, found, strict=True):
+                for row, _score in hits[:k]:
+                    rows.setdefault(row, why)
         with self.env.read() as txn:
             allowed = keeper.allowed_rows(expr)
             for item_id in self.shared.top(txn, want, keep=lambda i: i not in seen):
