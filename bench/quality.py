@@ -40,7 +40,7 @@ from ownrank.engine.config import RankingConfig
 RESULTS = Path(__file__).resolve().parent / "results"
 # (personal_weight, neighbour_weight, popularity_weight): only ratios matter
 WEIGHT_GRID = {
-    "popularity": [(p, nb, 1.0) for p in (0.03, 0.06) for nb in (0.03, 0.06, 0.12)],
+    "popularity": [(p, nb, 1.0) for p in (0.03, 0.06) for nb in (0.0, 0.01, 0.03)],
     "none": [(1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (1.0, 2.0, 0.0), (0.5, 2.0, 0.0)],
 }
 
