@@ -20,7 +20,8 @@ class RankingConfig(BaseModel):
             + popularity_weight * popularity
             + recency_weight * 2^(-age / recency_half_life_days)
     where taste_z is the user's head, standardized over the catalog; neighbours_z
-    is how close the item is to the items the user rated (sum over them of
+    is how close the item is to the items the user rated (the newest
+    ``neighbour_items``; sum over them of
     strength * max(0, cos)^neighbour_power, with vectors centred on the catalog
     mean; standardized over the candidates), which catches several distinct
     tastes a linear head averages away; and popularity is
@@ -43,6 +44,9 @@ class RankingConfig(BaseModel):
     recency_half_life_days: float = Field(30.0, gt=0.0)
     neighbour_weight: float = Field(0.03, ge=0.0)
     neighbour_power: float = Field(4.0, gt=0.0)
+    neighbour_items: int = Field(
+        256, ge=1, le=10_000, description="the newest rated items the neighbour score uses"
+    )
     candidates: int = Field(100, ge=10, le=5_000, description="per retrieval query")
     full_rank_limit: int = Field(
         5_000, ge=0, le=100_000, description="rank every admitted item when at most this many"

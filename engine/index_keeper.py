@@ -187,15 +187,18 @@ class IndexKeeper:
 
     def _ensure_table(self) -> PropertyTable:
         """Build the property table at exactly the index's snapshot (caller holds no lock)."""
-        while self.table is None:
+        table = self.table
+        while table is None:
             with self.lock.writing(), self.env.read() as txn:
-                if not self._catch_up(self.index, txn):
-                    self.index = self._build(txn, self.index.kind)
-                table = PropertyTable()
-                for stored in self.store.iter_items(txn):
-                    table.set(stored.row, filter_fields(stored))
-                self.table = table
-        return self.table
+                table = self.table  # another thread may have built it while we waited
+                if table is None:
+                    if not self._catch_up(self.index, txn):
+                        self.index = self._build(txn, self.index.kind)
+                    table = PropertyTable()
+                    for stored in self.store.iter_items(txn):
+                        table.set(stored.row, filter_fields(stored))
+                    self.table = table
+        return table
 
     # -- search -------------------------------------------------------------------------
 
@@ -299,6 +302,8 @@ class IndexKeeper:
         """Every live row the filter admits, if there are at most ``limit`` (small
         catalogs and narrow filters are ranked exhaustively, not through retrieval)."""
         self.sync()
+        if expr is None and self.index.live_count > limit:
+            return None  # no table needed to know there are too many
         table = self._ensure_table()
         with self.lock.reading():
             rows = table.matching_rows(expr) if expr is not None else table.rows()

@@ -729,6 +729,7 @@ class Users:
         to ``neighbour_power`` so a candidate scores by its nearest rated items.
         """
         obs = [o for o in observations(record.events, self.config.learner) if not o.is_query]
+        obs = obs[-self.config.ranking.neighbour_items :]  # the newest
         vectors = self._item_vectors(txn, (o.ref for o in obs))
         obs = [o for o in obs if o.ref in vectors]
         if not obs:

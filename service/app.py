@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -82,6 +83,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = engine is None
+        # sync endpoints run in anyio's thread pool; its size caps concurrent engine calls
+        to_thread.current_default_thread_limiter().total_tokens = settings.engine_threads
         app.state.engine = engine if engine is not None else await run_in_threadpool(open_engine)
         log.info("engine open", extra={"items": app.state.engine.catalog.count()})
         try:

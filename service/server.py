@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from .auth import TokenSigner, admin_keys, load_signer
 from .logs import log_config
@@ -25,6 +27,24 @@ from .metrics import MULTIPROC_ENV
 from .settings import ServiceSettings
 
 APP_FACTORY = "ownrank.service.app:create_app_from_env"
+
+
+class _TcpConfig(uvicorn.Config):
+    """uvicorn's config, with a listening socket that says it is TCP.
+
+    With several workers uvicorn binds one shared socket as ``socket(family)``
+    (protocol 0); asyncio then skips TCP_NODELAY on accepted connections, and
+    Nagle's algorithm plus delayed ACKs add about 40 ms to every response.
+    """
+
+    def bind_socket(self) -> socket.socket:
+        sock = super().bind_socket()
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return sock
+        tcp = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tcp.set_inheritable(True)
+        return tcp
 
 
 @dataclass(frozen=True)
@@ -58,7 +78,7 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="ownrank-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
-        uvicorn.run(
+        config = _TcpConfig(
             APP_FACTORY,
             factory=True,
             host=host,
@@ -69,6 +89,10 @@ def serve(
             server_header=False,
             timeout_graceful_shutdown=10,
         )
+        if workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            uvicorn.Server(config).run()
     finally:
         if metrics_dir is not None:
             os.environ.pop(MULTIPROC_ENV, None)

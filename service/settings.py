@@ -41,6 +41,13 @@ class ServiceSettings(BaseModel):
     rate_limit_burst: int = Field(50, ge=1)
     query_cache_size: int = Field(4_096, ge=0, description="LRU of query embeddings")
     warm_up: bool = Field(True, description="load the model before reporting ready")
+    engine_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="threads per worker running engine calls: the work is CPU-bound under "
+        "the GIL, so more threads per worker lower throughput; scale with workers instead",
+    )
 
     @property
     def service_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +234,23 @@ def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
         engine.catalog.delete([f"chess-{i:04d}" for i in range(1, 91, 6)])  # 15 more: > 20%
         assert keeper.rebuilds == builds + 1 and not keeper.index.dead
         assert keeper.index.ntotal == engine.catalog.count() == 75
+
+
+def test_concurrent_first_filtered_queries_build_the_filter_table_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.catalog.upsert(catalog_items(60))
+    builds = 0
+    real = engine.catalog.store.iter_items
+
+    def counting(txn: Any) -> Any:
+        nonlocal builds
+        builds += 1
+        time.sleep(0.05)  # a slow build, so the other threads queue behind it
+        return real(txn)
+
+    monkeypatch.setattr(engine.catalog.store, "iter_items", counting)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: engine.search("garden", 5, {"rank": {"$gte": 0}}), range(8)))
+    assert builds == 1
+    assert all(len(r) == 5 for r in results)
