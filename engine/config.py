@@ -47,7 +47,7 @@ class RankingConfig(BaseModel):
     neighbour_items: int = Field(
         256, ge=1, le=10_000, description="the newest rated items the neighbour score uses"
     )
-    candidates: int = Field(100, ge=10, le=5_000, description="per retrieval query")
+    candidates: int = Field(60, ge=10, le=5_000, description="per retrieval query")
     full_rank_limit: int = Field(
         5_000, ge=0, le=100_000, description="rank every admitted item when at most this many"
     )

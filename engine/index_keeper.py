@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,23 +219,30 @@ class IndexKeeper:
             return self._search_within(query, n, allowed)
 
     def search_many(
-        self, queries: np.ndarray, n: int, expr: Expr | None = None, exclude: Rows | None = None
+        self, queries: np.ndarray, sizes: Sequence[int], expr: Expr | None = None
     ) -> list[list[tuple[int, float]]]:
-        """``search`` for several queries; unfiltered ones on the exact index go in one
-        matrix product, several times faster than one search each."""
-        if expr is not None or self.index.kind != "flat":
-            return [self.search(q, n, expr, exclude) for q in queries]
+        """The best ``sizes[i]`` rows for each query; unfiltered queries on the exact
+        index go in one matrix product, several times faster than one search each."""
+        if expr is not None:
+            return [self.search(q, k, expr) for q, k in zip(queries, sizes, strict=True)]
         self.sync()
-        skip = set(np.asarray(exclude if exclude is not None else [], np.int64).tolist())
         with self.lock.reading():
-            scores, rows = self.index.search(queries, n + len(skip))
+            if self.index.kind != "flat":
+                # candidates for re-ranking: a beam as wide as the results is enough
+                found = [
+                    self.index.search(q, k, ef_search=k)
+                    for q, k in zip(queries, sizes, strict=True)
+                ]
+                scores = np.full((len(sizes), max(sizes)), -np.inf, np.float32)
+                rows = np.full((len(sizes), max(sizes)), -1, np.int64)
+                for q, (s, r) in enumerate(found):
+                    scores[q, : r.shape[1]] = s[0]
+                    rows[q, : r.shape[1]] = r[0]
+            else:
+                scores, rows = self.index.search(queries, max(sizes))
         return [
-            [
-                (int(r), float(s))
-                for r, s in zip(rows[q], scores[q], strict=True)
-                if r >= 0 and int(r) not in skip
-            ][:n]
-            for q in range(rows.shape[0])
+            [(int(r), float(s)) for r, s in zip(rows[q], scores[q], strict=True) if r >= 0][:k]
+            for q, k in enumerate(sizes)
         ]
 
     def _search_unfiltered(

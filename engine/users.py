@@ -529,10 +529,16 @@ class Users:
         re-ranked by the personal model and priors. Unknown users get the cold-start list."""
         check_n(n)
         record = self.record(user_id)
-        if record is not None and record.model is not None and self._has_deleted_items(record):
+        vectors = self._user_vectors(record)
+        if (
+            record is not None
+            and record.model is not None
+            and len(vectors) < len(record.item_ids())
+        ):
             # a catalog item the model used is gone: replay the events without it
             _old, record, _u = self._write(user_id, lambda r: r, create=False)
-        return self._rank(record, n, filters, exclude_seen, diversity)
+            vectors = self._user_vectors(record)
+        return self._rank(record, vectors, n, filters, exclude_seen, diversity)
 
     def recommend_from_history(
         self,
@@ -548,18 +554,20 @@ class Users:
         record = self._new_record()
         record.events, _unknown = self._to_stored(events)
         self._compact(record)
-        self._refit(record)
-        return self._rank(record, n, filters, exclude_seen, diversity)
+        vectors = self._refit(record)
+        return self._rank(record, vectors, n, filters, exclude_seen, diversity)
 
-    def _has_deleted_items(self, record: UserRecord) -> bool:
+    def _user_vectors(self, record: UserRecord | None) -> dict[str, np.ndarray]:
+        """The vectors of the catalog items in the user's events (deleted ones: absent)."""
+        if record is None:
+            return {}
         with self.env.read() as txn:
-            return any(
-                not self.store.has_item(txn, e.ref) for e in record.events if not e.is_search
-            )
+            return self._item_vectors(txn, record.item_ids())
 
     def _rank(
         self,
         record: UserRecord | None,
+        user_vectors: Mapping[str, np.ndarray],
         n: int,
         filters: Mapping[str, Any] | None,
         exclude_seen: bool,
@@ -571,18 +579,15 @@ class Users:
         cfg = self.config.ranking
         model = record.model if record else None
         seen = record.item_ids() if (record and exclude_seen) else set()
-        with self.env.read() as txn:
-            seen_rows = [r for i in seen if (r := self.store.row_of(txn, i)) is not None]
-        interests = self._interest_vectors(record, model) if record and model else []
+        interests = self._interest_vectors(record, model, user_vectors) if record and model else []
         pool = self._small_pool(expr)
         if pool is not None:  # few enough to score every one
-            eligible = np.flatnonzero(~np.isin(pool.rows, seen_rows))
             why = ["catalog"] * len(pool.ids)
         else:
-            rows = self._retrieve(model, interests, expr, seen, seen_rows, n)
+            rows = self._retrieve(model, interests, expr, seen, n)
             pool = self._pool_of(list(rows))
-            eligible = np.arange(len(pool.ids))
             why = [rows[int(r)] for r in pool.rows]
+        eligible = np.array([k for k, i in enumerate(pool.ids) if i not in seen], dtype=np.int64)
         if eligible.size == 0:
             return []
         # features over the whole pool (matrix products), then the eligible entries
@@ -599,7 +604,7 @@ class Users:
             if model is not None and record is not None:
                 taste = (vectors @ model.weights - model.offset) / model.scale
                 if cfg.neighbour_weight > 0.0:
-                    neighbours = self._neighbours(txn, record, pool.units, eligible)
+                    neighbours = self._neighbours(record, user_vectors, pool.units, eligible)
             recency = self._recency(items) if dated else np.zeros(len(ids))
             parts = {
                 "personal": cfg.personal_weight * taste,
@@ -678,7 +683,6 @@ class Users:
         interests: list[Interest],
         expr: Any,
         seen: set[str],
-        seen_rows: list[int],
         n: int,
     ) -> dict[int, str]:
         """Candidate rows (and what retrieved each) from a catalog too big to score whole:
@@ -695,18 +699,16 @@ class Users:
                 queries.append((interest.vector, "interest", want // 2))
         with self.env.read() as txn:
             direction = self._popularity_direction(txn)
-        if direction is not None:
+        if direction is not None:  # items predicted popular (the top list below has the rest)
             slope = direction[:-1]  # without the intercept
-            queries.append((slope / (np.linalg.norm(slope) + 1e-12), "popular", want))
+            queries.append((slope / (np.linalg.norm(slope) + 1e-12), "popular", want // 2))
         if queries:
-            found = keeper.search_many(
-                np.stack([vec for vec, _why, _k in queries]),
-                want,
-                expr,
-                np.asarray(seen_rows, np.int64),
-            )
-            for (_vec, why, k), hits in zip(queries, found, strict=True):
-                for row, _score in hits[:k]:
+            # seen items are dropped after retrieval: over-fetch a little for them rather
+            # than exclude every seen row inside the index (a wider, slower search)
+            sizes = [k + min(len(seen), k // 2) for _vec, _why, k in queries]
+            found = keeper.search_many(np.stack([vec for vec, _why, _k in queries]), sizes, expr)
+            for (_vec, why, _k), hits in zip(queries, found, strict=True):
+                for row, _score in hits:
                     rows.setdefault(row, why)
         with self.env.read() as txn:
             allowed = keeper.allowed_rows(expr)
@@ -715,12 +717,18 @@ class Users:
                 if found_row is not None and (allowed is None or found_row in allowed):
                     rows.setdefault(found_row, "popular")
         if not queries and not rows:  # no model, no popularity: recent and diverse
-            for row in keeper.most_recent(want, expr, set(seen_rows)):
+            with self.env.read() as txn:
+                seen_rows = {r for i in seen if (r := self.store.row_of(txn, i)) is not None}
+            for row in keeper.most_recent(want, expr, seen_rows):
                 rows.setdefault(row, "recent")
         return rows
 
     def _neighbours(
-        self, txn: Any, record: UserRecord, pool_units: np.ndarray, eligible: np.ndarray
+        self,
+        record: UserRecord,
+        vectors: Mapping[str, np.ndarray],
+        pool_units: np.ndarray,
+        eligible: np.ndarray,
     ) -> Neighbours:
         """How close each candidate is to the items the user rated, standardized.
 
@@ -728,10 +736,12 @@ class Users:
         "typical"), similarities below zero count as zero and the rest are raised
         to ``neighbour_power`` so a candidate scores by its nearest rated items.
         """
-        obs = [o for o in observations(record.events, self.config.learner) if not o.is_query]
+        obs = [
+            o
+            for o in observations(record.events, self.config.learner)
+            if not o.is_query and o.ref in vectors
+        ]
         obs = obs[-self.config.ranking.neighbour_items :]  # the newest
-        vectors = self._item_vectors(txn, (o.ref for o in obs))
-        obs = [o for o in obs if o.ref in vectors]
         if not obs:
             return Neighbours.none(len(eligible))
         mean = self.prior().mean.astype(np.float32)
@@ -762,14 +772,14 @@ class Users:
         out[order] = np.linspace(1.0, 0.0, num=len(items))
         return out
 
-    def _interest_vectors(self, record: UserRecord, model: PersonalModel) -> list[Interest]:
+    def _interest_vectors(
+        self, record: UserRecord, model: PersonalModel, vectors: Mapping[str, np.ndarray]
+    ) -> list[Interest]:
         """The user's interests, heaviest first, with their members' vectors."""
         members = [
             [record.events[i].ref for i in idx if i < len(record.events)]
             for _w, idx in sorted(model.interests, key=lambda g: -g[0])
         ]
-        with self.env.read() as txn:
-            vectors = self._item_vectors(txn, {m for group in members for m in group})
         out = []
         for group in members:
             present = [m for m in group if m in vectors]

@@ -251,6 +251,8 @@ def test_concurrent_first_filtered_queries_build_the_filter_table_once(
 
     monkeypatch.setattr(engine.catalog.store, "iter_items", counting)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: engine.search("garden", 5, {"rank": {"$gte": 0}}), range(8)))
+        results = list(
+            pool.map(lambda _: engine.search("garden", 5, {"rank": {"$gte": 0}}), range(8))
+        )
     assert builds == 1
     assert all(len(r) == 5 for r in results)
