@@ -19,7 +19,8 @@ a few milliseconds (``bench/engine_bench.py`` profiles it), and the model is
 a deterministic function of (retained events, catalog embeddings, config), so
 replaying the events rebuilds it exactly.
 
-Interests: positive items grouped greedily in time order (join the closest
+Interests: the newest ``interest_items`` positive items, grouped greedily in
+time order (join the closest
 group if its cosine is at least ``interest_merge_cosine``, else start one; over
 ``max_interests`` groups, merge the closest two); used to retrieve candidates
 and to explain recommendations. Time decay is relative to the user's newest
@@ -53,6 +54,9 @@ class LearnerConfig(BaseModel):
     half_life_days: float = Field(365.0, gt=0.0)
     max_interests: int = Field(4, ge=1, le=16)
     interest_merge_cosine: float = Field(0.5, ge=-1.0, le=1.0)
+    interest_items: int = Field(
+        64, ge=1, le=10_000, description="the newest liked items grouped into interests"
+    )
     strengths: FeedbackStrengths = FeedbackStrengths()
 
 
@@ -130,15 +134,18 @@ def fit(
     query_vectors: Mapping[str, Vector],
     prior: CatalogPrior,
     cfg: LearnerConfig,
-) -> PersonalModel | None:
-    """Fit the head and interests; items missing from ``item_vectors`` (deleted) are ignored."""
+) -> tuple[PersonalModel | None, list[str]]:
+    """Fit the head and interests; items missing from ``item_vectors`` (deleted) are ignored.
+
+    Also returns the catalog items with net-positive feedback (the user's
+    contribution to popularity), oldest first."""
     obs = [
         o
         for o in observations(events, cfg)
         if (query_vectors if o.is_query else item_vectors).get(o.ref) is not None
     ]
     if not obs:
-        return None
+        return None, []
     x = np.stack([(query_vectors if o.is_query else item_vectors)[o.ref] for o in obs]).astype(
         np.float64
     )
@@ -146,10 +153,10 @@ def fit(
     target = np.array([1.0 if o.strength > 0 else cfg.negative_target for o in obs])
     w = solve_head(prior, x, conf, target)
     offset, scale = prior.head_moments(w)
-    interests = group_interests(
-        [o for o in obs if o.strength > 0 and not o.is_query], item_vectors, cfg
-    )
-    return PersonalModel(w.astype(np.float32), offset, scale, interests)
+    positives = [o for o in obs if o.strength > 0 and not o.is_query]
+    interests = group_interests(positives[-cfg.interest_items :], item_vectors, cfg)
+    model = PersonalModel(w.astype(np.float32), offset, scale, interests)
+    return model, [o.ref for o in positives]
 
 
 def group_interests(

@@ -273,8 +273,9 @@ class Users:
         model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
         return len(probe.to_bytes()) + model_bound
 
-    def _refit(self, record: UserRecord) -> dict[str, np.ndarray]:
-        """Fit the model from the record's events; return the item vectors used."""
+    def _refit(self, record: UserRecord) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Fit the model from the record's events; return the item vectors used and
+        the items with net-positive feedback."""
         refs = {e.ref for e in record.events if not e.is_search}
         queries = sorted({e.ref for e in record.events if e.is_search})
         with self.env.read() as txn:
@@ -283,15 +284,10 @@ class Users:
         if queries:
             encoded = self.catalog.encoder.encode(queries)
             query_vectors = dict(zip(queries, encoded, strict=True))
-        record.model = fit(record.events, vectors, query_vectors, self.prior(), self.config.learner)
-        return vectors
-
-    def _positive_items(self, record: UserRecord, vectors: Mapping[str, np.ndarray]) -> list[str]:
-        return [
-            o.ref
-            for o in observations(record.events, self.config.learner)
-            if o.strength > 0 and not o.is_query and o.ref in vectors
-        ]
+        record.model, positives = fit(
+            record.events, vectors, query_vectors, self.prior(), self.config.learner
+        )
+        return vectors, positives
 
     def _write(
         self,
@@ -308,10 +304,10 @@ class Users:
             if old is None and not create:
                 return None, None, 0
             new = change(_copy(old))
-            vectors: Mapping[str, np.ndarray] = {}
+            positives: list[str] = []
             if new is not None:
                 self._compact(new)
-                vectors = self._refit(new)
+                _vectors, positives = self._refit(new)
             with self.env.write() as txn:
                 current = self._get(txn, key)
                 if (current.version if current else -1) != (old.version if old else -1):
@@ -322,9 +318,7 @@ class Users:
                     if current is not None:
                         txn.delete(key, db=self.db)
                     return old, None, units
-                new.ledger = self.shared.ledger_for(
-                    new.consent_shared, self._positive_items(new, vectors)
-                )
+                new.ledger = self.shared.ledger_for(new.consent_shared, positives)
                 units = self.shared.apply(txn, old_ledger, new.ledger)
                 new.version = (old.version if old else 0) + 1
                 txn.put(key, new.to_bytes(), db=self.db)
@@ -554,7 +548,7 @@ class Users:
         record = self._new_record()
         record.events, _unknown = self._to_stored(events)
         self._compact(record)
-        vectors = self._refit(record)
+        vectors, _positives = self._refit(record)
         return self._rank(record, vectors, n, filters, exclude_seen, diversity)
 
     def _user_vectors(self, record: UserRecord | None) -> dict[str, np.ndarray]:

@@ -29,22 +29,47 @@ from .settings import ServiceSettings
 APP_FACTORY = "ownrank.service.app:create_app_from_env"
 
 
-class _TcpConfig(uvicorn.Config):
-    """uvicorn's config, with a listening socket that says it is TCP.
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP listening socket that several workers can each bind (SO_REUSEPORT).
 
-    With several workers uvicorn binds one shared socket as ``socket(family)``
-    (protocol 0); asyncio then skips TCP_NODELAY on accepted connections, and
-    Nagle's algorithm plus delayed ACKs add about 40 ms to every response.
+    One socket per worker lets the kernel spread new connections over the
+    workers; with one shared socket the worker that wakes first takes them all.
+    The protocol is given as TCP so asyncio sets TCP_NODELAY on accepted
+    connections (otherwise Nagle's algorithm and delayed ACKs add ~40 ms).
     """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
-    def bind_socket(self) -> socket.socket:
-        sock = super().bind_socket()
-        if sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return sock
-        tcp = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
-        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tcp.set_inheritable(True)
-        return tcp
+
+class _SocketPerWorker(Multiprocess):
+    """uvicorn's worker supervisor, handing every worker it starts (or restarts) a
+    listening socket of its own on the same address."""
+
+    def __init__(self, config: uvicorn.Config, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        super().__init__(config, sockets=[])
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """A fresh socket each time uvicorn asks (it asks once per worker it starts)."""
+        sock = listening_socket(self._host, self._port)
+        self._port = sock.getsockname()[1]  # port 0: every later worker joins this one
+        return [sock]
+
+    @sockets.setter
+    def sockets(self, _value: list[socket.socket]) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -78,7 +103,7 @@ def serve(
         metrics_dir = tempfile.mkdtemp(prefix="ownrank-metrics-")
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
-        config = _TcpConfig(
+        config = uvicorn.Config(
             APP_FACTORY,
             factory=True,
             host=host,
@@ -90,7 +115,7 @@ def serve(
             timeout_graceful_shutdown=10,
         )
         if workers > 1:
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            _SocketPerWorker(config, host, port).run()
         else:
             uvicorn.Server(config).run()
     finally:

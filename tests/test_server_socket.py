@@ -1,19 +1,17 @@
-"""The multi-worker listening socket: TCP_NODELAY on every accepted connection."""
+"""Worker sockets: TCP_NODELAY on accepted connections, and one socket per worker."""
 
 from __future__ import annotations
 
 import socket
 
-from ownrank.service.server import _TcpConfig
+from ownrank.service.server import listening_socket
 
 
-def test_shared_listening_socket_is_tcp_with_nodelay() -> None:
-    config = _TcpConfig("ownrank.service.app:create_app_from_env", host="127.0.0.1", port=0)
-    sock = config.bind_socket()
+def test_worker_socket_is_tcp_with_nodelay() -> None:
+    sock = listening_socket("127.0.0.1", 0)
     try:
         # asyncio sets TCP_NODELAY on accepted sockets only when the protocol says TCP
         assert sock.proto == socket.IPPROTO_TCP
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         sock.listen()
         client = socket.create_connection(sock.getsockname())
         accepted, _addr = sock.accept()
@@ -22,3 +20,15 @@ def test_shared_listening_socket_is_tcp_with_nodelay() -> None:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         sock.close()
+
+
+def test_workers_each_bind_the_same_address() -> None:
+    first = listening_socket("127.0.0.1", 0)
+    second = listening_socket("127.0.0.1", first.getsockname()[1])
+    try:
+        first.listen()
+        second.listen()
+        assert first.getsockname() == second.getsockname()
+    finally:
+        first.close()
+        second.close()
