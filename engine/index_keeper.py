@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 Rows = npt.NDArray[np.int64]
 _REBUILD_BATCH = 8_192
 _EXACT_CHUNK = 65_536
+_BATCH_EXACT_LIMIT = 16_384  # admitted rows copied once for a batch of filtered queries
 
 
 class IndexKeeper:
@@ -224,7 +225,7 @@ class IndexKeeper:
         """The best ``sizes[i]`` rows for each query; unfiltered queries on the exact
         index go in one matrix product, several times faster than one search each."""
         if expr is not None:
-            return [self.search(q, k, expr) for q, k in zip(queries, sizes, strict=True)]
+            return self._search_many_within(queries, sizes, expr)
         self.sync()
         with self.lock.reading():
             if self.index.kind != "flat":
@@ -244,6 +245,29 @@ class IndexKeeper:
             [(int(r), float(s)) for r, s in zip(rows[q], scores[q], strict=True) if r >= 0][:k]
             for q, k in enumerate(sizes)
         ]
+
+    def _search_many_within(
+        self, queries: np.ndarray, sizes: Sequence[int], expr: Expr
+    ) -> list[list[tuple[int, float]]]:
+        """Filtered ``search_many``: the filter is evaluated once, and when the exact
+        path applies the admitted vectors are read once for all the queries."""
+        self.sync()
+        table = self._ensure_table()
+        with self.lock.reading():
+            allowed = table.matching_rows(expr)
+            if not 0 < allowed.size <= min(self.config.exact_filter_limit, _BATCH_EXACT_LIMIT):
+                return [
+                    self._search_within(q, k, allowed) for q, k in zip(queries, sizes, strict=True)
+                ]
+            vectors = self.index.reconstruct(allowed)
+        scores = np.asarray(queries, np.float32).reshape(len(sizes), -1) @ vectors.T
+        out = []
+        for q, k in enumerate(sizes):
+            k = min(k, allowed.size)
+            top = np.argpartition(-scores[q], k - 1)[:k]
+            order = np.lexsort((allowed[top], -scores[q, top]))  # ties by row, deterministic
+            out.append([(int(allowed[top[i]]), float(scores[q, top[i]])) for i in order])
+        return out
 
     def _search_unfiltered(
         self, query: np.ndarray, n: int, excluded: Rows
@@ -297,14 +321,14 @@ class IndexKeeper:
         order = np.lexsort((rows, -scores))[:n]  # ties broken by row, deterministic
         return [(int(rows[i]), float(scores[i])) for i in order]
 
-    def allowed_rows(self, expr: Expr | None) -> set[int] | None:
-        """The rows a filter admits (None: no filter, everything)."""
+    def allowed_rows(self, expr: Expr | None) -> Rows | None:
+        """The rows a filter admits, sorted (None: no filter, everything)."""
         if expr is None:
             return None
         self.sync()
         table = self._ensure_table()
         with self.lock.reading():
-            return set(table.matching_rows(expr).tolist())
+            return table.matching_rows(expr)
 
     def small_pool(self, expr: Expr | None, limit: int) -> Rows | None:
         """Every live row the filter admits, if there are at most ``limit`` (small

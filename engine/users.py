@@ -704,11 +704,11 @@ class Users:
             for (_vec, why, _k), hits in zip(queries, found, strict=True):
                 for row, _score in hits:
                     rows.setdefault(row, why)
+        allowed = keeper.allowed_rows(expr)  # sorted
         with self.env.read() as txn:
-            allowed = keeper.allowed_rows(expr)
             for item_id in self.shared.top(txn, want, keep=lambda i: i not in seen):
                 found_row = self.store.row_of(txn, item_id)
-                if found_row is not None and (allowed is None or found_row in allowed):
+                if found_row is not None and (allowed is None or _contains(allowed, found_row)):
                     rows.setdefault(found_row, "popular")
         if not queries and not rows:  # no model, no popularity: recent and diverse
             with self.env.read() as txn:
@@ -867,6 +867,11 @@ def _select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -
         chosen.append(int(pick))
         best_sim = np.maximum(best_sim, vectors @ vectors[pick])
     return chosen
+
+
+def _contains(sorted_rows: np.ndarray, row: int) -> bool:
+    at = int(np.searchsorted(sorted_rows, row))
+    return at < len(sorted_rows) and int(sorted_rows[at]) == row
 
 
 def _raise_to(values: np.ndarray, power: float) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ownrank import BatchTooLargeError, Engine, InvalidFilterError, InvalidInputError
+from ownrank.engine.config import RankingConfig
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import catalog_items
@@ -112,6 +113,23 @@ def test_negative_feedback_pushes_a_neighbourhood_down(store: Engine) -> None:
     rank_after = sum(after.index(i) if i in after else 40 for i in chess_before[:5])
     assert rank_after > rank_before
     assert len(chess_after) < len(chess_before)
+
+
+@pytest.mark.parametrize("full_rank_limit", [5_000, 10])
+def test_filtered_recommendations_through_both_candidate_paths(
+    tmp_path: Path, full_rank_limit: int
+) -> None:
+    """Scored exhaustively (small pool) or retrieved from the index (big pool): every
+    result passes the filter, none is seen, and n come back when n match."""
+    ranking = RankingConfig(full_rank_limit=full_rank_limit)
+    with make_engine(tmp_path, WordHashEncoder(), ranking=ranking) as engine:
+        engine.catalog.upsert(catalog_items(120))
+        engine.interact("alice", like("jazz-0000", "jazz-0006", "garden-0002"))
+        recs = engine.recommend("alice", 8, filters={"topic": "garden", "minutes": {"$lt": 8}})
+        assert len(recs) == 8
+        assert all(r.item.properties["topic"] == "garden" for r in recs)
+        assert all(r.item.properties["minutes"] < 8 for r in recs)
+        assert "garden-0002" not in {r.item_id for r in recs}
 
 
 def test_filters_and_diversity(store: Engine) -> None:
