@@ -758,9 +758,10 @@ def print_table(result: Json) -> None:
         if result["args"]["workers"] > 1 and answers and max(answers) > 0.9 * sum(answers):
             say(
                 f"note: {r['scenario']} with {r['connections']} connections: "
-                f"{max(answers)} of {sum(answers)} answers came from one worker (uvicorn's "
-                "workers share one listening socket; the first to wake accepts the whole "
-                "burst of keep-alive connections), so the server used about one core"
+                f"{max(answers)} of {sum(answers)} answers came from one worker (each worker "
+                "has its own SO_REUSEPORT socket and the kernel places a connection by its "
+                "address hash: with few keep-alive connections several can land on one "
+                "worker), so the server used about one core"
             )
     t = result["target"]
     for check in t["checks"]:
