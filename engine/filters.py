@@ -188,6 +188,7 @@ class Column:
         self.values = values
         self._keys: npt.NDArray[Any] | None = None
         self._lists: dict[int, set[Any]] | None = None
+        self._positions: dict[Any, npt.NDArray[np.int64]] | None = None
         self._numbers: npt.NDArray[np.float64] | None = None
         self._dates: npt.NDArray[np.float64] | None = None
         self._present: Mask | None = None
@@ -214,12 +215,26 @@ class Column:
             self._keys, self._lists = keys, lists
         return self._keys, self._lists
 
+    def _positions_of(self) -> dict[Any, npt.NDArray[np.int64]]:
+        """Rows of each scalar value (an inverted index): equality costs O(matches)."""
+        if self._positions is None:
+            keys, _lists = self._equality_views()
+            grouped: dict[Any, list[int]] = {}
+            for i, k in enumerate(keys):
+                if k is not MISSING:
+                    grouped.setdefault(k, []).append(i)
+            self._positions = {k: np.asarray(v, dtype=np.int64) for k, v in grouped.items()}
+        return self._positions
+
     def equals_any(self, operands: Iterable[Any]) -> Mask:
-        keys, lists = self._equality_views()
+        _keys, lists = self._equality_views()
+        positions = self._positions_of()
         wanted = {_key(v) for v in operands}
         mask = np.zeros(len(self.values), dtype=bool)
         for w in wanted:
-            mask |= keys == w
+            found = positions.get(w)
+            if found is not None:
+                mask[found] = True
         for i, members in lists.items():
             if members & wanted:
                 mask[i] = True

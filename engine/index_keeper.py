@@ -20,7 +20,9 @@ Search strategy (exactness where it matters):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ Rows = npt.NDArray[np.int64]
 _REBUILD_BATCH = 8_192
 _EXACT_CHUNK = 65_536
 _BATCH_EXACT_LIMIT = 16_384  # admitted rows copied once for a batch of filtered queries
+_ADMITTED_CACHE_BYTES = 64 * 2**20
 
 
 class IndexKeeper:
@@ -66,6 +69,8 @@ class IndexKeeper:
         self.lock = ReadWriteLock()
         self.table: PropertyTable | None = None
         self.rebuilds = 0
+        self._admitted: dict[bytes, np.ndarray] = {}
+        self._admitted_lock = threading.Lock()
         self._saved_seq = -1
         faiss.omp_set_num_threads(config.index_threads)
         self.index = self._open()
@@ -259,7 +264,7 @@ class IndexKeeper:
                 return [
                     self._search_within(q, k, allowed) for q, k in zip(queries, sizes, strict=True)
                 ]
-            vectors = self.index.reconstruct(allowed)
+            vectors = self._admitted_vectors(allowed)
         scores = np.asarray(queries, np.float32).reshape(len(sizes), -1) @ vectors.T
         out = []
         for q, k in enumerate(sizes):
@@ -268,6 +273,20 @@ class IndexKeeper:
             order = np.lexsort((allowed[top], -scores[q, top]))  # ties by row, deterministic
             out.append([(int(allowed[top[i]]), float(scores[q, top[i]])) for i in order])
         return out
+
+    def _admitted_vectors(self, allowed: Rows) -> np.ndarray:
+        """The vectors of a filter's rows (caller holds the read lock), cached by the set
+        of rows: a row's vector never changes (re-embedding gives a new row), so the
+        same admitted rows on a later query cost no copy, whatever was written since."""
+        key = hashlib.blake2b(allowed.tobytes(), digest_size=16).digest()
+        found = self._admitted.get(key)
+        if found is None:
+            found = self.index.reconstruct(allowed)
+            with self._admitted_lock:
+                self._admitted[key] = found
+                while sum(v.nbytes for v in self._admitted.values()) > _ADMITTED_CACHE_BYTES:
+                    self._admitted.pop(next(iter(self._admitted)))
+        return found
 
     def _search_unfiltered(
         self, query: np.ndarray, n: int, excluded: Rows
