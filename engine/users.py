@@ -296,11 +296,16 @@ class Users:
         *,
         create: bool = True,
     ) -> tuple[UserRecord | None, UserRecord | None, int]:
-        """Apply ``change`` to the user's record atomically; return (old, new, shared units)."""
+        """Apply ``change`` to the user's record atomically; return (old, new, shared units).
+
+        The write commits only if the stored record is still byte for byte the one the
+        change was computed from (so nothing is decoded twice)."""
         key = self.key(user_id)
         for _attempt in range(20):
             with self.env.read() as txn:
-                old = self._get(txn, key)
+                found = txn.get(key, db=self.db)
+                old_raw = None if found is None else bytes(found)
+            old = None if old_raw is None else UserRecord.from_bytes(old_raw)
             if old is None and not create:
                 return None, None, 0
             new = change(_copy(old))
@@ -309,13 +314,13 @@ class Users:
                 self._compact(new)
                 _vectors, positives = self._refit(new)
             with self.env.write() as txn:
-                current = self._get(txn, key)
-                if (current.version if current else -1) != (old.version if old else -1):
+                found = txn.get(key, db=self.db)
+                if (None if found is None else bytes(found)) != old_raw:
                     continue  # another writer got there first: recompute
-                old_ledger = current.ledger if current else {}
+                old_ledger = old.ledger if old else {}
                 if new is None:
                     units = self.shared.apply(txn, old_ledger, {})
-                    if current is not None:
+                    if old is not None:
                         txn.delete(key, db=self.db)
                     return old, None, units
                 new.ledger = self.shared.ledger_for(new.consent_shared, positives)
