@@ -529,13 +529,17 @@ class Users:
         check_n(n)
         record = self.record(user_id)
         vectors = self._user_vectors(record)
-        if (
-            record is not None
-            and record.model is not None
-            and len(vectors) < len(record.item_ids())
-        ):
-            # a catalog item the model used is gone: replay the events without it
-            _old, record, _u = self._write(user_id, lambda r: r, create=False)
+        if record is not None and len(vectors) < len(record.item_ids()):
+            # catalog items the user had events on are gone: drop those events and
+            # replay the model without them (once: the record no longer names them)
+            gone = record.item_ids() - vectors.keys()
+
+            def drop_deleted(r: UserRecord | None) -> UserRecord | None:
+                if r is not None:
+                    r.events = [e for e in r.events if e.is_search or e.ref not in gone]
+                return r
+
+            _old, record, _u = self._write(user_id, drop_deleted, create=False)
             vectors = self._user_vectors(record)
         return self._rank(record, vectors, n, filters, exclude_seen, diversity)
 

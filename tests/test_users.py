@@ -251,6 +251,10 @@ def test_deleted_catalog_items_leave_the_model_and_the_ledger(store: Engine) -> 
     assert "astronomy-0003" not in {r.item_id for r in recs}
     record = store.users.record("alice")
     assert record is not None and record.ledger == {"pop": ["jazz-0000"]}
+    assert [e.ref for e in record.events] == ["jazz-0000"]  # the deleted item's events go
+    store.recommend("alice", 10)  # nothing left to replay: no second write
+    again = store.users.record("alice")
+    assert again is not None and again.version == record.version
     check_invariant(store, ["alice", "bob"])
 
 
