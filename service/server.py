@@ -11,6 +11,7 @@ workers, Prometheus values go through a fresh multiprocess directory so that
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -58,12 +59,18 @@ class _SocketPerWorker(Multiprocess):
     def __init__(self, config: uvicorn.Config, host: str, port: int) -> None:
         self._host = host
         self._port = port
+        self._announced = False
         super().__init__(config, sockets=[])
 
     @property
     def sockets(self) -> list[socket.socket]:
         """A fresh socket each time uvicorn asks (it asks once per worker it starts)."""
         sock = listening_socket(self._host, self._port)
+        if not self._announced:
+            self._announced = True
+            logging.getLogger("uvicorn.error").info(
+                "listening on %s:%d, one socket per worker", self._host, sock.getsockname()[1]
+            )
         self._port = sock.getsockname()[1]  # port 0: every later worker joins this one
         return [sock]
 
