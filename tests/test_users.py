@@ -382,3 +382,19 @@ def test_concurrent_writers_lose_no_events(tmp_path: Path) -> None:
         record = engine.users.record("shared-user")
         assert record is not None and len(record.events) == 50 and record.version == 50
         check_invariant(engine, ["shared-user"])
+
+
+def test_two_separate_tastes_both_show_up_and_explain_themselves(tmp_path: Path) -> None:
+    """The neighbour score keeps distinct tastes apart (a single linear head averages
+    them), and each such result names the liked item it came from."""
+    ranking = RankingConfig(personal_weight=0.0, neighbour_weight=1.0, popularity_weight=0.0)
+    with make_engine(tmp_path, WordHashEncoder(), ranking=ranking) as engine:
+        engine.catalog.upsert(catalog_items(120))
+        liked = ["jazz-0000", "jazz-0006", "jazz-0012", "chess-0001", "chess-0007", "chess-0013"]
+        engine.interact("ana", like(*liked))
+        recs = engine.recommend("ana", 10)
+        assert set(topics(recs)) == {"jazz", "chess"}
+        assert all(r.explanation["reason"] == "neighbours" for r in recs)
+        for rec in recs:  # explained by a liked item of its own topic
+            because = rec.explanation["because_of"]
+            assert because in liked and because.split("-")[0] == rec.item.properties["topic"]
