@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import math
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -148,6 +149,7 @@ class Users:
         self._pop_solver: tuple[CatalogPrior, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
         self._pools: dict[tuple[int, bytes], CandidatePool] = {}
+        self._pools_lock = threading.Lock()
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -647,9 +649,10 @@ class Users:
         cached = self._pools.get(key)
         if cached is None:
             cached = self._pool_of([int(r) for r in rows], keeper.vectors_of(rows))
-            if len(self._pools) >= 8:
-                self._pools.pop(next(iter(self._pools)))
-            self._pools[key] = cached
+            with self._pools_lock:  # SDK users may rank from several threads
+                if len(self._pools) >= 8:
+                    self._pools.pop(next(iter(self._pools)))
+                self._pools[key] = cached
         return cached
 
     def _pool_of(self, rows: Sequence[int], vectors: np.ndarray | None = None) -> CandidatePool:
