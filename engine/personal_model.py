@@ -162,46 +162,79 @@ def fit(
 def group_interests(
     positives: Sequence[Observation], item_vectors: Mapping[str, Vector], cfg: LearnerConfig
 ) -> list[tuple[float, list[int]]]:
-    totals = np.zeros((cfg.max_interests + 1, len(next(iter(item_vectors.values()), []))))
-    norms = np.zeros(cfg.max_interests + 1)
-    groups: list[tuple[float, list[int]]] = []  # (weight, members); totals[i] is group i's sum
-    for o in positives:
-        v = np.asarray(item_vectors[o.ref], dtype=np.float64) * o.strength
-        k = len(groups)
+    if not positives:
+        return []
+    scaled = np.stack([item_vectors[o.ref] for o in positives]).astype(np.float64)
+    scaled *= np.array([o.strength for o in positives])[:, None]
+    lengths = np.linalg.norm(scaled, axis=1)
+    groups = _Groups(cfg.max_interests + 1, scaled.shape[1])
+    for pos, o in enumerate(positives):
+        v = scaled[pos]
+        k = len(groups.members)
         if k:
-            cos = (totals[:k] @ v) / (norms[:k] * float(np.linalg.norm(v)) + 1e-12)
+            dots = groups.totals[:k] @ v
+            cos = dots / (groups.norms[:k] * lengths[pos] + 1e-12)
             best = int(np.argmax(cos))  # first of equals, as a scan would pick
             if cos[best] >= cfg.interest_merge_cosine:
-                weight, members = groups[best]
-                groups[best] = (weight + o.strength, [*members, o.last_event])
-                totals[best] += v
-                norms[best] = np.linalg.norm(totals[best])
+                groups.join(best, v, o.strength, o.last_event, dots[best], lengths[pos])
                 continue
-        groups.append((o.strength, [o.last_event]))
-        totals[k] = v
-        norms[k] = np.linalg.norm(v)
-        if len(groups) > cfg.max_interests:
-            groups = _merge_closest(groups, totals, norms)
-    return groups
+        groups.add(v, o.strength, o.last_event, lengths[pos])
+        if len(groups.members) > cfg.max_interests:
+            groups.merge_closest()
+    return list(zip(groups.weights, groups.members, strict=True))
 
 
-def _merge_closest(
-    groups: list[tuple[float, list[int]]], totals: np.ndarray, norms: np.ndarray
-) -> list[tuple[float, list[int]]]:
-    """Merge the two most similar groups (in place for ``totals``/``norms``); the
-    merged group takes the place of the first, later groups move up."""
-    k = len(groups)
-    units = totals[:k] / (norms[:k, None] + 1e-12)
-    sims = units @ units.T
-    sims[np.tril_indices(k)] = -np.inf
-    i, j = divmod(int(np.argmax(sims)), k)  # first best pair in (i, j) order
-    wi, mi = groups[i]
-    wj, mj = groups[j]
-    merged = (wi + wj, sorted([*mi, *mj]))
-    totals[i] += totals[j]
-    norms[i] = np.linalg.norm(totals[i])
-    totals[j : k - 1] = totals[j + 1 : k]
-    norms[j : k - 1] = norms[j + 1 : k]
-    totals[k - 1] = 0.0
-    norms[k - 1] = 0.0
-    return [*groups[:i], merged, *groups[i + 1 : j], *groups[j + 1 :]]
+class _Groups:
+    """Interest groups being built: each group's vector sum and its norm, weights,
+    members, and the cosines between groups (rows refreshed only when needed)."""
+
+    def __init__(self, capacity: int, dim: int) -> None:
+        self.totals = np.zeros((capacity, dim))
+        self.norms = np.zeros(capacity)
+        self.weights: list[float] = []
+        self.members: list[list[int]] = []
+        self._cos = np.full((capacity, capacity), -np.inf)
+        self._below = np.tril(np.ones((capacity, capacity), dtype=bool))  # i >= j: not a pair
+        self._stale: set[int] = set()
+
+    def add(self, v: np.ndarray, weight: float, event: int, length: float) -> None:
+        k = len(self.members)
+        self.totals[k] = v
+        self.norms[k] = length
+        self.weights.append(weight)
+        self.members.append([event])
+        self._stale.add(k)
+
+    def join(
+        self, g: int, v: np.ndarray, weight: float, event: int, dot: float, length: float
+    ) -> None:
+        self.totals[g] += v
+        # |t + v|^2 = |t|^2 + 2 t.v + |v|^2: no second pass over the vector
+        self.norms[g] = math.sqrt(max(self.norms[g] ** 2 + 2.0 * dot + length**2, 0.0))
+        self.weights[g] += weight
+        self.members[g] = [*self.members[g], event]
+        self._stale.add(g)
+
+    def merge_closest(self) -> None:
+        """Merge the two most similar groups; the merged group takes the place of the
+        first, later groups move up (the first best pair in (i, j) order)."""
+        k = len(self.members)
+        scale = self.norms[:k] + 1e-12
+        for g in self._stale:
+            row = (self.totals[:k] @ self.totals[g]) / (scale * scale[g])
+            self._cos[g, :k] = row
+            self._cos[:k, g] = row
+        self._stale.clear()
+        sims = np.where(self._below[:k, :k], -np.inf, self._cos[:k, :k])
+        i, j = divmod(int(np.argmax(sims)), k)
+        self.totals[i] += self.totals[j]
+        self.norms[i] = np.linalg.norm(self.totals[i])
+        self.weights[i] += self.weights[j]
+        self.members[i] = sorted([*self.members[i], *self.members[j]])
+        for array in (self.totals, self.norms):
+            array[j : k - 1] = array[j + 1 : k]
+            array[k - 1] = 0.0
+        self._cos[j : k - 1, :] = self._cos[j + 1 : k, :]
+        self._cos[:, j : k - 1] = self._cos[:, j + 1 : k]
+        del self.weights[j], self.members[j]
+        self._stale.add(i)
