@@ -209,31 +209,22 @@ def evaluate_subset(engine: Engine, split: Split, quick: bool) -> dict[str, floa
 
 
 def run_baselines(split: Split) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    t0 = time.perf_counter()
-    out["MostPop"] = {
-        **evaluate(split, MostPop().fit(split).scores(split.users)),
-        "fit_s": round(time.perf_counter() - t0, 2),
-    }
+    out = {"MostPop": timed_fit(split, MostPop())}
     if split.protocol == "cold20":
         return out  # collaborative models cannot score new items
     knn = tune_itemknn(split)
-    t0 = time.perf_counter()
-    model = ItemKNN(knn.best).fit(split)
-    out["ItemKNN"] = {
-        **evaluate(split, model.scores(split.users)),
-        "fit_s": round(time.perf_counter() - t0, 2),
-        "chosen": f"k={knn.best}",
-    }
+    out["ItemKNN"] = {**timed_fit(split, ItemKNN(knn.best)), "chosen": f"k={knn.best}"}
     ease = tune_ease(split)
-    t0 = time.perf_counter()
-    model = EASE(ease.best).fit(split)
-    out["EASE"] = {
-        **evaluate(split, model.scores(split.users)),
-        "fit_s": round(time.perf_counter() - t0, 2),
-        "chosen": f"lambda={ease.best}",
-    }
+    out["EASE"] = {**timed_fit(split, EASE(ease.best)), "chosen": f"lambda={ease.best}"}
     return out
+
+
+def timed_fit(split: Split, model: Any) -> dict[str, Any]:
+    """Fit on the split's training data and score its users; the metrics, and the
+    seconds that took."""
+    t0 = time.perf_counter()
+    metrics = evaluate(split, model.fit(split).scores(split.users))
+    return {**metrics, "fit_s": round(time.perf_counter() - t0, 2)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

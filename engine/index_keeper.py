@@ -233,22 +233,20 @@ class IndexKeeper:
             return self._search_many_within(queries, sizes, expr)
         self.sync()
         with self.lock.reading():
-            if self.index.kind != "flat":
-                # candidates for re-ranking: a beam as wide as the results is enough
-                found = [
-                    self.index.search(q, k, ef_search=k)
-                    for q, k in zip(queries, sizes, strict=True)
-                ]
-                scores = np.full((len(sizes), max(sizes)), -np.inf, np.float32)
-                rows = np.full((len(sizes), max(sizes)), -1, np.int64)
-                for q, (s, r) in enumerate(found):
-                    scores[q, : r.shape[1]] = s[0]
-                    rows[q, : r.shape[1]] = r[0]
-            else:
+            if self.index.kind == "flat":
                 scores, rows = self.index.search(queries, max(sizes))
+                found = list(zip(scores, rows, strict=True))
+            else:  # candidates for re-ranking: a beam as wide as the results is enough
+                found = [
+                    (s[0], r[0])
+                    for s, r in (
+                        self.index.search(q, k, ef_search=k)
+                        for q, k in zip(queries, sizes, strict=True)
+                    )
+                ]
         return [
-            [(int(r), float(s)) for r, s in zip(rows[q], scores[q], strict=True) if r >= 0][:k]
-            for q, k in enumerate(sizes)
+            [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0][:k]
+            for (scores, rows), k in zip(found, sizes, strict=True)
         ]
 
     def _search_many_within(

@@ -31,11 +31,15 @@ def filter_fields(stored: StoredItem) -> dict[str, Any]:
     return fields
 
 
+_MATCHES_KEPT = 64
+
+
 class PropertyTable:
     def __init__(self) -> None:
         self._fields: dict[int, dict[str, Any]] = {}
         self._rows: Rows | None = None
         self._columns: dict[str, Column] = {}
+        self._matches: dict[str, Rows] = {}  # filter -> admitted rows, until the next change
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -51,6 +55,7 @@ class PropertyTable:
     def _invalidate(self) -> None:
         self._rows = None
         self._columns.clear()
+        self._matches = {}
 
     def rows(self) -> Rows:
         if self._rows is None:
@@ -66,6 +71,14 @@ class PropertyTable:
         return col
 
     def matching_rows(self, expr: Expr) -> Rows:
-        rows = self.rows()
-        mask = evaluate(expr, self.column, len(rows))
-        return rows[mask]
+        """The rows a filter admits, sorted; remembered until the table changes, so the
+        several searches of one recommendation evaluate the filter once."""
+        key = repr(expr)  # the parsed tree: frozen dataclasses of plain values
+        found = self._matches.get(key)
+        if found is None:
+            rows = self.rows()
+            found = rows[evaluate(expr, self.column, len(rows))]
+            if len(self._matches) >= _MATCHES_KEPT:
+                self._matches = {}
+            self._matches[key] = found
+        return found

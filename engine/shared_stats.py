@@ -53,12 +53,12 @@ def f_pop(count: int) -> int:
 def q_vec(vector: np.ndarray) -> np.ndarray:
     """Q(e): the embedding in fixed point, plus a constant feature (the regression's
     intercept) of 1 in the same scale."""
-    q = np.rint(np.asarray(vector, dtype=np.float64) * Q_SCALE).astype(np.int64)
-    return np.append(q, Q_SCALE)
+    row: np.ndarray = q_matrix(np.asarray(vector)[None, :])[0]
+    return row
 
 
 def q_matrix(vectors: np.ndarray) -> np.ndarray:
-    """Q(e) of each row (see ``q_vec``)."""
+    """Q(e) of each row (see ``q_vec``), as int64."""
     q = np.rint(np.asarray(vectors, dtype=np.float64) * Q_SCALE).astype(np.int64)
     return np.hstack([q, np.full((len(q), 1), Q_SCALE, dtype=np.int64)])
 

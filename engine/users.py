@@ -277,11 +277,16 @@ class Users:
 
     def _refit(self, record: UserRecord) -> tuple[dict[str, np.ndarray], list[str]]:
         """Fit the model from the record's events; return the item vectors used and
-        the items with net-positive feedback."""
+        the items with net-positive feedback.
+
+        Events on items no longer in the catalog leave the record here: a deleted
+        item leaves the user's model, its events and its shared contribution."""
         refs = {e.ref for e in record.events if not e.is_search}
         queries = sorted({e.ref for e in record.events if e.is_search})
         with self.env.read() as txn:
             vectors = self._item_vectors(txn, refs)
+        if len(vectors) < len(refs):
+            record.events = [e for e in record.events if e.is_search or e.ref in vectors]
         query_vectors: dict[str, np.ndarray] = {}
         if queries:
             encoded = self.catalog.encoder.encode(queries)
@@ -532,16 +537,9 @@ class Users:
         record = self.record(user_id)
         vectors = self._user_vectors(record)
         if record is not None and len(vectors) < len(record.item_ids()):
-            # catalog items the user had events on are gone: drop those events and
-            # replay the model without them (once: the record no longer names them)
-            gone = record.item_ids() - vectors.keys()
-
-            def drop_deleted(r: UserRecord | None) -> UserRecord | None:
-                if r is not None:
-                    r.events = [e for e in r.events if e.is_search or e.ref not in gone]
-                return r
-
-            _old, record, _u = self._write(user_id, drop_deleted, create=False)
+            # catalog items the user had events on are gone: replay (the rewrite drops
+            # those events, so this happens once)
+            _old, record, _u = self._write(user_id, lambda r: r, create=False)
             vectors = self._user_vectors(record)
         return self._rank(record, vectors, n, filters, exclude_seen, diversity)
 
