@@ -209,10 +209,14 @@ def lmdb_value_size(engine: Engine, uid: str) -> int | None:
 
 
 def record_parts(engine: Engine, uid: str) -> Json:
-    """Bytes of the record's parts (events, model, ledger) as msgpack."""
+    """Bytes of the record's parts (events, model, ledger) as msgpack; ``total`` is the
+    stored (sealed) value."""
+    key = engine.users.key(uid)
     with engine.env.read() as txn:
-        raw = bytes(txn.get(engine.users.key(uid), db=engine.users.db))
-    body = msgpack.unpackb(raw, raw=False)
+        raw = bytes(txn.get(key, db=engine.users.db))
+    record, _data_key = engine.users._decode(key, raw)
+    assert record is not None
+    body = msgpack.unpackb(record.to_bytes(), raw=False)
     parts = {k: len(msgpack.packb(body.get(k), use_bin_type=True)) for k in ("e", "m", "l")}
     return {
         "total": len(raw),

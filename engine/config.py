@@ -93,6 +93,28 @@ class EngineConfig(BaseModel):
     learner: LearnerConfig = LearnerConfig()
     ranking: RankingConfig = RankingConfig()
 
+    encrypt_user_records: bool = Field(
+        True,
+        description="seal records with per-user data keys (crypto-shredding); "
+        "off only to measure what sealing costs",
+    )
+    tombstone_retention_days: float = Field(30.0, gt=0.0)
+    erasure_journal_retention_days: float = Field(
+        90.0, gt=0.0, description="must exceed the retention of keystore backups"
+    )
+    keystore_orphan_grace_seconds: float = Field(
+        3_600.0, ge=0.0, description="a data key with no record this old is purged on open"
+    )
+    reconcile_on_open: bool = Field(
+        True, description="purge orphan records and keys and re-apply erasures on open"
+    )
+    lmdb_sync: bool = Field(
+        True, description="fsync every commit; off only for tests and benchmarks of logic"
+    )
+    keys_dir: Path | None = Field(
+        None, description="master key file and receipt signing keys; None = DATA_DIR/keys"
+    )
+
     changelog_keep: int = Field(
         10_000, ge=10, description="catalog change-log entries kept for index catch-up"
     )

@@ -3,7 +3,11 @@
 Data directory layout::
 
     DATA_DIR/lmdb/          LMDB environment (data.mdb, lock.mdb): the source of truth
+    DATA_DIR/keystore/      LMDB environment of per-user data keys (see storage/keystore.py)
+    DATA_DIR/keys/          master key file (unless given by the environment) and the
+                            receipt signing keys (``EngineConfig.keys_dir`` moves them)
     DATA_DIR/catalog.index  FAISS index of the catalog, derived, rebuilt when needed
+    DATA_DIR/.ownrank.lock  held shared by every open engine, exclusively by compaction
 
 The store records the base model's fingerprint when it is created and refuses
 to open with any other model. Open one ``Engine`` per process (LMDB handles
@@ -12,6 +16,7 @@ must not cross ``fork()``); any number of processes may open the same directory.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -20,18 +25,26 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import DimensionMismatchError, ModelMismatchError
+from ..storage import backup
 from ..storage.catalog_store import CatalogStore
+from ..storage.keystore import Keystore, MasterKeys
 from ..storage.lmdb_env import LmdbEnvironment
+from .audit import AuditReport, audit_user
 from .catalog import Catalog, Hit
 from .config import EngineConfig
 from .encoder import BaseEncoder, Encoder
 from .events import Event
 from .index_keeper import IndexKeeper
+from .receipts import ReceiptSigner
+from .reconcile import ReconcileReport, reconcile
 from .shared_stats import SharedStatistics
 from .users import ErasureReceipt, ForgetReport, InteractReport, Recommendation, Users
 
 INDEX_FILE = "catalog.index"
-LMDB_DIR = "lmdb"
+LMDB_DIR = backup.LMDB_DIR
+KEYSTORE_DIR = backup.KEYSTORE_DIR
+MASTER_KEY_FILE = "master.key"
+RECEIPT_KEYS_DIR = "receipts"
 
 
 class Engine:
@@ -56,10 +69,23 @@ class Engine:
                 batch_size=self.config.encode_batch_size,
             )
         )
+        self._lock = backup.DirectoryLock(self.data_dir).shared()
+        keys_dir = self.config.keys_dir or self.data_dir / "keys"
+        try:
+            self.keystore = Keystore(
+                self.data_dir / KEYSTORE_DIR,
+                MasterKeys.load(keys_dir / MASTER_KEY_FILE),
+                sync=self.config.lmdb_sync,
+            )
+        except BaseException:
+            self._lock.release()
+            raise
+        self.signer = ReceiptSigner(keys_dir / RECEIPT_KEYS_DIR)
         self.env = LmdbEnvironment(
             self.data_dir / LMDB_DIR,
             map_size=self.config.lmdb_map_size,
             max_readers=self.config.lmdb_max_readers,
+            sync=self.config.lmdb_sync,
         )
         try:
             store = CatalogStore(self.env)
@@ -78,14 +104,22 @@ class Engine:
             )
         except BaseException:
             self.env.close()
+            self.keystore.close()
+            self._lock.release()
             raise
+        self.clock = clock
         self.catalog = Catalog(store, keeper, self.encoder, self.config, clock)
         self.shared = SharedStatistics(
             self.env, store, self.config.shared_statistics, self.identity.dimension
         )
         self.catalog.vector_listeners.append(self.shared.on_item_vector)
-        self.users = Users(self.catalog, self.shared, self.config, clock, self.fingerprint)
+        self.users = Users(
+            self.catalog, self.shared, self.config, clock, self.fingerprint, self.keystore
+        )
         self._closed = False
+        self.last_reconcile: ReconcileReport | None = None
+        if self.config.reconcile_on_open:
+            self.last_reconcile = self.reconcile()
 
     # -- the SDK surface -----------------------------------------------------------------
 
@@ -150,7 +184,28 @@ class Engine:
         return self.users.forget(user_id, item_ids, before, after)
 
     def erase(self, user_id: str) -> ErasureReceipt:
-        return self.users.erase(user_id)
+        """Erase the user (see ``Users.erase``); the receipt is signed (``receipts.py``)."""
+        receipt = self.users.erase(user_id)
+        signed = self.signer.sign(receipt.as_dict())
+        return dataclasses.replace(
+            receipt,
+            key_id=signed["key_id"],
+            signature_algorithm=signed["signature_algorithm"],
+            signature=signed["signature"],
+        )
+
+    def recreate_user(self, user_id: str, *, shared_statistics: bool | None = None) -> int:
+        """Bring an erased user back, explicitly (new consent); returns the version."""
+        return self.users.recreate(user_id, shared_statistics)
+
+    def audit(self, user_id: str, terms: Mapping[str, bytes] | None = None) -> AuditReport:
+        """Check that nothing of ``user_id`` is left (store, keystore, shared
+        statistics, and a byte scan of every file under the data directory)."""
+        return audit_user(self, user_id, terms)
+
+    def receipt_public_keys(self) -> dict[str, str]:
+        """Key id -> base64 Ed25519 public key of every receipt signing key."""
+        return self.signer.public_keys()
 
     def set_consent(self, user_id: str, shared_statistics: bool) -> int:
         return self.users.set_consent(user_id, shared_statistics)
@@ -165,6 +220,25 @@ class Engine:
     @property
     def fingerprint(self) -> str:
         return self.identity.model_fingerprint
+
+    def reconcile(self) -> ReconcileReport:
+        """Bring the data environment and the keystore into agreement (``reconcile.py``)."""
+        return reconcile(self.users, self.clock())
+
+    def backup(self, dest: Path | str) -> dict[str, Any]:
+        """A compacted copy of the data environment (never the keystore) in ``dest``."""
+        return backup.backup_data(self.env, Path(dest), store_id=self.identity.store_id)
+
+    def backup_keystore(self, root: Path | str, retention_days: float = 7.0) -> dict[str, Any]:
+        """A copy of the keystore under ``root``; copies past retention are deleted."""
+        return backup.backup_keystore(
+            self.keystore.env, Path(root), retention_days=retention_days, now=self.clock()
+        )
+
+    def rotate_master_key(self) -> int:
+        """Re-wrap every data key under the current master key (set the new key first,
+        with the old one after it, in ``OWNRANK_MASTER_KEY``); returns how many."""
+        return self.keystore.rotate()
 
     def save_index(self) -> bool:
         """Persist the catalog index now (it is also saved on ``close``)."""
@@ -207,7 +281,10 @@ class Engine:
         try:
             self.catalog.keeper.close()
         finally:
+            self.users.close()
             self.env.close()
+            self.keystore.close()
+            self._lock.release()
 
     def __enter__(self) -> Engine:
         return self

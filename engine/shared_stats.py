@@ -117,6 +117,20 @@ class SharedStatistics:
             changed += 1
         return changed
 
+    def rebuild(self, txn: Any, ledgers: Iterable[Ledger]) -> int:
+        """Recount everything from ``ledgers`` (those of every user that exists);
+        return how many units changed. Used when a record became unreadable (its
+        data key is gone), so its own ledger cannot be subtracted."""
+        before = self.totals(txn)
+        users_before = self.users(txn)
+        txn.drop(self.counts_db, delete=False)
+        txn.drop(self.rank_db, delete=False)
+        for ledger in ledgers:
+            self.apply(txn, {}, ledger)
+        after = self.totals(txn)
+        changed = sum(abs(after.get(i, 0) - before.get(i, 0)) for i in {*before, *after})
+        return changed + abs(self.users(txn) - users_before)
+
     # -- reads --------------------------------------------------------------------------
 
     def count(self, txn: Any, item_id: str) -> int:

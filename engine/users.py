@@ -7,8 +7,12 @@ transaction that also moves the shared statistics from the user's old ledger
 to the new one, so erasure subtracts exactly what the user added.
 
 Writes are optimistic: the new record is computed outside the transaction
-(model fit, query embeddings), then committed only if the record's version is
+(model fit, query embeddings), then committed only if the stored record is
 still the one it was computed from; otherwise it is recomputed.
+
+Records are sealed with the user's own data key (``record_cipher``; keys in the
+``Keystore``). Every write checks the user's tombstone inside its transaction,
+so nothing recreates an erased user behind the erasure's back (``erasure_log``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,14 +31,17 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from ..errors import BatchTooLargeError, InvalidInputError
+from ..errors import BatchTooLargeError, InvalidInputError, StoreFormatError, UserErasedError
 from ..storage.catalog_store import CatalogStore
+from ..storage.keystore import Keystore
 from .blas import single_threaded
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
+from .erasure_log import ErasureLog
 from .events import MAX_QUERY_CHARS, Event, KindCode
 from .items import is_valid_item_id
 from .personal_model import CatalogPrior, fit, observations
+from .record_cipher import OVERHEAD, RecordUnreadable, is_sealed, seal, unseal
 from .shared_stats import F_SCALE, Q_SCALE, SharedStatistics
 from .user_record import PersonalModel, StoredEvent, UserRecord
 
@@ -104,9 +112,15 @@ class ErasureReceipt:
     existed: bool
     events_removed: int
     shared_units_subtracted: int
+    data_key_destroyed: bool
     model_fingerprint: str
+    model_fingerprint_unchanged: bool
     catalog_seq: int
     lmdb_txn_id: int
+    keystore_txn_id: int
+    key_id: str = ""
+    signature_algorithm: str = ""
+    signature: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +150,7 @@ class Users:
         config: EngineConfig,
         clock: Callable[[], float],
         model_fingerprint: str,
+        keystore: Keystore,
     ) -> None:
         self.catalog = catalog
         self.store: CatalogStore = catalog.store
@@ -145,6 +160,12 @@ class Users:
         self.config = config
         self.clock = clock
         self.model_fingerprint = model_fingerprint
+        self.keystore = keystore
+        self.erasures = ErasureLog(
+            self.env, config.tombstone_retention_days, config.erasure_journal_retention_days
+        )
+        # erasure destroys the data key while the data transaction commits
+        self._shredder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ownrank-shred")
         self._secret = self._load_secret()
         self._pop_solver: tuple[CatalogPrior, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
@@ -166,13 +187,38 @@ class Users:
         check_user_id(user_id)
         return hmac.new(self._secret, user_id.encode(), hashlib.sha256).digest()[:16]
 
+    def _decode(self, key: bytes, raw: bytes | None) -> tuple[UserRecord | None, bytes | None]:
+        """(record, its data key) from stored bytes; raises ``RecordUnreadable`` for a
+        sealed record whose key is gone."""
+        if raw is None:
+            return None, None
+        if not is_sealed(raw):  # written before records were sealed
+            return UserRecord.from_bytes(raw), None
+        data_key = self.keystore.get(key)
+        return UserRecord.from_bytes(unseal(data_key, key, raw)), data_key
+
+    def _encode(self, key: bytes, record: UserRecord, data_key: bytes | None) -> bytes:
+        plain = record.to_bytes()
+        return plain if data_key is None else seal(data_key, key, plain)
+
     def _get(self, txn: Any, key: bytes) -> UserRecord | None:
         raw = txn.get(key, db=self.db)
-        return None if raw is None else UserRecord.from_bytes(raw)
+        try:
+            return self._decode(key, None if raw is None else bytes(raw))[0]
+        except RecordUnreadable:
+            return None  # its key was destroyed: the user does not exist
 
     def record(self, user_id: str) -> UserRecord | None:
         with self.env.read() as txn:
             return self._get(txn, self.key(user_id))
+
+    def _data_key(self, key: bytes, known: bytes | None) -> tuple[bytes | None, bool]:
+        """The data key a write seals with (created if needed): (key, created now)."""
+        if not self.config.encrypt_user_records:
+            return None, False
+        if known is not None:
+            return known, False
+        return self.keystore.get_or_create(key, int(self.clock()))
 
     # -- catalog facts --------------------------------------------------------------------
 
@@ -273,7 +319,7 @@ class Users:
             {"pop": items},
         )
         model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
-        return len(probe.to_bytes()) + model_bound
+        return len(probe.to_bytes()) + model_bound + OVERHEAD
 
     def _refit(self, record: UserRecord) -> tuple[dict[str, np.ndarray], list[str]]:
         """Fit the model from the record's events; return the item vectors used and
@@ -306,36 +352,51 @@ class Users:
         """Apply ``change`` to the user's record atomically; return (old, new, shared units).
 
         The write commits only if the stored record is still byte for byte the one the
-        change was computed from (so nothing is decoded twice)."""
+        change was computed from (so nothing is decoded twice), and only if no
+        tombstone stands for the user (``UserErasedError``)."""
         key = self.key(user_id)
-        for _attempt in range(20):
-            with self.env.read() as txn:
-                found = txn.get(key, db=self.db)
-                old_raw = None if found is None else bytes(found)
-            old = None if old_raw is None else UserRecord.from_bytes(old_raw)
-            if old is None and not create:
-                return None, None, 0
-            new = change(_copy(old))
-            positives: list[str] = []
-            if new is not None:
+        created_key = False
+        try:
+            for _attempt in range(50):
+                with self.env.read() as txn:
+                    found = txn.get(key, db=self.db)
+                    old_raw = None if found is None else bytes(found)
+                try:
+                    old, data_key = self._decode(key, old_raw)
+                except RecordUnreadable:
+                    # an erasure is destroying this user right now (or a crash left an
+                    # orphan that the next open purges): wait for it to settle
+                    threading.Event().wait(0.002)
+                    continue
+                if old is None and not create:
+                    return None, None, 0
+                new = change(_copy(old))
+                if new is None:
+                    raise ValueError("a write must produce a record (erase has its own path)")
+                data_key, made = self._data_key(key, data_key)
+                created_key |= made
                 self._compact(new)
                 _vectors, positives = self._refit(new)
-            with self.env.write() as txn:
-                found = txn.get(key, db=self.db)
-                if (None if found is None else bytes(found)) != old_raw:
-                    continue  # another writer got there first: recompute
-                old_ledger = old.ledger if old else {}
-                if new is None:
-                    units = self.shared.apply(txn, old_ledger, {})
-                    if old is not None:
-                        txn.delete(key, db=self.db)
-                    return old, None, units
-                new.ledger = self.shared.ledger_for(new.consent_shared, positives)
-                units = self.shared.apply(txn, old_ledger, new.ledger)
-                new.version = (old.version if old else 0) + 1
-                txn.put(key, new.to_bytes(), db=self.db)
-                return old, new, units
-        raise RuntimeError("user write kept racing with concurrent writers")  # pragma: no cover
+                with self.env.write() as txn:
+                    found = txn.get(key, db=self.db)
+                    if (None if found is None else bytes(found)) != old_raw:
+                        continue  # another writer got there first: recompute
+                    if self.erasures.tombstone(txn, key, self.clock()) is not None:
+                        raise UserErasedError(user_id)
+                    old_ledger = old.ledger if old else {}
+                    new.ledger = self.shared.ledger_for(new.consent_shared, positives)
+                    units = self.shared.apply(txn, old_ledger, new.ledger)
+                    new.version = (old.version if old else 0) + 1
+                    txn.put(key, self._encode(key, new, data_key), db=self.db)
+                    created_key = False  # the key now has its record
+                    return old, new, units
+        finally:
+            if created_key:  # the record this key was made for was never written
+                self.keystore.destroy(key)
+        raise StoreFormatError(
+            f"the record of user {key.hex()} stays unreadable: its data key is gone "
+            "(reopen the store to purge it)"
+        )
 
     def _new_record(self) -> UserRecord:
         return UserRecord(consent_shared=self.config.default_consent, created_at=int(self.clock()))
@@ -406,21 +467,87 @@ class Users:
         return ForgetReport(removed, units, new.version if new else 0)
 
     def erase(self, user_id: str) -> ErasureReceipt:
-        """Delete the user's key and subtract their shared contributions, in one transaction."""
+        """Erase the user: in one data transaction delete the record, subtract the
+        shared contributions and leave a tombstone; destroy the data key meanwhile.
+
+        Crash safety across the two environments: if only the data transaction
+        committed, the journal destroys the key on the next open; if only the key
+        was destroyed, the record is unreadable (the user no longer exists) and the
+        next open purges it and recounts the shared statistics from the ledgers.
+        """
         key = self.key(user_id)
-        old, _new, units = self._write(user_id, lambda record: None, create=False)
-        with self.env.read() as txn:
-            seq = self.store.catalog_seq(txn)
+        now = int(self.clock())
+        for _attempt in range(50):
+            with self.env.read() as txn:
+                found = txn.get(key, db=self.db)
+                old_raw = None if found is None else bytes(found)
+            try:
+                old, _data_key = self._decode(key, old_raw)
+                orphan = False
+            except RecordUnreadable:
+                old, orphan = None, True
+            with self.env.write() as txn:
+                found = txn.get(key, db=self.db)
+                if (None if found is None else bytes(found)) != old_raw:
+                    continue
+                shredded = self._shredder.submit(self.keystore.destroy, key)
+                units = self.shared.apply(txn, old.ledger if old else {}, {})
+                if old_raw is not None:
+                    txn.delete(key, db=self.db)
+                if orphan:  # its ledger is unreadable: recount from the others'
+                    units += self.recount_shared(txn)
+                self.erasures.mark(txn, key, now)
+                seq = self.store.catalog_seq(txn)
+            destroyed = shredded.result()
+            break
+        else:  # pragma: no cover - 50 lost races in a row
+            raise StoreFormatError("erasure kept racing with concurrent writers")
         return ErasureReceipt(
             user_key=key.hex(),
-            erased_at=_iso(int(self.clock())),
-            existed=old is not None,
+            erased_at=_iso(now),
+            existed=old is not None or orphan,
             events_removed=len(old.events) if old else 0,
             shared_units_subtracted=units,
+            data_key_destroyed=destroyed,
             model_fingerprint=self.model_fingerprint,
+            model_fingerprint_unchanged=self.catalog.encoder.fingerprint == self.model_fingerprint,
             catalog_seq=seq,
             lmdb_txn_id=int(self.env.last_txn_id()),
+            keystore_txn_id=int(self.keystore.last_txn_id()),
         )
+
+    def close(self) -> None:
+        self._shredder.shutdown(wait=True)
+
+    def recount_shared(self, txn: Any) -> int:
+        """Rebuild the shared statistics from the ledgers of the readable records
+        (after orphans were purged); return the units that changed."""
+        ledgers = []
+        for key, raw in txn.cursor(db=self.db):
+            try:
+                record = self._decode(bytes(key), bytes(raw))[0]
+            except RecordUnreadable:
+                continue
+            if record is not None:
+                ledgers.append(record.ledger)
+        return self.shared.rebuild(txn, ledgers)
+
+    def recreate(self, user_id: str, consent_shared: bool | None = None) -> int:
+        """Explicitly bring back an erased user (new consent): lifts the tombstone and
+        starts an empty record. Returns the record version."""
+        key = self.key(user_id)
+        with self.env.write() as txn:
+            self.erasures.lift(txn, key)
+        consent = self.config.default_consent if consent_shared is None else consent_shared
+
+        def start(record: UserRecord | None) -> UserRecord:
+            record = record or self._new_record()
+            record.consent_shared = bool(consent)
+            return record
+
+        _old, new, _units = self._write(user_id, start)
+        assert new is not None
+        return new.version
 
     # -- export / import -----------------------------------------------------------------
 
@@ -455,11 +582,12 @@ class Users:
         _old, new, _units = self._write(user_id, replace)
         assert new is not None
         # keep the exported version number so a round trip is identical
+        key = self.key(user_id)
         with self.env.write() as txn:
-            current = self._get(txn, self.key(user_id))
+            current = self._get(txn, key)
             if current is not None and current.version == new.version:
                 current.version = version
-                txn.put(self.key(user_id), current.to_bytes(), db=self.db)
+                txn.put(key, self._encode(key, current, self.keystore.get(key)), db=self.db)
         return version
 
     # -- ranking --------------------------------------------------------------------------

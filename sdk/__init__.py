@@ -20,6 +20,7 @@ from .errors import (
     ModelMismatchError,
     OwnrankError,
     StoreFormatError,
+    UserErasedError,
 )
 
 __version__ = "0.1.0"
@@ -42,5 +43,6 @@ __all__ = [
     "OwnrankError",
     "Recommendation",
     "StoreFormatError",
+    "UserErasedError",
     "__version__",
 ]

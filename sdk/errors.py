@@ -52,6 +52,25 @@ class BatchTooLargeError(InvalidInputError):
     code = "batch_too_large"
 
 
+class UserErasedError(OwnrankError):
+    """The user was erased and a tombstone stands: writes would recreate them.
+
+    Re-creating the user is explicit (``Engine.recreate_user``, with new consent)."""
+
+    code = "user_erased"
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(
+            f"user {user_id!r} was erased; re-create the user explicitly to store data again"
+        )
+
+
+class StoreBusyError(OwnrankError):
+    """The operation needs the data directory to itself, and an engine has it open."""
+
+    code = "store_busy"
+
+
 class ItemNotFoundError(OwnrankError, KeyError):
     code = "item_not_found"
 

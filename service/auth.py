@@ -33,7 +33,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..engine.items import is_valid_item_id
-from . import secret_files
+from ..storage import secret_files
 from .errors import ApiError
 from .ratelimit import RateLimiter
 from .schemas import UserIdPath

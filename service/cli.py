@@ -1,5 +1,6 @@
 """The ``ownrank`` command line: ingest, search, similar, info, delete, reindex, demo,
-serve (the HTTP service) and token (mint a user token).
+serve (the HTTP service) and token (mint a user token); the erasure commands (erase,
+audit, verify-receipt, backup, restore, compact, key rotation) are in ``cli_erasure``.
 
 Every command works on one data directory (``--data-dir``, or the
 ``OWNRANK_DATA_DIR`` environment variable, default ``./ownrank-data``).
@@ -421,3 +422,8 @@ def _size(nbytes: int) -> str:
 
 def main() -> None:  # pragma: no cover - console script entry
     app()
+
+
+from . import cli_erasure  # noqa: E402  (registers its commands on ``app``)
+
+__all__ = ["app", "cli_erasure", "main"]

@@ -34,6 +34,8 @@ SDK_STATUS = {
     "item_not_found": 404,
     "model_mismatch": 409,
     "dimension_mismatch": 409,
+    "user_erased": 409,
+    "store_busy": 409,
 }
 
 HTTP_CODES = {

@@ -16,6 +16,7 @@ from .deps import EngineDep, MetricsDep, SettingsDep
 from .errors import ApiError, responses
 from .routes_catalog import hits
 from .schemas import (
+    AuditResponse,
     ConsentRequest,
     ErasureReceipt,
     EventIn,
@@ -26,16 +27,18 @@ from .schemas import (
     InteractRequest,
     InteractResponse,
     ItemOut,
+    PublicKeys,
     Recommendation,
     RecommendRequest,
     RecommendResponse,
+    RecreateRequest,
     SearchRequest,
     UserExport,
     UserIdPath,
     VersionResponse,
 )
 
-router = APIRouter(responses=responses(400, 401, 403, 413, 422, 429, 503))
+router = APIRouter(responses=responses(400, 401, 403, 409, 413, 422, 429, 503))
 
 
 def _events(events: Sequence[EventIn], limit: int) -> list[dict[str, Any]]:
@@ -159,3 +162,26 @@ def erase_user(user_id: ActingUser, engine: EngineDep, metrics: MetricsDep) -> E
     receipt = engine.erase(user_id)
     metrics.erasures.inc()
     return ErasureReceipt.model_validate(receipt.as_dict())
+
+
+@router.post("/users/{user_id}/recreate", tags=["users"])
+def recreate_user(user_id: ActingUser, body: RecreateRequest, engine: EngineDep) -> VersionResponse:
+    """Bring an erased user back explicitly (new consent): lifts the tombstone that
+    otherwise rejects every write for this user with 409 ``user_erased``."""
+    return VersionResponse(
+        version=engine.recreate_user(user_id, shared_statistics=body.shared_statistics)
+    )
+
+
+@router.get("/users/{user_id}/audit", tags=["users"])
+def audit_user(user_id: UserIdPath, _admin: AdminOnly, engine: EngineDep) -> AuditResponse:
+    """Admin: confirm nothing of the user is left: no record, no data key, no ledger,
+    shared statistics equal to the ledgers of existing users, and a byte scan of
+    every file of the store for the raw user id."""
+    return AuditResponse.model_validate(engine.audit(user_id).as_dict())
+
+
+@router.get("/receipts/public-keys", tags=["users"])
+def receipt_public_keys(engine: EngineDep) -> PublicKeys:
+    """The operator's receipt signing keys (current and retired), to verify receipts."""
+    return PublicKeys(keys=engine.receipt_public_keys())

@@ -24,7 +24,8 @@ import lmdb
 from ..errors import StoreFormatError
 
 # Names of the named databases, in one place: the catalog's four, the user
-# records (one key per user), and the shared statistics derived from users.
+# records (one key per user), the shared statistics derived from users, and what
+# an erasure leaves behind (keyed ids and times only, see engine/erasure_log.py).
 DATABASES = (
     "meta",
     "items",
@@ -33,6 +34,8 @@ DATABASES = (
     "users",
     "shared_counts",
     "popular_rank",
+    "tombstones",
+    "erasure_journal",
 )
 
 
@@ -47,6 +50,7 @@ class LmdbEnvironment:
         map_size: int = 64 * 2**30,
         max_readers: int = 512,
         readonly: bool = False,
+        sync: bool = True,
     ) -> None:
         self.path = Path(path)
         if not readonly:
@@ -61,8 +65,10 @@ class LmdbEnvironment:
                 subdir=True,
                 lock=True,
                 # Durability: every commit is fsynced (sync=True, metasync=True).
-                sync=True,
-                metasync=True,
+                # sync=False is for tests and benchmarks of logic only: a system
+                # crash may then lose (or, on some file systems, corrupt) commits.
+                sync=sync,
+                metasync=sync,
                 readahead=False,
             )
         except lmdb.Error as exc:
@@ -110,6 +116,13 @@ class LmdbEnvironment:
     def last_txn_id(self) -> int:
         """LMDB's id of the last committed transaction (a store-wide sequence number)."""
         return int(self._env.info()["last_txnid"])
+
+    def copy_to(self, path: Path) -> None:
+        """A compacted copy (free pages left out) of this environment into the empty
+        directory ``path``: a consistent snapshot, safe while others read and write."""
+        self._check_pid()
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self._env.copy(str(path), compact=True)
 
     def file_size(self) -> int:
         data = self.path / "data.mdb"

@@ -23,7 +23,6 @@ from api_support import (
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from ownrank.service import secret_files
 from ownrank.service.auth import (
     SECRET_FILE,
     TokenError,
@@ -33,6 +32,7 @@ from ownrank.service.auth import (
 )
 from ownrank.service.cli import app as cli_app
 from ownrank.service.settings import ServiceSettings
+from ownrank.storage import secret_files
 
 OWNER = "alice"
 OTHER = "bob"

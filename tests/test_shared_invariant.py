@@ -6,10 +6,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ownrank import Engine
+from ownrank import Engine, UserErasedError
 from ownrank.engine.shared_stats import f_pop, q_vec
 
 from conftest import WordHashEncoder, make_engine
@@ -68,7 +69,13 @@ def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
 def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]]) -> None:
     with tempfile.TemporaryDirectory() as tmp, make_engine(Path(tmp), WordHashEncoder()) as engine:
         engine.catalog.upsert(catalog_items(24))
+        erased: set[str] = set()
         for kind, user, arg in ops:
+            if kind in ("like", "dislike", "consent") and user in erased:
+                with pytest.raises(UserErasedError):  # the tombstone stands
+                    engine.set_consent(user, True)
+                engine.recreate_user(user)  # explicitly
+                erased.discard(user)
             if kind in ("like", "dislike"):
                 if arg in engine.catalog:
                     engine.interact(user, [{"kind": kind, "item_id": arg}])
@@ -77,6 +84,7 @@ def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]])
                     engine.forget(user, [arg])
             elif kind == "erase":
                 engine.erase(user)
+                erased.add(user)
             elif kind == "consent":
                 engine.set_consent(user, arg == "yes")
             elif kind == "delete-item":

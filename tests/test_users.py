@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from ownrank import BatchTooLargeError, Engine, InvalidFilterError, InvalidInputError
+from ownrank import (
+    BatchTooLargeError,
+    Engine,
+    InvalidFilterError,
+    InvalidInputError,
+    UserErasedError,
+)
 from ownrank.engine.config import RankingConfig
 
 from conftest import WordHashEncoder, make_engine
@@ -205,6 +211,9 @@ def test_export_import_round_trip(store: Engine, tmp_path: Path) -> None:
     }
     store.erase("alice")
     assert store.export("alice")["exists"] is False
+    with pytest.raises(UserErasedError):  # a stale copy cannot bring an erased user back
+        store.import_user(exported)
+    store.recreate_user("alice")  # explicit
     store.import_user(exported)
     assert store.export("alice") == exported
     with make_engine(tmp_path / "other", WordHashEncoder()) as other:

@@ -1,0 +1,122 @@
+"""Auditing an erasure: is anything of the user left, in the store or in any file?
+
+``audit_user`` checks, for one user id: no record under the user's key, no data
+key in the keystore, the shared statistics equal the sum of the ledgers of the
+users that exist (so no contribution of a user who is gone is left), and a byte
+scan of every file under the data directory for the raw user id and any other
+terms given (e.g. the user's queries). Free LMDB pages keep old bytes until
+they are reused or the store is compacted (``ownrank compact``): the scan shows
+whether that matters for this user.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .record_cipher import RecordUnreadable
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@dataclass(frozen=True)
+class Finding:
+    term: str
+    path: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    user_key: str
+    record_present: bool
+    data_key_present: bool
+    ledger_entries: int
+    shared_statistics_consistent: bool
+    tombstone_erased_at: int | None
+    files_scanned: int
+    bytes_scanned: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return (
+            not self.record_present
+            and not self.data_key_present
+            and self.ledger_entries == 0
+            and self.shared_statistics_consistent
+            and not self.findings
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "clean": self.clean}
+
+
+def scan_files(root: Path, terms: Mapping[str, bytes]) -> tuple[list[Finding], int, int]:
+    """Every occurrence of each term in every regular file under ``root``; returns
+    (findings, files scanned, bytes scanned)."""
+    findings: list[Finding] = []
+    files = scanned = 0
+    for path in sorted(Path(root).rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        size = path.stat().st_size
+        files += 1
+        scanned += size
+        if size == 0:
+            continue
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for name, needle in terms.items():
+                if not needle:
+                    continue
+                at = data.find(needle)
+                while at != -1:
+                    findings.append(Finding(name, str(path), at))
+                    at = data.find(needle, at + 1)
+    return findings, files, scanned
+
+
+def shared_statistics_consistent(engine: Engine) -> bool:
+    """Shared counts == the sum of the ledgers of the readable records."""
+    users = engine.users
+    expected: dict[str, int] = {}
+    contributing = 0
+    with engine.env.read() as txn:
+        for key, raw in txn.cursor(db=users.db):
+            try:
+                record = users._decode(bytes(key), bytes(raw))[0]
+            except RecordUnreadable:
+                return False  # an orphan whose contribution cannot be accounted for
+            items = record.ledger.get("pop", []) if record else []
+            contributing += bool(items)
+            for item_id in items:
+                expected[item_id] = expected.get(item_id, 0) + 1
+        return engine.shared.totals(txn) == expected and engine.shared.users(txn) == contributing
+
+
+def audit_user(
+    engine: Engine, user_id: str, terms: Mapping[str, bytes] | None = None
+) -> AuditReport:
+    users = engine.users
+    key = users.key(user_id)
+    with engine.env.read() as txn:
+        raw = txn.get(key, db=users.db)
+        record = users._get(txn, key)
+        erased_at = users.erasures.tombstone(txn, key, users.clock())
+    needles = {"user id": user_id.encode(), **(terms or {})}
+    findings, files, scanned = scan_files(engine.data_dir, needles)
+    return AuditReport(
+        user_key=key.hex(),
+        record_present=raw is not None,
+        data_key_present=engine.users.keystore.wrapped(key) is not None,
+        ledger_entries=sum(len(v) for v in record.ledger.values()) if record else 0,
+        shared_statistics_consistent=shared_statistics_consistent(engine),
+        tombstone_erased_at=erased_at,
+        files_scanned=files,
+        bytes_scanned=scanned,
+        findings=findings,
+    )

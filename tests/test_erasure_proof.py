@@ -1,0 +1,302 @@
+"""Erasure that reaches every copy: sealed records, destroyed keys, tombstones,
+backups, compaction, crash states between the two environments, signed receipts."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ownrank import Engine, EngineConfig, UserErasedError
+from ownrank.engine.audit import scan_files, shared_statistics_consistent
+from ownrank.engine.erasure_log import DAY
+from ownrank.engine.receipts import verify_receipt
+from ownrank.engine.record_cipher import is_sealed
+from ownrank.errors import StoreBusyError
+from ownrank.storage import backup
+from ownrank.storage.keystore import MASTER_KEY_ENV
+
+from conftest import WordHashEncoder
+from test_catalog import catalog_items
+
+NOW = 1_770_000_000.0
+SECRET_QUERY = "whispered-query-about-qwertyzx"
+ITEMS = [i["id"] for i in catalog_items(60)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def open_store(path: Path, clock: Clock, **config: Any) -> Engine:
+    return Engine(path, EngineConfig(**config), encoder=WordHashEncoder(), clock=clock)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> Iterator[Engine]:
+    engine = open_store(tmp_path / "store", clock)
+    engine.catalog.upsert(catalog_items(60))
+    yield engine
+    engine.close()
+
+
+def add_user(engine: Engine, user_id: str, first: int = 0) -> None:
+    engine.interact(
+        user_id,
+        [
+            {"kind": "like", "item_id": ITEMS[first]},
+            {"kind": "like", "item_id": ITEMS[first + 3]},
+            {"kind": "search", "query": SECRET_QUERY},
+        ],
+    )
+
+
+def sealed_value(engine: Engine, user_id: str) -> bytes | None:
+    with engine.env.read() as txn:
+        raw = txn.get(engine.users.key(user_id), db=engine.users.db)
+    return None if raw is None else bytes(raw)
+
+
+def test_records_are_sealed_with_the_users_own_key(store: Engine) -> None:
+    add_user(store, "alice")
+    add_user(store, "bob", first=1)
+    raw = sealed_value(store, "alice")
+    assert raw is not None and is_sealed(raw)
+    assert SECRET_QUERY.encode() not in raw and ITEMS[0].encode() not in raw
+    assert store.keystore.count() == 2
+    # a record moved under another user's key does not open
+    bob_key = store.users.key("bob")
+    with store.env.write() as txn:
+        txn.put(bob_key, raw, db=store.users.db)
+    assert store.users.record("bob") is None
+
+
+def test_erase_destroys_the_key_and_signs_a_receipt(store: Engine) -> None:
+    add_user(store, "alice")
+    key = store.users.key("alice")
+    receipt = store.erase("alice")
+    assert receipt.existed and receipt.data_key_destroyed and receipt.events_removed == 3
+    assert receipt.shared_units_subtracted > 0 and receipt.model_fingerprint_unchanged
+    assert store.keystore.wrapped(key) is None and sealed_value(store, "alice") is None
+    body = receipt.as_dict()
+    keys = store.receipt_public_keys()
+    assert verify_receipt(body, keys)
+    assert not verify_receipt({**body, "events_removed": 2}, keys)  # tampered
+    assert not verify_receipt(body, {})  # untrusted key
+    again = store.erase("alice")
+    assert (
+        not again.existed and not again.data_key_destroyed and verify_receipt(again.as_dict(), keys)
+    )
+    # rotation: old receipts still verify, new ones carry the new key
+    old_key_id = store.signer.key_id
+    new_key_id = store.signer.rotate()
+    assert new_key_id != old_key_id
+    assert verify_receipt(body, store.receipt_public_keys())
+    assert store.erase("nobody").key_id == new_key_id
+
+
+def test_a_tombstone_blocks_writes_until_the_user_is_recreated(store: Engine, clock: Clock) -> None:
+    add_user(store, "alice")
+    stale_copy = store.export("alice")
+    store.erase("alice")
+    for write in (
+        lambda: store.interact("alice", [{"kind": "like", "item_id": ITEMS[5]}]),
+        lambda: store.set_consent("alice", False),
+        lambda: store.import_user(stale_copy),  # a device re-uploading its old copy
+    ):
+        with pytest.raises(UserErasedError):
+            write()
+    assert store.export("alice")["exists"] is False
+    assert store.keystore.wrapped(store.users.key("alice")) is None  # no key left behind
+    store.recreate_user("alice", shared_statistics=False)
+    store.interact("alice", [{"kind": "like", "item_id": ITEMS[5]}])
+    assert store.export("alice")["consent"]["shared_statistics"] is False
+    # tombstones expire after their retention
+    add_user(store, "carol")
+    store.erase("carol")
+    clock.now += store.config.tombstone_retention_days * DAY + 1
+    store.interact("carol", [{"kind": "like", "item_id": ITEMS[7]}])
+    assert store.users.record("carol") is not None
+
+
+def test_a_restored_data_backup_cannot_bring_an_erased_user_back(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "store"
+    with open_store(path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        add_user(engine, "alice")
+        add_user(engine, "bob", first=1)
+        engine.backup(tmp_path / "backup")
+        engine.erase("alice")
+        bob = engine.export("bob")
+    backup.restore_data(tmp_path / "backup", path)
+    with open_store(path, clock) as engine:  # opening reconciles
+        assert engine.last_reconcile is not None
+        assert engine.last_reconcile.orphan_records_purged == 1
+        assert engine.users.record("alice") is None and sealed_value(engine, "alice") is None
+        assert engine.export("bob") == bob
+        assert shared_statistics_consistent(engine)
+        with engine.env.read() as txn:  # alice's likes are no longer counted
+            assert engine.shared.count(txn, ITEMS[0]) == 0
+            assert engine.shared.count(txn, ITEMS[1]) == 1
+
+
+def test_restoring_an_older_keystore_reapplies_erasures(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "store"
+    with open_store(path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        add_user(engine, "alice")
+        add_user(engine, "bob", first=1)
+        made = engine.backup_keystore(tmp_path / "keystores")
+        clock.now += 60
+        engine.erase("alice")
+        alice_key = engine.users.key("alice")
+    backup.restore_keystore(Path(made["path"]), path)
+    with open_store(path, clock) as engine:
+        assert engine.last_reconcile is not None
+        assert engine.last_reconcile.erasures_reapplied == 1
+        assert engine.keystore.wrapped(alice_key) is None
+        assert engine.users.record("bob") is not None
+
+
+def test_keystore_backups_expire(store: Engine, tmp_path: Path, clock: Clock) -> None:
+    first = store.backup_keystore(tmp_path / "keystores", retention_days=7)
+    clock.now += 8 * DAY
+    second = store.backup_keystore(tmp_path / "keystores", retention_days=7)
+    assert second["pruned"] == [Path(first["path"]).name]
+    assert sorted(p.name for p in (tmp_path / "keystores").iterdir()) == [Path(second["path"]).name]
+
+
+def test_after_erase_and_compaction_no_byte_of_the_user_is_left(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "store"
+    user = "zed-4471@example.org"
+    with open_store(path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        add_user(engine, user)
+        add_user(engine, "bob", first=1)
+        for k in range(8):  # more writes: more old copies in free pages
+            engine.interact(user, [{"kind": "click", "item_id": ITEMS[10 + k]}])
+        ciphertext = sealed_value(engine, user)
+        wrapped = engine.keystore.wrapped(engine.users.key(user))
+        assert ciphertext is not None and wrapped is not None
+        engine.erase(user)
+        with pytest.raises(StoreBusyError):  # never swapped under an open engine
+            backup.compact(path)
+    sizes = backup.compact(path)
+    assert sizes["lmdb"]["bytes_after"] <= sizes["lmdb"]["bytes_before"]
+    terms = {
+        "user id": user.encode(),
+        "query": SECRET_QUERY.encode(),
+        "ciphertext": ciphertext[13:61],
+        "wrapped key": wrapped[-48:],
+    }
+    findings, files, scanned = scan_files(path, terms)
+    assert findings == [] and files >= 4 and scanned > 0
+    with open_store(path, clock) as engine:
+        report = engine.audit(user, {"query": SECRET_QUERY.encode()})
+        assert report.clean, report
+        assert report.tombstone_erased_at == int(NOW)
+        assert engine.users.record("bob") is not None
+
+
+def test_the_byte_scan_finds_what_is_there(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.bin").write_bytes(b"xx-needle-yy-needle")
+    findings, files, _ = scan_files(tmp_path, {"n": b"needle"})
+    assert files == 1 and [f.offset for f in findings] == [3, 13]
+
+
+def test_crash_states_between_the_two_environments_heal_on_open(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "store"
+    with open_store(path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        add_user(engine, "alice")
+        add_user(engine, "bob", first=1)
+        add_user(engine, "carol", first=2)
+        # 1. the data transaction of an erase committed, the key deletion did not
+        alice_key = engine.users.key("alice")
+        alice_wrapped = engine.keystore.wrapped(alice_key)
+        engine.erase("alice")
+        with engine.keystore.env.write() as txn:
+            txn.put(alice_key, alice_wrapped, db=engine.keystore.db)
+        # 2. the key was destroyed, the data transaction did not commit
+        engine.keystore.destroy(engine.users.key("bob"))
+        assert engine.users.record("bob") is None  # unreadable: gone for every purpose
+        assert [r.item_id for r in engine.recommend("bob", 3)]  # cold start, not an error
+        with pytest.raises(UserErasedError):  # erased users stay erased
+            engine.interact("alice", [{"kind": "like", "item_id": ITEMS[9]}])
+        # 3. a key whose record was never written (a failed first write), old enough
+        orphan_key = engine.users.key("dave")
+        engine.keystore.get_or_create(orphan_key, int(NOW))
+    clock.now += 2 * 3_600
+    with open_store(path, clock) as engine:
+        report = engine.last_reconcile
+        assert report is not None
+        assert report.erasures_reapplied == 1 and report.orphan_records_purged == 1
+        assert report.orphan_keys_purged == 1
+        assert engine.keystore.wrapped(alice_key) is None
+        assert sealed_value(engine, "bob") is None
+        assert engine.users.record("carol") is not None
+        assert shared_statistics_consistent(engine)
+        assert engine.keystore.count() == 1  # carol's
+
+
+def test_a_fresh_key_without_record_is_left_to_its_writer(tmp_path: Path, clock: Clock) -> None:
+    with open_store(tmp_path / "s", clock) as engine:
+        engine.keystore.get_or_create(engine.users.key("dave"), int(NOW))
+    with open_store(tmp_path / "s", clock) as engine:  # within the grace period
+        assert engine.keystore.count() == 1
+
+
+def test_records_written_before_sealing_are_sealed_on_open(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "store"
+    with open_store(path, clock, encrypt_user_records=False) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        add_user(engine, "alice")
+        assert not is_sealed(sealed_value(engine, "alice") or b"")
+        before = engine.export("alice")
+    with open_store(path, clock) as engine:
+        assert engine.last_reconcile is not None and engine.last_reconcile.records_sealed == 1
+        assert is_sealed(sealed_value(engine, "alice") or b"")
+        assert engine.export("alice") == before
+
+
+def test_master_key_rotation_rewraps_keys_without_touching_records(
+    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = (base64.b64encode(secrets.token_bytes(32)).decode() for _ in range(2))
+    path = tmp_path / "store"
+    monkeypatch.setenv(MASTER_KEY_ENV, old)
+    with open_store(path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        add_user(engine, "alice")
+        record = sealed_value(engine, "alice")
+        before = engine.export("alice")
+    monkeypatch.setenv(MASTER_KEY_ENV, f"{new},{old}")
+    with open_store(path, clock) as engine:
+        assert engine.rotate_master_key() == 1
+        assert sealed_value(engine, "alice") == record
+    monkeypatch.setenv(MASTER_KEY_ENV, new)  # the old master key is no longer needed
+    with open_store(path, clock) as engine:
+        assert engine.export("alice") == before
+    monkeypatch.setenv(MASTER_KEY_ENV, old)  # and no longer enough
+    with pytest.raises(Exception, match="unknown master key"):
+        open_store(path, clock).close()
