@@ -591,6 +591,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="limit BLAS threads (threadpoolctl) for the whole run; default: leave them as the "
         "engine does (OpenBLAS: one per core)",
     )
+    p.add_argument(
+        "--no-encrypt",
+        dest="encrypt",
+        action="store_false",
+        help="store records unsealed (to measure what sealing costs; never for production)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--seed", type=int, default=4321)
     p.add_argument(
@@ -780,7 +786,7 @@ def run(args: argparse.Namespace) -> int:
     )
     phase_memory: Json = {}
     encoder = TimedEncoder(SyntheticEncoder())
-    config = EngineConfig()
+    config = EngineConfig(encrypt_user_records=args.encrypt)
     result["config"] = config.model_dump(mode="json", exclude={"model_dir"})
     try:
         with Engine(root / "data", config, encoder=encoder) as engine:
