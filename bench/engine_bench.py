@@ -13,6 +13,8 @@ Phases, in this order:
    topic's head; some dislikes / skips / low ratings elsewhere), sent with
    ``engine.interact`` in calls of 25 events, round-robin over groups of 100
    users. Ingest rate (events/s) and per-call latency (also by record size).
+   ``interact_bulk``: other users, sent through ``engine.interact_many`` (bulk
+   ingest: 100 users x 25 events per call, one group commit).
 2. ``records``: every user record's stored size (the raw LMDB value) and the
    size of its parts; users pushed past the caps (600 item events; 600 long
    search queries) to show ``max_events`` / ``max_record_bytes`` hold.
@@ -253,6 +255,43 @@ def build_catalog(engine: Engine, encoder: TimedEncoder, args: argparse.Namespac
         "items_per_s": round(args.items / elapsed, 1),
         "encode_seconds": round(encoder.seconds, 2),
         "sync_seconds": round(sync_s, 3),
+    }
+
+
+def phase_interact_bulk(engine: Engine, args: argparse.Namespace) -> Json:
+    """Bulk ingest: ``engine.interact_many`` with INTERLEAVE users per call (each with
+    ``events_per_call`` events), for other users than the ``interact`` phase."""
+    rng = np.random.default_rng(args.seed + 2)
+    pop: Population = args.population
+    now = time.time()
+    call_lat: list[float] = []
+    sent = 0
+    phase_start = time.perf_counter()
+    for group in range(0, args.bulk_users, INTERLEAVE):
+        uids = [f"bulk-{i:07d}" for i in range(group, min(args.bulk_users, group + INTERLEAVE))]
+        histories = [make_history(rng, pop, int(rng.integers(10, 151)), now) for _ in uids]
+        for pos in range(0, 150, args.events_per_call):
+            batch = {
+                uid: h[pos : pos + args.events_per_call]
+                for uid, h in zip(uids, histories, strict=True)
+                if h[pos : pos + args.events_per_call]
+            }
+            if not batch:
+                break
+            start = time.perf_counter()
+            engine.interact_many(batch)
+            call_lat.append(time.perf_counter() - start)
+            sent += sum(len(v) for v in batch.values())
+    wall = time.perf_counter() - phase_start
+    return {
+        "users": args.bulk_users,
+        "users_per_call": INTERLEAVE,
+        "events_per_user_per_call": args.events_per_call,
+        "events_sent": sent,
+        "calls": len(call_lat),
+        "phase_seconds": round(wall, 2),
+        "events_per_s": round(sent / wall, 1),
+        "call_latency": latency_stats(call_lat),
     }
 
 
@@ -592,6 +631,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "engine does (OpenBLAS: one per core)",
     )
     p.add_argument(
+        "--bulk-users", type=int, help="users sent through interact_many (default 2000; quick 500)"
+    )
+    p.add_argument(
         "--no-encrypt",
         dest="encrypt",
         action="store_false",
@@ -613,6 +655,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "erase": (300, 1_000),
         "cap_users": (3, 5),
         "profile_calls": (100, 200),
+        "bulk_users": (500, 2_000),
     }
     for name, (q, full) in defaults.items():
         if getattr(args, name) is None:
@@ -690,6 +733,13 @@ def print_table(result: Json) -> None:
             f"{it['events_per_s']:.0f} ({it['events_per_s_in_calls']:.0f} in calls)",
             f">= {t['ingest_events_per_s']:.0f}",
             verdict(it["events_per_s"] >= t["ingest_events_per_s"]),
+        ),
+        (
+            f"bulk ingest events/s (interact_many, {result['interact_bulk']['users_per_call']} "
+            f"users x {result['args']['events_per_call']} events/call)",
+            f"{result['interact_bulk']['events_per_s']:.0f}",
+            f">= {t['ingest_events_per_s']:.0f}",
+            verdict(result["interact_bulk"]["events_per_s"] >= t["ingest_events_per_s"]),
         ),
         (
             "interact call p50 / p99 ms",
@@ -793,6 +843,7 @@ def run(args: argparse.Namespace) -> int:
             phases: list[tuple[str, Callable[[], Json]]] = [
                 ("catalog", lambda: build_catalog(engine, encoder, args)),
                 ("interact", lambda: phase_interact(engine, args)),
+                ("interact_bulk", lambda: phase_interact_bulk(engine, args)),
                 ("records", lambda: phase_records(engine, args)),
                 ("recommend", lambda: phase_recommend(engine, args)),
                 ("search", lambda: phase_search(engine, args)),
@@ -822,6 +873,14 @@ def run(args: argparse.Namespace) -> int:
                         f"call p50 {it['call_latency']['p50_ms']:.2f} ms, "
                         f"p99 {it['call_latency']['p99_ms']:.2f} ms; by events already "
                         f"stored: {it['call_latency_by_events_already_stored']}"
+                    )
+                elif name == "interact_bulk":
+                    b = result["interact_bulk"]
+                    say(
+                        f"{b['events_sent']} events in {b['calls']} interact_many calls "
+                        f"({b['users_per_call']} users each): {b['events_per_s']:.0f} events/s; "
+                        f"call p50 {b['call_latency']['p50_ms']:.2f} ms, "
+                        f"p99 {b['call_latency']['p99_ms']:.2f} ms"
                     )
                 elif name == "records":
                     r = result["records"]

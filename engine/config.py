@@ -90,6 +90,7 @@ class EngineConfig(BaseModel):
     max_events: int = Field(256, ge=1, le=10_000, description="events retained per user")
     max_record_bytes: int = Field(16 * 1024, ge=2048)
     max_events_per_call: int = Field(1_000, ge=1)
+    max_users_per_bulk: int = Field(1_000, ge=1, description="users per interact_many call")
     learner: LearnerConfig = LearnerConfig()
     ranking: RankingConfig = RankingConfig()
 

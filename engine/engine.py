@@ -38,7 +38,14 @@ from .index_keeper import IndexKeeper
 from .receipts import ReceiptSigner
 from .reconcile import ReconcileReport, reconcile
 from .shared_stats import SharedStatistics
-from .users import ErasureReceipt, ForgetReport, InteractReport, Recommendation, Users
+from .users import (
+    BulkInteractReport,
+    ErasureReceipt,
+    ForgetReport,
+    InteractReport,
+    Recommendation,
+    Users,
+)
 
 INDEX_FILE = "catalog.index"
 LMDB_DIR = backup.LMDB_DIR
@@ -139,6 +146,12 @@ class Engine:
     def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
         """Record a batch of feedback events (see ``Event``)."""
         return self.users.interact(user_id, events)
+
+    def interact_many(
+        self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]
+    ) -> BulkInteractReport:
+        """Feedback of many users in one group commit (bulk ingest; see ``Users``)."""
+        return self.users.interact_many(batches)
 
     def recommend(
         self,

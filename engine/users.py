@@ -96,6 +96,25 @@ class InteractReport:
     version: int = 0
 
 
+@dataclass(frozen=True)
+class BulkInteractReport:
+    reports: dict[str, InteractReport]  # per user id
+    erased: list[str]  # users not written: a tombstone stands
+
+
+@dataclass
+class _Plan:
+    """A user write computed outside the transaction, to commit if nothing moved."""
+
+    user_id: str
+    key: bytes
+    old_raw: bytes | None
+    old: UserRecord | None
+    new: UserRecord
+    data_key: bytes | None
+    positives: list[str]
+
+
 @dataclass
 class ForgetReport:
     events_removed: int
@@ -377,19 +396,13 @@ class Users:
                 created_key |= made
                 self._compact(new)
                 _vectors, positives = self._refit(new)
+                plan = _Plan(user_id, key, old_raw, old, new, data_key, positives)
                 with self.env.write() as txn:
-                    found = txn.get(key, db=self.db)
-                    if (None if found is None else bytes(found)) != old_raw:
-                        continue  # another writer got there first: recompute
-                    if self.erasures.tombstone(txn, key, self.clock()) is not None:
-                        raise UserErasedError(user_id)
-                    old_ledger = old.ledger if old else {}
-                    new.ledger = self.shared.ledger_for(new.consent_shared, positives)
-                    units = self.shared.apply(txn, old_ledger, new.ledger)
-                    new.version = (old.version if old else 0) + 1
-                    txn.put(key, self._encode(key, new, data_key), db=self.db)
-                    created_key = False  # the key now has its record
-                    return old, new, units
+                    units = self._commit(txn, plan)
+                if units is None:
+                    continue  # another writer got there first: recompute
+                created_key = False  # the key now has its record
+                return old, new, units
         finally:
             if created_key:  # the record this key was made for was never written
                 self.keystore.destroy(key)
@@ -397,6 +410,22 @@ class Users:
             f"the record of user {key.hex()} stays unreadable: its data key is gone "
             "(reopen the store to purge it)"
         )
+
+    def _commit(self, txn: Any, plan: _Plan) -> int | None:
+        """Store a planned record inside ``txn``; return the shared units moved, or None
+        if the stored record changed since the plan was made. Raises
+        ``UserErasedError`` (before writing anything) if a tombstone stands."""
+        found = txn.get(plan.key, db=self.db)
+        if (None if found is None else bytes(found)) != plan.old_raw:
+            return None
+        if self.erasures.tombstone(txn, plan.key, self.clock()) is not None:
+            raise UserErasedError(plan.user_id)
+        old, new = plan.old, plan.new
+        new.ledger = self.shared.ledger_for(new.consent_shared, plan.positives)
+        units = self.shared.apply(txn, old.ledger if old else {}, new.ledger)
+        new.version = (old.version if old else 0) + 1
+        txn.put(plan.key, self._encode(plan.key, new, plan.data_key), db=self.db)
+        return units
 
     def _new_record(self) -> UserRecord:
         return UserRecord(consent_shared=self.config.default_consent, created_at=int(self.clock()))
@@ -419,6 +448,97 @@ class Users:
         _old, new, _units = self._write(user_id, add)
         assert new is not None
         return InteractReport(len(stored), unknown, new.version)
+
+    def interact_many(
+        self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]
+    ) -> BulkInteractReport:
+        """Feedback of many users in one call, for bulk ingest (e.g. a clickstream).
+
+        Every event is validated first (nothing is stored if one is malformed); then
+        all users are written with one keystore commit (new users' data keys) and one
+        data commit: a small write's cost is its fsync, and a group commit pays it
+        once. Users with a standing tombstone are reported in ``erased``, not
+        written; the others are unaffected."""
+        if not isinstance(batches, Mapping):
+            raise InvalidInputError("batches must map user ids to lists of events")
+        if len(batches) > self.config.max_users_per_bulk:
+            raise BatchTooLargeError(
+                f"{len(batches)} users in one call; the limit is {self.config.max_users_per_bulk}"
+            )
+        parsed = {check_user_id(uid): self._to_stored(events) for uid, events in batches.items()}
+        reports: dict[str, InteractReport] = {}
+        erased: list[str] = []
+        pending = {uid for uid, (stored, _unknown) in parsed.items() if stored}
+        keys = {uid: self.key(uid) for uid in pending}
+        created: set[bytes] = set()
+        try:
+            for _attempt in range(50):
+                if not pending:
+                    break
+                plans = self._plan_bulk(pending, keys, parsed, created)
+                with self.env.write() as txn:
+                    for plan in plans:
+                        try:
+                            units = self._commit(txn, plan)
+                        except UserErasedError:
+                            erased.append(plan.user_id)
+                            pending.discard(plan.user_id)
+                            continue
+                        if units is not None:
+                            pending.discard(plan.user_id)
+                            created.discard(plan.key)
+                            stored, unknown = parsed[plan.user_id]
+                            reports[plan.user_id] = InteractReport(
+                                len(stored), unknown, plan.new.version
+                            )
+        finally:
+            if created:  # keys made for records that were never written
+                self.keystore.destroy_many(sorted(created))
+        if pending:  # pragma: no cover - 50 lost races in a row
+            raise StoreFormatError("bulk write kept racing with concurrent writers")
+        for uid, (stored, unknown) in parsed.items():
+            if not stored:
+                record = self.record(uid)
+                reports[uid] = InteractReport(0, unknown, record.version if record else 0)
+        return BulkInteractReport(reports, sorted(erased))
+
+    def _plan_bulk(
+        self,
+        users: set[str],
+        keys: Mapping[str, bytes],
+        parsed: Mapping[str, tuple[list[StoredEvent], list[str]]],
+        created: set[bytes],
+    ) -> list[_Plan]:
+        """Read, decode and refit every pending user; new users' keys in one commit."""
+        with self.env.read() as txn:
+            raws = {uid: txn.get(keys[uid], db=self.db) for uid in sorted(users)}
+        olds: dict[str, tuple[bytes | None, UserRecord | None, bytes | None]] = {}
+        for uid, found in raws.items():
+            raw = None if found is None else bytes(found)
+            try:
+                old, data_key = self._decode(keys[uid], raw)
+            except RecordUnreadable:
+                continue  # being erased right now: the next round sees the outcome
+            olds[uid] = (raw, old, data_key)
+        missing = [keys[u] for u, (_r, _o, dk) in olds.items() if dk is None]
+        made: dict[bytes, bytes] = {}
+        if missing and self.config.encrypt_user_records:
+            for key, (data_key, was_made) in self.keystore.get_or_create_many(
+                missing, int(self.clock())
+            ).items():
+                made[key] = data_key
+                if was_made:
+                    created.add(key)
+        plans = []
+        for uid, (raw, old, data_key) in olds.items():
+            new = _copy(old) or self._new_record()
+            new.events.extend(parsed[uid][0])
+            self._compact(new)
+            _vectors, positives = self._refit(new)
+            plans.append(
+                _Plan(uid, keys[uid], raw, old, new, data_key or made.get(keys[uid]), positives)
+            )
+        return plans
 
     def set_consent(self, user_id: str, shared: bool) -> int:
         """Give or withdraw consent to shared statistics; withdrawing subtracts at once."""

@@ -17,6 +17,8 @@ from .errors import ApiError, responses
 from .routes_catalog import hits
 from .schemas import (
     AuditResponse,
+    BulkInteractRequest,
+    BulkInteractResponse,
     ConsentRequest,
     ErasureReceipt,
     EventIn,
@@ -75,6 +77,32 @@ def interact(
     report = engine.interact(user_id, _events(body.events, settings.max_batch_events))
     return InteractResponse(
         accepted=report.accepted, unknown_items=report.unknown_items, version=report.version
+    )
+
+
+@router.post("/interactions", tags=["users"])
+def interact_many(
+    body: BulkInteractRequest, _admin: AdminOnly, engine: EngineDep, settings: SettingsDep
+) -> BulkInteractResponse:
+    """Admin, for bulk ingest: feedback of many users in one group commit. A malformed
+    event rejects the whole call; erased users are listed and not written."""
+    users = [b.user_id for b in body.batches]
+    if len(set(users)) != len(users):
+        raise ApiError(400, "duplicate_user", "a user id appears twice in batches")
+    total = sum(len(b.events) for b in body.batches)
+    limit = settings.max_batch_events * 10
+    if total > limit:
+        raise ApiError(413, "batch_too_large", f"{total} events in one call; the limit is {limit}")
+    batches = {b.user_id: _events(b.events, settings.max_batch_events) for b in body.batches}
+    report = engine.interact_many(batches)
+    return BulkInteractResponse(
+        results={
+            uid: InteractResponse(
+                accepted=r.accepted, unknown_items=r.unknown_items, version=r.version
+            )
+            for uid, r in report.reports.items()
+        },
+        erased=report.erased,
     )
 
 

@@ -191,6 +191,20 @@ class InteractResponse(BaseModel):
     version: int
 
 
+class UserEvents(_Request):
+    user_id: Id
+    events: list[EventIn]
+
+
+class BulkInteractRequest(_Request):
+    batches: list[UserEvents] = Field(description="one entry per user (a user id at most once)")
+
+
+class BulkInteractResponse(BaseModel):
+    results: dict[str, InteractResponse]
+    erased: list[str] = Field(description="users not written: erased, a tombstone stands")
+
+
 class ForgetRequest(_Request):
     """Events matching every given criterion are forgotten (at least one is needed)."""
 

@@ -162,6 +162,22 @@ class Keystore:
             txn.put(user_key, self._wrap(user_key, data_key, now), db=self.db)
         return data_key, True
 
+    def get_or_create_many(
+        self, user_keys: Sequence[bytes], now: int
+    ) -> dict[bytes, tuple[bytes, bool]]:
+        """``get_or_create`` for many users with one commit; key -> (data key, created)."""
+        out: dict[bytes, tuple[bytes, bool]] = {}
+        with self.env.write() as txn:
+            for user_key in user_keys:
+                raw = txn.get(user_key, db=self.db)
+                if raw is not None:
+                    out[user_key] = (self._unwrap(user_key, bytes(raw)), False)
+                    continue
+                data_key = AESGCM.generate_key(bit_length=256)
+                txn.put(user_key, self._wrap(user_key, data_key, now), db=self.db)
+                out[user_key] = (data_key, True)
+        return out
+
     def destroy(self, user_key: bytes, created_before: int | None = None) -> bool:
         """Delete the user's data key (optionally only one created at or before a time);
         True if one was deleted."""
