@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .personal_model import LearnerConfig
 
 IndexKind = Literal["auto", "flat", "hnsw"]
+EncoderBackend = Literal["torch", "onnx-fp32", "onnx-int8", "onnx-int8-rowwise"]
 SharedStatisticsMode = Literal["none", "popularity"]
 
 
@@ -71,7 +72,14 @@ class EngineConfig(BaseModel):
     model_dir: Path | None = Field(
         None, description="sentence-transformers model directory; None = bundled all-MiniLM-L6-v2"
     )
-    encoder_threads: int = Field(1, ge=1, le=256, description="torch intra-op threads")
+    encoder_backend: EncoderBackend = Field(
+        "torch",
+        description="how the frozen model runs: sentence-transformers on torch, or the same "
+        "weights exported locally to ONNX (see engine/onnx_encoder.py and "
+        "bench/encoder_bench.py); each backend has its own fingerprint, so a store "
+        "keeps the backend it was created with",
+    )
+    encoder_threads: int = Field(1, ge=1, le=256, description="intra-op threads of the encoder")
     encode_batch_size: int = Field(64, ge=1, le=4096)
 
     index_kind: IndexKind = "auto"

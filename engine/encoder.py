@@ -178,3 +178,20 @@ class BaseEncoder:
         if self._dimension is None:
             self._dimension = int(vectors.shape[1])
         return vectors
+
+
+def load_encoder(backend: str = "torch", **kwargs: Any) -> Encoder:
+    """The base model on a named backend: ``torch`` (sentence-transformers, the default)
+    or ``onnx-fp32`` / ``onnx-int8`` / ``onnx-int8-rowwise`` (ONNX Runtime, same weights).
+
+    One switch for benches and configuration; ``kwargs`` go to the encoder's constructor.
+    """
+    if backend == "torch":
+        return BaseEncoder(**kwargs)
+    from .onnx_encoder import VARIANTS, OnnxEncoder
+
+    for variant in VARIANTS:
+        if backend == f"onnx-{variant}":
+            return OnnxEncoder(variant=variant, **kwargs)
+    names = ", ".join(["torch", *(f"onnx-{v}" for v in VARIANTS)])
+    raise ValueError(f"unknown encoder backend {backend!r}; expected one of {names}")

@@ -32,7 +32,7 @@ from ..storage.lmdb_env import LmdbEnvironment
 from .audit import AuditReport, audit_user
 from .catalog import Catalog, Hit
 from .config import EngineConfig
-from .encoder import BaseEncoder, Encoder
+from .encoder import Encoder, load_encoder
 from .events import Event
 from .index_keeper import IndexKeeper
 from .receipts import ReceiptSigner
@@ -70,8 +70,9 @@ class Engine:
         self.encoder: Encoder = (
             encoder
             if encoder is not None
-            else BaseEncoder(
-                self.config.model_dir,
+            else load_encoder(
+                self.config.encoder_backend,
+                model_dir=self.config.model_dir,
                 threads=self.config.encoder_threads,
                 batch_size=self.config.encode_batch_size,
             )
