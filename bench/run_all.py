@@ -132,7 +132,15 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         data_dir=True,
         quick_args=("--dataset", "ml-100k"),
     ),
-    Benchmark("encoder", "bench/encoder_bench.py", "encoder_bench", 900, 3600, True),
+    Benchmark(
+        "encoder",
+        "bench/encoder_bench.py",
+        "encoder_bench",
+        900,
+        3600,
+        True,
+        quick_args=("--batches", "32"),
+    ),
     Benchmark(
         "index",
         "bench/index_bench.py",
@@ -161,7 +169,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark("catalog", "bench/catalog_bench.py", "catalog_bench", 900, 2400, out_flag="--out"),
     Benchmark(
-        "quality", "bench/quality.py", "quality", 1800, 7200, data_dir=True, fixed_output=True
+        "quality",
+        "bench/quality.py",
+        "quality",
+        1800,
+        7200,
+        data_dir=True,
+        fixed_output=True,
+        quick_args=("--datasets", "ml-1m-half"),  # the dataset the targets are stated on
     ),
     Benchmark(
         "peers",

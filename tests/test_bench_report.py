@@ -595,7 +595,10 @@ def test_quick_plan() -> None:
     assert by["catalog"].command[-2:] == ("--out", "bench/results/catalog_bench_quick.json")
     # quality.py always writes quality.json: kept as quality_quick.json, the old one restored
     quality = by["quality"]
-    assert quality.command == (py, "bench/quality.py", "--quick", "--data-dir", "/data")
+    assert quality.command == (
+        *(py, "bench/quality.py", "--quick", "--datasets", "ml-1m-half"),
+        *("--data-dir", "/data"),
+    )
     assert (quality.produces, quality.save_as, quality.restore_previous) == (
         "quality.json",
         "quality_quick.json",
