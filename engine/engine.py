@@ -88,13 +88,18 @@ class Engine:
         except BaseException:
             self._lock.release()
             raise
-        self.signer = ReceiptSigner(keys_dir / RECEIPT_KEYS_DIR)
-        self.env = LmdbEnvironment(
-            self.data_dir / LMDB_DIR,
-            map_size=self.config.lmdb_map_size,
-            max_readers=self.config.lmdb_max_readers,
-            sync=self.config.lmdb_sync,
-        )
+        try:
+            self.signer = ReceiptSigner(keys_dir / RECEIPT_KEYS_DIR)
+            self.env = LmdbEnvironment(
+                self.data_dir / LMDB_DIR,
+                map_size=self.config.lmdb_map_size,
+                max_readers=self.config.lmdb_max_readers,
+                sync=self.config.lmdb_sync,
+            )
+        except BaseException:
+            self.keystore.close()
+            self._lock.release()
+            raise
         try:
             store = CatalogStore(self.env)
             self.identity = store.initialize(self.encoder.fingerprint, self.encoder.dimension)

@@ -45,8 +45,11 @@ class ReconcileReport:
 def reconcile(users: Users, now: float) -> ReconcileReport:
     keystore, env, db = users.keystore, users.env, users.db
     with env.read() as txn:
-        journal = list(users.erasures.journal_entries(txn))
-    reapplied = sum(keystore.destroy(key, created_before=at) for key, at in journal)
+        journal = dict(users.erasures.journal_entries(txn))
+    keys = dict(keystore.entries())
+    # keys the journal says an erasure destroyed (one created after it is a re-created user's)
+    revived = [k for k, at in journal.items() if k in keys and keys[k].created <= at]
+    reapplied = keystore.destroy_many(revived) if revived else 0
 
     orphans: list[tuple[bytes, bytes]] = []
     plain: list[bytes] = []
@@ -75,8 +78,8 @@ def reconcile(users: Users, now: float) -> ReconcileReport:
     grace = users.config.keystore_orphan_grace_seconds
     stale = [
         key
-        for key, entry in keystore.entries()
-        if key not in record_keys and now - entry.created >= grace
+        for key, entry in keys.items()
+        if key not in record_keys and key not in revived and now - entry.created >= grace
     ]
     keys_purged = keystore.destroy_many(stale) if stale else 0
 

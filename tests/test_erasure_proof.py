@@ -300,3 +300,21 @@ def test_master_key_rotation_rewraps_keys_without_touching_records(
     monkeypatch.setenv(MASTER_KEY_ENV, old)  # and no longer enough
     with pytest.raises(Exception, match="unknown master key"):
         open_store(path, clock).close()
+
+
+def test_reopening_keeps_the_key_of_a_user_recreated_after_erasure(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "store"
+    with open_store(path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        add_user(engine, "alice")
+        engine.erase("alice")
+        clock.now += 60
+        engine.recreate_user("alice")
+        add_user(engine, "alice", first=4)
+        before = engine.export("alice")
+    with open_store(path, clock) as engine:  # the journal entry predates the new key
+        assert engine.last_reconcile is not None
+        assert engine.last_reconcile.erasures_reapplied == 0
+        assert engine.export("alice") == before
