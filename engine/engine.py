@@ -300,7 +300,6 @@ class Engine:
         try:
             self.catalog.keeper.close()
         finally:
-            self.users.close()
             self.env.close()
             self.keystore.close()
             self._lock.release()

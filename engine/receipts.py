@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
     PublicFormat,
+    load_pem_private_key,
 )
 
 from ..errors import InvalidInputError
@@ -79,8 +80,6 @@ class ReceiptSigner:
 
     def _load(self) -> None:
         name = (self.directory / _CURRENT).read_text().strip()
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
         key = load_pem_private_key((self.directory / f"{name}.key").read_bytes(), None)
         if not isinstance(key, Ed25519PrivateKey):
             raise InvalidInputError("the receipt signing key is not an Ed25519 key")

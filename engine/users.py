@@ -23,7 +23,6 @@ import math
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -183,8 +182,6 @@ class Users:
         self.erasures = ErasureLog(
             self.env, config.tombstone_retention_days, config.erasure_journal_retention_days
         )
-        # erasure destroys the data key while the data transaction commits
-        self._shredder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ownrank-shred")
         self._secret = self._load_secret()
         self._pop_solver: tuple[CatalogPrior, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
@@ -588,7 +585,7 @@ class Users:
 
     def erase(self, user_id: str) -> ErasureReceipt:
         """Erase the user: in one data transaction delete the record, subtract the
-        shared contributions and leave a tombstone; destroy the data key meanwhile.
+        shared contributions and leave a tombstone; then destroy the data key.
 
         Crash safety across the two environments: if only the data transaction
         committed, the journal destroys the key on the next open; if only the key
@@ -610,7 +607,6 @@ class Users:
                 found = txn.get(key, db=self.db)
                 if (None if found is None else bytes(found)) != old_raw:
                     continue
-                shredded = self._shredder.submit(self.keystore.destroy, key)
                 units = self.shared.apply(txn, old.ledger if old else {}, {})
                 if old_raw is not None:
                     txn.delete(key, db=self.db)
@@ -618,9 +614,9 @@ class Users:
                     units += self.recount_shared(txn)
                 self.erasures.mark(txn, key, now)
                 seq = self.store.catalog_seq(txn)
-            # a refused concurrent writer may have destroyed the key first: what the
-            # receipt states is that no data key of an existing user remains
-            destroyed = shredded.result() or (
+            # then the data key; a refused concurrent writer may have destroyed it
+            # first: what the receipt states is that no data key of the user remains
+            destroyed = self.keystore.destroy(key) or (
                 (old is not None or orphan) and self.keystore.wrapped(key) is None
             )
             break
@@ -639,9 +635,6 @@ class Users:
             lmdb_txn_id=int(self.env.last_txn_id()),
             keystore_txn_id=int(self.keystore.last_txn_id()),
         )
-
-    def close(self) -> None:
-        self._shredder.shutdown(wait=True)
 
     def recount_shared(self, txn: Any) -> int:
         """Rebuild the shared statistics from the ledgers of the readable records
