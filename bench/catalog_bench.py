@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import machine_info
 import numpy as np
 import numpy.typing as npt
 
@@ -646,32 +644,7 @@ def after_write(engine: Engine, queries: Vectors, expr: Any, args: argparse.Name
 
 
 def machine() -> Json:
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "faiss": version("faiss-cpu"),
-        "torch": version("torch"),
-        "lmdb": version("lmdb"),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return machine_info.machine(("numpy", "faiss-cpu", "torch", "lmdb"))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

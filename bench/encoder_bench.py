@@ -29,10 +29,8 @@ Results are printed and written to ``bench/results/encoder_bench.json``
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -43,6 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import machine_info
 import numpy as np
 from eval_data import ItemInfo, item_text, load_dataset
 
@@ -232,31 +231,8 @@ def run_worker(kind: str, spec: Json) -> Json:
 
 
 def machine() -> Json:
-    def version(dist: str) -> str | None:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        **{dist: version(dist) for dist in ("torch", "onnxruntime", "onnx", "tokenizers")},
-        "sentence_transformers": version("sentence-transformers"),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    packages = ("numpy", "torch", "onnxruntime", "onnx", "tokenizers", "sentence-transformers")
+    return machine_info.machine(packages)
 
 
 def ensure_exports(cache_dir: str | None) -> Json:

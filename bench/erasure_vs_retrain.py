@@ -34,13 +34,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import machine_info
 from bench.baselines import EASE
 from bench.eval_data import DATASETS, DatasetName, default_data_dir, load_dataset
 from bench.protocols import Split, chrono20
@@ -167,28 +166,7 @@ def time_erasures(engine: Engine, users: Sequence[int]) -> tuple[list[float], Js
 
 def machine() -> Json:
     """What the timings depend on (the machine is shared: its load is recorded too)."""
-    model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for pkg in ("numpy", "scipy", "implicit"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return machine_info.machine(("numpy", "scipy", "implicit"))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -50,9 +50,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
+
+import machine_info
 
 Json = dict[str, Any]
 
@@ -341,27 +342,14 @@ def loadavg() -> list[float]:
 
 def describe_machine() -> Json:
     """What every timing depends on: hardware, OS, library versions, code version."""
-    versions: dict[str, str] = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
     mem_kb = _proc_field("/proc/meminfo", "MemTotal").split()
     status = _git("status", "--porcelain")
-    try:
-        affinity: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        affinity = None
+    base = machine_info.machine(PACKAGES)
+    del base["loadavg_at_start"]  # recorded per step instead
     return {
-        "cpu_model": _proc_field("/proc/cpuinfo", "model name") or platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
+        **base,
         "ram_gib": round(int(mem_kb[0]) / 2**20, 1) if mem_kb else None,
         "os": _proc_field("/etc/os-release", "PRETTY_NAME").strip('"') or platform.system(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
         "git": {
             "commit": _git("rev-parse", "HEAD").strip(),
             "dirty": bool(status),
