@@ -111,7 +111,7 @@ def build_store(
     n_events = 0
     update_times = []
     for user, lo, hi in zip(users, starts, bounds, strict=True):
-        idx = order[lo:hi][-config.max_events :]  # older ones would be dropped by the cap
+        idx = order[lo:hi]  # all of them: the engine's caps decide what it keeps
         events = [
             {"kind": "rating", "item_id": str(i), "value": float(r), "timestamp": float(t)}
             for i, r, t in zip(
@@ -119,7 +119,8 @@ def build_store(
             )
         ]
         t1 = time.perf_counter()
-        engine.interact(str(user), events)
+        for start in range(0, len(events), config.max_events_per_call):
+            engine.interact(str(user), events[start : start + config.max_events_per_call])
         update_times.append(time.perf_counter() - t1)
         n_events += len(events)
     t_users = time.perf_counter() - t0

@@ -97,6 +97,12 @@ class EngineConfig(BaseModel):
     default_consent: bool = Field(True, description="a new user's consent to shared statistics")
     max_events: int = Field(256, ge=1, le=10_000, description="events retained per user")
     max_record_bytes: int = Field(16 * 1024, ge=2048)
+    max_earlier_items: int = Field(
+        1024,
+        ge=0,
+        le=100_000,
+        description="items of events dropped by the caps still excluded as seen (8 bytes each)",
+    )
     max_events_per_call: int = Field(1_000, ge=1)
     max_users_per_bulk: int = Field(1_000, ge=1, description="users per interact_many call")
     learner: LearnerConfig = LearnerConfig()

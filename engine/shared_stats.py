@@ -19,7 +19,14 @@ consent can opt out):
   is the catalog's own (catalog data, no user data); it predicts the
   popularity of items nobody has rated yet (cold start). One 3 KiB value, so a
   user write stays small;
-- the ``popular_rank`` database orders items by count, for popular candidates.
+- the ``popular_rank`` database orders the popular items (count >= ``RANK_MIN_COUNT``)
+  by a coarse count bucket (quarter octaves: ``floor(4 * log2(count))``), then id,
+  for popular candidates. Coarse on purpose: an item's key moves only when its
+  count crosses a bucket edge, so most writes (and erasures) leave this database
+  untouched; each of its pages a write dirties costs ~10 us of commit. It is
+  still a pure function of the counts, so an erased user leaves no trace in it.
+  Items below the threshold (the long tail) are found by a scan of the counts
+  when the index runs out, which happens only in stores with few users.
 
 With ``shared_statistics="none"`` nothing here is ever written.
 """
@@ -41,7 +48,10 @@ POP = "pop"
 F_SCALE = 65_536
 Q_SCALE = 32_768
 _COUNT = struct.Struct(">q")
-_RANK_TOP = 2**63 - 1
+_BUCKET = struct.Struct(">H")
+_BUCKET_TOP = 2**16 - 1
+RANK_MIN_COUNT = 8  # items with fewer positive users are not in ``popular_rank``
+RANK_FORMAT = 2  # 1: exact counts in every key; 2: buckets above RANK_MIN_COUNT
 
 Ledger = dict[str, list[str]]
 
@@ -67,8 +77,14 @@ def _pop_key(item_id: str) -> bytes:
     return b"pop\x00" + item_id.encode()
 
 
-def _rank_key(count: int, item_id: str) -> bytes:
-    return _COUNT.pack(_RANK_TOP - count) + item_id.encode()
+def rank_bucket(count: int) -> int | None:
+    """``floor(4 * log2(count))`` in exact integer arithmetic (the largest b with
+    2^b <= count^4); None below ``RANK_MIN_COUNT`` (not indexed)."""
+    return None if count < RANK_MIN_COUNT else (count**4).bit_length() - 1
+
+
+def _rank_key(bucket: int, item_id: str) -> bytes:
+    return _BUCKET.pack(_BUCKET_TOP - bucket) + item_id.encode()
 
 
 class SharedStatistics:
@@ -79,6 +95,23 @@ class SharedStatistics:
         self.rank_db = env.db("popular_rank")
         self.dim = dim
         self.qdim = dim + 1  # Q(e) carries the intercept feature
+        if self.enabled:
+            self._upgrade_rank_index(env, catalog)
+
+    def _upgrade_rank_index(self, env: LmdbEnvironment, catalog: CatalogStore) -> None:
+        """Rebuild ``popular_rank`` from the counts once, when the store's index has
+        an older layout."""
+        with env.read() as txn:
+            current = catalog.get_meta(txn, "rank_format")
+        if current == RANK_FORMAT:
+            return
+        with env.write() as txn:
+            txn.drop(self.rank_db, delete=False)
+            for item_id, count in self.totals(txn).items():
+                bucket = rank_bucket(count)
+                if bucket is not None:
+                    txn.put(_rank_key(bucket, item_id), b"", db=self.rank_db)
+            catalog.put_meta(txn, "rank_format", RANK_FORMAT)
 
     # -- ledgers ------------------------------------------------------------------------
 
@@ -142,10 +175,22 @@ class SharedStatistics:
         return 0 if raw is None else int(msgpack.unpackb(raw))
 
     def top(self, txn: Any, n: int, keep: Callable[[str], bool] | None = None) -> list[str]:
-        """The most popular item ids, best first (ties by id)."""
+        """Up to ``n`` popular item ids that ``keep`` accepts, most popular first:
+        by count bucket (within ~19% of each other), then id; below
+        ``RANK_MIN_COUNT`` by exact count, then id."""
         out: list[str] = []
         for key in txn.cursor(db=self.rank_db).iternext(keys=True, values=False):
-            item_id = bytes(key[8:]).decode()
+            item_id = bytes(key[_BUCKET.size :]).decode()
+            if keep is None or keep(item_id):
+                out.append(item_id)
+                if len(out) >= n:
+                    return out
+        tail = sorted(
+            (-count, item_id)
+            for item_id, count in self.totals(txn).items()
+            if count < RANK_MIN_COUNT
+        )
+        for _neg, item_id in tail:
             if keep is None or keep(item_id):
                 out.append(item_id)
                 if len(out) >= n:
@@ -182,10 +227,12 @@ class SharedStatistics:
             txn.put(_pop_key(item_id), _COUNT.pack(new), db=self.counts_db)
         else:
             txn.delete(_pop_key(item_id), db=self.counts_db)
-        if old:
-            txn.delete(_rank_key(old, item_id), db=self.rank_db)
-        if new:
-            txn.put(_rank_key(new, item_id), b"", db=self.rank_db)
+        old_bucket, new_bucket = rank_bucket(old), rank_bucket(new)
+        if old_bucket != new_bucket:
+            if old_bucket is not None:
+                txn.delete(_rank_key(old_bucket, item_id), db=self.rank_db)
+            if new_bucket is not None:
+                txn.put(_rank_key(new_bucket, item_id), b"", db=self.rank_db)
         return old, self._vector(txn, item_id)
 
     def _vector(self, txn: Any, item_id: str) -> np.ndarray | None:

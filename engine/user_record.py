@@ -14,14 +14,23 @@ Record format version 1 (msgpack map; documented for device sync)::
                                    the personal model (float16 head weights, the
                                    head's catalog mean and scale, interests as groups
                                    of positive events); absent before the first event
-     "l": {"pop": [item id, ...]}  ledger: what this user added to shared statistics}
+     "l": {"pop": [item id, ...]}  ledger: what this user added to shared statistics
+     "p": bytes                    optional: items seen before the retained log, as
+                                   little-endian uint32 pairs (item hash, Unix seconds
+                                   of its newest dropped event), oldest first}
 
 Caps (``EngineConfig``): at most ``max_events`` events and ``max_record_bytes``
 bytes; older events are dropped first (and their shared contributions with them).
+The items of dropped events are still remembered as *earlier items* (``"p"``,
+at most ``max_earlier_items``, 8 bytes each: a 32-bit hash of the item id and a
+time), so "exclude what the user has seen" keeps working for heavy users; a
+hash collision (odds ~ n / 2^32 per item) can only hide an item, never add one.
+Readers ignore keys they do not know, so records without ``"p"`` stay valid.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +98,11 @@ class PersonalModel:
         return cls(weights, float(raw["o"]), float(raw["s"]), interests)
 
 
+def item_hash(item_id: str) -> int:
+    """The 32-bit hash an earlier item is remembered by."""
+    return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=4).digest(), "little")
+
+
 @dataclass
 class UserRecord:
     consent_shared: bool
@@ -97,6 +111,9 @@ class UserRecord:
     events: list[StoredEvent] = field(default_factory=list)
     model: PersonalModel | None = None
     ledger: dict[str, list[str]] = field(default_factory=dict)
+    # items whose events the caps dropped: item hash -> newest dropped event (Unix
+    # seconds), oldest first
+    earlier: dict[int, int] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {
@@ -109,13 +126,14 @@ class UserRecord:
         }
         if self.model is not None:
             body["m"] = self.model.pack()
+        if self.earlier:
+            pairs = np.array(list(self.earlier.items()), dtype="<u4")
+            body["p"] = pairs.tobytes()
         return bytes(msgpack.packb(body, use_bin_type=True))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserRecord:
-        body = msgpack.unpackb(raw, raw=False)
-        if body.get("v") != RECORD_FORMAT:
-            raise StoreFormatError(f"user record format {body.get('v')!r} is not supported")
+        body = _unpack_body(raw)
         return cls(
             consent_shared=bool(body["c"]),
             created_at=int(body["t"]),
@@ -123,8 +141,80 @@ class UserRecord:
             events=[StoredEvent.unpack(e) for e in body["e"]],
             model=PersonalModel.unpack(body["m"]) if "m" in body else None,
             ledger={k: list(v) for k, v in body["l"].items()},
+            earlier=_unpack_earlier(body.get("p")),
         )
 
     def item_ids(self) -> set[str]:
-        """Items this user has any event on (what "already seen" means)."""
+        """Items with events in the retained log."""
         return {e.ref for e in self.events if not e.is_search}
+
+    def seen(self) -> SeenItems:
+        """Every item the user has had an event on: the log's and the earlier ones."""
+        return SeenItems(self.item_ids(), frozenset(self.earlier))
+
+    def remember_dropped(self, dropped: list[StoredEvent], cap: int) -> None:
+        """Keep the items of events the caps just dropped (oldest first) as earlier
+        items; at most ``cap`` (the oldest go first)."""
+        for event in dropped:
+            if not event.is_search:
+                h = item_hash(event.ref)
+                ts = max(event.ts, self.earlier.pop(h, 0))
+                self.earlier[h] = min(max(ts, 0), 2**32 - 1)
+        for item_id in self.item_ids():  # still in the log: the log covers them
+            self.earlier.pop(item_hash(item_id), None)
+        self.trim_earlier(cap)
+
+    def trim_earlier(self, cap: int) -> None:
+        while len(self.earlier) > cap:
+            del self.earlier[next(iter(self.earlier))]
+
+
+@dataclass(frozen=True)
+class SeenItems:
+    """Membership test for "already seen": the log's item ids, then earlier hashes."""
+
+    logged: set[str]
+    earlier: frozenset[int]
+
+    @classmethod
+    def nothing(cls) -> SeenItems:
+        return cls(set(), frozenset())
+
+    def __contains__(self, item_id: object) -> bool:
+        if item_id in self.logged:
+            return True
+        return (
+            bool(self.earlier) and isinstance(item_id, str) and item_hash(item_id) in self.earlier
+        )
+
+    def __len__(self) -> int:
+        return len(self.logged) + len(self.earlier)
+
+
+def _unpack_earlier(raw: bytes | None) -> dict[int, int]:
+    if not raw:
+        return {}
+    pairs = np.frombuffer(raw, dtype="<u4").reshape(-1, 2)
+    return {int(h): int(ts) for h, ts in pairs}
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """What erasure needs of a record (its ledger and how many events it held),
+    read without building its events and model: erase stays fast."""
+
+    events: int
+    ledger: dict[str, list[str]]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> RecordSummary:
+        body = _unpack_body(raw)
+        return cls(len(body["e"]), {k: list(v) for k, v in body["l"].items()})
+
+
+def _unpack_body(raw: bytes) -> dict[str, Any]:
+    body = msgpack.unpackb(raw, raw=False)
+    if not isinstance(body, dict) or body.get("v") != RECORD_FORMAT:
+        version = body.get("v") if isinstance(body, dict) else None
+        raise StoreFormatError(f"user record format {version!r} is not supported")
+    return body

@@ -42,7 +42,14 @@ from .items import is_valid_item_id
 from .personal_model import CatalogPrior, fit, observations
 from .record_cipher import OVERHEAD, RecordUnreadable, is_sealed, seal, unseal
 from .shared_stats import F_SCALE, Q_SCALE, SharedStatistics
-from .user_record import PersonalModel, StoredEvent, UserRecord
+from .user_record import (
+    PersonalModel,
+    RecordSummary,
+    SeenItems,
+    StoredEvent,
+    UserRecord,
+    item_hash,
+)
 
 SECRET_META_KEY = "user_key_secret"
 # cold start without popularity shows recent items, spread over topics
@@ -66,6 +73,24 @@ class CandidatePool:
     ids: list[str]
     vectors: np.ndarray
     units: np.ndarray
+    _hashes: list[int] | None = None
+
+    def unseen(self, seen: SeenItems) -> np.ndarray:
+        """Positions of the items not in ``seen`` (item hashes computed once per pool)."""
+        if not seen.earlier:
+            return np.array([k for k, i in enumerate(self.ids) if i not in seen.logged], np.int64)
+        if self._hashes is None:
+            object.__setattr__(self, "_hashes", [item_hash(i) for i in self.ids])
+        hashes = self._hashes
+        assert hashes is not None
+        return np.array(
+            [
+                k
+                for k, (i, h) in enumerate(zip(self.ids, hashes, strict=True))
+                if i not in seen.logged and h not in seen.earlier
+            ],
+            np.int64,
+        )
 
 
 @dataclass(frozen=True)
@@ -208,10 +233,15 @@ class Users:
         sealed record whose key is gone."""
         if raw is None:
             return None, None
+        plain, data_key = self._plaintext(key, raw)
+        return UserRecord.from_bytes(plain), data_key
+
+    def _plaintext(self, key: bytes, raw: bytes) -> tuple[bytes, bytes | None]:
+        """(the record's msgpack bytes, its data key or None if stored unsealed)."""
         if not is_sealed(raw):  # written before records were sealed
-            return UserRecord.from_bytes(raw), None
+            return raw, None
         data_key = self.keystore.get(key)
-        return UserRecord.from_bytes(unseal(data_key, key, raw)), data_key
+        return unseal(data_key, key, raw), data_key
 
     def _encode(self, key: bytes, record: UserRecord, data_key: bytes | None) -> bytes:
         plain = record.to_bytes()
@@ -316,13 +346,27 @@ class Users:
     def _compact(self, record: UserRecord) -> None:
         """Apply the caps: newest ``max_events`` events, at most ``max_record_bytes``.
 
-        The byte check bounds what the write will add: a ledger naming every item
-        of the events, and a model of the largest size (head + interests)."""
+        The items of dropped events stay excluded as seen (``record.earlier``). The
+        byte check bounds what the write will add: a ledger naming every item of the
+        events, and a model of the largest size (head + interests)."""
+        cfg = self.config
         record.events.sort(key=lambda e: e.ts)
-        if len(record.events) > self.config.max_events:
-            del record.events[: len(record.events) - self.config.max_events]
-        while record.events and self._size_bound(record) > self.config.max_record_bytes:
-            del record.events[: max(1, len(record.events) // 16)]
+        dropped: list[StoredEvent] = []
+        if len(record.events) > cfg.max_events:
+            dropped = record.events[: len(record.events) - cfg.max_events]
+            del record.events[: len(dropped)]
+        if dropped:
+            record.remember_dropped(dropped, cfg.max_earlier_items)
+        record.trim_earlier(cfg.max_earlier_items)
+        while self._size_bound(record) > cfg.max_record_bytes:
+            if record.events:
+                dropped = record.events[: max(1, len(record.events) // 16)]
+                del record.events[: len(dropped)]
+                record.remember_dropped(dropped, cfg.max_earlier_items)
+            elif record.earlier:
+                record.trim_earlier(len(record.earlier) // 2)
+            else:
+                break
 
     def _size_bound(self, record: UserRecord) -> int:
         items = sorted(record.item_ids())
@@ -333,6 +377,7 @@ class Users:
             record.events,
             None,
             {"pop": items},
+            record.earlier,
         )
         model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
         return len(probe.to_bytes()) + model_bound + OVERHEAD
@@ -572,12 +617,24 @@ class Users:
 
         removed = 0
 
+        hashes = None if ids is None else {item_hash(i) for i in ids}
+
+        def earlier_matches(h: int, ts: int) -> bool:
+            if hashes is not None and h not in hashes:
+                return False
+            if hi is not None and not ts < hi:
+                return False
+            return not (lo is not None and not ts > lo)
+
         def drop(record: UserRecord | None) -> UserRecord | None:
             nonlocal removed
             assert record is not None
             kept = [e for e in record.events if not matches(e)]
             removed = len(record.events) - len(kept)
             record.events = kept
+            record.earlier = {
+                h: ts for h, ts in record.earlier.items() if not earlier_matches(h, ts)
+            }
             return record
 
         _old, new, units = self._write(user_id, drop, create=False)
@@ -599,7 +656,11 @@ class Users:
                 found = txn.get(key, db=self.db)
                 old_raw = None if found is None else bytes(found)
             try:
-                old, _data_key = self._decode(key, old_raw)
+                old = (
+                    None
+                    if old_raw is None
+                    else RecordSummary.from_bytes(self._plaintext(key, old_raw)[0])
+                )
                 orphan = False
             except RecordUnreadable:
                 old, orphan = None, True
@@ -626,7 +687,7 @@ class Users:
             user_key=key.hex(),
             erased_at=_iso(now),
             existed=old is not None or orphan,
-            events_removed=len(old.events) if old else 0,
+            events_removed=old.events if old else 0,
             shared_units_subtracted=units,
             data_key_destroyed=destroyed,
             model_fingerprint=self.model_fingerprint,
@@ -688,13 +749,16 @@ class Users:
             consent = bool(data["consent"]["shared_statistics"])
             created = int(datetime.fromisoformat(data["created_at"]).timestamp())
             version = int(data["version"])
+            earlier = _earlier_from_export(data.get("earlier_items", []))
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise InvalidInputError(f"malformed user export: {exc}") from None
         if len(events) > self.config.max_events:
             raise BatchTooLargeError(f"more than {self.config.max_events} events")
+        if len(earlier) > self.config.max_earlier_items:
+            raise BatchTooLargeError(f"more than {self.config.max_earlier_items} earlier items")
 
         def replace(_record: UserRecord | None) -> UserRecord:
-            return UserRecord(consent, created, 0, events)
+            return UserRecord(consent, created, 0, events, earlier=earlier)
 
         _old, new, _units = self._write(user_id, replace)
         assert new is not None
@@ -826,7 +890,7 @@ class Users:
         expr = self.catalog.parse_filters(filters)
         cfg = self.config.ranking
         model = record.model if record else None
-        seen = record.item_ids() if (record and exclude_seen) else set()
+        seen = record.seen() if (record and exclude_seen) else SeenItems.nothing()
         interests = self._interest_vectors(record, model, user_vectors) if record and model else []
         pool = self._small_pool(expr)
         if pool is not None:  # few enough to score every one
@@ -835,7 +899,7 @@ class Users:
             rows = self._retrieve(model, interests, expr, seen, n)
             pool = self._pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]
-        eligible = np.array([k for k, i in enumerate(pool.ids) if i not in seen], dtype=np.int64)
+        eligible = pool.unseen(seen)
         if eligible.size == 0:
             return []
         # features over the whole pool (matrix products), then the eligible entries
@@ -931,7 +995,7 @@ class Users:
         model: PersonalModel | None,
         interests: list[Interest],
         expr: Any,
-        seen: set[str],
+        seen: SeenItems,
         n: int,
     ) -> dict[int, str]:
         """Candidate rows (and what retrieved each) from a catalog too big to score whole:
@@ -967,7 +1031,7 @@ class Users:
                     rows.setdefault(found_row, "popular")
         if not queries and not rows:  # no model, no popularity: recent and diverse
             with self.env.read() as txn:
-                seen_rows = {r for i in seen if (r := self.store.row_of(txn, i)) is not None}
+                seen_rows = {r for i in seen.logged if (r := self.store.row_of(txn, i)) is not None}
             for row in keeper.most_recent(want, expr, seen_rows):
                 rows.setdefault(row, "recent")
         return rows
@@ -1155,6 +1219,7 @@ def _copy(record: UserRecord | None) -> UserRecord | None:
         list(record.events),
         record.model,
         {k: list(v) for k, v in record.ledger.items()},
+        dict(record.earlier),
     )
 
 
@@ -1196,7 +1261,26 @@ def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
         "events": events,
         "model": model,
         "ledger": record.ledger,
+        "earlier_items": [
+            {"item_hash": f"{h:08x}", "last_timestamp": _iso(ts)}
+            for h, ts in record.earlier.items()
+        ],
     }
+
+
+def _earlier_from_export(raw: Any) -> dict[int, int]:
+    if not isinstance(raw, list):
+        raise ValueError("earlier_items is a list")
+    out: dict[int, int] = {}
+    for entry in raw:
+        if not isinstance(entry, Mapping):
+            raise ValueError("an earlier item is an object")
+        h = int(str(entry["item_hash"]), 16)
+        ts = int(datetime.fromisoformat(str(entry["last_timestamp"])).timestamp())
+        if not (0 <= h < 2**32 and 0 <= ts < 2**32):
+            raise ValueError("earlier item out of range")
+        out[h] = ts
+    return out
 
 
 def _event_from_export(raw: Mapping[str, Any]) -> StoredEvent:

@@ -2,7 +2,8 @@
 
 Named databases:
 - ``meta``: store-wide facts: format version, base-model fingerprint and
-  dimension, the catalog sequence number, the next free row number;
+  dimension, the catalog sequence number, the next free row number, the
+  layout version of the ``popular_rank`` index (``rank_format``);
 - ``items``: item id -> msgpack record (texts, properties, publication time,
   content hash, current row, timestamps);
 - ``vectors``: row (8-byte big-endian) -> msgpack ``[item id, float32 bytes]``.
@@ -202,6 +203,13 @@ class CatalogStore:
                 int(self._get_meta(txn, "dimension")),
                 float(self._get_meta(txn, "created_at")),
             )
+
+    def get_meta(self, txn: Any, name: str) -> Any:
+        """A store-wide fact (msgpack value), None if absent."""
+        return self._get_meta(txn, name)
+
+    def put_meta(self, txn: Any, name: str, value: Any) -> None:
+        self._put_meta(txn, name, value)
 
     def _get_meta(self, txn: Any, name: str) -> Any:
         raw = txn.get(name.encode(), db=self.meta)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ownrank import Engine, UserErasedError
-from ownrank.engine.shared_stats import f_pop, q_vec
+from ownrank.engine.shared_stats import RANK_MIN_COUNT, f_pop, q_vec, rank_bucket
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import catalog_items
@@ -60,8 +60,79 @@ def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
         assert (engine.shared.popvec(txn) == popvec).all()
         keys = [bytes(k) for k in txn.cursor(db=engine.shared.counts_db).iternext(values=False)]
         assert {k for k in keys if not k.startswith(b"pop\x00")} <= {b"users", b"popvec"}
-        ranked = engine.shared.top(txn, 1000)
-        assert ranked == sorted(totals, key=lambda i: (-totals[i], i))
+        assert engine.shared.top(txn, 1000) == popular_order(totals)
+        indexed = txn.stat(engine.shared.rank_db)["entries"]
+        assert indexed == sum(1 for c in totals.values() if c >= RANK_MIN_COUNT)
+
+
+def popular_order(totals: dict[str, int]) -> list[str]:
+    """The documented order of ``top``: indexed items by count bucket then id, then
+    the tail (below ``RANK_MIN_COUNT``) by exact count then id."""
+
+    def key(item_id: str) -> tuple[int, int, str]:
+        bucket = rank_bucket(totals[item_id])
+        return (0, -bucket, item_id) if bucket is not None else (1, -totals[item_id], item_id)
+
+    return sorted(totals, key=key)
+
+
+def rank_and_counts(engine: Engine) -> list[list[tuple[bytes, bytes]]]:
+    with engine.env.read() as txn:
+        return [
+            [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
+            for db in (engine.shared.counts_db, engine.shared.rank_db)
+        ]
+
+
+def test_popular_items_are_indexed_by_count_bucket_and_erasure_leaves_no_trace() -> None:
+    """Counts up to 12: the items at or above the threshold are in the rank index,
+    ordered by bucket then id; erasing users gives the bytes of a store that only
+    ever saw the others."""
+    users = [f"u{k:02d}" for k in range(12)]
+    erased = {"u00", "u05", "u11"}
+
+    def fill(engine: Engine, who: list[str]) -> None:
+        engine.catalog.upsert(catalog_items(24))
+        for k, user in enumerate(users):  # user k likes items 0 .. 11 - k
+            if user in who:
+                engine.interact(user, [{"kind": "like", "item_id": i} for i in ITEMS[: 12 - k]])
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        make_engine(Path(tmp) / "a", WordHashEncoder()) as a,
+    ):
+        fill(a, users)
+        with a.env.read() as txn:
+            totals = a.shared.totals(txn)
+            assert totals[ITEMS[0]] == 12 and totals[ITEMS[11]] == 1
+            top = a.shared.top(txn, 24)
+        assert top[0] == ITEMS[0]  # the only item in the highest bucket
+        assert top == popular_order(totals)
+        assert set(top[:5]) == set(ITEMS[:5])  # counts 12..8: indexed, first
+        check_invariant(a, users)
+        for user in sorted(erased):
+            a.erase(user)
+            check_invariant(a, users)
+        with make_engine(Path(tmp) / "b", WordHashEncoder()) as b:
+            fill(b, [u for u in users if u not in erased])
+            assert rank_and_counts(a) == rank_and_counts(b)
+
+
+def test_an_older_rank_index_is_rebuilt_on_open() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        users = [f"u{k:02d}" for k in range(10)]
+        with make_engine(Path(tmp), WordHashEncoder()) as engine:
+            engine.catalog.upsert(catalog_items(24))
+            for user in users:
+                engine.interact(user, [{"kind": "like", "item_id": i} for i in ITEMS[:3]])
+            expected = rank_and_counts(engine)
+            with engine.env.write() as txn:  # a store from before the bucketed layout
+                engine.catalog.store.put_meta(txn, "rank_format", 1)
+                txn.drop(engine.shared.rank_db, delete=False)
+                txn.put(b"\x00" * 8 + b"stale", b"", db=engine.shared.rank_db)
+        with make_engine(Path(tmp), WordHashEncoder()) as engine:
+            assert rank_and_counts(engine) == expected
+            check_invariant(engine, users)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

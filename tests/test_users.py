@@ -315,6 +315,55 @@ def test_caps_bound_the_record(tmp_path: Path) -> None:
         check_invariant(engine, ["alice"])
 
 
+def test_items_dropped_by_the_caps_stay_excluded_as_seen(tmp_path: Path) -> None:
+    """A heavy user's log keeps only the newest events, but what they saw before is
+    still never recommended back; forget and export/import cover it too."""
+    with make_engine(tmp_path, WordHashEncoder(), max_events=5, max_earlier_items=12) as engine:
+        engine.catalog.upsert(catalog_items(120))
+        jazz = [i["id"] for i in catalog_items(120) if i["id"].startswith("jazz")]  # 20
+        t0 = 1_700_000_000
+        engine.interact(
+            "alice",
+            [{"kind": "click", "item_id": i, "timestamp": t0 + k} for k, i in enumerate(jazz[:15])],
+        )
+        record = engine.users.record("alice")
+        assert record is not None and [e.ref for e in record.events] == jazz[10:15]
+        assert len(record.earlier) == 10  # jazz[0:10], dropped from the log
+
+        def recommended() -> set[str]:
+            return {r.item_id for r in engine.recommend("alice", 20, filters={"topic": "jazz"})}
+
+        assert recommended() == set(jazz[15:])  # none of the 15 seen comes back
+        assert jazz[3] in {r.item_id for r in engine.recommend("alice", 20, exclude_seen=False)}
+
+        engine.interact(  # 5 more dropped: over max_earlier_items, the oldest go first
+            "alice",
+            [
+                {"kind": "click", "item_id": i, "timestamp": t0 + 20 + k}
+                for k, i in enumerate(jazz[15:])
+            ],
+        )
+        record = engine.users.record("alice")
+        assert record is not None and len(record.earlier) == 12
+        assert recommended() == set(jazz[:3])  # the three oldest are forgotten by the cap
+
+        engine.forget("alice", [jazz[5]])  # forgetting an earlier item makes it eligible
+        assert recommended() == {*jazz[:3], jazz[5]}
+        engine.forget("alice", before=datetime.fromtimestamp(t0 + 8, UTC))
+        assert recommended() == set(jazz[:8])  # earlier items last seen before t0 + 8 go
+
+        exported = engine.export("alice")
+        assert len(exported["earlier_items"]) == 7
+        engine.erase("alice")
+        engine.recreate_user("alice")
+        engine.import_user(exported)
+        assert engine.export("alice") == exported
+        assert recommended() == set(jazz[:8])
+        bad = {**exported, "earlier_items": [{"item_hash": "zz", "last_timestamp": "x"}]}
+        with pytest.raises(InvalidInputError):
+            engine.import_user(bad)
+
+
 def test_erase_is_idempotent_and_returns_a_receipt(store: Engine) -> None:
     store.interact("alice", like("jazz-0000", "chess-0001"))
     receipt = store.erase("alice")
