@@ -358,6 +358,25 @@ class IndexKeeper:
             rows = table.matching_rows(expr) if expr is not None else table.rows()
             return None if rows.size > limit else rows
 
+    def indexed_vectors(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(which of ``rows`` the in-memory index holds live, their vectors).
+
+        A row's vector never changes (re-embedding gives a new row) and both index
+        kinds store float32 vectors as given, so these are the bits LMDB holds, read
+        without a decode per row. Rows the index does not hold (written by another
+        process since its last catch-up) are left to the caller."""
+        table = self._ensure_table()
+        with self.lock.reading():
+            known = np.fromiter(
+                (r in table and r not in self.index.dead for r in rows), bool, len(rows)
+            )
+            try:
+                vectors = self.index.reconstruct(np.asarray(rows, np.int64)[known])
+            except RuntimeError:  # not in the graph after all: let LMDB answer
+                known[:] = False
+                vectors = np.zeros((0, self.dimension), np.float32)
+        return known, vectors
+
     def vectors_of(self, rows: Rows) -> np.ndarray:
         """The indexed vectors of these live rows."""
         with self.lock.reading():

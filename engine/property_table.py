@@ -44,6 +44,9 @@ class PropertyTable:
     def __len__(self) -> int:
         return len(self._fields)
 
+    def __contains__(self, row: object) -> bool:
+        return row in self._fields
+
     def set(self, row: int, fields: dict[str, Any]) -> None:
         self._fields[row] = fields
         self._invalidate()

@@ -963,30 +963,37 @@ class Users:
         return cached
 
     def _pool_of(self, rows: Sequence[int], vectors: np.ndarray | None = None) -> CandidatePool:
-        """Ids, vectors and centred unit vectors of these rows (rows deleted since: dropped)."""
+        """Ids, vectors and centred unit vectors of these rows (rows deleted since: dropped).
+
+        Vectors come from ``vectors`` if given, else from the in-memory index where it
+        holds the row, else from LMDB."""
         dim = self.catalog.keeper.dimension
+        if vectors is None:
+            known, indexed = self.catalog.keeper.indexed_vectors(rows)
+        else:
+            known, indexed = np.ones(len(rows), bool), np.asarray(vectors)
+        slot = np.cumsum(known) - 1  # row position -> position in ``indexed``
         kept: list[int] = []
         ids: list[str] = []
-        found_vectors: list[np.ndarray] = []
+        from_lmdb: dict[int, np.ndarray] = {}  # position in the pool -> vector
         with self.env.read() as txn:
             for pos, row in enumerate(rows):
-                if vectors is not None:
+                if known[pos]:
                     item_id = self.store.item_id_of_row(txn, row)
-                    if item_id is not None:
-                        kept.append(pos)
-                        ids.append(item_id)
                 else:
                     hit = self.store.get_vector(txn, row, dim)
+                    item_id = None if hit is None else hit[0]
                     if hit is not None:
-                        kept.append(pos)
-                        ids.append(hit[0])
-                        found_vectors.append(hit[1])
-        if vectors is not None:
-            matrix = np.asarray(vectors[kept], dtype=np.float32)
-        elif found_vectors:
-            matrix = np.stack(found_vectors).astype(np.float32)
-        else:
-            matrix = np.zeros((0, dim), np.float32)
+                        from_lmdb[len(kept)] = hit[1]
+                if item_id is not None:
+                    kept.append(pos)
+                    ids.append(item_id)
+        matrix = np.empty((len(kept), dim), np.float32)
+        in_index = known[kept]
+        if in_index.any():
+            matrix[in_index] = indexed[slot[np.asarray(kept)[in_index]]]
+        for k, vector in from_lmdb.items():
+            matrix[k] = vector
         units = _centred_units(matrix, self.prior().mean.astype(np.float32))
         return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ownrank import (
@@ -440,6 +441,34 @@ def test_concurrent_writers_lose_no_events(tmp_path: Path) -> None:
         record = engine.users.record("shared-user")
         assert record is not None and len(record.events) == 50 and record.version == 50
         check_invariant(engine, ["shared-user"])
+
+
+def _upsert_late_item(path: str) -> None:
+    with make_engine(Path(path), WordHashEncoder()) as engine:
+        engine.catalog.upsert([{"id": "late-item", "title": "jazz written by another process"}])
+
+
+def test_candidate_vectors_are_the_stored_bits_from_the_index_or_lmdb(tmp_path: Path) -> None:
+    """Ranking reads candidate vectors from the in-memory index where it holds the row
+    and from LMDB where it does not (an item another process just added): either way
+    the very bits LMDB stores."""
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        engine.catalog.upsert(catalog_items(30))
+        engine.recommend("someone", 3)  # index and property table loaded
+        child = mp.get_context("spawn").Process(target=_upsert_late_item, args=(str(tmp_path),))
+        child.start()
+        child.join(timeout=120)
+        assert child.exitcode == 0
+        dim = engine.catalog.keeper.dimension
+        with engine.env.read() as txn:
+            stored = sorted((s.row, s.item.id) for s in engine.catalog.store.iter_items(txn))
+            rows = [row for row, _id in stored]
+            expected = np.stack([engine.catalog.store.get_vector(txn, r, dim)[1] for r in rows])
+        known, _vectors = engine.catalog.keeper.indexed_vectors(rows)
+        assert known.sum() == 30 and not known[rows.index(stored[-1][0])]  # the late one
+        pool = engine.users._pool_of(rows)
+        assert pool.ids == [item_id for _row, item_id in stored]
+        assert pool.vectors.tobytes() == expected.astype(np.float32).tobytes()
 
 
 def test_two_separate_tastes_both_show_up_and_explain_themselves(tmp_path: Path) -> None:
