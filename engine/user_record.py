@@ -194,6 +194,8 @@ class SeenItems:
 def _unpack_earlier(raw: bytes | None) -> dict[int, int]:
     if not raw:
         return {}
+    if not isinstance(raw, bytes) or len(raw) % 8:
+        raise StoreFormatError("malformed earlier items in a user record")
     pairs = np.frombuffer(raw, dtype="<u4").reshape(-1, 2)
     return {int(h): int(ts) for h, ts in pairs}
 

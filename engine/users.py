@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -73,20 +74,20 @@ class CandidatePool:
     ids: list[str]
     vectors: np.ndarray
     units: np.ndarray
-    _hashes: list[int] | None = None
+
+    @cached_property
+    def hashes(self) -> list[int]:
+        """The item hashes earlier items are matched by (once per pool: pools are cached)."""
+        return [item_hash(i) for i in self.ids]
 
     def unseen(self, seen: SeenItems) -> np.ndarray:
-        """Positions of the items not in ``seen`` (item hashes computed once per pool)."""
+        """Positions of the items not in ``seen``."""
         if not seen.earlier:
             return np.array([k for k, i in enumerate(self.ids) if i not in seen.logged], np.int64)
-        if self._hashes is None:
-            object.__setattr__(self, "_hashes", [item_hash(i) for i in self.ids])
-        hashes = self._hashes
-        assert hashes is not None
         return np.array(
             [
                 k
-                for k, (i, h) in enumerate(zip(self.ids, hashes, strict=True))
+                for k, (i, h) in enumerate(zip(self.ids, self.hashes, strict=True))
                 if i not in seen.logged and h not in seen.earlier
             ],
             np.int64,
