@@ -106,6 +106,8 @@ class SharedStatistics:
         if current == RANK_FORMAT:
             return
         with env.write() as txn:
+            if catalog.get_meta(txn, "rank_format") == RANK_FORMAT:
+                return  # another process upgraded it meanwhile
             txn.drop(self.rank_db, delete=False)
             for item_id, count in self.totals(txn).items():
                 bucket = rank_bucket(count)
