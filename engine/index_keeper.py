@@ -358,8 +358,9 @@ class IndexKeeper:
             rows = table.matching_rows(expr) if expr is not None else table.rows()
             return None if rows.size > limit else rows
 
-    def indexed_vectors(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(which of ``rows`` the in-memory index holds live, their vectors).
+    def indexed_items(self, rows: Sequence[int]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(which of ``rows`` the in-memory index holds live, their item ids, their
+        vectors), as of the index's last catch-up with LMDB (every search starts with one).
 
         A row's vector never changes (re-embedding gives a new row) and both index
         kinds store float32 vectors as given, so these are the bits LMDB holds, read
@@ -375,7 +376,8 @@ class IndexKeeper:
             except RuntimeError:  # not in the graph after all: let LMDB answer
                 known[:] = False
                 vectors = np.zeros((0, self.dimension), np.float32)
-        return known, vectors
+            ids = [table.item_id(int(r)) for r, k in zip(rows, known, strict=True) if k]
+        return known, ids, vectors
 
     def vectors_of(self, rows: Rows) -> np.ndarray:
         """The indexed vectors of these live rows."""

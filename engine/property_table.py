@@ -47,6 +47,9 @@ class PropertyTable:
     def __contains__(self, row: object) -> bool:
         return row in self._fields
 
+    def item_id(self, row: int) -> str:
+        return str(self._fields[row]["id"])
+
     def set(self, row: int, fields: dict[str, Any]) -> None:
         self._fields[row] = fields
         self._invalidate()

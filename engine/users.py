@@ -966,20 +966,23 @@ class Users:
     def _pool_of(self, rows: Sequence[int], vectors: np.ndarray | None = None) -> CandidatePool:
         """Ids, vectors and centred unit vectors of these rows (rows deleted since: dropped).
 
-        Vectors come from ``vectors`` if given, else from the in-memory index where it
-        holds the row, else from LMDB."""
+        With ``vectors`` given, ids come from LMDB; otherwise ids and vectors come from
+        the in-memory index where it holds the row (as of its last catch-up), else
+        from LMDB."""
         dim = self.catalog.keeper.dimension
-        if vectors is None:
-            known, indexed = self.catalog.keeper.indexed_vectors(rows)
-        else:
-            known, indexed = np.ones(len(rows), bool), np.asarray(vectors)
-        slot = np.cumsum(known) - 1  # row position -> position in ``indexed``
         kept: list[int] = []
         ids: list[str] = []
         from_lmdb: dict[int, np.ndarray] = {}  # position in the pool -> vector
+        if vectors is None:
+            known, known_ids, indexed = self.catalog.keeper.indexed_items(rows)
+        else:
+            known, known_ids, indexed = np.zeros(len(rows), bool), [], np.asarray(vectors)
+        next_known = iter(known_ids)
         with self.env.read() as txn:
             for pos, row in enumerate(rows):
                 if known[pos]:
+                    item_id: str | None = next(next_known)
+                elif vectors is not None:
                     item_id = self.store.item_id_of_row(txn, row)
                 else:
                     hit = self.store.get_vector(txn, row, dim)
@@ -989,12 +992,14 @@ class Users:
                 if item_id is not None:
                     kept.append(pos)
                     ids.append(item_id)
-        matrix = np.empty((len(kept), dim), np.float32)
-        in_index = known[kept]
-        if in_index.any():
-            matrix[in_index] = indexed[slot[np.asarray(kept)[in_index]]]
-        for k, vector in from_lmdb.items():
-            matrix[k] = vector
+        if vectors is not None:
+            matrix = np.asarray(indexed[kept], dtype=np.float32)
+        else:
+            matrix = np.empty((len(kept), dim), np.float32)
+            in_index = known[kept]
+            matrix[in_index] = indexed
+            for k, vector in from_lmdb.items():
+                matrix[k] = vector
         units = _centred_units(matrix, self.prior().mean.astype(np.float32))
         return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units)
 

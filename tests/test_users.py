@@ -464,7 +464,7 @@ def test_candidate_vectors_are_the_stored_bits_from_the_index_or_lmdb(tmp_path: 
             stored = sorted((s.row, s.item.id) for s in engine.catalog.store.iter_items(txn))
             rows = [row for row, _id in stored]
             expected = np.stack([engine.catalog.store.get_vector(txn, r, dim)[1] for r in rows])
-        known, _vectors = engine.catalog.keeper.indexed_vectors(rows)
+        known, _ids, _vectors = engine.catalog.keeper.indexed_items(rows)
         assert known.sum() == 30 and not known[rows.index(stored[-1][0])]  # the late one
         pool = engine.users._pool_of(rows)
         assert pool.ids == [item_id for _row, item_id in stored]
