@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import machine_info
 import msgpack
 import numpy as np
 
@@ -821,7 +822,12 @@ def run(args: argparse.Namespace) -> int:
         "targets": TARGETS,
         "git": git_state(),
     }
+    result["cpu_probe_ms_at_start"] = machine_info.cpu_probe()
     say(f"machine: {json.dumps(result['machine'])}")
+    say(
+        f"CPU probe (fixed workload, lower is faster; compare across runs): "
+        f"{result['cpu_probe_ms_at_start']} ms"
+    )
     say(
         f"engine bench: {args.items} items, {args.users} users, {args.queries} timed calls "
         f"per kind, {args.erase} erasures (load average {result['machine']['loadavg_at_start']})"
@@ -897,13 +903,16 @@ def run(args: argparse.Namespace) -> int:
     result["phase_memory"] = phase_memory
     result["memory"] = memory()
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["cpu_probe_ms_at_end"] = machine_info.cpu_probe()
     result["total_seconds"] = round(time.time() - started, 1)
     print_table(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     say(
         f"load average at start {result['machine']['loadavg_at_start']}, at end "
-        f"{result['loadavg_at_end']} (other work on this 2-core machine skews the timings)"
+        f"{result['loadavg_at_end']} (other work on this 2-core machine skews the timings); "
+        f"CPU probe {result['cpu_probe_ms_at_start']} ms at start, "
+        f"{result['cpu_probe_ms_at_end']} ms at end"
     )
     say(f"wrote {args.out} (total {result['total_seconds']:.0f} s)")
     return 0

@@ -6,10 +6,12 @@ processes whose own import time and memory it measures.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,3 +46,23 @@ def machine(packages: Sequence[str] = ()) -> dict[str, Any]:
         "versions": {dist: package_version(dist) for dist in packages},
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def cpu_probe(rounds: int = 7) -> float:
+    """Milliseconds a fixed single-threaded workload (a pure-Python loop and SHA-256 of
+    4 MiB) takes, best of ``rounds`` after an untimed one.
+
+    On one machine it stays put unless the host gives the VM less CPU, which no load
+    average inside the VM shows (this development VM ran 20-60% slower for an hour):
+    compare it across runs before comparing their latencies."""
+    data = b"ownrank" * (600 * 1024)
+    best = float("inf")
+    for k in range(rounds + 1):
+        start = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i
+        hashlib.sha256(data).digest()
+        if k:
+            best = min(best, time.perf_counter() - start)
+    return round(best * 1e3, 2)

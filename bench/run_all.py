@@ -397,6 +397,7 @@ def run_step(step: Step, results: Path, echo: bool = True) -> Json:
     log_path = results / step.log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     record["loadavg_before"] = loadavg()
+    record["cpu_probe_ms_before"] = machine_info.cpu_probe()
     print(f"\n== {step.label}: {record['command']} (timeout {step.timeout_s} s)", flush=True)
     start, started_wall = time.perf_counter(), time.time()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -442,6 +443,7 @@ def run_step(step: Step, results: Path, echo: bool = True) -> Json:
                 produced.unlink()
     record["seconds"] = round(time.perf_counter() - start, 1)
     record["loadavg_after"] = loadavg()
+    record["cpu_probe_ms_after"] = machine_info.cpu_probe()
     record["returncode"] = code
     record["status"] = "timeout" if code is None else ("ok" if code == 0 else "failed")
     record["json_written"] = bool(code == 0 and fresh)
