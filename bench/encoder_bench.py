@@ -422,13 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["total_seconds"] = round(time.time() - started, 1)
     print_tables(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    say(
-        f"load average at start {result['machine']['loadavg_at_start']}, "
-        f"at end {result['loadavg_at_end']} (other work on the machine skews the timings)"
-    )
-    say(f"\nwrote {args.out} (total {result['total_seconds']:.0f} s)")
+    machine_info.write_results(result, args.out, " (other work on the machine skews the timings)")
     return 0
 
 

@@ -73,6 +73,8 @@ from catalog_bench import (
 )
 
 from ownrank import Engine, EngineConfig
+from ownrank.engine.record_cipher import is_sealed, unseal
+from ownrank.engine.user_record import UserRecord
 
 Json = dict[str, Any]
 
@@ -209,6 +211,41 @@ def lmdb_value_size(engine: Engine, uid: str) -> int | None:
     with engine.env.read() as txn:
         raw = txn.get(engine.users.key(uid), db=engine.users.db)
         return None if raw is None else len(raw)
+
+
+def read_costs(engine: Engine, count: int) -> Json:
+    """Microseconds per record read of each step after the LMDB get, over ``count``
+    users: unwrapping the data key, opening the sealed record, decoding it. What
+    sealing adds to every read is the first two."""
+    steps: dict[str, list[float]] = {"unwrap_key": [], "unseal": [], "decode": []}
+    with engine.env.read() as txn:
+        for i in range(count):
+            key = engine.users.key(user_id(i))
+            found = txn.get(key, db=engine.users.db)
+            if found is None:
+                continue
+            raw = bytes(found)
+            plain = raw
+            if is_sealed(raw):
+                t0 = time.perf_counter()
+                data_key = engine.users.keystore.get(key)
+                t1 = time.perf_counter()
+                plain = unseal(data_key, key, raw)
+                t2 = time.perf_counter()
+                steps["unwrap_key"].append(t1 - t0)
+                steps["unseal"].append(t2 - t1)
+            t3 = time.perf_counter()
+            UserRecord.from_bytes(plain)
+            steps["decode"].append(time.perf_counter() - t3)
+    return {
+        name: {
+            "count": len(v),
+            "p50_us": round(float(np.percentile(v, 50)) * 1e6, 2),
+            "mean_us": round(float(np.mean(v)) * 1e6, 2),
+        }
+        for name, v in steps.items()
+        if v
+    }
 
 
 def record_parts(engine: Engine, uid: str) -> Json:
@@ -371,6 +408,7 @@ def phase_records(engine: Engine, args: argparse.Namespace) -> Json:
     picks = {"median": order[len(order) // 2], "p99": order[int(len(order) * 0.99)]}
     picks["max"] = order[-1]
     out["parts"] = {name: record_parts(engine, user_id(int(k))) for name, k in picks.items()}
+    out["read_costs"] = read_costs(engine, min(args.users, 1000))
     out["config"] = {
         "max_events": engine.config.max_events,
         "max_record_bytes": engine.config.max_record_bytes,
@@ -892,6 +930,7 @@ def run(args: argparse.Namespace) -> int:
                     r = result["records"]
                     say(f"record sizes: {r['all_users']}")
                     say(f"parts (bytes): {r['parts']}")
+                    say(f"per record read, after the LMDB get (us): {r['read_costs']}")
                     say(f"past the caps: {r['past_the_caps']}")
                     result["sizes"] = sizes(engine)
                 elif name == "profiles":
@@ -906,15 +945,12 @@ def run(args: argparse.Namespace) -> int:
     result["cpu_probe_ms_at_end"] = machine_info.cpu_probe()
     result["total_seconds"] = round(time.time() - started, 1)
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    say(
-        f"load average at start {result['machine']['loadavg_at_start']}, at end "
-        f"{result['loadavg_at_end']} (other work on this 2-core machine skews the timings); "
-        f"CPU probe {result['cpu_probe_ms_at_start']} ms at start, "
-        f"{result['cpu_probe_ms_at_end']} ms at end"
+    machine_info.write_results(
+        result,
+        args.out,
+        " (other work on this 2-core machine skews the timings); CPU probe "
+        f"{result['cpu_probe_ms_at_start']} ms at start, {result['cpu_probe_ms_at_end']} ms at end",
     )
-    say(f"wrote {args.out} (total {result['total_seconds']:.0f} s)")
     return 0
 
 

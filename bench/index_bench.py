@@ -75,10 +75,11 @@ from pathlib import Path
 from typing import Any
 
 import faiss
-import numpy as np
-import numpy.typing as npt
 
 # bench/ is sys.path[0] when this file is run as a script
+import machine_info
+import numpy as np
+import numpy.typing as npt
 from catalog_bench import (
     TOPIC_NAMES,
     SyntheticEncoder,
@@ -643,13 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = run(args)
     print_table(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    say(
-        f"load average at start {result['machine']['loadavg_at_start']}, at end "
-        f"{result['loadavg_at_end']} (other work on the machine skews the timings)"
-    )
-    say(f"wrote {args.out} (total {result['total_seconds']:.0f} s)")
+    machine_info.write_results(result, args.out, " (other work on the machine skews the timings)")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -66,3 +67,17 @@ def cpu_probe(rounds: int = 7) -> float:
         if k:
             best = min(best, time.perf_counter() - start)
     return round(best * 1e3, 2)
+
+
+def write_results(result: dict[str, Any], out: Path, detail: str = "") -> None:
+    """Write a benchmark's JSON to ``out`` and say so, with the load average at its
+    start and end (``result["machine"]["loadavg_at_start"]``, ``result["loadavg_at_end"]``)
+    and ``detail`` after it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(
+        f"load average at start {result['machine']['loadavg_at_start']}, at end "
+        f"{result['loadavg_at_end']}{detail}",
+        flush=True,
+    )
+    print(f"wrote {out} (total {result['total_seconds']:.0f} s)", flush=True)

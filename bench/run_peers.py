@@ -85,6 +85,7 @@ from bench.protocols import (
     random_expectation,
 )
 from bench.run_baselines import PEERS as BASELINE_PEERS
+from bench.run_baselines import Row as BaselineRow
 
 try:
     from threadpoolctl import threadpool_limits
@@ -140,16 +141,9 @@ class Grids:
 
 
 @dataclass
-class Row:
-    """One line of a results table."""
+class Row(BaselineRow):
+    """One line of a results table: a baseline row plus update time and tuning."""
 
-    protocol: str
-    dataset: str
-    model: str
-    params: str
-    metrics: dict[str, float]
-    fit_s: float
-    tune_s: float = 0.0
     update_ms: float | None = None
     update_method: str = ""
     update_users: int = 0

@@ -74,6 +74,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:  # imported by uvicorn workers via --app-dir/sys.path
     sys.path.insert(0, str(BENCH_DIR))
 
+import machine_info  # noqa: E402
 from catalog_bench import (  # noqa: E402
     SyntheticEncoder,
     item_batches,
@@ -899,13 +900,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"server log: {result['server_log']['error_lines']} error lines, e.g. "
             f"{result['server_log']['first_errors'][:2]}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    say(
-        f"load average at start {result['machine']['loadavg_at_start']}, at end "
-        f"{result['loadavg_at_end']}; busy processes at end: {result['busy_processes_at_end']}"
+    machine_info.write_results(
+        result, args.out, f"; busy processes at end: {result['busy_processes_at_end']}"
     )
-    say(f"wrote {args.out} (total {result['total_seconds']:.0f} s)")
     return 0
 
 

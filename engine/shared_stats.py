@@ -23,7 +23,7 @@ consent can opt out):
   by a coarse count bucket (quarter octaves: ``floor(4 * log2(count))``), then id,
   for popular candidates. Coarse on purpose: an item's key moves only when its
   count crosses a bucket edge, so most writes (and erasures) leave this database
-  untouched; each of its pages a write dirties costs ~10 us of commit. It is
+  untouched, and a durable commit writes fewer pages. It is
   still a pure function of the counts, so an erased user leaves no trace in it.
   Items below the threshold (the long tail) are found by a scan of the counts
   when the index runs out, which happens only in stores with few users.
