@@ -1,7 +1,7 @@
 """Every ownrank benchmark in one command, then the report: the numbers anyone can reproduce.
 
     python bench/run_all.py --quick            # each benchmark's quick mode: ~25 min
-    python bench/run_all.py                    # full sizes, engine/encoder/index 3x: ~4 h
+    python bench/run_all.py                    # full sizes, engine 3x: ~2 h
     python bench/run_all.py --only engine,erasure_vs_retrain --repeats 5
     python bench/run_all.py --skip service,index --data-dir /path/to/movielens
 
@@ -14,7 +14,9 @@ it runs out; the next benchmark still runs).
 Honesty rules this runner enforces:
 
 - speed figures that scatter from run to run (engine, encoder, index) are
-  measured ``--repeats`` times (default 1 quick, 3 full); each repeat's JSON is
+  measured ``--repeats`` times (default: 1 quick; full: engine 3, encoder and index 1,
+  as each already reports the median of its own timed rounds or 1000 queries, and
+  index's 1M-item HNSW builds take ~15 minutes a run); each repeat's JSON is
   kept as ``<stem>_r<i>.json`` and the report shows the median and the min-max;
 - ``engine_bench.py --no-encrypt`` runs once, right after the first sealed engine
   run, so the report can state what sealing user records costs;
@@ -25,8 +27,10 @@ Honesty rules this runner enforces:
 
 Time on the 2-core development machine (sum of the scripts' own estimates and
 runs): quick ~25 minutes (quality ~7, peers ~4, encoder ~3, service ~3, engine
-2 x ~1.5, index ~2, scale ~2, erasure ~1.5, catalog ~1); full ~4 hours, half of it
-index_bench's 1M-item HNSW builds run three times (``--repeats 1``: ~2 hours).
+2 x ~1.5, index ~2, scale ~2, erasure ~1.5, catalog ~1); full ~2 hours (engine
+4 x ~4, index ~21, scale ~30, encoder ~10, quality ~7, peers ~7, service ~4,
+catalog ~3, erasure ~1); ``--repeats 3`` adds ~60 minutes (two more index and
+encoder runs).
 
 A benchmark whose script does not exist (yet) is skipped with a message. The
 service benchmark runs through ``scripts/bench_service.sh`` (installs wrk with
@@ -84,6 +88,7 @@ class Benchmark:
     timeout_quick_s: int
     timeout_full_s: int
     repeatable: bool = False  # noisy speed figures: run --repeats times
+    full_repeats: int = 3  # runs in full mode when --repeats is not given (repeatable only)
     data_dir: bool = False  # takes --data-dir (evaluation data)
     args: tuple[str, ...] = ()
     out_flag: str | None = None  # the script's option naming its JSON output
@@ -140,6 +145,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         900,
         3600,
         True,
+        full_repeats=1,  # already the median of 5 timed rounds per configuration
         quick_args=("--batches", "32"),
     ),
     Benchmark(
@@ -149,6 +155,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         900,
         5400,
         True,
+        full_repeats=1,  # 1000 timed queries per figure; a run's 1M HNSW builds take ~15 min
         quick_args=("--sizes", "10000,30000", "--queries", "200"),
     ),
     Benchmark(
@@ -240,8 +247,7 @@ def plan(
     Repeats of ``engine`` are interleaved with ``engine_noencrypt``: the unsealed run
     comes right after the first sealed one, so both see the machine in a similar state.
     """
-    n_repeats = repeats if repeats is not None else (1 if quick else 3)
-    if n_repeats < 1:
+    if repeats is not None and repeats < 1:
         raise ValueError("--repeats must be >= 1")
     names = select(only, skip)
     by_name = {b.name: b for b in BENCHMARKS}
@@ -271,6 +277,7 @@ def plan(
         if bench.out_flag:
             command = (*command, bench.out_flag, f"bench/results/{produces}")
         if bench.repeatable:
+            n_repeats = repeats or (1 if quick else bench.full_repeats)
             stem = Path(produces).stem
             for i in range(1, n_repeats + 1):
                 steps.append(
@@ -486,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="each benchmark's quick mode")
     p.add_argument("--only", help="comma-separated benchmarks to run")
     p.add_argument("--skip", help="comma-separated benchmarks not to run")
-    p.add_argument("--repeats", type=int, help="runs of engine/encoder/index (1 quick, 3 full)")
+    p.add_argument("--repeats", type=int, help="runs of engine/encoder/index (quick 1; full 3/1/1)")
     p.add_argument("--data-dir", type=Path, help="evaluation data (quality, peers, erasure)")
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the report")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -515,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": quick,
         "argv": list(sys.argv[1:] if argv is None else argv),
-        "repeats": args.repeats if args.repeats is not None else (1 if quick else 3),
+        "repeats": {s.name: s.repeat for s in steps if s.repeat is not None},  # runs per name
         "machine": describe_machine(),
         "loadavg_at_start": loadavg(),
         "steps": [],
