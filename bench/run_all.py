@@ -1,7 +1,7 @@
 """Every ownrank benchmark in one command, then the report: the numbers anyone can reproduce.
 
     python bench/run_all.py --quick            # each benchmark's quick mode: ~25 min
-    python bench/run_all.py                    # full sizes, engine 3x: ~2 h
+    python bench/run_all.py                    # full sizes, engine 3x: ~1 h 52 min
     python bench/run_all.py --only engine,erasure_vs_retrain --repeats 5
     python bench/run_all.py --skip service,index --data-dir /path/to/movielens
 
@@ -27,10 +27,10 @@ Honesty rules this runner enforces:
 
 Time on the 2-core development machine (sum of the scripts' own estimates and
 runs): quick ~25 minutes (quality ~7, peers ~4, encoder ~3, service ~3, engine
-2 x ~1.5, index ~2, scale ~2, erasure ~1.5, catalog ~1); full ~2 hours (engine
-4 x ~4, index ~21, scale ~30, encoder ~10, quality ~7, peers ~7, service ~4,
-catalog ~3, erasure ~1); ``--repeats 3`` adds ~60 minutes (two more index and
-encoder runs).
+2 x ~1.5, index ~2, scale ~2, erasure ~1.5, catalog ~1); full 1 h 52 min measured
+from a fresh clone on 2026-11-23 (encoder 25.5, scale 23, index 20.5, engine
+4 x 4-5, quality 7, service 6, peers 5, erasure 3, catalog 3); ``--repeats 3``
+adds ~90 minutes (two more encoder and index runs).
 
 A benchmark whose script does not exist (yet) is skipped with a message. The
 service benchmark runs through ``scripts/bench_service.sh`` (installs wrk with
