@@ -267,8 +267,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         dataset = load_dataset(name, data_dir)  # type: ignore[arg-type]
         encoder = CachedEncoder(RESULTS / "cache" / f"{name}-embeddings.npz")
         for protocol in args.protocols.split(","):
-            if protocol == "cold20" and name != "ml-1m-half":
-                continue
             split = (chrono20 if protocol == "chrono20" else cold20)(dataset.ratings)
             rows = run_baselines(split)
             for shared in args.modes.split(","):
