@@ -16,7 +16,7 @@ Honesty rules this runner enforces:
 - speed figures that scatter from run to run (engine, encoder, index) are
   measured ``--repeats`` times (default: 1 quick; full: engine 3, encoder and index 1,
   as each already reports the median of its own timed rounds or 1000 queries, and
-  index's 1M-item HNSW builds take ~15 minutes a run); each repeat's JSON is
+  index's 1M-item HNSW build takes ~13 minutes a run); each repeat's JSON is
   kept as ``<stem>_r<i>.json`` and the report shows the median and the min-max;
 - ``engine_bench.py --no-encrypt`` runs once, right after the first sealed engine
   run, so the report can state what sealing user records costs;
@@ -155,7 +155,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         900,
         5400,
         True,
-        full_repeats=1,  # 1000 timed queries per figure; a run's 1M HNSW builds take ~15 min
+        full_repeats=1,  # 1000 timed queries per figure; its 1M HNSW build takes ~13 min
         quick_args=("--sizes", "10000,30000", "--queries", "200"),
     ),
     Benchmark(

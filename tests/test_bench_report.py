@@ -621,7 +621,7 @@ def test_full_plan_repeats_and_only() -> None:
         "engine_noencrypt",
         "engine_r2",
         "engine_r3",
-        "index_r1",  # one full index run by default: its 1M builds take ~15 minutes
+        "index_r1",  # one full index run by default: its 1M HNSW build takes ~13 minutes
     ]
     assert all("--quick" not in s.command for s in steps)
     assert steps[1].produces == "engine_bench_noencrypt.json"
