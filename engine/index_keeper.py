@@ -379,11 +379,6 @@ class IndexKeeper:
             ids = [table.item_id(int(r)) for r, k in zip(rows, known, strict=True) if k]
         return known, ids, vectors
 
-    def vectors_of(self, rows: Rows) -> np.ndarray:
-        """The indexed vectors of these live rows."""
-        with self.lock.reading():
-            return self.index.reconstruct(rows)
-
     def most_recent(self, n: int, expr: Expr | None, exclude: set[int]) -> list[int]:
         """Rows of the newest items by publication time (undated items last)."""
         self.sync()

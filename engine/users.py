@@ -956,34 +956,28 @@ class Users:
         key = (self._prior_seq(), rows.tobytes())
         cached = self._pools.get(key)
         if cached is None:
-            cached = self._pool_of([int(r) for r in rows], keeper.vectors_of(rows))
+            cached = self._pool_of([int(r) for r in rows])
             with self._pools_lock:  # SDK users may rank from several threads
                 if len(self._pools) >= 8:
                     self._pools.pop(next(iter(self._pools)))
                 self._pools[key] = cached
         return cached
 
-    def _pool_of(self, rows: Sequence[int], vectors: np.ndarray | None = None) -> CandidatePool:
+    def _pool_of(self, rows: Sequence[int]) -> CandidatePool:
         """Ids, vectors and centred unit vectors of these rows (rows deleted since: dropped).
 
-        With ``vectors`` given, ids come from LMDB; otherwise ids and vectors come from
-        the in-memory index where it holds the row (as of its last catch-up), else
-        from LMDB."""
+        Ids and vectors come from the in-memory index where it holds the row (as of
+        its last catch-up), else from LMDB."""
         dim = self.catalog.keeper.dimension
+        known, known_ids, indexed = self.catalog.keeper.indexed_items(rows)
+        next_known = iter(known_ids)
         kept: list[int] = []
         ids: list[str] = []
         from_lmdb: dict[int, np.ndarray] = {}  # position in the pool -> vector
-        if vectors is None:
-            known, known_ids, indexed = self.catalog.keeper.indexed_items(rows)
-        else:
-            known, known_ids, indexed = np.zeros(len(rows), bool), [], np.asarray(vectors)
-        next_known = iter(known_ids)
         with self.env.read() as txn:
             for pos, row in enumerate(rows):
                 if known[pos]:
                     item_id: str | None = next(next_known)
-                elif vectors is not None:
-                    item_id = self.store.item_id_of_row(txn, row)
                 else:
                     hit = self.store.get_vector(txn, row, dim)
                     item_id = None if hit is None else hit[0]
@@ -992,14 +986,10 @@ class Users:
                 if item_id is not None:
                     kept.append(pos)
                     ids.append(item_id)
-        if vectors is not None:
-            matrix = np.asarray(indexed[kept], dtype=np.float32)
-        else:
-            matrix = np.empty((len(kept), dim), np.float32)
-            in_index = known[kept]
-            matrix[in_index] = indexed
-            for k, vector in from_lmdb.items():
-                matrix[k] = vector
+        matrix = np.empty((len(kept), dim), np.float32)
+        matrix[known[kept]] = indexed
+        for k, vector in from_lmdb.items():
+            matrix[k] = vector
         units = _centred_units(matrix, self.prior().mean.astype(np.float32))
         return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units)
 
