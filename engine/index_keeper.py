@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -368,16 +368,35 @@ class IndexKeeper:
         process since its last catch-up) are left to the caller."""
         table = self._ensure_table()
         with self.lock.reading():
-            known = np.fromiter(
-                (r in table and r not in self.index.dead for r in rows), bool, len(rows)
-            )
+            # tombstoned rows are not in the table
+            found = table.item_ids_of([int(r) for r in rows])
+            known = np.fromiter((i is not None for i in found), bool, len(found))
             try:
                 vectors = self.index.reconstruct(np.asarray(rows, np.int64)[known])
             except RuntimeError:  # not in the graph after all: let LMDB answer
                 known[:] = False
                 vectors = np.zeros((0, self.dimension), np.float32)
-            ids = [table.item_id(int(r)) for r, k in zip(rows, known, strict=True) if k]
+            ids = [i for i in found if i is not None] if known.any() else []
         return known, ids, vectors
+
+    def item_vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray] | None:
+        """The vectors of those of ``item_ids`` that are live, after a catch-up with LMDB,
+        from the in-memory index (None: the index changed under us; read LMDB instead)."""
+        self.sync()
+        table = self._ensure_table()
+        with self.lock.reading():
+            found = [(i, r) for i in item_ids if (r := table.row_of(i)) is not None]
+            try:
+                vectors = self.index.reconstruct(np.array([r for _i, r in found], np.int64))
+            except RuntimeError:
+                return None
+        return {item_id: vectors[k] for k, (item_id, _r) in enumerate(found)}
+
+    def live_rows(self, item_ids: Iterable[str]) -> list[int | None]:
+        """Each item's live row as of the last catch-up (None: not in the catalog then)."""
+        table = self._ensure_table()
+        with self.lock.reading():
+            return [table.row_of(i) for i in item_ids]
 
     def most_recent(self, n: int, expr: Expr | None, exclude: set[int]) -> list[int]:
         """Rows of the newest items by publication time (undated items last)."""

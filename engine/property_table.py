@@ -9,6 +9,7 @@ catalog change log that keeps the vector index current.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ _MATCHES_KEPT = 64
 class PropertyTable:
     def __init__(self) -> None:
         self._fields: dict[int, dict[str, Any]] = {}
+        self._row_of: dict[str, int] = {}  # item id -> its live row
         self._rows: Rows | None = None
         self._columns: dict[str, Column] = {}
         self._matches: dict[str, Rows] = {}  # filter -> admitted rows, until the next change
@@ -50,13 +52,36 @@ class PropertyTable:
     def item_id(self, row: int) -> str:
         return str(self._fields[row]["id"])
 
+    def item_ids_of(self, rows: Sequence[int]) -> list[str | None]:
+        """The item id of each row (None: not a live row), in one pass (hot path)."""
+        fields = self._fields
+        return [None if (f := fields.get(r)) is None else str(f["id"]) for r in rows]
+
+    def row_of(self, item_id: str) -> int | None:
+        """The live row of an item (None: not in the table)."""
+        return self._row_of.get(item_id)
+
     def set(self, row: int, fields: dict[str, Any]) -> None:
+        """Add or replace a row; ``fields["id"]`` (always there in the engine's
+        tables, see ``filter_fields``) makes the row findable by ``row_of``."""
+        old = self._fields.get(row)
+        if old is not None:
+            self._forget_id(old, row)
         self._fields[row] = fields
+        if "id" in fields:
+            self._row_of[str(fields["id"])] = row
         self._invalidate()
 
     def remove(self, row: int) -> None:
-        if self._fields.pop(row, None) is not None:
+        old = self._fields.pop(row, None)
+        if old is not None:
+            self._forget_id(old, row)
             self._invalidate()
+
+    def _forget_id(self, fields: dict[str, Any], row: int) -> None:
+        # a re-embedded item's new row may have been set before its old row goes
+        if "id" in fields and self._row_of.get(str(fields["id"])) == row:
+            del self._row_of[str(fields["id"])]
 
     def _invalidate(self) -> None:
         self._rows = None
@@ -64,6 +89,7 @@ class PropertyTable:
         self._matches = {}
 
     def rows(self) -> Rows:
+        """Every live row, sorted."""
         if self._rows is None:
             self._rows = np.fromiter(sorted(self._fields), dtype=np.int64, count=len(self._fields))
         return self._rows

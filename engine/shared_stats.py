@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -171,6 +171,14 @@ class SharedStatistics:
     def count(self, txn: Any, item_id: str) -> int:
         raw = txn.get(_pop_key(item_id), db=self.counts_db)
         return 0 if raw is None else int(_COUNT.unpack(raw)[0])
+
+    def counts(self, txn: Any, item_ids: Sequence[str]) -> np.ndarray:
+        """``count`` of each item, in one batched LMDB read (the ranking hot path)."""
+        keys = [_pop_key(i) for i in item_ids]
+        found = dict(txn.cursor(db=self.counts_db).getmulti(keys))
+        return np.array(
+            [_COUNT.unpack(found[k])[0] if k in found else 0 for k in keys], dtype=np.int64
+        )
 
     def users(self, txn: Any) -> int:
         raw = txn.get(b"users", db=self.counts_db)

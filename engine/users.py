@@ -210,6 +210,9 @@ class Users:
         )
         self._secret = self._load_secret()
         self._pop_solver: tuple[CatalogPrior, np.ndarray] | None = None
+        # the last direction, keyed by the exact statistic it came from (replaced, not
+        # kept, when the statistic changes: an erasure's change is seen on the next call)
+        self._pop_direction: tuple[CatalogPrior, bytes, np.ndarray] | None = None
         self._prior: tuple[int, CatalogPrior] | None = None
         self._pools: dict[tuple[int, bytes], CandidatePool] = {}
         self._pools_lock = threading.Lock()
@@ -787,6 +790,9 @@ class Users:
         if not popvec.any():
             return None
         prior = self.prior()
+        memo, stamp = self._pop_direction, popvec.tobytes()
+        if memo is not None and memo[0] is prior and memo[1] == stamp:
+            return memo[2]  # the same statistic as the last call: never a stale one
         if self._pop_solver is None or self._pop_solver[0] is not prior:
             moments = prior.moments
             dim = self.shared.qdim
@@ -797,7 +803,11 @@ class Users:
             with single_threaded():
                 inverse = np.linalg.inv(gram + self.config.ranking.popularity_l2 * np.eye(dim))
             self._pop_solver = (prior, inverse)
-        return np.asarray(self._pop_solver[1] @ (popvec.astype(np.float64) / (F_SCALE * Q_SCALE)))
+        direction = np.asarray(
+            self._pop_solver[1] @ (popvec.astype(np.float64) / (F_SCALE * Q_SCALE))
+        )
+        self._pop_direction = (prior, stamp, direction)
+        return direction
 
     def _popularity(self, txn: Any, item_ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         """Popularity on a [0, 1] scale: log(1 + count) / log(1 + contributing users).
@@ -809,7 +819,7 @@ class Users:
         n_users = self.shared.users(txn) if self.shared.enabled else 0
         if n_users == 0 or not item_ids:
             return np.zeros(len(item_ids))
-        counts = np.array([self.shared.count(txn, i) for i in item_ids], dtype=np.float64)
+        counts = self.shared.counts(txn, item_ids).astype(np.float64)
         values = np.log1p(counts)
         unseen = counts == 0
         if unseen.any():
@@ -871,9 +881,13 @@ class Users:
         return self._rank(record, vectors, n, filters, exclude_seen, diversity)
 
     def _user_vectors(self, record: UserRecord | None) -> dict[str, np.ndarray]:
-        """The vectors of the catalog items in the user's events (deleted ones: absent)."""
+        """The vectors of the catalog items in the user's events (deleted ones: absent),
+        from the in-memory index once it caught up with LMDB."""
         if record is None:
             return {}
+        found = self.catalog.keeper.item_vectors(record.item_ids())
+        if found is not None:
+            return found
         with self.env.read() as txn:
             return self._item_vectors(txn, record.item_ids())
 
@@ -1028,10 +1042,10 @@ class Users:
                     rows.setdefault(row, why)
         allowed = keeper.allowed_rows(expr)  # sorted
         with self.env.read() as txn:
-            for item_id in self.shared.top(txn, want, keep=lambda i: i not in seen):
-                found_row = self.store.row_of(txn, item_id)
-                if found_row is not None and (allowed is None or _contains(allowed, found_row)):
-                    rows.setdefault(found_row, "popular")
+            top = self.shared.top(txn, want, keep=lambda i: i not in seen)
+        for found_row in keeper.live_rows(top):
+            if found_row is not None and (allowed is None or _contains(allowed, found_row)):
+                rows.setdefault(found_row, "popular")
         if not queries and not rows:  # no model, no popularity: recent and diverse
             with self.env.read() as txn:
                 seen_rows = {r for i in seen.logged if (r := self.store.row_of(txn, i)) is not None}

@@ -303,6 +303,21 @@ def test_table_updates_and_removals_invalidate_cached_columns() -> None:
     assert table.rows().tolist() == [1, 3]
 
 
+def test_rows_are_found_by_item_id_across_reembedding_and_removal() -> None:
+    """An item re-embedded gets a new row; the catch-up may set the new row before it
+    removes the old one, and the id must then still lead to the new row."""
+    table = table_of({1: {"id": "a"}, 2: {"id": "b"}})
+    assert (table.row_of("a"), table.row_of("b"), table.row_of("c")) == (1, 2, None)
+    table.set(3, {"id": "a"})  # "a" re-embedded: new row first
+    table.remove(1)  # then its old row goes
+    assert table.row_of("a") == 3
+    assert table.item_ids_of([1, 2, 3, 4]) == [None, "b", "a", None]
+    table.set(2, {"id": "c"})  # a row reused for another id drops the old mapping
+    assert (table.row_of("b"), table.row_of("c")) == (None, 2)
+    table.remove(3)
+    assert table.row_of("a") is None
+
+
 def test_empty_table_matches_nothing() -> None:
     assert match(PropertyTable(), {"x": {"$ne": 1}}) == []
 

@@ -31,6 +31,25 @@ op = st.one_of(
 )
 
 
+def check_in_memory_lookups(engine: Engine) -> None:
+    """What ranking reads from the in-memory index and property table (item rows, the
+    vectors of a user's items) is what LMDB holds, whatever the catalog went through
+    (deletions, re-embedding to a new row)."""
+    keeper = engine.catalog.keeper
+    keeper.sync()
+    with engine.env.read() as txn:
+        rows = [engine.catalog.store.row_of(txn, i) for i in ITEMS]
+        for user_id in USERS:
+            record = engine.users.record(user_id)
+            if record is not None:
+                from_lmdb = engine.users._item_vectors(txn, record.item_ids())
+                from_index = engine.users._user_vectors(record)
+                assert from_index.keys() == from_lmdb.keys()
+                for item_id, vector in from_lmdb.items():
+                    assert from_index[item_id].tobytes() == vector.tobytes()
+    assert keeper.live_rows(ITEMS) == rows
+
+
 def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
     """Counts, contributing users, popvec and the rank index all equal what the
     ledgers of the existing users add up to, and nothing else is stored."""
@@ -58,6 +77,8 @@ def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
                 q = q_vec(found[1])
                 popvec += f_pop(count) * q
         assert (engine.shared.popvec(txn) == popvec).all()
+        asked = [*sorted(totals), "not-an-item"]  # the batched read ranking uses
+        assert engine.shared.counts(txn, asked).tolist() == [totals.get(i, 0) for i in asked]
         keys = [bytes(k) for k in txn.cursor(db=engine.shared.counts_db).iternext(values=False)]
         assert {k for k in keys if not k.startswith(b"pop\x00")} <= {b"users", b"popvec"}
         assert engine.shared.top(txn, 1000) == popular_order(totals)
@@ -165,3 +186,4 @@ def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]])
             else:
                 engine.recommend(user, 5)  # may replay a user whose items were deleted
             check_invariant(engine)
+            check_in_memory_lookups(engine)
