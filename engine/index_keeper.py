@@ -34,7 +34,12 @@ import numpy.typing as npt
 from ..errors import StoreFormatError
 from ..storage.catalog_store import CatalogChange, CatalogStore
 from ..storage.lmdb_env import LmdbEnvironment
-from ..storage.vector_index import IndexType, VectorIndex
+from ..storage.vector_index import (
+    IndexType,
+    VectorIndex,
+    set_faiss_threads,
+    use_faiss_threads,
+)
 from .config import EngineConfig
 from .filters import Expr
 from .locks import ReadWriteLock
@@ -72,7 +77,7 @@ class IndexKeeper:
         self._admitted: dict[bytes, np.ndarray] = {}
         self._admitted_lock = threading.Lock()
         self._saved_seq = -1
-        faiss.omp_set_num_threads(config.index_threads)
+        set_faiss_threads(config.index_threads)
         self.index = self._open()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -325,6 +330,7 @@ class IndexKeeper:
         for start in range(0, allowed.size, _EXACT_CHUNK):
             chunk = allowed[start : start + _EXACT_CHUNK]
             # faiss.knn runs on FAISS's own thread count (index_threads), not BLAS's
+            use_faiss_threads()
             scores, top = faiss.knn(
                 q[None, :],
                 self.index.reconstruct(chunk),

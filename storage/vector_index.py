@@ -19,6 +19,7 @@ import json
 import os
 import struct
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,28 @@ _HEADER_LEN = struct.Struct("<I")
 
 Rows = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
+
+
+_threads = {"wanted": 1}
+_applied = threading.local()
+
+
+def set_faiss_threads(count: int) -> None:
+    """The OpenMP thread count of every FAISS call in this process, from now on."""
+    _threads["wanted"] = count
+
+
+def use_faiss_threads() -> None:
+    """Apply ``set_faiss_threads`` in the calling thread.
+
+    OpenMP keeps the thread count per calling thread: ``faiss.omp_set_num_threads``
+    in the thread that opened the engine leaves every other thread (a service's
+    request threads) at one OpenMP thread per core, and then each FAISS call from
+    such a thread wakes a helper thread that spin-waits after it, taking a core."""
+    wanted = _threads["wanted"]
+    if getattr(_applied, "count", None) != wanted:
+        faiss.omp_set_num_threads(wanted)
+        _applied.count = wanted
 
 
 class VectorIndex:
@@ -86,6 +109,7 @@ class VectorIndex:
     def add(self, rows: Rows, vectors: npt.NDArray[np.float32]) -> None:
         if len(rows) == 0:
             return
+        use_faiss_threads()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             raise DimensionMismatchError(self.dimension, int(vectors.shape[-1]))
@@ -96,6 +120,7 @@ class VectorIndex:
         if not rows:
             return
         if self.kind == "flat":
+            use_faiss_threads()
             self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64)))
         else:
             self.dead.update(rows)
@@ -115,6 +140,7 @@ class VectorIndex:
         ``allowed`` restricts the search to those rows (filtered search inside
         the index); tombstones are always excluded.
         """
+        use_faiss_threads()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
         k = max(1, min(k, self.ntotal)) if self.ntotal else 0
         if k == 0:
@@ -146,6 +172,7 @@ class VectorIndex:
         """The stored vectors of these rows (all must be present)."""
         if len(rows) == 0:
             return np.zeros((0, self.dimension), np.float32)
+        use_faiss_threads()
         return np.asarray(
             self._index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64)),
             dtype=np.float32,

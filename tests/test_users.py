@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -485,3 +486,24 @@ def test_two_separate_tastes_both_show_up_and_explain_themselves(tmp_path: Path)
         for rec in recs:  # explained by a liked item of its own topic
             because = rec.explanation["because_of"]
             assert because in liked and because.split("-")[0] == rec.item.properties["topic"]
+
+
+def test_faiss_uses_the_configured_thread_count_in_every_calling_thread(tmp_path: Path) -> None:
+    """OpenMP keeps its thread count per thread: a service's request threads must run
+    FAISS on ``index_threads`` too, not on one thread per core (each such call leaves
+    a helper thread spin-waiting on a core)."""
+    import faiss
+
+    with make_engine(tmp_path, WordHashEncoder(), index_threads=5) as engine:
+        engine.catalog.upsert(catalog_items(30))
+        engine.interact("ana", like("jazz-0000"))
+        seen: list[int] = []
+
+        def request() -> None:
+            engine.recommend("ana", 3)
+            seen.append(faiss.omp_get_max_threads())
+
+        worker = threading.Thread(target=request)
+        worker.start()
+        worker.join()
+        assert seen == [5]
