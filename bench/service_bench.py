@@ -66,7 +66,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -95,11 +95,14 @@ RESULTS_DIR = BENCH_DIR / "results"
 STORE_CACHE = RESULTS_DIR / "service-store"
 STORE_VERSION = 1  # bump when the way the store is built changes
 SERVER_LOG = RESULTS_DIR / "service_bench_server.log"
+FLOOR_SERVER_LOG = RESULTS_DIR / "service_bench_floor_server.log"
 APP_IMPORT = "service_bench:app"
+FLOOR_APP_IMPORT = "service_bench:floor_app"
 HOST = "127.0.0.1"
-SCENARIOS = ("recommend", "interactions", "search")
+SCENARIOS = ("recommend", "interactions", "search", "floor")
 ROUTES = {
     "recommend": "/users/{user_id}/recommend",
+    "floor": "/users/{user_id}/recommend",
     "interactions": "/users/{user_id}/interactions",
     "search": "/users/{user_id}/search",
 }
@@ -120,8 +123,33 @@ def app() -> FastAPI:
     return create_app(ServiceSettings.from_env(), encoder_factory=synthetic_encoder)
 
 
+class CannedRecommendations:
+    """The real engine, except that ``recommend`` answers one result computed at start
+    (user 0's 10 items, with their explanations): a recommend call through the service
+    then costs what the service itself adds (HTTP, auth, validation, thread hand-off,
+    metrics, logs, the JSON of 10 items): the ceiling the engine's speed can approach."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._answer = engine.recommend(user_id(0), 10)
+
+    def recommend(self, *_args: Any, **_kwargs: Any) -> list[Any]:
+        return self._answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+def floor_app() -> FastAPI:
+    """:func:`app` with :class:`CannedRecommendations` in place of the engine."""
+    settings = ServiceSettings.from_env()
+    engine = Engine(settings.data_dir, EngineConfig(), encoder=SyntheticEncoder())
+    return create_app(settings, engine=cast(Engine, CannedRecommendations(engine)))
+
+
 def serve_main(argv: Sequence[str]) -> int:
-    """``service_bench.py serve DATA_DIR PORT WORKERS``: ``ownrank serve`` with :func:`app`.
+    """``service_bench.py serve DATA_DIR PORT WORKERS [floor]``: ``ownrank serve`` with
+    :func:`app` (with ``floor``: :func:`floor_app`).
 
     Uses the service's own ``prepare`` and ``serve`` (same uvicorn options, logs and
     multiprocess metrics), with the app factory pointed at this module."""
@@ -134,7 +162,7 @@ def serve_main(argv: Sequence[str]) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
     )
-    server.APP_FACTORY = APP_IMPORT
+    server.APP_FACTORY = FLOOR_APP_IMPORT if argv[3:4] == ["floor"] else APP_IMPORT
     server.serve(settings, host=HOST, port=port, workers=workers, log_level="info")
     return 0
 
@@ -238,7 +266,7 @@ def request(
 class Server:
     """``service_bench.py serve`` in its own process group; ``stop`` ends the group."""
 
-    def __init__(self, data_dir: Path, workers: int, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, workers: int, log_path: Path, floor: bool = False) -> None:
         self.port = free_port()
         self.workers = workers
         self.log_path = log_path
@@ -247,7 +275,7 @@ class Server:
         self._log = log_path.open("wb")
         cmd = [sys.executable, str(Path(__file__).resolve()), "serve", str(data_dir)]
         self.proc = subprocess.Popen(
-            [*cmd, str(self.port), str(workers)],
+            [*cmd, str(self.port), str(workers), *(["floor"] if floor else [])],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -461,7 +489,7 @@ def write_requests(
     now = time.time()
     for k in range(args.request_lines):
         uid = users[k % len(users)]
-        if scenario == "recommend":
+        if scenario in ("recommend", "floor"):
             body: Json = {"n": 10}
         elif scenario == "interactions":
             events = make_history(rng, pop, args.events_per_call, now)
@@ -589,6 +617,44 @@ def warm_workers(port: int, requests_file: Path, workers: int, timeout: float = 
             float(np.median([x for v in answers.values() for x in v[1:]] or [float("nan")])), 1
         ),
     }
+
+
+def run_scenarios(
+    server: Server,
+    scenario: str,
+    args: argparse.Namespace,
+    work: Path,
+    tokens: dict[str, str],
+    pop: Population,
+    lua: Path,
+    result: Json,
+) -> list[Json]:
+    """One scenario at every connection level, after its first calls per worker."""
+    requests_file = work / f"{scenario}.tsv"
+    write_requests(requests_file, scenario, args, tokens, pop)
+    warm = warm_workers(server.port, requests_file, args.workers)
+    result.setdefault("first_calls", {})[scenario] = warm
+    say(
+        f"\n{scenario}: first call per worker (lazy set-up, one at a time) "
+        f"{warm['first_call_ms_by_worker']} ms, later calls median "
+        f"{warm['later_calls_median_ms']} ms ({warm['requests']} requests, "
+        f"statuses {warm['statuses']})"
+    )
+    runs = []
+    for connections in args.connection_levels:
+        say(
+            f"\n== {scenario}: {connections} connections, {args.warmup:.0f} s warm-up + "
+            f"{args.duration:.0f} s (load average {loadavg()})"
+        )
+        r = run_scenario(server, scenario, connections, args, lua, requests_file)
+        runs.append(r)
+        say(
+            f"{r['requests_per_s']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p90 "
+            f"{r['p90_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms; "
+            f"statuses {r['statuses']}, socket errors {r['socket_errors']}; server "
+            f"{r['server']}; cores {r['cpu_cores']}; load {r['loadavg_after']}"
+        )
+    return runs
 
 
 def run_scenario(
@@ -774,6 +840,13 @@ def print_table(result: Json) -> None:
         )
     if not t["checks"]:
         say("target: no recommend run")
+    for r in result["runs"]:
+        if r["scenario"] == "floor":
+            say(
+                f"floor, {r['connections']} connections: {r['requests_per_s']:.0f} recommend "
+                f"req/s at p99 {r['p99_ms']:.1f} ms with the engine's answer precomputed (what "
+                "the service alone allows on this machine)"
+            )
 
 
 def target_checks(runs: list[Json]) -> Json:
@@ -856,38 +929,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         lua = work / "rotate.lua"
         lua.write_text(WRK_LUA)
         for scenario in args.scenario_list:
-            requests_file = work / f"{scenario}.tsv"
-            write_requests(requests_file, scenario, args, tokens, pop)
-            warm = warm_workers(server.port, requests_file, args.workers)
-            result.setdefault("first_calls", {})[scenario] = warm
-            say(
-                f"\n{scenario}: first call per worker (lazy set-up, one at a time) "
-                f"{warm['first_call_ms_by_worker']} ms, later calls median "
-                f"{warm['later_calls_median_ms']} ms ({warm['requests']} requests, "
-                f"statuses {warm['statuses']})"
-            )
-            for connections in args.connection_levels:
-                say(
-                    f"\n== {scenario}: {connections} connections, {args.warmup:.0f} s warm-up + "
-                    f"{args.duration:.0f} s (load average {loadavg()})"
-                )
-                r = run_scenario(server, scenario, connections, args, lua, requests_file)
-                runs.append(r)
-                say(
-                    f"{r['requests_per_s']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p90 "
-                    f"{r['p90_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.0f} ms; "
-                    f"statuses {r['statuses']}, socket errors {r['socket_errors']}; server "
-                    f"{r['server']}; cores {r['cpu_cores']}; load {r['loadavg_after']}"
-                )
+            if scenario == "floor":  # last, on its own server
+                continue
+            runs += run_scenarios(server, scenario, args, work, tokens, pop, lua, result)
+        if "floor" in args.scenario_list:
+            result["server_exit"] = server.stop()
+            server = Server(work / "data", args.workers, FLOOR_SERVER_LOG, floor=True)
+            server.wait_ready(args.ready_timeout)
+            say(f"\nfloor: recommend answers a precomputed result ({HOST}:{server.port})")
+            runs += run_scenarios(server, "floor", args, work, tokens, pop, lua, result)
     finally:
         if server is not None:
-            result["server_exit"] = server.stop()
+            exit_code = server.stop()
+            result["server_exit"] = result.get("server_exit") or exit_code
         shutil.rmtree(work, ignore_errors=True)
-    log_text = SERVER_LOG.read_text(errors="replace") if SERVER_LOG.exists() else ""
+    logs = [log for log in (SERVER_LOG, FLOOR_SERVER_LOG) if log.exists()]
+    if "floor" not in args.scenario_list:
+        logs = [log for log in logs if log != FLOOR_SERVER_LOG]  # an older run's
+    errors = [
+        ln
+        for log in logs
+        for ln in log.read_text(errors="replace").splitlines()
+        if '"level": "error"' in ln
+    ]
     result["server_log"] = {
-        "file": str(SERVER_LOG),
-        "error_lines": sum(1 for ln in log_text.splitlines() if '"level": "error"' in ln),
-        "first_errors": [ln for ln in log_text.splitlines() if '"level": "error"' in ln][:5],
+        "file": ", ".join(str(log) for log in logs),
+        "error_lines": len(errors),
+        "first_errors": errors[:5],
     }
     result["runs"] = runs
     result["target"] = target_checks(runs)
