@@ -76,6 +76,7 @@ class IndexKeeper:
         self.rebuilds = 0
         self._admitted: dict[bytes, np.ndarray] = {}
         self._admitted_lock = threading.Lock()
+        self._shared_answer: tuple[tuple[Any, ...], list[tuple[int, float]]] | None = None
         self._saved_seq = -1
         set_faiss_threads(config.index_threads)
         self.index = self._open()
@@ -242,17 +243,41 @@ class IndexKeeper:
                 scores, rows = self.index.search(queries, max(sizes))
                 found = list(zip(scores, rows, strict=True))
             else:  # candidates for re-ranking: a beam as wide as the results is enough
-                found = [
-                    (s[0], r[0])
-                    for s, r in (
-                        self.index.search(q, k, ef_search=k)
-                        for q, k in zip(queries, sizes, strict=True)
-                    )
-                ]
+                found = []
+                start = 0
+                while start < len(sizes):  # queries of one size in one call
+                    k = sizes[start]
+                    end = start + 1
+                    while end < len(sizes) and sizes[end] == k:
+                        end += 1
+                    scores, rows = self.index.search(queries[start:end], k, ef_search=k)
+                    found += list(zip(scores, rows, strict=True))
+                    start = end
         return [
             [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0][:k]
             for (scores, rows), k in zip(found, sizes, strict=True)
         ]
+
+    def search_shared(
+        self, query: np.ndarray, k: int, expr: Expr | None = None
+    ) -> list[tuple[int, float]]:
+        """``search_many`` of one query that is the same for every user (the popular
+        direction): the last answer is reused while the index, the query, ``k`` and the
+        filter are the same. The query comes from a shared statistic: when the statistic
+        changes (an erasure included), so does the key, and the answer is replaced."""
+        self.sync()
+        key = (self.index.seq, np.asarray(query, np.float32).tobytes(), k, repr(expr))
+        memo = self._shared_answer
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        found = self.search_many(np.asarray(query)[None, :], [k], expr)[0]
+        if self.index.seq == key[0]:  # no catch-up in between: the answer is of that seq
+            self._shared_answer = (key, found)
+        return found
+
+    def forget_shared(self) -> None:
+        """Drop the answer ``search_shared`` keeps (after an erasure in this process)."""
+        self._shared_answer = None
 
     def _search_many_within(
         self, queries: np.ndarray, sizes: Sequence[int], expr: Expr

@@ -679,6 +679,10 @@ class Users:
                     units += self.recount_shared(txn)
                 self.erasures.mark(txn, key, now)
                 seq = self.store.catalog_seq(txn)
+            # what this process keeps of the shared statistic before this erasure goes
+            # (other processes replace theirs on their next call: the statistic changed)
+            self._pop_direction = None
+            self.catalog.keeper.forget_shared()
             # then the data key; a refused concurrent writer may have destroyed it
             # first: what the receipt states is that no data key of the user remains
             destroyed = self.keystore.destroy(key) or (
@@ -1027,11 +1031,6 @@ class Users:
             queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
             for interest in interests[: cfg.interest_queries]:
                 queries.append((interest.vector, "interest", want // 2))
-        with self.env.read() as txn:
-            direction = self._popularity_direction(txn)
-        if direction is not None:  # items predicted popular (the top list below has the rest)
-            slope = direction[:-1]  # without the intercept
-            queries.append((slope / (np.linalg.norm(slope) + 1e-12), "popular", want // 2))
         if queries:
             # seen items are dropped after retrieval: over-fetch a little for them rather
             # than exclude every seen row inside the index (a wider, slower search)
@@ -1040,13 +1039,22 @@ class Users:
             for (_vec, why, _k), hits in zip(queries, found, strict=True):
                 for row, _score in hits:
                     rows.setdefault(row, why)
+        with self.env.read() as txn:
+            direction = self._popularity_direction(txn)
+        if direction is not None:  # items predicted popular (the top list below has the rest)
+            slope = direction[:-1]  # without the intercept
+            k = want // 2
+            popular = slope / (np.linalg.norm(slope) + 1e-12)
+            # the same query for every user: its answer is kept while nothing changed
+            for row, _score in keeper.search_shared(popular, k + min(len(seen), k // 2), expr):
+                rows.setdefault(row, "popular")
         allowed = keeper.allowed_rows(expr)  # sorted
         with self.env.read() as txn:
             top = self.shared.top(txn, want, keep=lambda i: i not in seen)
         for found_row in keeper.live_rows(top):
             if found_row is not None and (allowed is None or _contains(allowed, found_row)):
                 rows.setdefault(found_row, "popular")
-        if not queries and not rows:  # no model, no popularity: recent and diverse
+        if not queries and direction is None and not rows:  # no model, no popularity: recent
             with self.env.read() as txn:
                 seen_rows = {r for i in seen.logged if (r := self.store.row_of(txn, i)) is not None}
             for row in keeper.most_recent(want, expr, seen_rows):

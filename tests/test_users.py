@@ -391,14 +391,21 @@ def scenario(engine: Engine, with_eve: bool) -> None:
         )
     engine.interact("bob", like("garden-0002", "chess-0007", timestamp=1_760_000_300))
     engine.interact("bob", like("jazz-0006", kind="dislike", timestamp=1_760_000_400))
+    engine.recommend("alice", 5)  # what ranking keeps of the shared statistic: with eve in A
     if with_eve:
         engine.erase("eve")
 
 
-def test_after_erase_everyone_else_sees_a_world_without_the_user(tmp_path: Path) -> None:
+@pytest.mark.parametrize("full_rank_limit", [5_000, 0])
+def test_after_erase_everyone_else_sees_a_world_without_the_user(
+    tmp_path: Path, full_rank_limit: int
+) -> None:
+    """Both candidate paths: every item scored, or candidates retrieved from the index
+    (where the popular direction's answer is kept between calls)."""
     clock = lambda: 1_770_000_000.0  # noqa: E731
-    a = make_engine(tmp_path / "a", WordHashEncoder())
-    b = make_engine(tmp_path / "b", WordHashEncoder())
+    ranking = RankingConfig(full_rank_limit=full_rank_limit)
+    a = make_engine(tmp_path / "a", WordHashEncoder(), ranking=ranking)
+    b = make_engine(tmp_path / "b", WordHashEncoder(), ranking=ranking)
     a.catalog.clock = b.catalog.clock = a.users.clock = b.users.clock = clock
     with a, b:
         scenario(a, with_eve=True)
@@ -507,3 +514,20 @@ def test_faiss_uses_the_configured_thread_count_in_every_calling_thread(tmp_path
         worker.start()
         worker.join()
         assert seen == [5]
+
+
+def test_the_popular_direction_answer_is_kept_only_while_the_catalog_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        keeper = engine.catalog.keeper
+        query = engine.catalog.encoder.encode(["jazz trio live"])[0]
+        first = keeper.search_shared(query, 5)
+        assert keeper.search_shared(query, 5) is first  # kept
+        assert keeper.search_shared(query, 4) == first[:4]  # another k: searched again
+        engine.catalog.upsert([{"id": "new-jazz", "title": "jazz trio live"}])
+        after = keeper.search_shared(query, 5)
+        assert keeper.live_rows(["new-jazz"])[0] in {row for row, _score in after}
+        keeper.forget_shared()
+        assert keeper.search_shared(query, 5) is not after
