@@ -23,7 +23,11 @@ What runs:
    - ``recommend``: ``POST /users/{id}/recommend`` ``{"n": 10}``;
    - ``interactions``: ``POST /users/{id}/interactions`` with a few events in the
      style of ``make_history`` (durable LMDB write, model refit);
-   - ``search``: ``POST /users/{id}/search`` with ``make_query`` texts, personalized.
+   - ``search``: ``POST /users/{id}/search`` with ``make_query`` texts, personalized;
+   - ``floor`` (last, on a server of its own): the ``recommend`` requests against
+     :func:`floor_app`, where ``recommend`` answers a result computed at start: what
+     the service itself (HTTP, auth, validation, metrics, logs, JSON) allows per
+     second on the machine, the ceiling a faster engine could approach.
 
    Before a scenario's runs, requests go one at a time on new connections until
    every worker answered a few (the first call of a route in a worker pays its lazy
