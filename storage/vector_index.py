@@ -19,7 +19,6 @@ import json
 import os
 import struct
 import tempfile
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -39,12 +38,12 @@ Rows = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
 
 
-_threads = {"wanted": 1}
-_applied = threading.local()
+_threads: dict[str, int | None] = {"wanted": None}
 
 
 def set_faiss_threads(count: int) -> None:
-    """The OpenMP thread count of every FAISS call in this process, from now on."""
+    """The OpenMP thread count of every FAISS call of this module in this process,
+    from now on (until then each thread keeps FAISS's own setting)."""
     _threads["wanted"] = count
 
 
@@ -56,9 +55,8 @@ def use_faiss_threads() -> None:
     request threads) at one OpenMP thread per core, and then each FAISS call from
     such a thread wakes a helper thread that spin-waits after it, taking a core."""
     wanted = _threads["wanted"]
-    if getattr(_applied, "count", None) != wanted:
+    if wanted is not None and faiss.omp_get_max_threads() != wanted:
         faiss.omp_set_num_threads(wanted)
-        _applied.count = wanted
 
 
 class VectorIndex:

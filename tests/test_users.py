@@ -18,7 +18,7 @@ from ownrank import (
     InvalidInputError,
     UserErasedError,
 )
-from ownrank.engine.config import RankingConfig
+from ownrank.engine.config import EngineConfig, RankingConfig
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import catalog_items
@@ -501,19 +501,25 @@ def test_faiss_uses_the_configured_thread_count_in_every_calling_thread(tmp_path
     a helper thread spin-waiting on a core)."""
     import faiss
 
-    with make_engine(tmp_path, WordHashEncoder(), index_threads=5) as engine:
-        engine.catalog.upsert(catalog_items(30))
-        engine.interact("ana", like("jazz-0000"))
-        seen: list[int] = []
+    from ownrank.storage.vector_index import set_faiss_threads
 
-        def request() -> None:
-            engine.recommend("ana", 3)
-            seen.append(faiss.omp_get_max_threads())
+    try:
+        with make_engine(tmp_path, WordHashEncoder(), index_threads=5) as engine:
+            engine.catalog.upsert(catalog_items(30))
+            engine.interact("ana", like("jazz-0000"))
+            seen: list[int] = []
 
-        worker = threading.Thread(target=request)
-        worker.start()
-        worker.join()
-        assert seen == [5]
+            def request() -> None:
+                engine.recommend("ana", 3)
+                seen.append(faiss.omp_get_max_threads())
+
+            worker = threading.Thread(target=request)
+            worker.start()
+            worker.join()
+            assert seen == [5]
+    finally:  # the process-wide count back to the default the other tests run with
+        set_faiss_threads(EngineConfig().index_threads)
+        faiss.omp_set_num_threads(EngineConfig().index_threads)
 
 
 def test_the_popular_direction_answer_is_kept_only_while_the_catalog_is_unchanged(
