@@ -988,6 +988,10 @@ class Users:
         its last catch-up), else from LMDB."""
         dim = self.catalog.keeper.dimension
         known, known_ids, indexed = self.catalog.keeper.indexed_items(rows)
+        mean = self.prior().mean.astype(np.float32)
+        if known.all():  # the usual case: every row is in the index
+            units = _centred_units(indexed, mean)
+            return CandidatePool(np.asarray(rows, np.int64), known_ids, indexed, units)
         next_known = iter(known_ids)
         kept: list[int] = []
         ids: list[str] = []
@@ -1008,7 +1012,7 @@ class Users:
         matrix[known[kept]] = indexed
         for k, vector in from_lmdb.items():
             matrix[k] = vector
-        units = _centred_units(matrix, self.prior().mean.astype(np.float32))
+        units = _centred_units(matrix, mean)
         return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units)
 
     def _retrieve(
