@@ -1135,7 +1135,9 @@ def service_section(results: Results) -> str:
         f"{dig(d, 'args', 'items') or '?'} items, {dig(d, 'args', 'users') or '?'} users, "
         f"{dig(d, 'args', 'workers') or '?'} workers, wrk closed loop "
         f"{dig(d, 'args', 'duration') or '?'} s per run. A recommend call returns 10 items: "
-        "the verdict counts calls (service_bench.py's rule); items/s is 10x.",
+        "the verdict counts calls (service_bench.py's rule); items/s is 10x. `floor`: the "
+        "recommend requests against a server whose engine answers a result computed at "
+        "start, i.e. what the service alone allows on the machine.",
         "",
     ]
     rows = []

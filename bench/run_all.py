@@ -29,8 +29,9 @@ Time on the 2-core development machine (sum of the scripts' own estimates and
 runs): quick ~25 minutes (quality ~7, peers ~4, encoder ~3, service ~3, engine
 2 x ~1.5, index ~2, scale ~2, erasure ~1.5, catalog ~1); full 1 h 52 min measured
 from a fresh clone on 2026-11-23 (encoder 25.5, scale 23, index 20.5, engine
-4 x 4-5, quality 7, service 6, peers 5, erasure 3, catalog 3); ``--repeats 3``
-adds ~90 minutes (two more encoder and index runs).
+4 x 4-5, quality 7, service 6, peers 5, erasure 3, catalog 3; the service
+benchmark's ``floor`` scenario, added since, takes about 1.5 minutes more);
+``--repeats 3`` adds ~90 minutes (two more encoder and index runs).
 
 A benchmark whose script does not exist (yet) is skipped with a message. The
 service benchmark runs through ``scripts/bench_service.sh`` (installs wrk with
