@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import faiss
 import numpy as np
@@ -52,6 +52,7 @@ _REBUILD_BATCH = 8_192
 _EXACT_CHUNK = 65_536
 _BATCH_EXACT_LIMIT = 16_384  # admitted rows copied once for a batch of filtered queries
 _ADMITTED_CACHE_BYTES = 64 * 2**20
+_SHARED_ANSWERS_KEPT = 32
 
 
 class IndexKeeper:
@@ -76,7 +77,9 @@ class IndexKeeper:
         self.rebuilds = 0
         self._admitted: dict[bytes, np.ndarray] = {}
         self._admitted_lock = threading.Lock()
-        self._shared_answer: tuple[tuple[Any, ...], list[tuple[int, float]]] | None = None
+        # search_shared's answers by (seq, query, k, filter), oldest first
+        self._shared_answers: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
+        self._shared_lock = threading.Lock()
         self._saved_seq = -1
         set_faiss_threads(config.index_threads)
         self.index = self._open()
@@ -262,22 +265,27 @@ class IndexKeeper:
         self, query: np.ndarray, k: int, expr: Expr | None = None
     ) -> list[tuple[int, float]]:
         """``search_many`` of one query that is the same for every user (the popular
-        direction): the last answer is reused while the index, the query, ``k`` and the
-        filter are the same. The query comes from a shared statistic: when the statistic
-        changes (an erasure included), so does the key, and the answer is replaced."""
+        direction): an answer is reused while the index, the query, ``k`` and the filter
+        are the same (the last ``_SHARED_ANSWERS_KEPT`` answers: one per filter in use).
+        The query comes from a shared statistic: when the statistic changes (an erasure
+        included), so does the key, and the old answers age out unused."""
         self.sync()
         key = (self.index.seq, np.asarray(query, np.float32).tobytes(), k, repr(expr))
-        memo = self._shared_answer
-        if memo is not None and memo[0] == key:
-            return memo[1]
+        found = self._shared_answers.get(key)
+        if found is not None:
+            return found
         found = self.search_many(np.asarray(query)[None, :], [k], expr)[0]
         if self.index.seq == key[0]:  # no catch-up in between: the answer is of that seq
-            self._shared_answer = (key, found)
+            with self._shared_lock:
+                self._shared_answers[key] = found
+                while len(self._shared_answers) > _SHARED_ANSWERS_KEPT:
+                    del self._shared_answers[next(iter(self._shared_answers))]
         return found
 
     def forget_shared(self) -> None:
-        """Drop the answer ``search_shared`` keeps (after an erasure in this process)."""
-        self._shared_answer = None
+        """Drop the answers ``search_shared`` keeps (after an erasure in this process)."""
+        with self._shared_lock:
+            self._shared_answers.clear()
 
     def _search_many_within(
         self, queries: np.ndarray, sizes: Sequence[int], expr: Expr
@@ -288,10 +296,10 @@ class IndexKeeper:
         table = self._ensure_table()
         with self.lock.reading():
             allowed = table.matching_rows(expr)
-            if not 0 < allowed.size <= min(self.config.exact_filter_limit, _BATCH_EXACT_LIMIT):
-                return [
-                    self._search_within(q, k, allowed) for q, k in zip(queries, sizes, strict=True)
-                ]
+            if allowed.size == 0:
+                return [[] for _k in sizes]
+            if allowed.size > min(self.config.exact_filter_limit, _BATCH_EXACT_LIMIT):
+                return self._search_many_in_many(np.asarray(queries, np.float32), sizes, allowed)
             vectors = self._admitted_vectors(allowed)
         scores = np.asarray(queries, np.float32).reshape(len(sizes), -1) @ vectors.T
         out = []
@@ -333,7 +341,42 @@ class IndexKeeper:
                 return out[:n]
             want *= 4
 
-    def _search_within(self, query: np.ndarray, n: int, allowed: Rows) -> list[tuple[int, float]]:
+    def _search_many_in_many(
+        self, queries: np.ndarray, sizes: Sequence[int], allowed: Rows
+    ) -> list[list[tuple[int, float]]]:
+        """Filtered queries admitting more rows than one copy is worth (caller holds the
+        read lock): each query as ``_search_within`` would answer it, except that the
+        queries HNSW answers short share one exact pass over the admitted rows (at 1M
+        items and a 1/12 filter, each exact pass copies ~83k vectors)."""
+        out: list[list[tuple[int, float]] | None] = [None] * len(sizes)
+        short: list[int] = []
+        for i, (query, k) in enumerate(zip(queries, sizes, strict=True)):
+            found = self._search_within(query, k, allowed, exact=False)
+            if found is None:
+                short.append(i)
+            else:
+                out[i] = found
+        if short:
+            exact = self._exact_many(queries[short], [sizes[i] for i in short], allowed)
+            for i, found in zip(short, exact, strict=True):
+                out[i] = found
+        return [found if found is not None else [] for found in out]
+
+    @overload
+    def _search_within(
+        self, query: np.ndarray, n: int, allowed: Rows, *, exact: Literal[True] = True
+    ) -> list[tuple[int, float]]: ...
+
+    @overload
+    def _search_within(
+        self, query: np.ndarray, n: int, allowed: Rows, *, exact: Literal[False]
+    ) -> list[tuple[int, float]] | None: ...
+
+    def _search_within(
+        self, query: np.ndarray, n: int, allowed: Rows, *, exact: bool = True
+    ) -> list[tuple[int, float]] | None:
+        """The best ``n`` of the ``allowed`` rows; with ``exact=False``, None where the
+        answer needs the exact pass (left to the caller)."""
         if allowed.size == 0:
             return []
         need = min(n, int(allowed.size))
@@ -346,28 +389,40 @@ class IndexKeeper:
         elif self.index.kind == "flat":
             scores, rows = self.index.search(query, n, allowed=allowed)
             return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
-        return self._exact(query, n, allowed)
+        return self._exact(query, n, allowed) if exact else None
 
     def _exact(self, query: np.ndarray, n: int, allowed: Rows) -> list[tuple[int, float]]:
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        best_rows: list[np.ndarray] = []
-        best_scores: list[np.ndarray] = []
+        return self._exact_many(np.asarray(query, np.float32).reshape(1, -1), [n], allowed)[0]
+
+    def _exact_many(
+        self, queries: np.ndarray, sizes: Sequence[int], allowed: Rows
+    ) -> list[list[tuple[int, float]]]:
+        """The exact best ``sizes[i]`` allowed rows for each query, the admitted vectors
+        read once (in chunks) for all of them."""
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(len(sizes), -1)
+        best_rows: list[list[np.ndarray]] = [[] for _k in sizes]
+        best_scores: list[list[np.ndarray]] = [[] for _k in sizes]
         for start in range(0, allowed.size, _EXACT_CHUNK):
             chunk = allowed[start : start + _EXACT_CHUNK]
             # faiss.knn runs on FAISS's own thread count (index_threads), not BLAS's
             use_faiss_threads()
             scores, top = faiss.knn(
-                q[None, :],
+                q,
                 self.index.reconstruct(chunk),
-                min(n, chunk.size),
+                min(max(sizes), chunk.size),
                 metric=faiss.METRIC_INNER_PRODUCT,
             )
-            best_rows.append(chunk[top[0]])
-            best_scores.append(scores[0])
-        rows = np.concatenate(best_rows)
-        scores = np.concatenate(best_scores)
-        order = np.lexsort((rows, -scores))[:n]  # ties broken by row, deterministic
-        return [(int(rows[i]), float(scores[i])) for i in order]
+            for i, n in enumerate(sizes):  # each row of top is best first
+                keep = min(n, chunk.size)
+                best_rows[i].append(chunk[top[i, :keep]])
+                best_scores[i].append(scores[i, :keep])
+        out = []
+        for i, n in enumerate(sizes):
+            rows = np.concatenate(best_rows[i])
+            scores_i = np.concatenate(best_scores[i])
+            order = np.lexsort((rows, -scores_i))[:n]  # ties broken by row, deterministic
+            out.append([(int(rows[j]), float(scores_i[j])) for j in order])
+        return out
 
     def allowed_rows(self, expr: Expr | None) -> Rows | None:
         """The rows a filter admits, sorted (None: no filter, everything)."""

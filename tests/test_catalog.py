@@ -140,6 +140,30 @@ def test_filtered_search_returns_n_when_n_match(tmp_path: Path, kind: str) -> No
         assert engine.search("jazz", 5, filters={"topic": "polka"}) == []
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_filtered_search_many_answers_each_query_as_a_single_search_would(
+    tmp_path: Path, kind: str
+) -> None:
+    """Several filtered queries at once (one recommendation's retrieval): the ones the
+    graph answers short share one exact pass, and every answer is the single query's."""
+    engine = make_engine(
+        tmp_path / "s", WordHashEncoder(), index_kind=kind, exact_filter_limit=0, hnsw_m=8
+    )
+    with engine:
+        engine.catalog.upsert(catalog_items(600))
+        keeper = engine.catalog.keeper
+        texts = ["jazz jazz jazz", "chess opening", "garden roses", "cycling hills"]
+        queries = engine.catalog.encoder.encode(texts)
+        rare = {"$and": [{"topic": "cooking"}, {"rank": {"$lt": 70}}]}  # 11 items
+        for spec, matching in ((rare, 11), ({"topic": "jazz"}, 100)):
+            expr = engine.catalog.parse_filters(spec)
+            sizes = [10, 5, 5, 30]
+            together = keeper.search_many(queries, sizes, expr)
+            alone = [keeper.search(q, k, expr) for q, k in zip(queries, sizes, strict=True)]
+            assert together == alone
+            assert [len(found) for found in together] == [min(k, matching) for k in sizes]
+
+
 def test_filter_grammar_on_items(engine: Engine) -> None:
     engine.catalog.upsert(catalog_items(60))
     cat = engine.catalog
