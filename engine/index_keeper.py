@@ -266,9 +266,10 @@ class IndexKeeper:
     ) -> list[tuple[int, float]]:
         """``search_many`` of one query that is the same for every user (the popular
         direction): an answer is reused while the index, the query, ``k`` and the filter
-        are the same (the last ``_SHARED_ANSWERS_KEPT`` answers: one per filter in use).
+        are the same (one per filter and ``k`` in use, at most ``_SHARED_ANSWERS_KEPT``).
         The query comes from a shared statistic: when the statistic changes (an erasure
-        included), so does the key, and the old answers age out unused."""
+        included), so does the query, and the next search drops every answer to an
+        older query or index."""
         self.sync()
         key = (self.index.seq, np.asarray(query, np.float32).tobytes(), k, repr(expr))
         found = self._shared_answers.get(key)
@@ -277,6 +278,8 @@ class IndexKeeper:
         found = self.search_many(np.asarray(query)[None, :], [k], expr)[0]
         if self.index.seq == key[0]:  # no catch-up in between: the answer is of that seq
             with self._shared_lock:
+                for old in [o for o in self._shared_answers if o[:2] != key[:2]]:
+                    del self._shared_answers[old]
                 self._shared_answers[key] = found
                 while len(self._shared_answers) > _SHARED_ANSWERS_KEPT:
                     del self._shared_answers[next(iter(self._shared_answers))]

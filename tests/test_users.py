@@ -537,3 +537,6 @@ def test_the_popular_direction_answer_is_kept_only_while_the_catalog_is_unchange
         assert keeper.live_rows(["new-jazz"])[0] in {row for row, _score in after}
         keeper.forget_shared()
         assert keeper.search_shared(query, 5) is not after
+        # a new query (the statistic changed) drops the answers to the old one
+        keeper.search_shared(engine.catalog.encoder.encode(["chess"])[0], 5)
+        assert len(keeper._shared_answers) == 1
