@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -248,13 +249,10 @@ class IndexKeeper:
             else:  # candidates for re-ranking: a beam as wide as the results is enough
                 found = []
                 start = 0
-                while start < len(sizes):  # queries of one size in one call
-                    k = sizes[start]
-                    end = start + 1
-                    while end < len(sizes) and sizes[end] == k:
-                        end += 1
+                for k, same in itertools.groupby(sizes):  # queries of one size in one call
+                    end = start + len(list(same))
                     scores, rows = self.index.search(queries[start:end], k, ef_search=k)
-                    found += list(zip(scores, rows, strict=True))
+                    found += zip(scores, rows, strict=True)
                     start = end
         return [
             [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0][:k]
@@ -351,19 +349,16 @@ class IndexKeeper:
         read lock): each query as ``_search_within`` would answer it, except that the
         queries HNSW answers short share one exact pass over the admitted rows (at 1M
         items and a 1/12 filter, each exact pass copies ~83k vectors)."""
-        out: list[list[tuple[int, float]] | None] = [None] * len(sizes)
-        short: list[int] = []
-        for i, (query, k) in enumerate(zip(queries, sizes, strict=True)):
-            found = self._search_within(query, k, allowed, exact=False)
-            if found is None:
-                short.append(i)
-            else:
-                out[i] = found
+        answers = [
+            self._search_within(q, k, allowed, exact=False)
+            for q, k in zip(queries, sizes, strict=True)
+        ]
+        short = [i for i, found in enumerate(answers) if found is None]
+        exact: dict[int, list[tuple[int, float]]] = {}
         if short:
-            exact = self._exact_many(queries[short], [sizes[i] for i in short], allowed)
-            for i, found in zip(short, exact, strict=True):
-                out[i] = found
-        return [found if found is not None else [] for found in out]
+            found_short = self._exact_many(queries[short], [sizes[i] for i in short], allowed)
+            exact = dict(zip(short, found_short, strict=True))
+        return [found if found is not None else exact[i] for i, found in enumerate(answers)]
 
     @overload
     def _search_within(

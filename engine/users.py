@@ -1035,26 +1035,28 @@ class Users:
             queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
             for interest in interests[: cfg.interest_queries]:
                 queries.append((interest.vector, "interest", want // 2))
-        if queries:
+
+        def with_seen(k: int) -> int:
             # seen items are dropped after retrieval: over-fetch a little for them rather
             # than exclude every seen row inside the index (a wider, slower search)
-            sizes = [k + min(len(seen), k // 2) for _vec, _why, k in queries]
+            return k + min(len(seen), k // 2)
+
+        if queries:
+            sizes = [with_seen(k) for _vec, _why, k in queries]
             found = keeper.search_many(np.stack([vec for vec, _why, _k in queries]), sizes, expr)
             for (_vec, why, _k), hits in zip(queries, found, strict=True):
                 for row, _score in hits:
                     rows.setdefault(row, why)
         with self.env.read() as txn:
             direction = self._popularity_direction(txn)
+            top = self.shared.top(txn, want, keep=lambda i: i not in seen)
         if direction is not None:  # items predicted popular (the top list below has the rest)
             slope = direction[:-1]  # without the intercept
-            k = want // 2
             popular = slope / (np.linalg.norm(slope) + 1e-12)
             # the same query for every user: its answer is kept while nothing changed
-            for row, _score in keeper.search_shared(popular, k + min(len(seen), k // 2), expr):
+            for row, _score in keeper.search_shared(popular, with_seen(want // 2), expr):
                 rows.setdefault(row, "popular")
         allowed = keeper.allowed_rows(expr)  # sorted
-        with self.env.read() as txn:
-            top = self.shared.top(txn, want, keep=lambda i: i not in seen)
         for found_row in keeper.live_rows(top):
             if found_row is not None and (allowed is None or _contains(allowed, found_row)):
                 rows.setdefault(found_row, "popular")
