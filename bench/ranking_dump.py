@@ -1,0 +1,110 @@
+"""Dump an engine's rankings over a store, to check that a speed change kept them.
+
+    python bench/ranking_dump.py STORE_DIR OUT.jsonl [--users 200] [--config JSON]
+
+For ``--users`` users picked with a fixed seed it writes, one JSON line per
+call: plain recommend (n=10), topic-filtered recommend, recommend with
+diversity 0.3 and n=20, plus one unknown (cold) user; each line holds the
+returned ids, the scores as exact float reprs and the explanations. Run it
+with the old and the new code over the same store and compare the files
+(``cmp``): equal files mean equal results, bit for bit. The last line is the
+SHA-256 of the lines before it, printed too.
+
+``STORE_DIR`` is a data directory with the benchmark's synthetic encoder (the
+service benchmark's cached store, ``bench/results/service-store/*/data``). It
+is copied to a temporary directory first: opening an engine may save its index
+or reconcile, and the cached store stays as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR) not in sys.path:
+    sys.path.insert(0, str(BENCH_DIR))
+
+from catalog_bench import TOPIC_NAMES, SyntheticEncoder  # noqa: E402
+from engine_bench import user_id  # noqa: E402
+
+from ownrank import Engine, EngineConfig  # noqa: E402
+
+
+def population(store: Path) -> int:
+    """How many users the benchmark put in the store (``built.json`` beside it)."""
+    built = store.parent / "built.json"
+    if not built.exists():
+        raise SystemExit(f"{built} not found: is {store} a benchmark store's data directory?")
+    return int(json.loads(built.read_text())["users"])
+
+
+def known_users(engine: Engine, among: int, wanted: int, seed: int) -> list[str]:
+    """Up to ``wanted`` distinct benchmark users (``user_id(k)``, k < ``among``) with events."""
+    rng = np.random.default_rng(seed)
+    picked = (user_id(int(k)) for k in rng.permutation(among))
+    return list(itertools.islice((u for u in picked if engine.export(u).get("events")), wanted))
+
+
+def line(kind: str, user: str, results: list[Any]) -> str:
+    return json.dumps(
+        {
+            "call": kind,
+            "user": user,
+            "ids": [r.item_id for r in results],
+            "scores": [repr(r.score) for r in results],
+            "explanations": [r.explanation for r in results],
+        },
+        sort_keys=True,
+    )
+
+
+def dump(engine: Engine, users: Sequence[str], seed: int) -> list[str]:
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for user in users:
+        topic = f"t{int(rng.integers(len(TOPIC_NAMES)))}"
+        out.append(line("plain", user, engine.recommend(user, 10)))
+        out.append(line(f"topic {topic}", user, engine.recommend(user, 10, {"topic": topic})))
+        out.append(line("diversity", user, engine.recommend(user, 20, diversity=0.3)))
+    out.append(line("cold", "never-seen", engine.recommend("never-seen", 10)))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("store", type=Path, help="data directory (copied first)")
+    p.add_argument("out", type=Path, help="JSON lines file to write")
+    p.add_argument("--users", type=int, default=200)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--config",
+        type=json.loads,
+        default={},
+        help="EngineConfig fields as JSON, e.g. '{\"exact_filter_limit\": 1000}'",
+    )
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ranking-dump-") as tmp:
+        data = Path(tmp) / "data"
+        shutil.copytree(args.store, data)
+        with Engine(data, EngineConfig(**args.config), encoder=SyntheticEncoder()) as engine:
+            users = known_users(engine, population(args.store), args.users, args.seed)
+            lines = dump(engine, users, args.seed)
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    args.out.write_text("\n".join([*lines, json.dumps({"sha256": digest})]) + "\n")
+    print(f"{len(lines)} calls, {len(users)} users, sha256 {digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
