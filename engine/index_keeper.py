@@ -453,14 +453,14 @@ class IndexKeeper:
         table = self._ensure_table()
         with self.lock.reading():
             # tombstoned rows are not in the table
-            found = table.item_ids_of([int(r) for r in rows])
-            known = np.fromiter((i is not None for i in found), bool, len(found))
+            found = table.item_ids_of(rows)
+            known = np.not_equal(found, None)
             try:
                 vectors = self.index.reconstruct(np.asarray(rows, np.int64)[known])
             except RuntimeError:  # not in the graph after all: let LMDB answer
                 known[:] = False
                 vectors = np.zeros((0, self.dimension), np.float32)
-            ids = [i for i in found if i is not None] if known.any() else []
+            ids = found[known].tolist()
         return known, ids, vectors
 
     def item_vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray] | None:

@@ -103,6 +103,7 @@ class CatalogPrior:
             self.g_inv = np.linalg.inv(self.g)
         self.count = moments.count
         self.mean = moments.total / max(moments.count, 1)
+        self.mean32 = self.mean.astype(np.float32)  # for centring float32 item vectors
         self.cov = moments.gram / max(moments.count, 1) - np.outer(self.mean, self.mean)
 
     def head_moments(self, w: npt.NDArray[np.float64]) -> tuple[float, float]:

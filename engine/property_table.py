@@ -39,6 +39,7 @@ class PropertyTable:
     def __init__(self) -> None:
         self._fields: dict[int, dict[str, Any]] = {}
         self._row_of: dict[str, int] = {}  # item id -> its live row
+        self._id_at = np.full(1024, None, dtype=object)  # row -> item id (None: not live)
         self._rows: Rows | None = None
         self._columns: dict[str, Column] = {}
         self._matches: dict[str, Rows] = {}  # filter -> admitted rows, until the next change
@@ -52,10 +53,13 @@ class PropertyTable:
     def item_id(self, row: int) -> str:
         return str(self._fields[row]["id"])
 
-    def item_ids_of(self, rows: Sequence[int]) -> list[str | None]:
-        """The item id of each row (None: not a live row), in one pass (hot path)."""
-        fields = self._fields
-        return [None if (f := fields.get(r)) is None else str(f["id"]) for r in rows]
+    def item_ids_of(self, rows: Sequence[int] | Rows) -> npt.NDArray[np.object_]:
+        """The item id of each row (None: not a live row), as one array lookup (hot path)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full(rows.shape, None, dtype=object)
+        inside = (rows >= 0) & (rows < self._id_at.size)
+        out[inside] = self._id_at[rows[inside]]
+        return out
 
     def row_of(self, item_id: str) -> int | None:
         """The live row of an item (None: not in the table)."""
@@ -70,6 +74,11 @@ class PropertyTable:
         self._fields[row] = fields
         if "id" in fields:
             self._row_of[str(fields["id"])] = row
+            if row >= self._id_at.size:
+                grown = np.full(max(2 * self._id_at.size, row + 1), None, dtype=object)
+                grown[: self._id_at.size] = self._id_at
+                self._id_at = grown
+            self._id_at[row] = str(fields["id"])
         self._invalidate()
 
     def remove(self, row: int) -> None:
@@ -80,6 +89,8 @@ class PropertyTable:
 
     def _forget_id(self, fields: dict[str, Any], row: int) -> None:
         # a re-embedded item's new row may have been set before its old row goes
+        if row < self._id_at.size:
+            self._id_at[row] = None
         if "id" in fields and self._row_of.get(str(fields["id"])) == row:
             del self._row_of[str(fields["id"])]
 

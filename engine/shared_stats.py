@@ -48,6 +48,8 @@ POP = "pop"
 F_SCALE = 65_536
 Q_SCALE = 32_768
 _COUNT = struct.Struct(">q")
+_COUNT_DTYPE = np.dtype(">i8")  # _COUNT, for reading many at once
+_ZERO_COUNT = _COUNT.pack(0)
 _BUCKET = struct.Struct(">H")
 _BUCKET_TOP = 2**16 - 1
 RANK_MIN_COUNT = 8  # items with fewer positive users are not in ``popular_rank``
@@ -176,9 +178,8 @@ class SharedStatistics:
         """``count`` of each item, in one batched LMDB read (the ranking hot path)."""
         keys = [_pop_key(i) for i in item_ids]
         found = dict(txn.cursor(db=self.counts_db).getmulti(keys))
-        return np.array(
-            [_COUNT.unpack(found[k])[0] if k in found else 0 for k in keys], dtype=np.int64
-        )
+        packed = b"".join([found.get(k, _ZERO_COUNT) for k in keys])
+        return np.frombuffer(packed, dtype=_COUNT_DTYPE).astype(np.int64)
 
     def users(self, txn: Any) -> int:
         raw = txn.get(b"users", db=self.counts_db)

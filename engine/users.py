@@ -988,7 +988,7 @@ class Users:
         its last catch-up), else from LMDB."""
         dim = self.catalog.keeper.dimension
         known, known_ids, indexed = self.catalog.keeper.indexed_items(rows)
-        mean = self.prior().mean.astype(np.float32)
+        mean = self.prior().mean32
         if known.all():  # the usual case: every row is in the index
             units = _centred_units(indexed, mean)
             return CandidatePool(np.asarray(rows, np.int64), known_ids, indexed, units)
@@ -1088,7 +1088,7 @@ class Users:
         obs = obs[-self.config.ranking.neighbour_items :]  # the newest
         if not obs:
             return Neighbours.none(len(eligible))
-        mean = self.prior().mean.astype(np.float32)
+        mean = self.prior().mean32
         rated = _centred_units(np.stack([vectors[o.ref] for o in obs]), mean)
         strengths = np.array([o.strength for o in obs], dtype=np.float32)
         with single_threaded():

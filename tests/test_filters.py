@@ -311,11 +311,15 @@ def test_rows_are_found_by_item_id_across_reembedding_and_removal() -> None:
     table.set(3, {"id": "a"})  # "a" re-embedded: new row first
     table.remove(1)  # then its old row goes
     assert table.row_of("a") == 3
-    assert table.item_ids_of([1, 2, 3, 4]) == [None, "b", "a", None]
+    assert table.item_ids_of([1, 2, 3, 4]).tolist() == [None, "b", "a", None]
     table.set(2, {"id": "c"})  # a row reused for another id drops the old mapping
     assert (table.row_of("b"), table.row_of("c")) == (None, 2)
+    assert table.item_ids_of([2]).tolist() == ["c"]
     table.remove(3)
     assert table.row_of("a") is None
+    assert table.item_ids_of([3]).tolist() == [None]
+    table.set(50_000, {"id": "far"})  # rows past the id array's size grow it
+    assert table.item_ids_of([50_000, 49_999, 2, 10**9]).tolist() == ["far", None, "c", None]
 
 
 def test_empty_table_matches_nothing() -> None:
