@@ -454,7 +454,7 @@ class IndexKeeper:
         with self.lock.reading():
             # tombstoned rows are not in the table
             found = table.item_ids_of(rows)
-            known = np.not_equal(found, None)
+            known = np.asarray(found != None, dtype=bool)  # noqa: E711 (elementwise)
             try:
                 vectors = self.index.reconstruct(np.asarray(rows, np.int64)[known])
             except RuntimeError:  # not in the graph after all: let LMDB answer
