@@ -678,6 +678,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="store records unsealed (to measure what sealing costs; never for production)",
     )
+    p.add_argument(
+        "--index-kind",
+        choices=("auto", "flat", "hnsw"),
+        default="auto",
+        help="EngineConfig.index_kind (default auto: flat below hnsw_threshold items)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--seed", type=int, default=4321)
     p.add_argument(
@@ -880,7 +886,7 @@ def run(args: argparse.Namespace) -> int:
     )
     phase_memory: Json = {}
     encoder = TimedEncoder(SyntheticEncoder())
-    config = EngineConfig(encrypt_user_records=args.encrypt)
+    config = EngineConfig(encrypt_user_records=args.encrypt, index_kind=args.index_kind)
     result["config"] = config.model_dump(mode="json", exclude={"model_dir"})
     try:
         with Engine(root / "data", config, encoder=encoder) as engine:
