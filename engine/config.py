@@ -83,7 +83,7 @@ class EngineConfig(BaseModel):
     encode_batch_size: int = Field(64, ge=1, le=4096)
 
     index_kind: IndexKind = "auto"
-    hnsw_threshold: int = Field(50_000, ge=1)
+    hnsw_threshold: int = Field(15_000, ge=1)
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(96, ge=8)
