@@ -10,6 +10,12 @@ with the old and the new code over the same store and compare the files
 (``cmp``): equal files mean equal results, bit for bit. The last line is the
 SHA-256 of the lines before it, printed too.
 
+    python bench/ranking_dump.py --compare A.jsonl B.jsonl
+
+compares two dumps of the same users where they are not meant to be equal
+(another index kind, say): per kind of call, how many results are identical
+and the mean share of A's items that B also returned.
+
 ``STORE_DIR`` is a data directory with the benchmark's synthetic encoder (the
 service benchmark's cached store, ``bench/results/service-store/*/data``). It
 is copied to a temporary directory first: opening an engine may save its index
@@ -81,7 +87,33 @@ def dump(engine: Engine, users: Sequence[str], seed: int) -> list[str]:
     return out
 
 
+def compare(first: Path, second: Path) -> dict[str, dict[str, float]]:
+    """Per kind of call: calls, identical results, mean overlap of the returned ids."""
+
+    def calls(path: Path) -> list[dict[str, Any]]:
+        rows = [json.loads(raw) for raw in path.read_text().splitlines()]
+        return [r for r in rows if "call" in r]
+
+    out: dict[str, dict[str, float]] = {}
+    for a, b in zip(calls(first), calls(second), strict=True):
+        if (a["call"], a["user"]) != (b["call"], b["user"]):
+            raise SystemExit("the dumps are not of the same calls")
+        kind = a["call"].split()[0]
+        entry = out.setdefault(kind, {"calls": 0, "identical": 0, "overlap": 0.0})
+        entry["calls"] += 1
+        entry["identical"] += a == b
+        entry["overlap"] += len(set(a["ids"]) & set(b["ids"])) / max(1, len(a["ids"]))
+    for entry in out.values():
+        entry["overlap"] = round(entry["overlap"] / entry["calls"], 3)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--compare"] and len(argv) == 3:
+        for kind, entry in compare(Path(argv[1]), Path(argv[2])).items():
+            print(f"{kind}: {entry}")
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("store", type=Path, help="data directory (copied first)")
     p.add_argument("out", type=Path, help="JSON lines file to write")
