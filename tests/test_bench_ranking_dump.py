@@ -1,0 +1,46 @@
+"""``bench/ranking_dump.py``: the check that a speed change kept every ranking."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from api_support import TOPICS, sample_items
+
+from conftest import WordHashEncoder, make_engine
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:  # appended: bench/ module names never shadow others
+    sys.path.append(str(BENCH))
+
+import ranking_dump  # noqa: E402
+from engine_bench import user_id  # noqa: E402
+
+
+def test_dumps_are_equal_for_the_same_rankings_and_compare_counts_what_moved(
+    tmp_path: Path,
+) -> None:
+    users = [user_id(k) for k in range(3)]
+    with make_engine(tmp_path / "s", WordHashEncoder()) as engine:
+        engine.catalog.upsert(sample_items(40))
+        for k, user in enumerate(users):
+            engine.interact(user, [{"kind": "like", "item_id": f"{TOPICS[k]}-{k}"}])
+        first = ranking_dump.dump(engine, users, seed=7)
+        assert ranking_dump.dump(engine, users, seed=7) == first  # deterministic
+        # one user's taste changes (and, through shared popularity, others' rankings)
+        engine.interact(users[1], [{"kind": "like", "item_id": "garden-5"}] * 3)
+        second = ranking_dump.dump(engine, users, seed=7)
+    assert len(first) == 3 * len(users) + 1  # plain, topic, diversity per user; one cold
+    changed = {i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b}
+    assert 3 in changed  # user 1's plain recommend
+
+    (tmp_path / "a.jsonl").write_text("\n".join(first) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(second) + "\n")
+    summary = ranking_dump.compare(tmp_path / "a.jsonl", tmp_path / "b.jsonl")
+    assert [summary[k]["calls"] for k in ("plain", "topic", "diversity", "cold")] == [3, 3, 3, 1]
+    cold_a, cold_b = (json.loads(lines[-1])["ids"] for lines in (first, second))
+    assert summary["cold"]["overlap"] == round(len(set(cold_a) & set(cold_b)) / len(cold_a), 3)
+    assert summary["plain"]["calls"] == 3
+    assert summary["plain"]["identical"] == 3 - sum(1 for i in changed if '"plain"' in first[i])
+    assert sum(e["identical"] for e in summary.values()) == len(first) - len(changed)
