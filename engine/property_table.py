@@ -50,9 +50,6 @@ class PropertyTable:
     def __contains__(self, row: object) -> bool:
         return row in self._fields
 
-    def item_id(self, row: int) -> str:
-        return str(self._fields[row]["id"])
-
     def item_ids_of(self, rows: Sequence[int] | Rows) -> npt.NDArray[np.object_]:
         """The item id of each row (None: not a live row), as one array lookup (hot path)."""
         rows = np.asarray(rows, dtype=np.int64)

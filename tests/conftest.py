@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -11,6 +12,13 @@ import numpy as np
 import pytest
 
 from ownrank import BaseEncoder, Engine, EngineConfig
+
+# the bench/ scripts import one another by bare name (as ``python bench/x.py`` runs
+# them), and the tests of those scripts import them the same way; appended, so a
+# bench/ module name never shadows another module
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.append(str(BENCH))
 
 
 class WordHashEncoder:

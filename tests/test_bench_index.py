@@ -9,19 +9,13 @@ and not after an hour-long 1M run.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import faiss
+import index_bench
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-if str(BENCH) not in sys.path:  # appended: bench/ module names never shadow others
-    sys.path.append(str(BENCH))
-
-import index_bench  # noqa: E402
-import scale_bench  # noqa: E402
+import scale_bench
 
 ITEMS = 2_000
 

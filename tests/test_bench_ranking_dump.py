@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import ranking_dump
 from api_support import TOPICS, sample_items
+from engine_bench import user_id
 
 from conftest import WordHashEncoder, make_engine
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-if str(BENCH) not in sys.path:  # appended: bench/ module names never shadow others
-    sys.path.append(str(BENCH))
-
-import ranking_dump  # noqa: E402
-from engine_bench import user_id  # noqa: E402
 
 
 def test_dumps_are_equal_for_the_same_rankings_and_compare_counts_what_moved(

@@ -17,13 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-if str(BENCH) not in sys.path:  # appended: bench/ module names never shadow others
-    sys.path.append(str(BENCH))
-
-import report  # noqa: E402
-import run_all  # noqa: E402
+import report
+import run_all
 
 Json = dict[str, Any]
 

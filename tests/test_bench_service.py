@@ -3,24 +3,18 @@ precomputed recommendation, so its figures are the service's own cost per call."
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import cast
 
+import service_bench
 from api_support import bearer, sample_items, settings_for, token_for
+from engine_bench import user_id
 from fastapi.testclient import TestClient
 
 from ownrank import Engine
 from ownrank.service.app import create_app
 
 from conftest import WordHashEncoder, make_engine
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-if str(BENCH) not in sys.path:  # appended: bench/ module names never shadow others
-    sys.path.append(str(BENCH))
-
-import service_bench  # noqa: E402
-from engine_bench import user_id  # noqa: E402
 
 
 def test_the_floor_server_answers_user_zeros_real_recommendations_through_the_service(
