@@ -149,13 +149,37 @@ async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
-async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    # the type only: messages of arbitrary exceptions may quote request content
+def scrubbed_traceback(exc: BaseException) -> str:
+    """Where ``exc`` happened: every frame of it and of its causes, with the exception
+    classes but without their messages (a message may quote a user id, a token or
+    the request body). Frames show code, never the values of variables."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"{frames}{type(current).__module__}.{type(current).__qualname__}")
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    # innermost cause first, as Python prints a chain
+    joiner = "\n(the error above caused the one below; messages omitted)\n"
+    return "Traceback (most recent call last):\n" + joiner.join(reversed(parts))
+
+
+def log_unexpected(exc: BaseException) -> None:
+    """Log an unexpected error with its location; the request id comes with every log
+    line (``logs.JsonFormatter``), so a 500's ``request_id`` finds its traceback."""
     log.error(
         "unhandled error: %s",
         type(exc).__name__,
-        extra={"traceback": "".join(traceback.format_tb(exc.__traceback__))},
+        extra={"traceback": scrubbed_traceback(exc)},
     )
+
+
+async def _on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log_unexpected(exc)
     return error_response(500, "internal_error", "internal error; see the server log")
 
 

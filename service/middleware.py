@@ -15,7 +15,7 @@ from fastapi import HTTPException
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_response
+from .errors import error_response, log_unexpected
 from .metrics import UNMATCHED_ROUTE, Metrics
 from .request_context import REQUEST_ID_HEADER, accept_or_new, reset_request_id, set_request_id
 
@@ -62,7 +62,7 @@ class ObserveMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         except Exception as exc:
-            log.error("unhandled error: %s", type(exc).__name__)
+            log_unexpected(exc)
             if response_started:
                 raise
             response = error_response(500, "internal_error", "internal error; see the server log")
