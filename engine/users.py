@@ -43,6 +43,7 @@ from .items import is_valid_item_id
 from .personal_model import CatalogPrior, fit, observations
 from .record_cipher import OVERHEAD, RecordUnreadable, is_sealed, seal, unseal
 from .shared_stats import F_SCALE, Q_SCALE, SharedStatistics
+from .times import parse_time, to_utc, unix_seconds
 from .user_record import (
     PersonalModel,
     RecordSummary,
@@ -609,8 +610,11 @@ class Users:
         ids = None if item_ids is None else {str(i) for i in item_ids}
         if ids is None and before is None and after is None:
             raise InvalidInputError("forget needs item_ids, before or after")
-        lo = after.timestamp() if after else None
-        hi = before.timestamp() if before else None
+        try:  # the range every time is held to; a naive bound is UTC
+            lo = None if after is None else to_utc(after).timestamp()
+            hi = None if before is None else to_utc(before).timestamp()
+        except ValueError as exc:
+            raise InvalidInputError(f"forget: {exc}") from None
 
         def matches(e: StoredEvent) -> bool:
             if ids is not None and (e.is_search or e.ref not in ids):
@@ -755,7 +759,7 @@ class Users:
         try:
             events = [_event_from_export(e) for e in data["events"]]
             consent = bool(data["consent"]["shared_statistics"])
-            created = int(datetime.fromisoformat(data["created_at"]).timestamp())
+            created = unix_seconds(parse_time(data["created_at"]))
             version = int(data["version"])
             earlier = _earlier_from_export(data.get("earlier_items", []))
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
@@ -841,7 +845,7 @@ class Users:
         now = self.clock()
         out = np.zeros(len(items))
         for k, item in enumerate(items):
-            if item.published_at is not None:
+            if item is not None and item.published_at is not None:
                 age_days = max(0.0, now - item.published_at.timestamp()) / 86_400.0
                 out[k] = 0.5 ** (age_days / cfg.recency_half_life_days)
         return out
@@ -929,7 +933,7 @@ class Users:
             has_popularity = bool(popularity.any())
             cold_and_bare = model is None and not has_popularity
             dated = cfg.recency_weight > 0.0 or cold_and_bare
-            items = [self._item(txn, i) for i in ids] if dated else []
+            items = [self._item_or_none(txn, i) for i in ids] if dated else []
             taste = np.zeros(len(ids))
             neighbours = Neighbours.none(len(ids))
             if model is not None and record is not None:
@@ -947,18 +951,52 @@ class Users:
                 parts["recency"] = recency if recency.any() else self._recency_rank(items)
                 diversity = max(diversity, COLD_START_DIVERSITY)
             scores = sum(parts.values(), start=np.zeros(len(ids)))
-            order = _select(scores, vectors, n, diversity)
+            order, chosen = self._select_live(txn, ids, scores, vectors, n, diversity, items)
             return [
                 Recommendation(
                     ids[k],
                     float(scores[k]),
-                    self._item(txn, ids[k]),
+                    chosen[k],
                     self._explain(
                         k, vectors[k], parts, why[int(eligible[k])], interests, neighbours
                     ),
                 )
                 for k in order
             ]
+
+    def _select_live(
+        self,
+        txn: Any,
+        ids: Sequence[str],
+        scores: np.ndarray,
+        vectors: np.ndarray,
+        n: int,
+        diversity: float,
+        items: Sequence[Any | None],
+    ) -> tuple[list[int], dict[int, Any]]:
+        """The top ``n`` among candidates whose item still exists in ``txn``'s snapshot,
+        with those items.
+
+        Candidates come from the in-memory index, which may lag a catalog delete
+        committed by another thread or process: such an item simply drops out (and the
+        next one takes its place), so no result names an item deleted before the
+        snapshot was taken."""
+        known: dict[int, Any | None] = dict(enumerate(items)) if items else {}
+        gone = np.array([k for k, item in known.items() if item is None], np.int64)
+        while True:
+            if gone.size:
+                live = np.setdiff1d(np.arange(len(ids)), gone)
+                order = [int(live[j]) for j in _select(scores[live], vectors[live], n, diversity)]
+            else:
+                order = _select(scores, vectors, n, diversity)
+            for k in order:
+                if k not in known:
+                    stored = self.store.get_item(txn, ids[k])
+                    known[k] = None if stored is None else stored.item
+            missing = [k for k in order if known[k] is None]
+            if not missing:
+                return order, {k: known[k] for k in order}
+            gone = np.union1d(gone, np.asarray(missing, np.int64))
 
     def _small_pool(self, expr: Any) -> CandidatePool | None:
         """Every item the filter admits, when few enough to rank exhaustively.
@@ -1101,15 +1139,15 @@ class Users:
         because = [obs[int(j)].ref for j in np.argmax(weighted, axis=0)]
         return Neighbours(scores.astype(np.float64), because)
 
-    def _item(self, txn: Any, item_id: str) -> Any:
+    def _item_or_none(self, txn: Any, item_id: str) -> Any | None:
+        """The item as of ``txn``, or None if it was deleted since the index saw it."""
         stored = self.store.get_item(txn, item_id)
-        assert stored is not None  # read in the same snapshot as its vector
-        return stored.item
+        return None if stored is None else stored.item
 
     def _recency_rank(self, items: Sequence[Any]) -> np.ndarray:
         """Newest first (items without a date last), as a score in [0, 1]."""
         stamps = np.array(
-            [it.published_at.timestamp() if it.published_at else -np.inf for it in items]
+            [it.published_at.timestamp() if it and it.published_at else -np.inf for it in items]
         )
         order = np.argsort(-stamps, kind="stable")
         out = np.zeros(len(items))
@@ -1194,11 +1232,16 @@ class Users:
             relevance = np.array([score for _i, _v, score in found])
             relevance = (relevance - relevance.mean()) / (relevance.std() or 1.0)
             combined = relevance + self.config.ranking.search_personal_weight * taste
-            order = np.lexsort((np.arange(len(found)), -combined))[:n]
-            # only the results are decoded into items
-            return [
-                Hit(found[i][0], float(combined[i]), self._item(txn, found[i][0])) for i in order
-            ]
+            # only the results are decoded into items (a row's vector and its item are
+            # deleted in one transaction, so a live row has its item: the check is cheap)
+            hits: list[Hit] = []
+            for i in np.lexsort((np.arange(len(found)), -combined)):
+                item = self._item_or_none(txn, found[i][0])
+                if item is not None:
+                    hits.append(Hit(found[i][0], float(combined[i]), item))
+                    if len(hits) == n:
+                        break
+            return hits
 
 
 def _select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -> list[int]:
@@ -1307,8 +1350,8 @@ def _earlier_from_export(raw: Any) -> dict[int, int]:
         if not isinstance(entry, Mapping):
             raise ValueError("an earlier item is an object")
         h = int(str(entry["item_hash"]), 16)
-        ts = int(datetime.fromisoformat(str(entry["last_timestamp"])).timestamp())
-        if not (0 <= h < 2**32 and 0 <= ts < 2**32):
+        ts = unix_seconds(parse_time(entry["last_timestamp"]))
+        if not 0 <= h < 2**32:
             raise ValueError("earlier item out of range")
         out[h] = ts
     return out
@@ -1330,5 +1373,5 @@ def _event_from_export(raw: Mapping[str, Any]) -> StoredEvent:
     if len(ref) > MAX_QUERY_CHARS and event.item_id is None:
         raise ValueError("query too long")
     return StoredEvent(
-        KindCode[event.kind], ref, event.value, event.weight, int(event.timestamp.timestamp())
+        KindCode[event.kind], ref, event.value, event.weight, unix_seconds(event.timestamp)
     )
