@@ -22,7 +22,9 @@ Phases, in this order:
    unknown users (cold start), and ``recommend_from_history`` (50 events).
 4. ``search``: text queries, personalized (``user_id=``) and not.
 5. ``profiles``: cProfile of a sample of each operation, after the timings.
-6. ``erase``: erasure of distinct users with histories (last: it deletes them).
+6. ``erase``: erasure of distinct users with histories (it deletes them).
+7. ``reopen``: the store closed and reopened, without and with the warm-up at open:
+   open time, first recommend, first topic-filtered recommend, and the next calls.
 
 Usage::
 
@@ -532,6 +534,48 @@ def phase_recommend(engine: Engine, args: argparse.Namespace) -> Json:
     return out
 
 
+def phase_reopen(path: Path, config: EngineConfig, encoder: Any, args: argparse.Namespace) -> Json:
+    """The first recommend after opening the store, without and with the warm-up at
+    open (``EngineConfig.warm_up_on_open``), alternated twice each: open time, first
+    plain call, first topic-filtered call, then the median of the next 20 calls."""
+    rng = np.random.default_rng(args.seed + 11)
+    runs: dict[str, list[Json]] = {"without_warm_up": [], "with_warm_up": []}
+    for _round in range(2):
+        for name, warm in (("without_warm_up", False), ("with_warm_up", True)):
+            opened = time.perf_counter()
+            with Engine(
+                path, config.model_copy(update={"warm_up_on_open": warm}), encoder=encoder
+            ) as engine:
+                open_s = time.perf_counter() - opened
+                users = []
+                while len(users) < 21:  # users the erase phase left
+                    uid = user_id(int(rng.integers(args.users)))
+                    if engine.users.record(uid) is not None:
+                        users.append(uid)
+                topic = f"t{int(rng.integers(len(TOPIC_NAMES)))}"
+                start = time.perf_counter()
+                engine.recommend(users[0], 10)
+                first = time.perf_counter() - start
+                start = time.perf_counter()
+                engine.recommend(users[0], 10, {"topic": topic})
+                first_filtered = time.perf_counter() - start
+                later = users[1:]
+                stats, _lat, _res = time_calls(
+                    lambda i, e=engine, u=later: e.recommend(u[i], 10), 20, 0
+                )
+            runs[name].append(
+                {
+                    "open_ms": round(open_s * 1e3, 1),
+                    "first_recommend_ms": round(first * 1e3, 2),
+                    "first_filtered_ms": round(first_filtered * 1e3, 2),
+                    "next_20_p50_ms": stats["p50_ms"],
+                }
+            )
+    for name, rows in runs.items():
+        say(f"reopen {name}: {rows}")
+    return runs
+
+
 def phase_search(engine: Engine, args: argparse.Namespace) -> Json:
     rng = np.random.default_rng(args.seed + 6)
     n_q = args.queries
@@ -839,6 +883,20 @@ def print_table(result: Json) -> None:
             verdict(er["p99_ms"] <= t["erase_p99_ms"]),
         )
     )
+    for name, runs in result["reopen"].items():
+        rows.append(
+            (
+                f"first recommend after open, {name.replace('_', ' ')}: open / first / "
+                "first filtered / next p50 ms",
+                ", ".join(
+                    f"{r['open_ms']:.0f} / {r['first_recommend_ms']:.1f} / "
+                    f"{r['first_filtered_ms']:.1f} / {r['next_20_p50_ms']:.1f}"
+                    for r in runs
+                ),
+                "",
+                "",
+            )
+        )
     rows.append(("peak RSS MiB (process)", f"{result['memory']['process_peak_mb']:.0f}", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
@@ -943,6 +1001,8 @@ def run(args: argparse.Namespace) -> int:
                     for pname, text in result["profiles"].items():
                         say(f"\n-- profile: {pname}\n{text}")
             result["sizes_end"] = sizes(engine)
+        say(f"\n== reopen (load average {[round(x, 2) for x in os.getloadavg()]})")
+        result["reopen"] = phase_reopen(root / "data", config, encoder, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result["phase_memory"] = phase_memory

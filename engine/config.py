@@ -123,6 +123,11 @@ class EngineConfig(BaseModel):
     reconcile_on_open: bool = Field(
         True, description="purge orphan records and keys and re-apply erasures on open"
     )
+    warm_up_on_open: bool = Field(
+        True,
+        description="load the index, the filter table and the ranking's catalog matrices "
+        "on open, so the first recommend is not the one that pays for them",
+    )
     lmdb_sync: bool = Field(
         True, description="fsync every commit; off only for tests and benchmarks of logic"
     )

@@ -202,6 +202,12 @@ class IndexKeeper:
             self._saved_seq = self.index.seq
             return True
 
+    def warm_up(self) -> None:
+        """Catch up with LMDB and build the property table now rather than on the first
+        search or recommend (at 20k items the table alone takes ~0.4 s)."""
+        self.sync()
+        self._ensure_table()
+
     def _ensure_table(self) -> PropertyTable:
         """Build the property table at exactly the index's snapshot (caller holds no lock)."""
         table = self.table

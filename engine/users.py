@@ -850,6 +850,17 @@ class Users:
                 out[k] = 0.5 ** (age_days / cfg.recency_half_life_days)
         return out
 
+    def warm_up(self) -> None:
+        """Compute what every ranking call shares (the catalog prior, the popularity
+        direction, the candidate pools' caches) with a cold-start ranking that reads
+        nothing of any user and writes nothing."""
+        self.catalog.keeper.warm_up()
+        self.prior()
+        with self.env.read() as txn:
+            self._popularity_direction(txn)
+        if self.catalog.keeper.index.ntotal:
+            self._rank(None, {}, 10, None, True, 0.0)
+
     def recommend(
         self,
         user_id: str,

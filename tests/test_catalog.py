@@ -261,22 +261,25 @@ def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
 
 
 def test_concurrent_first_filtered_queries_build_the_filter_table_once(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine.catalog.upsert(catalog_items(60))
-    builds = 0
-    real = engine.catalog.store.iter_items
+    with make_engine(tmp_path, WordHashEncoder()) as writer:
+        writer.catalog.upsert(catalog_items(60))
+    # without the warm-up at open, the first filtered queries build the table
+    with make_engine(tmp_path, WordHashEncoder(), warm_up_on_open=False) as engine:
+        builds = 0
+        real = engine.catalog.store.iter_items
 
-    def counting(txn: Any) -> Any:
-        nonlocal builds
-        builds += 1
-        time.sleep(0.05)  # a slow build, so the other threads queue behind it
-        return real(txn)
+        def counting(txn: Any) -> Any:
+            nonlocal builds
+            builds += 1
+            time.sleep(0.05)  # a slow build, so the other threads queue behind it
+            return real(txn)
 
-    monkeypatch.setattr(engine.catalog.store, "iter_items", counting)
-    with ThreadPoolExecutor(8) as pool:
-        results = list(
-            pool.map(lambda _: engine.search("garden", 5, {"rank": {"$gte": 0}}), range(8))
-        )
+        monkeypatch.setattr(engine.catalog.store, "iter_items", counting)
+        with ThreadPoolExecutor(8) as pool:
+            results = list(
+                pool.map(lambda _: engine.search("garden", 5, {"rank": {"$gte": 0}}), range(8))
+            )
     assert builds == 1
     assert all(len(r) == 5 for r in results)
