@@ -95,6 +95,54 @@ def prepare(settings: ServiceSettings) -> Prepared:
     return Prepared(load_signer(settings), keys, generated)
 
 
+METRICS_DIR_PREFIX = "ownrank-metrics-"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22),
+    or None if no such process: with the pid it names a process even after pid reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def make_metrics_dir(root: Path | None = None) -> str:
+    """A fresh multiprocess metrics directory named after its owner (this process)."""
+    pid = os.getpid()
+    prefix = f"{METRICS_DIR_PREFIX}{pid}-{_start_time(pid)}-"
+    return tempfile.mkdtemp(prefix=prefix, dir=root)
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a process may still use this metrics directory: the server that made it
+    (named in it), or a worker that writes to it (its value files are named after the
+    worker's pid, ``counter_1234.db``; workers can outlive a killed parent)."""
+    pid, _, rest = path.name.removeprefix(METRICS_DIR_PREFIX).partition("-")
+    started = rest.partition("-")[0]
+    named = pid.isdigit() and started.isdigit()
+    if named and _start_time(int(pid)) == started:
+        return True
+    workers = {p.stem.rpartition("_")[2] for p in path.glob("*.db")}
+    if any(w.isdigit() and _start_time(int(w)) is not None for w in workers):
+        return True
+    # a directory of an older release (no owner in its name) that no worker wrote to
+    # yet may belong to a server still starting: it stays
+    return not named and not workers
+
+
+def remove_stale_metrics_dirs(root: Path | None = None) -> list[Path]:
+    """Remove the metrics directories left by servers that died without cleaning up
+    (``kill -9``); only those whose owner process is gone. Returns what was removed."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*"):
+        if path.is_dir() and not path.is_symlink() and not _in_use(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def serve(
     settings: ServiceSettings,
     *,
@@ -107,7 +155,8 @@ def serve(
     os.environ.update(settings.to_env())
     metrics_dir: str | None = None
     if workers > 1:
-        metrics_dir = tempfile.mkdtemp(prefix="ownrank-metrics-")
+        remove_stale_metrics_dirs()
+        metrics_dir = make_metrics_dir()
         os.environ[MULTIPROC_ENV] = metrics_dir
     try:
         config = uvicorn.Config(
