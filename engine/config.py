@@ -120,6 +120,12 @@ class EngineConfig(BaseModel):
     keystore_orphan_grace_seconds: float = Field(
         3_600.0, ge=0.0, description="a data key with no record this old is purged on open"
     )
+    erasure_fence_retention_days: float | None = Field(
+        None,
+        gt=0.0,
+        description="how long the erasure fence remembers an erasure (default: as long "
+        "as the store exists); a backup older than the fence's horizon cannot be restored",
+    )
     reconcile_on_open: bool = Field(
         True, description="purge orphan records and keys and re-apply erasures on open"
     )

@@ -7,6 +7,8 @@ Data directory layout::
     DATA_DIR/keys/          master key file (unless given by the environment) and the
                             receipt signing keys (``EngineConfig.keys_dir`` moves them)
     DATA_DIR/catalog.index  FAISS index of the catalog, derived, rebuilt when needed
+    DATA_DIR/erasure-fence/ the erasure fence: which (keyed) users were erased, outside
+                            both backup sets (``storage/erasure_fence.py``)
     DATA_DIR/.ownrank.lock  held shared by every open engine, exclusively by compaction
 
 The store records the base model's fingerprint when it is created and refuses
@@ -27,6 +29,7 @@ from typing import Any
 from ..errors import DimensionMismatchError, ModelMismatchError
 from ..storage import backup
 from ..storage.catalog_store import CatalogStore
+from ..storage.erasure_fence import FileErasureFence, fence_path
 from ..storage.keystore import Keystore, MasterKeys
 from ..storage.lmdb_env import LmdbEnvironment
 from .audit import AuditReport, audit_user
@@ -115,6 +118,7 @@ class Engine:
                 stamp=f"{self.identity.store_id}/{self.identity.model_fingerprint}",
                 dimension=self.identity.dimension,
             )
+            self.fence = FileErasureFence(fence_path(self.data_dir), sync=self.config.lmdb_sync)
         except BaseException:
             self.env.close()
             self.keystore.close()
@@ -127,7 +131,13 @@ class Engine:
         )
         self.catalog.vector_listeners.append(self.shared.on_item_vector)
         self.users = Users(
-            self.catalog, self.shared, self.config, clock, self.fingerprint, self.keystore
+            self.catalog,
+            self.shared,
+            self.config,
+            clock,
+            self.fingerprint,
+            self.keystore,
+            self.fence,
         )
         self._closed = False
         self.last_reconcile: ReconcileReport | None = None

@@ -53,6 +53,11 @@ class ErasureLog:
         """Remove the tombstone (the user is explicitly re-created); the journal stays."""
         return bool(txn.delete(user_key, db=self.tombstones))
 
+    @staticmethod
+    def time_of(raw: bytes) -> int:
+        """The erase time a tombstone or journal value holds."""
+        return int(_TIME.unpack(bytes(raw))[0])
+
     def journal_entries(self, txn: Any) -> Iterator[tuple[bytes, int]]:
         for key, raw in txn.cursor(db=self.journal):
             yield bytes(key), int(_TIME.unpack(raw)[0])

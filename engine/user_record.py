@@ -17,7 +17,10 @@ Record format version 1 (msgpack map; documented for device sync)::
      "l": {"pop": [item id, ...]}  ledger: what this user added to shared statistics
      "p": bytes                    optional: items seen before the retained log, as
                                    little-endian uint32 pairs (item hash, Unix seconds
-                                   of its newest dropped event), oldest first}
+                                   of its newest dropped event), oldest first
+     "g": int                      optional: the user's generation (absent = 0); an
+                                   explicit re-creation after an erasure starts the
+                                   next one (``storage/erasure_fence.py``)}
 
 Caps (``EngineConfig``): at most ``max_events`` events and ``max_record_bytes``
 bytes; older events are dropped first (and their shared contributions with them).
@@ -114,6 +117,8 @@ class UserRecord:
     # items whose events the caps dropped: item hash -> newest dropped event (Unix
     # seconds), oldest first
     earlier: dict[int, int] = field(default_factory=dict)
+    # 0 until the user is erased and explicitly re-created (see the erasure fence)
+    generation: int = 0
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {
@@ -129,6 +134,8 @@ class UserRecord:
         if self.earlier:
             pairs = np.array(list(self.earlier.items()), dtype="<u4")
             body["p"] = pairs.tobytes()
+        if self.generation:
+            body["g"] = self.generation
         return bytes(msgpack.packb(body, use_bin_type=True))
 
     @classmethod
@@ -142,6 +149,7 @@ class UserRecord:
             model=PersonalModel.unpack(body["m"]) if "m" in body else None,
             ledger={k: list(v) for k, v in body["l"].items()},
             earlier=_unpack_earlier(body.get("p")),
+            generation=int(body.get("g", 0)),
         )
 
     def item_ids(self) -> set[str]:
@@ -207,11 +215,14 @@ class RecordSummary:
 
     events: int
     ledger: dict[str, list[str]]
+    generation: int = 0
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> RecordSummary:
         body = _unpack_body(raw)
-        return cls(len(body["e"]), {k: list(v) for k, v in body["l"].items()})
+        return cls(
+            len(body["e"]), {k: list(v) for k, v in body["l"].items()}, int(body.get("g", 0))
+        )
 
 
 def _unpack_body(raw: bytes) -> dict[str, Any]:

@@ -12,7 +12,10 @@ still the one it was computed from; otherwise it is recomputed.
 
 Records are sealed with the user's own data key (``record_cipher``; keys in the
 ``Keystore``). Every write checks the user's tombstone inside its transaction,
-so nothing recreates an erased user behind the erasure's back (``erasure_log``).
+so nothing recreates an erased user behind the erasure's back (``erasure_log``),
+and the erasure fence (``storage/erasure_fence.py``), which no restore rolls back
+and which does not expire: an erased user stays erased until explicitly re-created,
+and a re-created user's older generations (exports, restored records) are refused.
 """
 
 from __future__ import annotations
@@ -31,8 +34,15 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from ..errors import BatchTooLargeError, InvalidInputError, StoreFormatError, UserErasedError
+from ..errors import (
+    BatchTooLargeError,
+    InvalidInputError,
+    StaleGenerationError,
+    StoreFormatError,
+    UserErasedError,
+)
 from ..storage.catalog_store import CatalogStore
+from ..storage.erasure_fence import ErasureFence
 from ..storage.keystore import Keystore
 from .blas import single_threaded
 from .catalog import Catalog, Hit, check_n
@@ -196,6 +206,7 @@ class Users:
         clock: Callable[[], float],
         model_fingerprint: str,
         keystore: Keystore,
+        fence: ErasureFence,
     ) -> None:
         self.catalog = catalog
         self.store: CatalogStore = catalog.store
@@ -206,6 +217,7 @@ class Users:
         self.clock = clock
         self.model_fingerprint = model_fingerprint
         self.keystore = keystore
+        self.fence = fence
         self.erasures = ErasureLog(
             self.env, config.tombstone_retention_days, config.erasure_journal_retention_days
         )
@@ -255,9 +267,19 @@ class Users:
     def _get(self, txn: Any, key: bytes) -> UserRecord | None:
         raw = txn.get(key, db=self.db)
         try:
-            return self._decode(key, None if raw is None else bytes(raw))[0]
+            record = self._decode(key, None if raw is None else bytes(raw))[0]
         except RecordUnreadable:
             return None  # its key was destroyed: the user does not exist
+        return None if record is not None and self._fenced(key, record.generation) else record
+
+    def _fenced(self, key: bytes, generation: int) -> bool:
+        """Whether the fence rules out a record of this generation: the user was erased
+        since, or re-created with a newer generation. (The next open purges such a
+        record; until then it is never read nor written on.)"""
+        state = self.fence.state(key)
+        if state is None:
+            return False
+        return generation <= state.generation if state.erased else generation < state.generation
 
     def record(self, user_id: str) -> UserRecord | None:
         with self.env.read() as txn:
@@ -434,6 +456,8 @@ class Users:
                     # orphan that the next open purges): wait for it to settle
                     threading.Event().wait(0.002)
                     continue
+                if old is not None and self._fenced(key, old.generation):
+                    raise UserErasedError(user_id)
                 if old is None and not create:
                     return None, None, 0
                 new = change(_copy(old))
@@ -468,6 +492,14 @@ class Users:
         if self.erasures.tombstone(txn, plan.key, self.clock()) is not None:
             raise UserErasedError(plan.user_id)
         old, new = plan.old, plan.new
+        fenced = self.fence.state(plan.key)  # after the tombstone: an erasure writes it first
+        if fenced is not None:
+            if fenced.erased:
+                raise UserErasedError(plan.user_id)
+            if new.generation < fenced.generation:
+                if old is not None:  # a stale record (the next open purges it)
+                    raise UserErasedError(plan.user_id)
+                new.generation = fenced.generation  # a new record of the current generation
         new.ledger = self.shared.ledger_for(new.consent_shared, plan.positives)
         units = self.shared.apply(txn, old.ledger if old else {}, new.ledger)
         new.version = (old.version if old else 0) + 1
@@ -649,16 +681,21 @@ class Users:
         return ForgetReport(removed, units, new.version if new else 0)
 
     def erase(self, user_id: str) -> ErasureReceipt:
-        """Erase the user: in one data transaction delete the record, subtract the
-        shared contributions and leave a tombstone; then destroy the data key.
+        """Erase the user: record the erasure in the fence (durably, first); then in one
+        data transaction delete the record, subtract the shared contributions and
+        leave a tombstone; then destroy the data key.
 
-        Crash safety across the two environments: if only the data transaction
-        committed, the journal destroys the key on the next open; if only the key
-        was destroyed, the record is unreadable (the user no longer exists) and the
-        next open purges it and recounts the shared statistics from the ledgers.
+        Crash safety: the fence entry is written before anything is deleted, and every
+        open re-applies the fence (``reconcile``): if only the fence entry was
+        written, the next open deletes the record and the key; if the data
+        transaction committed too, it destroys the key; if only the key was destroyed,
+        the record is unreadable (the user no longer exists) and the next open purges
+        it and recounts the shared statistics from the ledgers. From the fence entry
+        on, no process reads or writes the user (``_fenced``).
         """
         key = self.key(user_id)
         now = int(self.clock())
+        self._fence_erasure(key, now)
         for _attempt in range(50):
             with self.env.read() as txn:
                 found = txn.get(key, db=self.db)
@@ -709,6 +746,31 @@ class Users:
             keystore_txn_id=int(self.keystore.last_txn_id()),
         )
 
+    def _fence_erasure(self, key: bytes, now: int) -> None:
+        """Append the erasure to the fence, naming the generation it ends (the stored
+        record's, else the fence's current one); nothing if the fence already has it."""
+        state = self.fence.state(key)
+        if state is not None and state.erased:
+            with self.env.read() as txn:
+                if txn.get(key, db=self.db) is None:
+                    return  # erased before and nothing came back: already fenced
+        generation = state.generation if state is not None else 0
+        with self.env.read() as txn:
+            found = txn.get(key, db=self.db)
+            raw = None if found is None else bytes(found)
+        if raw is not None:
+            try:
+                summary = RecordSummary.from_bytes(self._plaintext(key, raw)[0])
+                generation = max(generation, summary.generation)
+            except RecordUnreadable:
+                pass  # its key is gone already: the generation above stands
+        self.fence.erased(key, now, generation)
+
+    def fence_expire(self, now: float) -> int:
+        """Drop fence entries past ``erasure_fence_retention_days`` (kept by default)."""
+        days = self.config.erasure_fence_retention_days
+        return self.fence.expire(int(now), None if days is None else days * 86_400)
+
     def recount_shared(self, txn: Any) -> int:
         """Rebuild the shared statistics from the ledgers of the readable records
         (after orphans were purged); return the units that changed."""
@@ -723,9 +785,15 @@ class Users:
         return self.shared.rebuild(txn, ledgers)
 
     def recreate(self, user_id: str, consent_shared: bool | None = None) -> int:
-        """Explicitly bring back an erased user (new consent): lifts the tombstone and
-        starts an empty record. Returns the record version."""
+        """Explicitly bring back an erased user (new consent): starts the user's next
+        generation in the fence (first, durably), lifts the tombstone and starts an
+        empty record of that generation. Anything stamped with an older generation
+        (an export, a device copy, a restored record) is refused from then on.
+        Returns the record version."""
         key = self.key(user_id)
+        state = self.fence.state(key)
+        if state is not None and state.erased:
+            self.fence.recreated(key, int(self.clock()), state.generation + 1)
         with self.env.write() as txn:
             self.erasures.lift(txn, key)
         consent = self.config.default_consent if consent_shared is None else consent_shared
@@ -761,6 +829,11 @@ class Users:
             consent = bool(data["consent"]["shared_statistics"])
             created = unix_seconds(parse_time(data["created_at"]))
             version = int(data["version"])
+            generation = data.get("generation", 0)
+            if isinstance(generation, bool) or not isinstance(generation, int):
+                raise ValueError("generation is an integer")
+            if not 0 <= generation < 2**63:
+                raise ValueError("generation out of range")
             earlier = _earlier_from_export(data.get("earlier_items", []))
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise InvalidInputError(f"malformed user export: {exc}") from None
@@ -769,8 +842,15 @@ class Users:
         if len(earlier) > self.config.max_earlier_items:
             raise BatchTooLargeError(f"more than {self.config.max_earlier_items} earlier items")
 
+        state = self.fence.state(self.key(user_id))
+        if state is not None and state.erased:
+            raise UserErasedError(user_id)
+        if state is not None and generation < state.generation:
+            # an export of a generation that was erased before the user was re-created
+            raise StaleGenerationError(user_id, generation, state.generation)
+
         def replace(_record: UserRecord | None) -> UserRecord:
-            return UserRecord(consent, created, 0, events, earlier=earlier)
+            return UserRecord(consent, created, 0, events, earlier=earlier, generation=generation)
 
         _old, new, _units = self._write(user_id, replace)
         assert new is not None
@@ -1305,6 +1385,7 @@ def _copy(record: UserRecord | None) -> UserRecord | None:
         record.model,
         {k: list(v) for k, v in record.ledger.items()},
         dict(record.earlier),
+        record.generation,
     )
 
 
@@ -1341,6 +1422,7 @@ def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
         "user_id": user_id,
         "exists": True,
         "version": record.version,
+        "generation": record.generation,
         "created_at": _iso(record.created_at),
         "consent": {"shared_statistics": record.consent_shared},
         "events": events,

@@ -19,6 +19,7 @@ from .errors import (
     ModelLoadError,
     ModelMismatchError,
     OwnrankError,
+    StaleGenerationError,
     StoreFormatError,
     UserErasedError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ModelMismatchError",
     "OwnrankError",
     "Recommendation",
+    "StaleGenerationError",
     "StoreFormatError",
     "UserErasedError",
     "__version__",

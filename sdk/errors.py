@@ -65,6 +65,22 @@ class UserErasedError(OwnrankError):
         )
 
 
+class StaleGenerationError(UserErasedError):
+    """A copy of an erased generation of the user (an export, a device copy): the user
+    was erased and re-created since, and the copy stays erased with that generation."""
+
+    code = "stale_generation"
+
+    def __init__(self, user_id: str, generation: int, current: int) -> None:
+        OwnrankError.__init__(
+            self,
+            f"this copy of user {user_id!r} is of generation {generation}, which was "
+            f"erased; the user's current generation is {current}",
+            generation=generation,
+            current_generation=current,
+        )
+
+
 class StoreBusyError(OwnrankError):
     """The operation needs the data directory to itself, and an engine has it open."""
 

@@ -35,6 +35,7 @@ SDK_STATUS = {
     "model_mismatch": 409,
     "dimension_mismatch": 409,
     "user_erased": 409,
+    "stale_generation": 409,
     "store_busy": 409,
 }
 

@@ -12,7 +12,11 @@
   freed pages, with old bytes, until it reuses them) and swaps them in. It needs
   the data directory to itself: every open engine holds a shared lock on
   ``DATA_DIR/.ownrank.lock``, and compaction takes it exclusively or refuses.
-- ``restore_data`` / ``restore_keystore``: put a backup back (also exclusive).
+- ``restore_data`` / ``restore_keystore``: put a backup back (also exclusive). The
+  erasure fence (``erasure_fence.py``) is in neither backup and is never restored: the
+  next open re-applies it, so no restore brings an erased user back. A backup taken
+  before the fence's horizon (only with a fence retention set) is refused: erasures
+  from before the horizon are forgotten, and the backup could hold such a user.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import StoreBusyError, StoreFormatError
+from .erasure_fence import FileErasureFence, fence_path
 from .keystore import KEYSTORE_DATABASES
 from .lmdb_env import LmdbEnvironment
 
@@ -99,10 +104,12 @@ def backup_data(env: LmdbEnvironment, dest: Path, *, store_id: str) -> dict[str,
     """Copy the data environment (compacted) into the empty folder ``dest``."""
     dest = _empty_dir(dest)
     env.copy_to(dest / LMDB_DIR)
+    now = time.time()
     manifest = {
         "kind": "ownrank-data-backup",
         "store_id": store_id,
-        "created": _stamp(time.time()),
+        "created": _stamp(now),
+        "created_unix": now,
         "lmdb_txn_id": env.last_txn_id(),
         "bytes": (dest / LMDB_DIR / "data.mdb").stat().st_size,
     }
@@ -172,10 +179,38 @@ def compact(data_dir: Path) -> dict[str, dict[str, int]]:
     return out
 
 
+def _created(manifest: dict[str, Any]) -> float:
+    """When a backup was taken (Unix seconds), from its manifest."""
+    try:
+        if "created_unix" in manifest:
+            return float(manifest["created_unix"])
+        stamp = datetime.strptime(str(manifest["created"]), "%Y%m%dT%H%M%S%fZ")
+    except (KeyError, TypeError, ValueError):
+        raise StoreFormatError("the backup manifest does not say when it was taken") from None
+    return stamp.replace(tzinfo=UTC).timestamp()
+
+
+def check_fence_horizon(manifest: dict[str, Any], data_dir: Path) -> None:
+    """Refuse a backup taken before the erasure fence's horizon (see the module doc)."""
+    path = fence_path(data_dir)
+    horizon = FileErasureFence(path).horizon() if path.exists() else 0
+    created = _created(manifest)
+    if created < horizon:
+        raise StoreFormatError(
+            f"the backup was taken at {_stamp(created)}, before the erasure fence's horizon "
+            f"({_stamp(horizon)}): the fence no longer remembers erasures from before it, "
+            "so this backup could bring erased users back. Restore a newer backup."
+        )
+
+
 def _restore(backup: Path, data_dir: Path, name: str, kind: str) -> None:
-    manifest = json.loads((Path(backup) / MANIFEST).read_text())
-    if manifest.get("kind") != kind:
+    try:
+        manifest = json.loads((Path(backup) / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreFormatError(f"{backup} has no readable backup manifest: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != kind:
         raise StoreFormatError(f"{backup} is not an {kind}")
+    check_fence_horizon(manifest, data_dir)
     with exclusive(data_dir):
         tmp = Path(data_dir) / f".{name}.restore"
         if tmp.exists():

@@ -124,12 +124,20 @@ def test_a_tombstone_blocks_writes_until_the_user_is_recreated(store: Engine, cl
     store.recreate_user("alice", shared_statistics=False)
     store.interact("alice", [{"kind": "like", "item_id": ITEMS[5]}])
     assert store.export("alice")["consent"]["shared_statistics"] is False
-    # tombstones expire after their retention
+    # tombstones expire after their retention; the erasure fence does not
     add_user(store, "carol")
+    carol_copy = store.export("carol")
     store.erase("carol")
     clock.now += store.config.tombstone_retention_days * DAY + 1
-    store.interact("carol", [{"kind": "like", "item_id": ITEMS[7]}])
-    assert store.users.record("carol") is not None
+    with store.env.read() as txn:
+        assert store.users.erasures.tombstone(txn, store.users.key("carol"), clock.now) is None
+    for write in (
+        lambda: store.interact("carol", [{"kind": "like", "item_id": ITEMS[7]}]),
+        lambda: store.import_user(carol_copy),
+    ):
+        with pytest.raises(UserErasedError):
+            write()
+    assert store.users.record("carol") is None
 
 
 def test_a_restored_data_backup_cannot_bring_an_erased_user_back(
@@ -146,7 +154,7 @@ def test_a_restored_data_backup_cannot_bring_an_erased_user_back(
     backup.restore_data(tmp_path / "backup", path)
     with open_store(path, clock) as engine:  # opening reconciles
         assert engine.last_reconcile is not None
-        assert engine.last_reconcile.orphan_records_purged == 1
+        assert engine.last_reconcile.fenced_records_purged == 1
         assert engine.users.record("alice") is None and sealed_value(engine, "alice") is None
         assert engine.export("bob") == bob
         assert shared_statistics_consistent(engine)

@@ -86,6 +86,6 @@ def test_the_erasure_commands(tmp_path: Path, real_encoder: BaseEncoder) -> None
     with Engine(data, encoder=real_encoder) as engine:  # the old copy cannot be read
         assert engine.users.record("quinn-8080") is None
         assert engine.last_reconcile is not None
-        assert engine.last_reconcile.orphan_records_purged == 1
+        assert engine.last_reconcile.fenced_records_purged == 1
     code, out = run("rotate-signing-key", "--data-dir", str(data))
     assert code == 0 and out.startswith("ed25519:")
