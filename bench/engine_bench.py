@@ -211,7 +211,7 @@ def profile(fn: Callable[[int], Any], count: int, top: int, callers_of: str = ""
 
 def lmdb_value_size(engine: Engine, uid: str) -> int | None:
     with engine.env.read() as txn:
-        raw = txn.get(engine.users.key(uid), db=engine.users.db)
+        raw = engine.users.records.raw(txn, engine.users.key(uid))
         return None if raw is None else len(raw)
 
 
@@ -223,10 +223,10 @@ def read_costs(engine: Engine, count: int) -> Json:
     with engine.env.read() as txn:
         for i in range(count):
             key = engine.users.key(user_id(i))
-            found = txn.get(key, db=engine.users.db)
+            found = engine.users.records.raw(txn, key)
             if found is None:
                 continue
-            raw = bytes(found)
+            raw = found
             plain = raw
             if is_sealed(raw):
                 t0 = time.perf_counter()
@@ -255,8 +255,8 @@ def record_parts(engine: Engine, uid: str) -> Json:
     stored (sealed) value."""
     key = engine.users.key(uid)
     with engine.env.read() as txn:
-        raw = bytes(txn.get(key, db=engine.users.db))
-    record, _data_key = engine.users._decode(key, raw)
+        raw = engine.users.records.raw(txn, key)
+    record, _data_key = engine.users.records.decode(key, raw)
     assert record is not None
     body = msgpack.unpackb(record.to_bytes(), raw=False)
     parts = {k: len(msgpack.packb(body.get(k), use_bin_type=True)) for k in ("e", "m", "l")}

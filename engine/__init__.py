@@ -6,7 +6,8 @@ from .encoder import BaseEncoder, Encoder, model_fingerprint
 from .engine import Engine
 from .events import Event
 from .items import Item
-from .users import ErasureReceipt, ForgetReport, InteractReport, Recommendation
+from .ranker import Recommendation
+from .user_reports import ErasureReceipt, ForgetReport, InteractReport
 
 __all__ = [
     "BaseEncoder",

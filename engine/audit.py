@@ -82,13 +82,13 @@ def scan_files(root: Path, terms: Mapping[str, bytes]) -> tuple[list[Finding], i
 
 def shared_statistics_consistent(engine: Engine) -> bool:
     """Shared counts == the sum of the ledgers of the readable records."""
-    users = engine.users
+    records = engine.users.records
     expected: dict[str, int] = {}
     contributing = 0
     with engine.env.read() as txn:
-        for key, raw in txn.cursor(db=users.db):
+        for key, raw in records.scan(txn):
             try:
-                record = users._decode(bytes(key), bytes(raw))[0]
+                record = records.decode(key, raw)[0]
             except RecordUnreadable:
                 return False  # an orphan whose contribution cannot be accounted for
             items = record.ledger.get("pop", []) if record else []
@@ -104,8 +104,8 @@ def audit_user(
     users = engine.users
     key = users.key(user_id)
     with engine.env.read() as txn:
-        raw = txn.get(key, db=users.db)
-        record = users._get(txn, key)
+        raw = users.records.raw(txn, key)
+        record = users.records.get(txn, key)
         erased_at = users.erasures.tombstone(txn, key, users.clock())
     needles = {"user id": user_id.encode(), **(terms or {})}
     findings, files, scanned = scan_files(engine.data_dir, needles)

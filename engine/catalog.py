@@ -30,6 +30,7 @@ from .encoder import Encoder
 from .filters import Expr, parse_filter
 from .index_keeper import IndexKeeper
 from .items import Item, is_valid_item_id
+from .personal_model import CatalogPrior
 
 MAX_RESULTS = 1_000
 MAX_QUERY_CHARS = 2_000
@@ -111,6 +112,7 @@ class Catalog:
         self.encoder = encoder
         self.config = config
         self.clock = clock
+        self._prior: tuple[int, CatalogPrior] | None = None
         # called inside catalog write transactions when an item's vector appears,
         # changes or goes away: (txn, item id, old vector or None, new or None)
         self.vector_listeners: list[
@@ -347,6 +349,34 @@ class Catalog:
         if stored is None or found is None:
             raise ItemNotFoundError(item_id)
         return stored.row, found[1]
+
+    # -- the prior --------------------------------------------------------------------
+
+    def prior(self) -> CatalogPrior:
+        """The personal models' catalog-side matrices (from the catalog's moments),
+        cached per catalog version."""
+        with self.env.read() as txn:
+            seq = self.store.catalog_seq(txn)
+            if self._prior is None or self._prior[0] != seq:
+                moments = self.store.get_moments(txn, self.keeper.dimension)
+                self._prior = (seq, CatalogPrior(moments, self.config.learner))
+        return self._prior[1]
+
+    def prior_seq(self) -> int:
+        """The catalog version of the cached prior (after refreshing it)."""
+        self.prior()
+        assert self._prior is not None
+        return self._prior[0]
+
+    def vectors_of(self, txn: Any, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of those of ``item_ids`` in the catalog, as of ``txn``."""
+        out: dict[str, np.ndarray] = {}
+        dim = self.keeper.dimension
+        for item_id in item_ids:
+            vector = self.store.vector_of(txn, item_id, dim)
+            if vector is not None:
+                out[item_id] = vector
+        return out
 
     def search_vector(
         self,

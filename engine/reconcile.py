@@ -58,6 +58,7 @@ def _migrate_to_fence(users: Users) -> int:
     journal entry of a user with no record (the tombstone expired). Keys the fence
     knows already are left alone (it may know of a later re-creation)."""
     known = users.fence.states()
+    records = users.records
     with users.env.read() as txn:
         found: dict[bytes, int] = {
             bytes(key): users.erasures.time_of(raw)
@@ -65,7 +66,7 @@ def _migrate_to_fence(users: Users) -> int:
             if bytes(key) not in known
         }
         for key, at in users.erasures.journal_entries(txn):
-            if key not in known and key not in found and txn.get(key, db=users.db) is None:
+            if key not in known and key not in found and records.raw(txn, key) is None:
                 found[key] = at
     users.fence.add(FenceEntry(FenceKind.erased, key, at, 0) for key, at in sorted(found.items()))
     return len(found)
@@ -76,7 +77,7 @@ def _apply_fence(
 ) -> tuple[int, int, list[bytes]]:
     """Re-apply every fence entry to both environments; returns (records deleted,
     keys destroyed, the keys destroyed)."""
-    keystore, env, db = users.keystore, users.env, users.db
+    keystore, env, records = users.keystore, users.env, users.records
     states = users.fence.states()
     if not states:
         return 0, 0, []
@@ -91,8 +92,7 @@ def _apply_fence(
                 mark.append((key, state.at))
             elif not state.erased and tombstone:
                 lift.append(key)
-            found = txn.get(key, db=db)
-            raw = None if found is None else bytes(found)
+            raw = records.raw(txn, key)
             current = None  # the generation of a readable record
             if raw is not None:
                 try:
@@ -118,9 +118,8 @@ def _apply_fence(
     if doomed or mark or lift:
         with env.write() as txn:
             for key, raw in doomed:
-                found = txn.get(key, db=db)
-                if found is not None and bytes(found) == raw:
-                    txn.delete(key, db=db)
+                if records.raw(txn, key) == raw:
+                    records.delete(txn, key)
                     deleted += 1
             for key, at in mark:
                 users.erasures.mark(txn, key, at)
@@ -133,7 +132,7 @@ def _apply_fence(
 
 
 def reconcile(users: Users, now: float) -> ReconcileReport:
-    keystore, env, db = users.keystore, users.env, users.db
+    keystore, env, records = users.keystore, users.env, users.records
     migrated = _migrate_to_fence(users)
     keys = dict(keystore.entries())
     fenced, reapplied, revived = _apply_fence(users, keys, now)
@@ -144,8 +143,7 @@ def reconcile(users: Users, now: float) -> ReconcileReport:
     plain: list[bytes] = []
     with env.read() as txn:
         record_keys: set[bytes] = set()
-        for raw_key, raw_value in txn.cursor(db=db):
-            key, raw = bytes(raw_key), bytes(raw_value)
+        for key, raw in records.scan(txn):
             record_keys.add(key)
             if not is_sealed(raw):
                 plain.append(key)
@@ -158,9 +156,8 @@ def reconcile(users: Users, now: float) -> ReconcileReport:
     if orphans:
         with env.write() as txn:
             for key, raw in orphans:
-                found = txn.get(key, db=db)
-                if found is not None and bytes(found) == raw:
-                    txn.delete(key, db=db)
+                if records.raw(txn, key) == raw:
+                    records.delete(txn, key)
                     purged += 1
             users.recount_shared(txn)
 
@@ -177,9 +174,9 @@ def reconcile(users: Users, now: float) -> ReconcileReport:
         for key in plain:
             data_key, _made = keystore.get_or_create(key, int(now))
             with env.write() as txn:
-                found = txn.get(key, db=db)
-                if found is not None and not is_sealed(bytes(found)):
-                    txn.put(key, seal(data_key, key, bytes(found)), db=db)
+                found = records.raw(txn, key)
+                if found is not None and not is_sealed(found):
+                    records.put(txn, key, seal(data_key, key, found))
                     sealed += 1
 
     expired = 0

@@ -81,3 +81,8 @@ def parse_time(text: object) -> datetime:
 
 # A datetime field that accepts only the range above, normalized to UTC.
 UtcTime = Annotated[datetime, AfterValidator(to_utc)]
+
+
+def iso_seconds(ts: int) -> str:
+    """Unix seconds as ISO-8601 UTC with a ``Z`` (as exports and receipts write them)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")

@@ -86,6 +86,11 @@ class PersonalModel:
     scale: float  # standard deviation of weights . e over the catalog
     interests: list[tuple[float, list[int]]]  # (weight, indices of member events)
 
+    def score(self, vectors: np.ndarray) -> np.ndarray:
+        """The head's score of each row of ``vectors``, standardized over the catalog
+        (recommend and personalized search both rank by it)."""
+        return np.asarray((vectors @ self.weights - self.offset) / self.scale)
+
     def pack(self) -> dict[str, Any]:
         return {
             "w": self.weights.astype("<f2").tobytes(),

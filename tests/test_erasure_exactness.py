@@ -116,7 +116,7 @@ def store_snapshot(engine: Engine) -> dict[str, Any]:
                 db: list(txn.cursor(db=engine.env.db(db)))
                 for db in ("shared_counts", "popular_rank")
             },
-            "records": txn.stat(engine.users.db)["entries"],
+            "records": engine.users.records.count(txn),
             "data_keys": engine.keystore.count(),
         }
 
@@ -289,7 +289,7 @@ class ErasureExactness(RuleBasedStateMachine):
         assert receipt.existed and receipt.data_key_destroyed
         key = self.a.users.key(target)
         with self.a.env.read() as txn:
-            assert txn.get(key, db=self.a.users.db) is None
+            assert self.a.users.records.raw(txn, key) is None
         assert self.a.keystore.wrapped(key) is None
         report = self.a.audit(target, {"query": TARGET_QUERY_WORD.encode()})
         assert report.clean and report.tombstone_erased_at is not None, report.as_dict()

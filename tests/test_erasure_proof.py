@@ -66,7 +66,7 @@ def add_user(engine: Engine, user_id: str, first: int = 0) -> None:
 
 def sealed_value(engine: Engine, user_id: str) -> bytes | None:
     with engine.env.read() as txn:
-        raw = txn.get(engine.users.key(user_id), db=engine.users.db)
+        raw = engine.users.records.raw(txn, engine.users.key(user_id))
     return None if raw is None else bytes(raw)
 
 
@@ -80,7 +80,7 @@ def test_records_are_sealed_with_the_users_own_key(store: Engine) -> None:
     # a record moved under another user's key does not open
     bob_key = store.users.key("bob")
     with store.env.write() as txn:
-        txn.put(bob_key, raw, db=store.users.db)
+        store.users.records.put(txn, bob_key, raw)
     assert store.users.record("bob") is None
 
 

@@ -198,9 +198,9 @@ def test_erasure_wins_every_race_with_writers_in_other_processes(tmp_path: Path)
         with engine.env.read() as txn:
             for user in users:
                 key = engine.users.key(user)
-                assert txn.get(key, db=engine.users.db) is None, f"{context}: {user} is back"
+                assert engine.users.records.raw(txn, key) is None, f"{context}: {user} is back"
                 assert engine.users.erasures.tombstone(txn, key, time.time()) is not None
-            assert txn.stat(engine.users.db)["entries"] == 0
+            assert engine.users.records.count(txn) == 0
             assert engine.shared.totals(txn) == {}
             assert engine.shared.users(txn) == 0
             assert not engine.shared.popvec(txn).any()

@@ -42,8 +42,8 @@ def check_in_memory_lookups(engine: Engine) -> None:
         for user_id in USERS:
             record = engine.users.record(user_id)
             if record is not None:
-                from_lmdb = engine.users._item_vectors(txn, record.item_ids())
-                from_index = engine.users._user_vectors(record)
+                from_lmdb = engine.catalog.vectors_of(txn, record.item_ids())
+                from_index = engine.users.ranking.candidates.user_vectors(record)
                 assert from_index.keys() == from_lmdb.keys()
                 for item_id, vector in from_lmdb.items():
                     assert from_index[item_id].tobytes() == vector.tobytes()

@@ -426,7 +426,7 @@ def test_after_erase_everyone_else_sees_a_world_without_the_user(
             assert (a.shared.popvec(ta) == b.shared.popvec(tb)).all()
             for db in ("shared_counts", "popular_rank"):  # byte for byte
                 assert list(ta.cursor(db=a.env.db(db))) == list(tb.cursor(db=b.env.db(db)))
-            assert a.users._get(ta, a.users.key("eve")) is None
+            assert a.users.records.get(ta, a.users.key("eve")) is None
 
 
 def _writer(path: str, user: str, start: int, count: int) -> None:
@@ -479,7 +479,7 @@ def test_candidate_vectors_are_the_stored_bits_from_the_index_or_lmdb(tmp_path: 
             expected = np.stack([engine.catalog.store.get_vector(txn, r, dim)[1] for r in rows])
         known, _ids, _vectors = engine.catalog.keeper.indexed_items(rows)
         assert known.sum() == 30 and not known[rows.index(stored[-1][0])]  # the late one
-        pool = engine.users._pool_of(rows)
+        pool = engine.users.ranking.candidates.pool_of(rows)
         assert pool.ids == [item_id for _row, item_id in stored]
         assert pool.vectors.tobytes() == expected.astype(np.float32).tobytes()
 

@@ -28,7 +28,7 @@ def test_open_warms_up_and_writes_nothing(tmp_path: Path) -> None:
     with make_engine(tmp_path, WordHashEncoder()) as warm:
         assert warm.warm_up_seconds is not None and warm.warm_up_seconds >= 0.0
         assert warm.catalog.keeper.table is not None
-        assert warm.users._prior is not None
+        assert warm.catalog._prior is not None
         assert warm.env.last_txn_id() == txn_id  # reads only
         assert warm.recommend("reader", 5) == expected
 

@@ -1,0 +1,227 @@
+"""Candidate selection, the first stage of ranking: which items a call ranks.
+
+A filter that admits few enough items ranks every one of them (a *small pool*,
+cached); otherwise candidates are retrieved from the catalog index around the
+user's head direction, each of their interests and the popular direction, plus
+the most popular items, or the most recent ones when nothing else is known.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .catalog import Catalog
+from .config import EngineConfig
+from .scorer_popularity import Popularity
+from .shared_stats import SharedStatistics
+from .user_record import PersonalModel, SeenItems, UserRecord, item_hash
+
+
+@dataclass(frozen=True)
+class Interest:
+    """A centre of interest at ranking time: its direction and its member items."""
+
+    vector: np.ndarray
+    members: list[str]
+    matrix: np.ndarray  # member vectors, one row each
+
+
+@dataclass(frozen=True)
+class CandidatePool:
+    """Items being ranked: their rows, ids, vectors and catalog-centred unit vectors."""
+
+    rows: np.ndarray
+    ids: list[str]
+    vectors: np.ndarray
+    units: np.ndarray
+
+    @cached_property
+    def hashes(self) -> list[int]:
+        """The item hashes earlier items are matched by (once per pool: pools are cached)."""
+        return [item_hash(i) for i in self.ids]
+
+    def unseen(self, seen: SeenItems) -> np.ndarray:
+        """Positions of the items not in ``seen``."""
+        if not seen.earlier:
+            return np.array([k for k, i in enumerate(self.ids) if i not in seen.logged], np.int64)
+        return np.array(
+            [
+                k
+                for k, (i, h) in enumerate(zip(self.ids, self.hashes, strict=True))
+                if i not in seen.logged and h not in seen.earlier
+            ],
+            np.int64,
+        )
+
+
+class CandidateSelector:
+    """Pools of candidates for a ranking call (``rank`` in ``recommender.py``)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        shared: SharedStatistics,
+        config: EngineConfig,
+        popularity: Popularity,
+    ) -> None:
+        self.catalog = catalog
+        self.env = catalog.env
+        self.store = catalog.store
+        self.shared = shared
+        self.config = config
+        self.popularity = popularity
+        self._pools: dict[tuple[int, bytes], CandidatePool] = {}
+        self._pools_lock = threading.Lock()
+
+    def user_vectors(self, record: UserRecord | None) -> dict[str, np.ndarray]:
+        """The vectors of the catalog items in the user's events (deleted ones: absent),
+        from the in-memory index once it caught up with LMDB."""
+        if record is None:
+            return {}
+        found = self.catalog.keeper.item_vectors(record.item_ids())
+        if found is not None:
+            return found
+        with self.env.read() as txn:
+            return self.catalog.vectors_of(txn, record.item_ids())
+
+    def interest_vectors(
+        self, record: UserRecord, model: PersonalModel, vectors: Mapping[str, np.ndarray]
+    ) -> list[Interest]:
+        """The user's interests, heaviest first, with their members' vectors."""
+        members = [
+            [record.events[i].ref for i in idx if i < len(record.events)]
+            for _w, idx in sorted(model.interests, key=lambda g: -g[0])
+        ]
+        out = []
+        for group in members:
+            present = [m for m in group if m in vectors]
+            if present:
+                matrix = np.stack([vectors[m] for m in present])
+                total = matrix.sum(axis=0)
+                out.append(Interest(total / (np.linalg.norm(total) + 1e-12), present, matrix))
+        return out
+
+    def small_pool(self, expr: Any) -> CandidatePool | None:
+        """Every item the filter admits, when few enough to rank exhaustively.
+
+        Cached per (catalog mean, set of rows): a row's item and vector never
+        change (re-embedding an item gives it a new row), so a cached pool is
+        exact for as long as the same rows are admitted.
+        """
+        keeper = self.catalog.keeper
+        rows = keeper.small_pool(expr, self.config.ranking.full_rank_limit)
+        if rows is None:
+            return None
+        key = (self.catalog.prior_seq(), rows.tobytes())
+        cached = self._pools.get(key)
+        if cached is None:
+            cached = self.pool_of([int(r) for r in rows])
+            with self._pools_lock:  # SDK users may rank from several threads
+                if len(self._pools) >= 8:
+                    self._pools.pop(next(iter(self._pools)))
+                self._pools[key] = cached
+        return cached
+
+    def pool_of(self, rows: Sequence[int]) -> CandidatePool:
+        """Ids, vectors and centred unit vectors of these rows (rows deleted since: dropped).
+
+        Ids and vectors come from the in-memory index where it holds the row (as of
+        its last catch-up), else from LMDB."""
+        dim = self.catalog.keeper.dimension
+        known, known_ids, indexed = self.catalog.keeper.indexed_items(rows)
+        mean = self.catalog.prior().mean32
+        if known.all():  # the usual case: every row is in the index
+            units = centred_units(indexed, mean)
+            return CandidatePool(np.asarray(rows, np.int64), known_ids, indexed, units)
+        next_known = iter(known_ids)
+        kept: list[int] = []
+        ids: list[str] = []
+        from_lmdb: dict[int, np.ndarray] = {}  # position in the pool -> vector
+        with self.env.read() as txn:
+            for pos, row in enumerate(rows):
+                if known[pos]:
+                    item_id: str | None = next(next_known)
+                else:
+                    hit = self.store.get_vector(txn, row, dim)
+                    item_id = None if hit is None else hit[0]
+                    if hit is not None:
+                        from_lmdb[len(kept)] = hit[1]
+                if item_id is not None:
+                    kept.append(pos)
+                    ids.append(item_id)
+        matrix = np.empty((len(kept), dim), np.float32)
+        matrix[known[kept]] = indexed
+        for k, vector in from_lmdb.items():
+            matrix[k] = vector
+        units = centred_units(matrix, mean)
+        return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units)
+
+    def retrieve(
+        self,
+        model: PersonalModel | None,
+        interests: list[Interest],
+        expr: Any,
+        seen: SeenItems,
+        n: int,
+    ) -> dict[int, str]:
+        """Candidate rows (and what retrieved each) from a catalog too big to score whole:
+        around the head, each interest and the popular direction, plus the top popular."""
+        cfg = self.config.ranking
+        keeper = self.catalog.keeper
+        want = max(cfg.candidates, 3 * n)
+        rows: dict[int, str] = {}
+        queries: list[tuple[np.ndarray, str, int]] = []
+        if model is not None:
+            w = model.weights
+            queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
+            for interest in interests[: cfg.interest_queries]:
+                queries.append((interest.vector, "interest", want // 2))
+
+        def with_seen(k: int) -> int:
+            # seen items are dropped after retrieval: over-fetch a little for them rather
+            # than exclude every seen row inside the index (a wider, slower search)
+            return k + min(len(seen), k // 2)
+
+        if queries:
+            sizes = [with_seen(k) for _vec, _why, k in queries]
+            found = keeper.search_many(np.stack([vec for vec, _why, _k in queries]), sizes, expr)
+            for (_vec, why, _k), hits in zip(queries, found, strict=True):
+                for row, _score in hits:
+                    rows.setdefault(row, why)
+        with self.env.read() as txn:
+            direction = self.popularity.direction(txn)
+            top = self.shared.top(txn, want, keep=lambda i: i not in seen)
+        if direction is not None:  # items predicted popular (the top list below has the rest)
+            slope = direction[:-1]  # without the intercept
+            popular = slope / (np.linalg.norm(slope) + 1e-12)
+            # the same query for every user: its answer is kept while nothing changed
+            for row, _score in keeper.search_shared(popular, with_seen(want // 2), expr):
+                rows.setdefault(row, "popular")
+        allowed = keeper.allowed_rows(expr)  # sorted
+        for found_row in keeper.live_rows(top):
+            if found_row is not None and (allowed is None or contains_row(allowed, found_row)):
+                rows.setdefault(found_row, "popular")
+        if not queries and direction is None and not rows:  # no model, no popularity: recent
+            with self.env.read() as txn:
+                seen_rows = {r for i in seen.logged if (r := self.store.row_of(txn, i)) is not None}
+            for row in keeper.most_recent(want, expr, seen_rows):
+                rows.setdefault(row, "recent")
+        return rows
+
+
+def contains_row(sorted_rows: np.ndarray, row: int) -> bool:
+    at = int(np.searchsorted(sorted_rows, row))
+    return at < len(sorted_rows) and int(sorted_rows[at]) == row
+
+
+def centred_units(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Vectors centred on ``mean`` and scaled to unit length (closeness means alike)."""
+    centred = np.asarray(vectors, dtype=np.float32) - mean
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.asarray(centred / np.maximum(norms, 1e-12))

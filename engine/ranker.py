@@ -1,0 +1,90 @@
+"""The ranker, the last stage of ranking: exclusions, top-n or maximal marginal
+relevance, and the explanation of each result from its score's parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .items import Item
+from .scoring import Explain
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: str
+    score: float
+    item: Item
+    explanation: dict[str, Any]
+
+
+def select_live(
+    item_of: Callable[[str], Item | None],
+    ids: Sequence[str],
+    scores: np.ndarray,
+    vectors: np.ndarray,
+    n: int,
+    diversity: float,
+    items: Sequence[Item | None],
+) -> tuple[list[int], dict[int, Item]]:
+    """The top ``n`` among candidates whose item still exists (``item_of``: the item in
+    the call's read snapshot, or None), with those items.
+
+    Candidates come from the in-memory index, which may lag a catalog delete
+    committed by another thread or process: such an item simply drops out (and the
+    next one takes its place), so no result names an item deleted before the
+    snapshot was taken."""
+    known: dict[int, Item | None] = dict(enumerate(items)) if items else {}
+    gone = np.array([k for k, item in known.items() if item is None], np.int64)
+    while True:
+        if gone.size:
+            live = np.setdiff1d(np.arange(len(ids)), gone)
+            order = [int(live[j]) for j in select(scores[live], vectors[live], n, diversity)]
+        else:
+            order = select(scores, vectors, n, diversity)
+        for k in order:
+            if k not in known:
+                known[k] = item_of(ids[k])
+        found = {k: item for k in order if (item := known[k]) is not None}
+        if len(found) == len(order):
+            return order, found
+        gone = np.union1d(gone, np.asarray([k for k in order if k not in found], np.int64))
+
+
+def select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -> list[int]:
+    """Top ``n`` by score, or by maximal marginal relevance when ``diversity`` > 0."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    if diversity <= 0.0:
+        return [int(i) for i in order[:n]]
+    spread = float(scores.std()) or 1.0
+    relevance = (scores - scores.mean()) / spread
+    chosen: list[int] = []
+    best_sim = np.full(len(scores), -1.0)
+    pool = list(order[: max(n * 10, 50)])
+    while pool and len(chosen) < n:
+        values = [(1 - diversity) * relevance[i] - diversity * 3.0 * best_sim[i] for i in pool]
+        pick = pool.pop(int(np.argmax(values)))
+        chosen.append(int(pick))
+        best_sim = np.maximum(best_sim, vectors @ vectors[pick])
+    return chosen
+
+
+def explain(
+    k: int,
+    vector: np.ndarray,
+    parts: Mapping[str, np.ndarray],
+    explainers: Mapping[str, Explain | None],
+    retrieved_by: str,
+) -> dict[str, Any]:
+    """Why candidate ``k`` is there: its largest part (``reason``), what retrieved it,
+    every part, and the details the largest part's scorer gives."""
+    contributions = {name: round(float(v[k]), 4) for name, v in parts.items()}
+    reason = max(contributions, key=lambda name: contributions[name])
+    out: dict[str, Any] = {"reason": reason, "retrieved_by": retrieved_by, **contributions}
+    details = explainers.get(reason)
+    if details is not None:
+        out.update(details(k, vector))
+    return out

@@ -1,0 +1,245 @@
+"""The ranking pipeline: candidate selector -> scorers -> ranker (as in LensKit).
+
+``rank`` takes a user's record (or none: cold start) and the vectors of their items,
+selects candidates (``candidates.py``), has each registered scorer score the
+eligible ones (``scorer_*.py``: personal head, neighbours, popularity, recency; the
+score is the sum of the weighted parts in registration order) and hands them to the
+ranker (``ranker.py``). Ranking reads only: the one write a recommend may cause is
+the write path's ``catch_up``, called by name before ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInputError
+from .candidates import CandidateSelector
+from .catalog import Catalog, Hit, check_n
+from .config import EngineConfig
+from .events import Event
+from .items import Item
+from .ranker import Recommendation, explain, select_live
+from .record_store import RecordStore
+from .scorer_neighbours import NeighbourScorer
+from .scorer_personal import PersonalScorer
+from .scorer_popularity import Popularity
+from .scorer_recency import RecencyScorer, recency_rank
+from .scoring import RankingContext, ScorePart, Scorer
+from .shared_stats import SharedStatistics
+from .user_record import SeenItems, UserRecord
+from .write_path import WritePath
+
+# cold start without popularity shows recent items, spread over topics
+COLD_START_DIVERSITY = 0.3
+
+
+def default_scorers(
+    catalog: Catalog, config: EngineConfig, clock: Callable[[], float], popularity: Popularity
+) -> list[Scorer]:
+    """The scorers of every ranking call, in the order their parts are added."""
+    return [
+        PersonalScorer(),
+        NeighbourScorer(catalog, config),
+        popularity,
+        RecencyScorer(config, clock),
+    ]
+
+
+class Recommender:
+    """Recommendations, stateless recommendations and personalized search."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        shared: SharedStatistics,
+        config: EngineConfig,
+        clock: Callable[[], float],
+        records: RecordStore,
+        writes: WritePath,
+    ) -> None:
+        self.catalog = catalog
+        self.env = catalog.env
+        self.config = config
+        self.records = records
+        self.writes = writes
+        self.popularity = Popularity(catalog, shared, config)
+        self.candidates = CandidateSelector(catalog, shared, config, self.popularity)
+        self.scorers = default_scorers(catalog, config, clock, self.popularity)
+        self.recency = next(s for s in self.scorers if isinstance(s, RecencyScorer))
+
+    def warm_up(self) -> None:
+        """Compute what every ranking call shares (the catalog prior, the popularity
+        direction, the candidate pools' caches) with a cold-start ranking that reads
+        nothing of any user and writes nothing."""
+        self.catalog.keeper.warm_up()
+        self.catalog.prior()
+        with self.env.read() as txn:
+            self.popularity.direction(txn)
+        if self.catalog.keeper.index.ntotal:
+            self.rank(None, {}, 10, None, True, 0.0)
+
+    def recommend(
+        self,
+        user_id: str,
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        exclude_seen: bool = True,
+        diversity: float = 0.0,
+    ) -> list[Recommendation]:
+        """Items for this user: candidates around the head, interests and popular items,
+        re-ranked by the personal model and priors. Unknown users get the cold-start list."""
+        check_n(n)
+        record = self.records.read(user_id)
+        vectors = self.candidates.user_vectors(record)
+        if record is not None and len(vectors) < len(record.item_ids()):
+            # catalog items the user had events on are gone: the write path drops them
+            # (once: the rewrite drops those events)
+            record = self.writes.catch_up(user_id)
+            vectors = self.candidates.user_vectors(record)
+        return self.rank(record, vectors, n, filters, exclude_seen, diversity)
+
+    def recommend_from_history(
+        self,
+        events: Sequence[Event | Mapping[str, Any]],
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        exclude_seen: bool = True,
+        diversity: float = 0.0,
+    ) -> list[Recommendation]:
+        """Stateless: the same model built in memory from ``events``; nothing is stored."""
+        check_n(n)
+        record = self.writes.new_record()
+        record.events, _unknown = self.writes.to_stored(events)
+        self.writes.compact(record)
+        vectors, _positives = self.writes.refit(record)
+        return self.rank(record, vectors, n, filters, exclude_seen, diversity)
+
+    def rank(
+        self,
+        record: UserRecord | None,
+        user_vectors: Mapping[str, np.ndarray],
+        n: int,
+        filters: Mapping[str, Any] | None,
+        exclude_seen: bool,
+        diversity: float,
+    ) -> list[Recommendation]:
+        if not 0.0 <= diversity <= 1.0:
+            raise InvalidInputError("diversity must be between 0 and 1")
+        expr = self.catalog.parse_filters(filters)
+        cfg = self.config.ranking
+        model = record.model if record else None
+        seen = record.seen() if (record and exclude_seen) else SeenItems.nothing()
+        candidates = self.candidates
+        interests = (
+            candidates.interest_vectors(record, model, user_vectors) if record and model else []
+        )
+        pool = candidates.small_pool(expr)
+        if pool is not None:  # few enough to score every one
+            why = ["catalog"] * len(pool.ids)
+        else:
+            rows = candidates.retrieve(model, interests, expr, seen, n)
+            pool = candidates.pool_of(list(rows))
+            why = [rows[int(r)] for r in pool.rows]
+        eligible = pool.unseen(seen)
+        if eligible.size == 0:
+            return []
+        # features over the whole pool (matrix products), then the eligible entries
+        ids = [pool.ids[int(i)] for i in eligible]
+        vectors = pool.vectors[eligible]
+        with self.env.read() as txn:
+            ctx = RankingContext(
+                txn, cfg, record, model, user_vectors, interests, pool, eligible, ids, vectors, []
+            )
+            # popularity first: without it (and without a model) the call is a cold start,
+            # which ranks by date and so reads every candidate's item
+            done: dict[str, ScorePart] = {"popularity": self.popularity.score(ctx)}
+            cold_and_bare = model is None and not done["popularity"].values.any()
+            if cfg.recency_weight > 0.0 or cold_and_bare:
+                ctx.items = [self._item_or_none(txn, i) for i in ids]
+            for scorer in self.scorers:
+                if scorer.name not in done:
+                    done[scorer.name] = scorer.score(ctx)
+            parts = {s.name: s.weight(cfg) * done[s.name].values for s in self.scorers}
+            if cold_and_bare:  # cold start with no priors: recent first, and diverse
+                recency = done[self.recency.name].values
+                parts["recency"] = recency if recency.any() else recency_rank(ctx.items)
+                diversity = max(diversity, COLD_START_DIVERSITY)
+            scores = sum(parts.values(), start=np.zeros(len(ids)))
+            order, chosen = select_live(
+                lambda item_id: self._item_or_none(txn, item_id),
+                ids,
+                scores,
+                vectors,
+                n,
+                diversity,
+                ctx.items,
+            )
+            explainers = {name: part.explain for name, part in done.items()}
+            return [
+                Recommendation(
+                    ids[k],
+                    float(scores[k]),
+                    chosen[k],
+                    explain(k, vectors[k], parts, explainers, why[int(eligible[k])]),
+                )
+                for k in order
+            ]
+
+    def _item_or_none(self, txn: Any, item_id: str) -> Item | None:
+        """The item as of ``txn``, or None if it was deleted since the index saw it."""
+        stored = self.catalog.store.get_item(txn, item_id)
+        return None if stored is None else stored.item
+
+    def search(
+        self,
+        query: str,
+        user_id: str | None = None,
+        n: int = 10,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Semantic search; with a user, over-fetched candidates re-ranked by the user's model.
+
+        Personalized scores are ``relevance_z + search_personal_weight * taste_z``:
+        query relevance and the user's head, each standardized (relevance over the
+        candidates, taste over the catalog), so the weight means the same for any
+        query.
+        """
+        check_n(n)
+        record = self.records.read(user_id) if user_id is not None else None
+        if record is None or record.model is None:
+            return self.catalog.search(query, n, filters)
+        expr = self.catalog.parse_filters(filters)
+        qvec = self.catalog.embed_query(query)
+        k = max(self.config.ranking.search_candidates, 10 * n)
+        ranked = self.catalog.keeper.search(qvec, k, expr)
+        model = record.model
+        dim = self.catalog.keeper.dimension
+        with self.env.read() as txn:
+            found = [
+                (item_id, vec, score)
+                for row, score in ranked
+                if (hit := self.catalog.store.get_vector(txn, row, dim)) is not None
+                for item_id, vec in [hit]
+            ]
+            if not found:
+                return []
+            vectors = np.stack([vec for _i, vec, _s in found])
+            taste = model.score(vectors)
+            relevance = np.array([score for _i, _v, score in found])
+            relevance = (relevance - relevance.mean()) / (relevance.std() or 1.0)
+            combined = relevance + self.config.ranking.search_personal_weight * taste
+            # only the results are decoded into items (a row's vector and its item are
+            # deleted in one transaction, so a live row has its item: the check is cheap)
+            hits: list[Hit] = []
+            for i in np.lexsort((np.arange(len(found)), -combined)):
+                item = self._item_or_none(txn, found[i][0])
+                if item is not None:
+                    hits.append(Hit(found[i][0], float(combined[i]), item))
+                    if len(hits) == n:
+                        break
+            return hits

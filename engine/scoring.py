@@ -1,0 +1,59 @@
+"""What a scorer is: one named part of a candidate's score, and what explains it.
+
+The ranking pipeline (``recommender.py``) runs each registered scorer over the
+eligible candidates of a call; a candidate's score is the sum of the weighted
+parts, in registration order, and its explanation names the largest part, with
+that scorer's own details (``ScorePart.explain``). A new scorer is one module with a
+class like the ones in ``scorer_*.py`` plus one line in ``default_scorers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from .config import RankingConfig
+from .user_record import PersonalModel, UserRecord
+
+if TYPE_CHECKING:
+    from .candidates import CandidatePool, Interest
+
+
+@dataclass
+class RankingContext:
+    """Everything a scorer may read about one ranking call (it writes nothing)."""
+
+    txn: Any  # the read snapshot of the call
+    config: RankingConfig
+    record: UserRecord | None
+    model: PersonalModel | None
+    user_vectors: Mapping[str, np.ndarray]  # the vectors of the user's items
+    interests: list[Interest]
+    pool: CandidatePool
+    eligible: np.ndarray  # positions in the pool of the candidates being scored
+    ids: list[str]  # their item ids
+    vectors: np.ndarray  # their vectors
+    items: list[Any | None]  # their items, when the call read them (else empty)
+
+
+Explain = Callable[[int, np.ndarray], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScorePart:
+    """A scorer's values for the candidates (before its weight), and the details it
+    adds to an explanation when its part is the largest (candidate index, vector)."""
+
+    values: np.ndarray
+    explain: Explain | None = None
+
+
+class Scorer(Protocol):
+    name: str
+
+    def weight(self, cfg: RankingConfig) -> float: ...
+
+    def score(self, ctx: RankingContext) -> ScorePart: ...

@@ -1,0 +1,520 @@
+"""The write path: every change to a user's record, one LMDB transaction each.
+
+Interact, forget, consent, import and the *catch-up* that drops deleted catalog items
+from a user's model all go through ``write``: the new record is computed outside the
+transaction (model fit, query embeddings), then committed only if the stored record
+is still the one it was computed from (otherwise it is recomputed), and only if
+neither a tombstone nor the erasure fence stands for the user. The same transaction
+moves the shared statistics from the user's old ledger to the new one, so erasure
+(``erasure.py``) subtracts exactly what the user added. Ranking never writes: it
+calls ``catch_up`` by name before ranking a user whose items were deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from ..errors import (
+    BatchTooLargeError,
+    InvalidInputError,
+    StaleGenerationError,
+    StoreFormatError,
+    UserErasedError,
+)
+from .catalog import Catalog
+from .config import EngineConfig
+from .erasure_log import ErasureLog
+from .events import Event, KindCode
+from .personal_model import fit
+from .record_cipher import OVERHEAD, RecordUnreadable
+from .record_store import RecordStore, check_user_id
+from .shared_stats import SharedStatistics
+from .times import to_utc
+from .user_export import export_record, missing_user, parse_export
+from .user_record import StoredEvent, UserRecord, item_hash
+from .user_reports import BulkInteractReport, ForgetReport, InteractReport
+
+
+@dataclass
+class _Plan:
+    """A user write computed outside the transaction, to commit if nothing moved."""
+
+    user_id: str
+    key: bytes
+    old_raw: bytes | None
+    old: UserRecord | None
+    new: UserRecord
+    data_key: bytes | None
+    positives: list[str]
+
+
+def _ts(event: Event, now: float) -> int:
+    return int(event.timestamp.timestamp()) if event.timestamp else int(now)
+
+
+class WritePath:
+    """Every write of a user record but erasure and re-creation (``erasure.py``)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        shared: SharedStatistics,
+        config: EngineConfig,
+        clock: Callable[[], float],
+        records: RecordStore,
+        erasures: ErasureLog,
+        erase: Callable[[str], object],
+    ) -> None:
+        self.catalog = catalog
+        self.env = catalog.env
+        self.shared = shared
+        self.config = config
+        self.clock = clock
+        self.records = records
+        self.erasures = erasures
+        self._erase = erase  # what importing an export of a user who no longer exists does
+
+    # -- building records ----------------------------------------------------------------
+
+    def _events_from(self, raw_events: Sequence[Event | Mapping[str, Any]]) -> list[Event]:
+        if not isinstance(raw_events, list | tuple):
+            raise InvalidInputError("events must be a list")
+        if len(raw_events) > self.config.max_events_per_call:
+            raise BatchTooLargeError(
+                f"{len(raw_events)} events in one call; the limit is "
+                f"{self.config.max_events_per_call}"
+            )
+        events: list[Event] = []
+        problems: list[str] = []
+        for pos, raw in enumerate(raw_events):
+            try:
+                events.append(raw if isinstance(raw, Event) else Event.model_validate(raw))
+            except ValidationError as exc:
+                why = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'event'}: "
+                    f"{str(e['msg']).removeprefix('Value error, ')}"
+                    for e in exc.errors()
+                )
+                problems.append(f"#{pos}: {why}")
+        if problems:
+            raise InvalidInputError(
+                f"{len(problems)} invalid event(s), nothing stored: " + " | ".join(problems[:5]),
+                problems=problems,
+            )
+        return events
+
+    def to_stored(
+        self, events: Sequence[Event | Mapping[str, Any]]
+    ) -> tuple[list[StoredEvent], list[str]]:
+        """Validate events; return those to store and the unknown item ids left out."""
+        parsed = self._events_from(events)
+        now = self.clock()
+        item_ids = {e.item_id for e in parsed if e.item_id is not None}
+        with self.env.read() as txn:
+            known = {i for i in item_ids if self.catalog.store.has_item(txn, i)}
+        stored = [
+            StoredEvent(
+                KindCode[e.kind],
+                e.item_id if e.item_id is not None else (e.query or "").strip(),
+                e.value,
+                e.weight,
+                _ts(e, now),
+            )
+            for e in parsed
+            if e.item_id is None or e.item_id in known
+        ]
+        return stored, sorted(item_ids - known)
+
+    def compact(self, record: UserRecord) -> None:
+        """Apply the caps: newest ``max_events`` events, at most ``max_record_bytes``.
+
+        The items of dropped events stay excluded as seen (``record.earlier``). The
+        byte check bounds what the write will add: a ledger naming every item of the
+        events, and a model of the largest size (head + interests)."""
+        cfg = self.config
+        record.events.sort(key=lambda e: e.ts)
+        dropped: list[StoredEvent] = []
+        if len(record.events) > cfg.max_events:
+            dropped = record.events[: len(record.events) - cfg.max_events]
+            del record.events[: len(dropped)]
+        if dropped:
+            record.remember_dropped(dropped, cfg.max_earlier_items)
+        record.trim_earlier(cfg.max_earlier_items)
+        while self._size_bound(record) > cfg.max_record_bytes:
+            if record.events:
+                dropped = record.events[: max(1, len(record.events) // 16)]
+                del record.events[: len(dropped)]
+                record.remember_dropped(dropped, cfg.max_earlier_items)
+            elif record.earlier:
+                record.trim_earlier(len(record.earlier) // 2)
+            else:
+                break
+
+    def _size_bound(self, record: UserRecord) -> int:
+        items = sorted(record.item_ids())
+        probe = UserRecord(
+            record.consent_shared,
+            record.created_at,
+            record.version + 1,
+            record.events,
+            None,
+            {"pop": items},
+            record.earlier,
+        )
+        model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
+        return len(probe.to_bytes()) + model_bound + OVERHEAD
+
+    def refit(self, record: UserRecord) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Fit the model from the record's events; return the item vectors used and
+        the items with net-positive feedback.
+
+        Events on items no longer in the catalog leave the record here: a deleted
+        item leaves the user's model, its events and its shared contribution."""
+        refs = {e.ref for e in record.events if not e.is_search}
+        queries = sorted({e.ref for e in record.events if e.is_search})
+        with self.env.read() as txn:
+            vectors = self.catalog.vectors_of(txn, refs)
+        if len(vectors) < len(refs):
+            record.events = [e for e in record.events if e.is_search or e.ref in vectors]
+        query_vectors: dict[str, np.ndarray] = {}
+        if queries:
+            encoded = self.catalog.encoder.encode(queries)
+            query_vectors = dict(zip(queries, encoded, strict=True))
+        record.model, positives = fit(
+            record.events, vectors, query_vectors, self.catalog.prior(), self.config.learner
+        )
+        return vectors, positives
+
+    def write(
+        self,
+        user_id: str,
+        change: Callable[[UserRecord | None], UserRecord | None],
+        *,
+        create: bool = True,
+    ) -> tuple[UserRecord | None, UserRecord | None, int]:
+        """Apply ``change`` to the user's record atomically; return (old, new, shared units).
+
+        The write commits only if the stored record is still byte for byte the one the
+        change was computed from (so nothing is decoded twice), and only if no
+        tombstone stands for the user (``UserErasedError``)."""
+        key = self.records.key(user_id)
+        created_key = False
+        try:
+            for _attempt in range(50):
+                with self.env.read() as txn:
+                    found = self.records.raw(txn, key)
+                    old_raw = None if found is None else bytes(found)
+                try:
+                    old, data_key = self.records.decode(key, old_raw)
+                except RecordUnreadable:
+                    # an erasure is destroying this user right now (or a crash left an
+                    # orphan that the next open purges): wait for it to settle
+                    threading.Event().wait(0.002)
+                    continue
+                if old is not None and self.records.fenced(key, old.generation):
+                    raise UserErasedError(user_id)
+                if old is None and not create:
+                    return None, None, 0
+                new = change(copy_record(old))
+                if new is None:
+                    raise ValueError("a write must produce a record (erase has its own path)")
+                data_key, made = self.records.data_key(key, data_key)
+                created_key |= made
+                self.compact(new)
+                _vectors, positives = self.refit(new)
+                plan = _Plan(user_id, key, old_raw, old, new, data_key, positives)
+                with self.env.write() as txn:
+                    units = self._commit(txn, plan)
+                if units is None:
+                    continue  # another writer got there first: recompute
+                created_key = False  # the key now has its record
+                return old, new, units
+        finally:
+            if created_key:  # the record this key was made for was never written
+                self.records.keystore.destroy(key)
+        raise StoreFormatError(
+            f"the record of user {key.hex()} stays unreadable: its data key is gone "
+            "(reopen the store to purge it)"
+        )
+
+    def _commit(self, txn: Any, plan: _Plan) -> int | None:
+        """Store a planned record inside ``txn``; return the shared units moved, or None
+        if the stored record changed since the plan was made. Raises
+        ``UserErasedError`` (before writing anything) if a tombstone stands."""
+        found = self.records.raw(txn, plan.key)
+        if (None if found is None else bytes(found)) != plan.old_raw:
+            return None
+        if self.erasures.tombstone(txn, plan.key, self.clock()) is not None:
+            raise UserErasedError(plan.user_id)
+        old, new = plan.old, plan.new
+        # after the tombstone: an erasure writes the fence entry before its tombstone
+        fenced = self.records.fence.state(plan.key)
+        if fenced is not None:
+            if fenced.erased:
+                raise UserErasedError(plan.user_id)
+            if new.generation < fenced.generation:
+                if old is not None:  # a stale record (the next open purges it)
+                    raise UserErasedError(plan.user_id)
+                new.generation = fenced.generation  # a new record of the current generation
+        new.ledger = self.shared.ledger_for(new.consent_shared, plan.positives)
+        units = self.shared.apply(txn, old.ledger if old else {}, new.ledger)
+        new.version = (old.version if old else 0) + 1
+        self.records.put(txn, plan.key, self.records.encode(plan.key, new, plan.data_key))
+        return units
+
+    def new_record(self) -> UserRecord:
+        return UserRecord(consent_shared=self.config.default_consent, created_at=int(self.clock()))
+
+    # -- feedback -------------------------------------------------------------------------
+
+    def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
+        """Record feedback; events on unknown items are reported back, not stored."""
+        check_user_id(user_id)
+        stored, unknown = self.to_stored(events)
+        if not stored:
+            record = self.records.read(user_id)
+            return InteractReport(0, unknown, record.version if record else 0)
+
+        def add(record: UserRecord | None) -> UserRecord:
+            record = record or self.new_record()
+            record.events.extend(stored)
+            return record
+
+        _old, new, _units = self.write(user_id, add)
+        assert new is not None
+        return InteractReport(len(stored), unknown, new.version)
+
+    def interact_many(
+        self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]
+    ) -> BulkInteractReport:
+        """Feedback of many users in one call, for bulk ingest (e.g. a clickstream).
+
+        Every event is validated first (nothing is stored if one is malformed); then
+        all users are written with one keystore commit (new users' data keys) and one
+        data commit: a small write's cost is its fsync, and a group commit pays it
+        once. Users with a standing tombstone are reported in ``erased``, not
+        written; the others are unaffected."""
+        if not isinstance(batches, Mapping):
+            raise InvalidInputError("batches must map user ids to lists of events")
+        if len(batches) > self.config.max_users_per_bulk:
+            raise BatchTooLargeError(
+                f"{len(batches)} users in one call; the limit is {self.config.max_users_per_bulk}"
+            )
+        parsed = {check_user_id(uid): self.to_stored(events) for uid, events in batches.items()}
+        reports: dict[str, InteractReport] = {}
+        erased: list[str] = []
+        pending = {uid for uid, (stored, _unknown) in parsed.items() if stored}
+        keys = {uid: self.records.key(uid) for uid in pending}
+        created: set[bytes] = set()
+        try:
+            for _attempt in range(50):
+                if not pending:
+                    break
+                plans = self._plan_bulk(pending, keys, parsed, created)
+                with self.env.write() as txn:
+                    for plan in plans:
+                        try:
+                            units = self._commit(txn, plan)
+                        except UserErasedError:
+                            erased.append(plan.user_id)
+                            pending.discard(plan.user_id)
+                            continue
+                        if units is not None:
+                            pending.discard(plan.user_id)
+                            created.discard(plan.key)
+                            stored, unknown = parsed[plan.user_id]
+                            reports[plan.user_id] = InteractReport(
+                                len(stored), unknown, plan.new.version
+                            )
+        finally:
+            if created:  # keys made for records that were never written
+                self.records.keystore.destroy_many(sorted(created))
+        if pending:  # pragma: no cover - 50 lost races in a row
+            raise StoreFormatError("bulk write kept racing with concurrent writers")
+        for uid, (stored, unknown) in parsed.items():
+            if not stored:
+                record = self.records.read(uid)
+                reports[uid] = InteractReport(0, unknown, record.version if record else 0)
+        return BulkInteractReport(reports, sorted(erased))
+
+    def _plan_bulk(
+        self,
+        users: set[str],
+        keys: Mapping[str, bytes],
+        parsed: Mapping[str, tuple[list[StoredEvent], list[str]]],
+        created: set[bytes],
+    ) -> list[_Plan]:
+        """Read, decode and refit every pending user; new users' keys in one commit."""
+        with self.env.read() as txn:
+            raws = {uid: self.records.raw(txn, keys[uid]) for uid in sorted(users)}
+        olds: dict[str, tuple[bytes | None, UserRecord | None, bytes | None]] = {}
+        for uid, found in raws.items():
+            raw = None if found is None else bytes(found)
+            try:
+                old, data_key = self.records.decode(keys[uid], raw)
+            except RecordUnreadable:
+                continue  # being erased right now: the next round sees the outcome
+            olds[uid] = (raw, old, data_key)
+        missing = [keys[u] for u, (_r, _o, dk) in olds.items() if dk is None]
+        made: dict[bytes, bytes] = {}
+        if missing and self.config.encrypt_user_records:
+            for key, (data_key, was_made) in self.records.keystore.get_or_create_many(
+                missing, int(self.clock())
+            ).items():
+                made[key] = data_key
+                if was_made:
+                    created.add(key)
+        plans = []
+        for uid, (raw, old, data_key) in olds.items():
+            new = copy_record(old) or self.new_record()
+            new.events.extend(parsed[uid][0])
+            self.compact(new)
+            _vectors, positives = self.refit(new)
+            plans.append(
+                _Plan(uid, keys[uid], raw, old, new, data_key or made.get(keys[uid]), positives)
+            )
+        return plans
+
+    def set_consent(self, user_id: str, shared: bool) -> int:
+        """Give or withdraw consent to shared statistics; withdrawing subtracts at once."""
+
+        def change(record: UserRecord | None) -> UserRecord:
+            record = record or self.new_record()
+            record.consent_shared = bool(shared)
+            return record
+
+        _old, new, _units = self.write(user_id, change)
+        assert new is not None
+        return new.version
+
+    def forget(
+        self,
+        user_id: str,
+        item_ids: Iterable[str] | None = None,
+        before: datetime | None = None,
+        after: datetime | None = None,
+    ) -> ForgetReport:
+        """Drop the events matching all given criteria; the model is refit without them."""
+        ids = None if item_ids is None else {str(i) for i in item_ids}
+        if ids is None and before is None and after is None:
+            raise InvalidInputError("forget needs item_ids, before or after")
+        try:  # the range every time is held to; a naive bound is UTC
+            lo = None if after is None else to_utc(after).timestamp()
+            hi = None if before is None else to_utc(before).timestamp()
+        except ValueError as exc:
+            raise InvalidInputError(f"forget: {exc}") from None
+
+        def matches(e: StoredEvent) -> bool:
+            if ids is not None and (e.is_search or e.ref not in ids):
+                return False
+            if hi is not None and not e.ts < hi:
+                return False
+            return not (lo is not None and not e.ts > lo)
+
+        removed = 0
+
+        hashes = None if ids is None else {item_hash(i) for i in ids}
+
+        def earlier_matches(h: int, ts: int) -> bool:
+            if hashes is not None and h not in hashes:
+                return False
+            if hi is not None and not ts < hi:
+                return False
+            return not (lo is not None and not ts > lo)
+
+        def drop(record: UserRecord | None) -> UserRecord | None:
+            nonlocal removed
+            assert record is not None
+            kept = [e for e in record.events if not matches(e)]
+            removed = len(record.events) - len(kept)
+            record.events = kept
+            record.earlier = {
+                h: ts for h, ts in record.earlier.items() if not earlier_matches(h, ts)
+            }
+            return record
+
+        _old, new, units = self.write(user_id, drop, create=False)
+        return ForgetReport(removed, units, new.version if new else 0)
+
+    # -- catch-up, export, import ----------------------------------------------------------
+
+    def catch_up(self, user_id: str) -> UserRecord | None:
+        """Rewrite the user's record without the events on items no longer in the
+        catalog (and their shared contributions): the one write a ranking call may
+        ask for, once, when it finds such items (the rewrite drops them)."""
+        _old, record, _units = self.write(user_id, lambda r: r, create=False)
+        return record
+
+    def export(self, user_id: str) -> dict[str, Any]:
+        """The user's complete record as readable JSON-ready data."""
+        record = self.records.read(user_id)
+        if record is None:
+            return missing_user(user_id)
+        return export_record(user_id, record)
+
+    def import_user(self, data: Mapping[str, Any]) -> int:
+        """Restore a user from ``export`` output (replaces any current record); an
+        export of a user who no longer exists erases the user."""
+        parsed = parse_export(data)
+        user_id = parsed.user_id
+        if not parsed.exists:
+            self._erase(user_id)
+            return 0
+        if len(parsed.events) > self.config.max_events:
+            raise BatchTooLargeError(f"more than {self.config.max_events} events")
+        if len(parsed.earlier) > self.config.max_earlier_items:
+            raise BatchTooLargeError(f"more than {self.config.max_earlier_items} earlier items")
+        key = self.records.key(user_id)
+        state = self.records.fence.state(key)
+        if state is not None and state.erased:
+            raise UserErasedError(user_id)
+        if state is not None and parsed.generation < state.generation:
+            # an export of a generation that was erased before the user was re-created
+            raise StaleGenerationError(user_id, parsed.generation, state.generation)
+
+        _old, new, _units = self.write(user_id, lambda _record: parsed.record())
+        assert new is not None
+        # keep the exported version number so a round trip is identical
+        with self.env.write() as txn:
+            current = self.records.get(txn, key)
+            if current is not None and current.version == new.version:
+                current.version = parsed.version
+                sealed = self.records.encode(key, current, self.records.keystore.get(key))
+                self.records.put(txn, key, sealed)
+        return parsed.version
+
+    def recount_shared(self, txn: Any) -> int:
+        """Rebuild the shared statistics from the ledgers of the readable records
+        (after orphans were purged); return the units that changed."""
+        ledgers = []
+        for key, raw in self.records.scan(txn):
+            try:
+                record = self.records.decode(key, raw)[0]
+            except RecordUnreadable:
+                continue
+            if record is not None:
+                ledgers.append(record.ledger)
+        return self.shared.rebuild(txn, ledgers)
+
+
+def copy_record(record: UserRecord | None) -> UserRecord | None:
+    """A copy a write may change (events, ledger and earlier items are new lists)."""
+    if record is None:
+        return None
+    return UserRecord(
+        record.consent_shared,
+        record.created_at,
+        record.version,
+        list(record.events),
+        record.model,
+        {k: list(v) for k, v in record.ledger.items()},
+        dict(record.earlier),
+        record.generation,
+    )
