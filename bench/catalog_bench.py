@@ -438,9 +438,9 @@ def ingest(
 def sizes(engine: Engine) -> Json:
     info = engine.info()
     databases: Json = {}
-    with engine.env.read() as txn:
+    with engine._env.read() as txn:
         for name in DATABASES:
-            stat = txn.stat(engine.env.db(name))
+            stat = txn.stat(engine._env.db(name))
             pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
             databases[name] = {
                 "entries": stat["entries"],

@@ -210,8 +210,8 @@ def profile(fn: Callable[[int], Any], count: int, top: int, callers_of: str = ""
 
 
 def lmdb_value_size(engine: Engine, uid: str) -> int | None:
-    with engine.env.read() as txn:
-        raw = engine.users.records.raw(txn, engine.users.key(uid))
+    with engine._env.read() as txn:
+        raw = engine._users.records.raw(txn, engine._users.key(uid))
         return None if raw is None else len(raw)
 
 
@@ -220,17 +220,17 @@ def read_costs(engine: Engine, count: int) -> Json:
     users: unwrapping the data key, opening the sealed record, decoding it. What
     sealing adds to every read is the first two."""
     steps: dict[str, list[float]] = {"unwrap_key": [], "unseal": [], "decode": []}
-    with engine.env.read() as txn:
+    with engine._env.read() as txn:
         for i in range(count):
-            key = engine.users.key(user_id(i))
-            found = engine.users.records.raw(txn, key)
+            key = engine._users.key(user_id(i))
+            found = engine._users.records.raw(txn, key)
             if found is None:
                 continue
             raw = found
             plain = raw
             if is_sealed(raw):
                 t0 = time.perf_counter()
-                data_key = engine.users.keystore.get(key)
+                data_key = engine._users.keystore.get(key)
                 t1 = time.perf_counter()
                 plain = unseal(data_key, key, raw)
                 t2 = time.perf_counter()
@@ -253,10 +253,10 @@ def read_costs(engine: Engine, count: int) -> Json:
 def record_parts(engine: Engine, uid: str) -> Json:
     """Bytes of the record's parts (events, model, ledger) as msgpack; ``total`` is the
     stored (sealed) value."""
-    key = engine.users.key(uid)
-    with engine.env.read() as txn:
-        raw = engine.users.records.raw(txn, key)
-    record, _data_key = engine.users.records.decode(key, raw)
+    key = engine._users.key(uid)
+    with engine._env.read() as txn:
+        raw = engine._users.records.raw(txn, key)
+    record, _data_key = engine._users.records.decode(key, raw)
     assert record is not None
     body = msgpack.unpackb(record.to_bytes(), raw=False)
     parts = {k: len(msgpack.packb(body.get(k), use_bin_type=True)) for k in ("e", "m", "l")}
@@ -438,7 +438,7 @@ def phase_records(engine: Engine, args: argparse.Namespace) -> Json:
                 t0 = time.perf_counter()
                 engine.interact(uid, events[start : start + EVENTS_PER_CALL])
                 lat.append(time.perf_counter() - t0)
-            record = engine.users.record(uid)
+            record = engine._users.record(uid)
             assert record is not None
             retained.append(len(record.events))
             sizes_c.append(lmdb_value_size(engine, uid) or 0)
@@ -550,7 +550,7 @@ def phase_reopen(path: Path, config: EngineConfig, encoder: Any, args: argparse.
                 users = []
                 while len(users) < 21:  # users the erase phase left
                     uid = user_id(int(rng.integers(args.users)))
-                    if engine.users.record(uid) is not None:
+                    if engine._users.record(uid) is not None:
                         users.append(uid)
                 topic = f"t{int(rng.integers(len(TOPIC_NAMES)))}"
                 start = time.perf_counter()
@@ -657,14 +657,14 @@ def phase_erase(engine: Engine, args: argparse.Namespace) -> Json:
     rng = np.random.default_rng(args.seed + 9)
     count = min(args.erase, args.users)
     victims = [user_id(int(u)) for u in rng.choice(args.users, size=count, replace=False)]
-    before = engine.shared.users
-    with engine.env.read() as txn:
+    before = engine._shared.users
+    with engine._env.read() as txn:
         contributing_before = before(txn)
     stats, lat, receipts = time_calls(lambda i: engine.erase(victims[i]), count, 0)
-    with engine.env.read() as txn:
+    with engine._env.read() as txn:
         contributing_after = before(txn)
     existed = sum(1 for r in receipts if r.existed)
-    gone = sum(1 for v in victims[:50] if engine.users.record(v) is None)
+    gone = sum(1 for v in victims[:50] if engine._users.record(v) is None)
     ms = np.asarray(lat) * 1e3
     events = np.asarray([r.events_removed for r in receipts])
     units = np.asarray([r.shared_units_subtracted for r in receipts])

@@ -31,7 +31,7 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,15 @@ def known_users(engine: Engine, among: int, wanted: int, seed: int) -> list[str]
     return list(itertools.islice((u for u in picked if engine.export(u).get("events")), wanted))
 
 
+def flat(explanation: Mapping[str, Any]) -> dict[str, Any]:
+    """An explanation with its score parts beside the other fields, as explanations
+    were before they grouped the parts (``"parts"``): dumps from either side of that
+    change compare equal when the rankings are."""
+    out = {k: v for k, v in explanation.items() if k != "parts"}
+    out.update(explanation.get("parts", {}))
+    return out
+
+
 def line(kind: str, user: str, results: list[Any]) -> str:
     return json.dumps(
         {
@@ -69,7 +78,7 @@ def line(kind: str, user: str, results: list[Any]) -> str:
             "user": user,
             "ids": [r.item_id for r in results],
             "scores": [repr(r.score) for r in results],
-            "explanations": [r.explanation for r in results],
+            "explanations": [flat(r.explanation) for r in results],
         },
         sort_keys=True,
     )

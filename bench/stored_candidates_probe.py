@@ -40,7 +40,22 @@ from ranking_dump import population  # noqa: E402
 
 from ownrank import Engine, EngineConfig  # noqa: E402
 
-PARTS = ("_neighbours", "_pool_of", "_popularity", "record", "_user_vectors", "_retrieve")
+PARTS = ("neighbours", "pool", "popularity", "record", "user vectors", "retrieve")
+
+
+def parts_of(engine: Engine) -> dict[str, tuple[Any, str]]:
+    """Where each timed part of a recommend lives: (object, method name)."""
+    users = engine._users
+    ranking = users.ranking
+    neighbours = next(s for s in ranking.scorers if s.name == "neighbours")
+    return {
+        "neighbours": (neighbours, "neighbours"),
+        "pool": (ranking.candidates, "pool_of"),
+        "popularity": (ranking.popularity, "scores"),
+        "record": (users.records, "read"),
+        "user vectors": (ranking.candidates, "user_vectors"),
+        "retrieve": (ranking.candidates, "retrieve"),
+    }
 
 
 def latency(fn: Callable[[str], Any], users: Sequence[str]) -> tuple[float, float]:
@@ -55,7 +70,7 @@ def latency(fn: Callable[[str], Any], users: Sequence[str]) -> tuple[float, floa
 
 
 def probe(engine: Engine, users: Sequence[str]) -> None:
-    keeper = engine.users.catalog.keeper
+    keeper = engine.catalog.keeper
     for user in users[:50]:  # warm-up
         engine.recommend(user, 10)
     p50, p99 = latency(lambda u: engine.recommend(u, 10), users)
@@ -99,8 +114,8 @@ def probe(engine: Engine, users: Sequence[str]) -> None:
 
         return run
 
-    for name in PARTS:
-        setattr(engine.users, name, timed(name, getattr(engine.users, name)))
+    for name, (owner, method) in parts_of(engine).items():
+        setattr(owner, method, timed(name, getattr(owner, method)))
     for user in users:
         stored(user)
     print(

@@ -1,16 +1,20 @@
 """Models, ranking and erasure logic of ownrank."""
 
+from .audit import AuditReport, Finding
 from .catalog import Catalog, DeleteReport, Hit, UpsertReport
 from .config import EngineConfig
 from .encoder import BaseEncoder, Encoder, model_fingerprint
-from .engine import Engine
+from .engine import Engine, IndexStatus
 from .events import Event
 from .items import Item
-from .ranker import Recommendation
-from .user_reports import ErasureReceipt, ForgetReport, InteractReport
+from .ranker import Explanation, Recommendation
+from .reconcile import ReconcileReport
+from .user_reports import BulkInteractReport, ErasureReceipt, ForgetReport, InteractReport
 
 __all__ = [
+    "AuditReport",
     "BaseEncoder",
+    "BulkInteractReport",
     "Catalog",
     "DeleteReport",
     "Encoder",
@@ -18,11 +22,15 @@ __all__ = [
     "EngineConfig",
     "ErasureReceipt",
     "Event",
+    "Explanation",
+    "Finding",
     "ForgetReport",
     "Hit",
+    "IndexStatus",
     "InteractReport",
     "Item",
     "Recommendation",
+    "ReconcileReport",
     "UpsertReport",
     "model_fingerprint",
 ]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .record_cipher import RecordUnreadable
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .users import Users
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,12 @@ def scan_files(root: Path, terms: Mapping[str, bytes]) -> tuple[list[Finding], i
     return findings, files, scanned
 
 
-def shared_statistics_consistent(engine: Engine) -> bool:
+def shared_statistics_consistent(users: Users) -> bool:
     """Shared counts == the sum of the ledgers of the readable records."""
-    records = engine.users.records
+    records = users.records
     expected: dict[str, int] = {}
     contributing = 0
-    with engine.env.read() as txn:
+    with users.env.read() as txn:
         for key, raw in records.scan(txn):
             try:
                 record = records.decode(key, raw)[0]
@@ -95,26 +95,26 @@ def shared_statistics_consistent(engine: Engine) -> bool:
             contributing += bool(items)
             for item_id in items:
                 expected[item_id] = expected.get(item_id, 0) + 1
-        return engine.shared.totals(txn) == expected and engine.shared.users(txn) == contributing
+        return users.shared.totals(txn) == expected and users.shared.users(txn) == contributing
 
 
 def audit_user(
-    engine: Engine, user_id: str, terms: Mapping[str, bytes] | None = None
+    users: Users, data_dir: Path, user_id: str, terms: Mapping[str, bytes] | None = None
 ) -> AuditReport:
-    users = engine.users
+    """The audit of one user over a store's user side and every file under ``data_dir``."""
     key = users.key(user_id)
-    with engine.env.read() as txn:
+    with users.env.read() as txn:
         raw = users.records.raw(txn, key)
         record = users.records.get(txn, key)
         erased_at = users.erasures.tombstone(txn, key, users.clock())
     needles = {"user id": user_id.encode(), **(terms or {})}
-    findings, files, scanned = scan_files(engine.data_dir, needles)
+    findings, files, scanned = scan_files(data_dir, needles)
     return AuditReport(
         user_key=key.hex(),
         record_present=raw is not None,
-        data_key_present=engine.users.keystore.wrapped(key) is not None,
+        data_key_present=users.keystore.wrapped(key) is not None,
         ledger_entries=sum(len(v) for v in record.ledger.values()) if record else 0,
-        shared_statistics_consistent=shared_statistics_consistent(engine),
+        shared_statistics_consistent=shared_statistics_consistent(users),
         tombstone_erased_at=erased_at,
         files_scanned=files,
         bytes_scanned=scanned,

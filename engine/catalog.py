@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from .config import EngineConfig
 from .encoder import Encoder
 from .filters import Expr, parse_filter
 from .index_keeper import IndexKeeper
-from .items import Item, is_valid_item_id
+from .items import Item, is_valid_item_id, too_deep_properties
 from .personal_model import CatalogPrior
 
 MAX_RESULTS = 1_000
@@ -85,6 +86,37 @@ def validate_item(raw: Item | Mapping[str, Any]) -> Item:
     return item
 
 
+def read_item(
+    item_id: str,
+    title: str,
+    body: str,
+    tags: tuple[str, ...],
+    properties: dict[str, Any],
+    published_at: datetime | None,
+) -> tuple[Item, tuple[str, ...]]:
+    """The catalog's ``ItemReader`` (``storage.catalog_store``): an ``Item`` from its
+    stored fields, without the properties today's rules refuse, and their names.
+
+    No re-validation (``model_construct``): every stored item was validated when
+    written, and this runs for every item that search and recommend decode. Only
+    the nesting of properties is checked, as items written by older versions may
+    nest deeper than ``MAX_PROPERTY_DEPTH``: one such value would make every
+    response naming the item fail to serialize.
+    """
+    dropped = too_deep_properties(properties)
+    if dropped:
+        properties = {k: v for k, v in properties.items() if k not in dropped}
+    item = Item.model_construct(
+        id=item_id,
+        title=title,
+        body=body,
+        tags=tags,
+        properties=properties,
+        published_at=published_at,
+    )
+    return item, tuple(dropped)
+
+
 def check_item_id(item_id: object) -> str:
     if not is_valid_item_id(item_id):
         raise InvalidInputError(f"invalid item id {item_id!r}", item_id=item_id)
@@ -107,6 +139,9 @@ class Catalog:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        # items read through the store (by the index keeper and the users' ranking
+        # too) are this catalog's ``Item``s, served by today's rules
+        store.bind_item_reader(read_item)
         self.env = store.env
         self.keeper = keeper
         self.encoder = encoder
@@ -146,7 +181,8 @@ class Catalog:
             stored = self.store.get_item(txn, item_id)
         if stored is None:
             raise ItemNotFoundError(item_id)
-        return stored.item
+        item: Item = stored.item  # built by ``read_item``
+        return item
 
     def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:
         """The items that exist among ``item_ids`` (unknown ids are left out)."""
@@ -223,7 +259,8 @@ class Catalog:
                 old = self.store.get_item(txn, item.id)
                 digest = item.content_hash()
                 if old is not None and old.content_hash == digest:
-                    if old.item == item:
+                    # a record with properties dropped on reading is rewritten clean
+                    if old.item == item and not old.dropped_properties:
                         report.unchanged.append(item.id)
                         continue
                     self.store.put_item(txn, StoredItem(item, digest, old.row, old.created_at, now))
@@ -271,7 +308,7 @@ class Catalog:
                 item = Item.model_validate({**old.item.model_dump(), "properties": merged})
             except ValidationError as exc:
                 raise InvalidItemError([(0, item_id, _problem_text(exc))]) from None
-            if item != old.item:
+            if item != old.item or old.dropped_properties:
                 self.store.put_item(
                     txn, StoredItem(item, old.content_hash, old.row, old.created_at, self.clock())
                 )

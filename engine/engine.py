@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +39,7 @@ from .config import EngineConfig
 from .encoder import Encoder, load_encoder
 from .events import Event
 from .index_keeper import IndexKeeper
+from .items import MAX_PROPERTY_DEPTH
 from .receipts import ReceiptSigner
 from .reconcile import ReconcileReport, reconcile
 from .shared_stats import SharedStatistics
@@ -55,6 +57,14 @@ LMDB_DIR = backup.LMDB_DIR
 KEYSTORE_DIR = backup.KEYSTORE_DIR
 MASTER_KEY_FILE = "master.key"
 RECEIPT_KEYS_DIR = "receipts"
+NONCONFORMING_SHOWN = 20  # ids of nonconforming items ``info`` lists (it counts them all)
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    items: int
+    catalog_seq: int  # the catalog version the index reflects
+    kind: str  # "flat" or "hnsw"
 
 
 class Engine:
@@ -83,7 +93,7 @@ class Engine:
         self._lock = backup.DirectoryLock(self.data_dir).shared()
         keys_dir = self.config.keys_dir or self.data_dir / "keys"
         try:
-            self.keystore = Keystore(
+            self._keystore = Keystore(
                 self.data_dir / KEYSTORE_DIR,
                 MasterKeys.load(keys_dir / MASTER_KEY_FILE),
                 sync=self.config.lmdb_sync,
@@ -92,52 +102,52 @@ class Engine:
             self._lock.release()
             raise
         try:
-            self.signer = ReceiptSigner(keys_dir / RECEIPT_KEYS_DIR)
-            self.env = LmdbEnvironment(
+            self._signer = ReceiptSigner(keys_dir / RECEIPT_KEYS_DIR)
+            self._env = LmdbEnvironment(
                 self.data_dir / LMDB_DIR,
                 map_size=self.config.lmdb_map_size,
                 max_readers=self.config.lmdb_max_readers,
                 sync=self.config.lmdb_sync,
             )
         except BaseException:
-            self.keystore.close()
+            self._keystore.close()
             self._lock.release()
             raise
         try:
-            store = CatalogStore(self.env)
-            self.identity = store.initialize(self.encoder.fingerprint, self.encoder.dimension)
-            if self.identity.model_fingerprint != self.encoder.fingerprint:
-                raise ModelMismatchError(self.identity.model_fingerprint, self.encoder.fingerprint)
-            if self.identity.dimension != self.encoder.dimension:
-                raise DimensionMismatchError(self.identity.dimension, self.encoder.dimension)
+            store = CatalogStore(self._env)
+            self._identity = store.initialize(self.encoder.fingerprint, self.encoder.dimension)
+            if self._identity.model_fingerprint != self.encoder.fingerprint:
+                raise ModelMismatchError(self._identity.model_fingerprint, self.encoder.fingerprint)
+            if self._identity.dimension != self.encoder.dimension:
+                raise DimensionMismatchError(self._identity.dimension, self.encoder.dimension)
             keeper = IndexKeeper(
-                self.env,
+                self._env,
                 store,
                 self.config,
                 self.data_dir / INDEX_FILE,
-                stamp=f"{self.identity.store_id}/{self.identity.model_fingerprint}",
-                dimension=self.identity.dimension,
+                stamp=f"{self._identity.store_id}/{self._identity.model_fingerprint}",
+                dimension=self._identity.dimension,
             )
-            self.fence = FileErasureFence(fence_path(self.data_dir), sync=self.config.lmdb_sync)
+            self._fence = FileErasureFence(fence_path(self.data_dir), sync=self.config.lmdb_sync)
         except BaseException:
-            self.env.close()
-            self.keystore.close()
+            self._env.close()
+            self._keystore.close()
             self._lock.release()
             raise
-        self.clock = clock
+        self._clock = clock
         self.catalog = Catalog(store, keeper, self.encoder, self.config, clock)
-        self.shared = SharedStatistics(
-            self.env, store, self.config.shared_statistics, self.identity.dimension
+        self._shared = SharedStatistics(
+            self._env, store, self.config.shared_statistics, self._identity.dimension
         )
-        self.catalog.vector_listeners.append(self.shared.on_item_vector)
-        self.users = Users(
+        self.catalog.vector_listeners.append(self._shared.on_item_vector)
+        self._users = Users(
             self.catalog,
-            self.shared,
+            self._shared,
             self.config,
             clock,
             self.fingerprint,
-            self.keystore,
-            self.fence,
+            self._keystore,
+            self._fence,
         )
         self._closed = False
         self.last_reconcile: ReconcileReport | None = None
@@ -160,17 +170,17 @@ class Engine:
         """Semantic search; with ``user_id``, re-ranked by that user's model."""
         if user_id is None:
             return self.catalog.search(text, n, filters)
-        return self.users.search(text, user_id, n, filters)
+        return self._users.search(text, user_id, n, filters)
 
     def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
         """Record a batch of feedback events (see ``Event``)."""
-        return self.users.interact(user_id, events)
+        return self._users.interact(user_id, events)
 
     def interact_many(
         self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]
     ) -> BulkInteractReport:
         """Feedback of many users in one group commit (bulk ingest; see ``Users``)."""
-        return self.users.interact_many(batches)
+        return self._users.interact_many(batches)
 
     def recommend(
         self,
@@ -181,7 +191,7 @@ class Engine:
         exclude_seen: bool = True,
         diversity: float = 0.0,
     ) -> list[Recommendation]:
-        return self.users.recommend(
+        return self._users.recommend(
             user_id, n, filters, exclude_seen=exclude_seen, diversity=diversity
         )
 
@@ -195,15 +205,15 @@ class Engine:
         diversity: float = 0.0,
     ) -> list[Recommendation]:
         """Stateless recommendations from a list of events; nothing is stored."""
-        return self.users.recommend_from_history(
+        return self._users.recommend_from_history(
             history, n, filters, exclude_seen=exclude_seen, diversity=diversity
         )
 
     def export(self, user_id: str) -> dict[str, Any]:
-        return self.users.export(user_id)
+        return self._users.export(user_id)
 
     def import_user(self, data: Mapping[str, Any]) -> int:
-        return self.users.import_user(data)
+        return self._users.import_user(data)
 
     def forget(
         self,
@@ -213,12 +223,12 @@ class Engine:
         before: datetime | None = None,
         after: datetime | None = None,
     ) -> ForgetReport:
-        return self.users.forget(user_id, item_ids, before, after)
+        return self._users.forget(user_id, item_ids, before, after)
 
     def erase(self, user_id: str) -> ErasureReceipt:
         """Erase the user (see ``Users.erase``); the receipt is signed (``receipts.py``)."""
-        receipt = self.users.erase(user_id)
-        signed = self.signer.sign(receipt.as_dict())
+        receipt = self._users.erase(user_id)
+        signed = self._signer.sign(receipt.as_dict())
         return dataclasses.replace(
             receipt,
             key_id=signed["key_id"],
@@ -228,19 +238,19 @@ class Engine:
 
     def recreate_user(self, user_id: str, *, shared_statistics: bool | None = None) -> int:
         """Bring an erased user back, explicitly (new consent); returns the version."""
-        return self.users.recreate(user_id, shared_statistics)
+        return self._users.recreate(user_id, shared_statistics)
 
     def audit(self, user_id: str, terms: Mapping[str, bytes] | None = None) -> AuditReport:
         """Check that nothing of ``user_id`` is left (store, keystore, shared
         statistics, and a byte scan of every file under the data directory)."""
-        return audit_user(self, user_id, terms)
+        return audit_user(self._users, self.data_dir, user_id, terms)
 
     def receipt_public_keys(self) -> dict[str, str]:
         """Key id -> base64 Ed25519 public key of every receipt signing key."""
-        return self.signer.public_keys()
+        return self._signer.public_keys()
 
     def set_consent(self, user_id: str, shared_statistics: bool) -> int:
-        return self.users.set_consent(user_id, shared_statistics)
+        return self._users.set_consent(user_id, shared_statistics)
 
     def similar(
         self, item_id: str, n: int = 10, filters: Mapping[str, Any] | None = None
@@ -251,26 +261,37 @@ class Engine:
 
     @property
     def fingerprint(self) -> str:
-        return self.identity.model_fingerprint
+        return self._identity.model_fingerprint
 
     def reconcile(self) -> ReconcileReport:
         """Bring the data environment and the keystore into agreement (``reconcile.py``)."""
-        return reconcile(self.users, self.clock())
+        return reconcile(self._users, self._clock())
 
     def backup(self, dest: Path | str) -> dict[str, Any]:
         """A compacted copy of the data environment (never the keystore) in ``dest``."""
-        return backup.backup_data(self.env, Path(dest), store_id=self.identity.store_id)
+        return backup.backup_data(self._env, Path(dest), store_id=self._identity.store_id)
 
     def backup_keystore(self, root: Path | str, retention_days: float = 7.0) -> dict[str, Any]:
         """A copy of the keystore under ``root``; copies past retention are deleted."""
         return backup.backup_keystore(
-            self.keystore.env, Path(root), retention_days=retention_days, now=self.clock()
+            self._keystore.env, Path(root), retention_days=retention_days, now=self._clock()
         )
+
+    def rotate_signing_key(self) -> str:
+        """Make a new receipt signing key current; returns its key id (old public keys
+        stay, to verify older receipts)."""
+        return self._signer.rotate()
+
+    def index_status(self) -> IndexStatus:
+        """The catalog index after catching up with the store (what ``/ready`` reports)."""
+        keeper = self.catalog.keeper
+        keeper.sync()
+        return IndexStatus(self.catalog.count(), keeper.index.seq, keeper.index.kind)
 
     def rotate_master_key(self) -> int:
         """Re-wrap every data key under the current master key (set the new key first,
         with the old one after it, in ``OWNRANK_MASTER_KEY``); returns how many."""
-        return self.keystore.rotate()
+        return self._keystore.rotate()
 
     def warm_up(self) -> float:
         """Load what the first ranking call after opening would otherwise load (index,
@@ -281,7 +302,7 @@ class Engine:
         True
         """
         started = time.perf_counter()
-        self.users.warm_up()
+        self._users.warm_up()
         self.warm_up_seconds = time.perf_counter() - started
         return self.warm_up_seconds
 
@@ -293,17 +314,27 @@ class Engine:
         self.catalog.keeper.rebuild()
         self.catalog.keeper.save(force=True)
 
-    def info(self) -> dict[str, Any]:
+    def info(self, *, check_items: bool = True) -> dict[str, Any]:
+        """Counts, model, index and sizes; with ``check_items``, also the items stored
+        by an older version that today's rules refuse (a scan of every item: for the
+        operator's ``ownrank info``, not for a route polled by monitoring)."""
         keeper = self.catalog.keeper
         keeper.sync()
         index = keeper.index
         index_file = keeper.path
-        lmdb_stat = self.env.stat()
-        return {
+        lmdb_stat = self._env.stat()
+        count, shown = 0, list[str]()
+        if check_items:
+            with self._env.read() as txn:
+                for item_id in self.catalog.store.nonconforming_items(txn):
+                    count += 1
+                    if len(shown) < NONCONFORMING_SHOWN:
+                        shown.append(item_id)
+        facts: dict[str, Any] = {
             "data_dir": str(self.data_dir.resolve()),
-            "store_id": self.identity.store_id,
-            "model_fingerprint": self.identity.model_fingerprint,
-            "dimension": self.identity.dimension,
+            "store_id": self._identity.store_id,
+            "model_fingerprint": self._identity.model_fingerprint,
+            "dimension": self._identity.dimension,
             "items": self.catalog.count(),
             "catalog_seq": index.seq,
             "index": {
@@ -313,11 +344,21 @@ class Engine:
                 "file_bytes": index_file.stat().st_size if index_file.exists() else 0,
             },
             "lmdb": {
-                "file_bytes": self.env.file_size(),
+                "file_bytes": self._env.file_size(),
                 "used_bytes": lmdb_stat["used_bytes"],
                 "entries": lmdb_stat["entries"],
             },
+            # stored by an older version with properties nested deeper than today's
+            # limit: served without those properties until rewritten or deleted
+            "nonconforming_items": {
+                "rule": f"properties nested deeper than {MAX_PROPERTY_DEPTH} levels",
+                "count": count,
+                "ids": shown,
+            },
         }
+        if not check_items:
+            del facts["nonconforming_items"]
+        return facts
 
     def close(self) -> None:
         if self._closed:
@@ -326,8 +367,8 @@ class Engine:
         try:
             self.catalog.keeper.close()
         finally:
-            self.env.close()
-            self.keystore.close()
+            self._env.close()
+            self._keystore.close()
             self._lock.release()
 
     def __enter__(self) -> Engine:

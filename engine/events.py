@@ -10,13 +10,13 @@ weight. The mapping is part of the config so it is documented and replayable.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .items import ItemId
+from .times import UtcTime
 
 MAX_QUERY_CHARS = 500
 MAX_DWELL_SECONDS = 86_400.0
@@ -38,7 +38,8 @@ class KindCode(IntEnum):
 
 
 class Event(BaseModel):
-    """One piece of feedback. ``timestamp`` defaults to the engine's clock."""
+    """One piece of feedback. ``timestamp`` defaults to the engine's clock; it must lie in
+    the range of ``times`` (what a user record can store)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,7 +48,7 @@ class Event(BaseModel):
     query: str | None = Field(None, max_length=MAX_QUERY_CHARS)
     value: float | None = Field(None, description="the rating (1-5) or dwell seconds")
     weight: float = Field(1.0, gt=0.0, le=10.0)
-    timestamp: datetime | None = None
+    timestamp: UtcTime | None = None
 
     @field_validator("value", "weight")
     @classmethod
@@ -55,13 +56,6 @@ class Event(BaseModel):
         if v is not None and not math.isfinite(v):
             raise ValueError("must be a finite number")
         return v
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, v: datetime | None) -> datetime | None:
-        if v is None:
-            return None
-        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
     @model_validator(mode="after")
     def _consistent(self) -> Event:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .times import UtcTime
 
 ITEM_ID_PATTERN = r"^[A-Za-z0-9._:@~-]{1,256}$"
 _ITEM_ID_RE = re.compile(ITEM_ID_PATTERN)
@@ -22,8 +24,14 @@ MAX_BODY_CHARS = 20_000
 MAX_TAGS = 64
 MAX_TAG_CHARS = 100
 MAX_PROPERTIES_BYTES = 16 * 1024
+# Levels of lists/objects a property value may nest (the properties object itself is
+# level 0), as filters (``filters.MAX_DEPTH``): deeper values break JSON encoders
+# and serializers, which recurse.
+MAX_PROPERTY_DEPTH = 16
 # Item fields a filter can address by name; properties may not shadow them.
 RESERVED_PROPERTY_NAMES = ("id", "tags", "published_at")
+_SEQUENCES = (list, tuple)
+_CONTAINERS = (dict, list, tuple)
 
 
 def is_valid_item_id(value: object) -> bool:
@@ -39,8 +47,59 @@ def _check_id(value: str) -> str:
 ItemId = Annotated[str, AfterValidator(_check_id)]
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/objects (dicts, lists, tuples) more than ``limit``
+    levels deep.
+
+    Level by level and never past ``limit``, so input nested 100 000 deep (or a
+    dict that contains itself) is answered without recursion, before anything that
+    recurses (``json.dumps``, pydantic's serializer) sees it. Other types are not
+    walked: a JSON encoder stops at them with an error of its own.
+    """
+    level: list[Any] = [value]
+    for _ in range(limit):
+        inner: list[Any] = []
+        for current in level:
+            if isinstance(current, dict):
+                inner.extend(current.values())
+            elif isinstance(current, _SEQUENCES):
+                inner.extend(current)
+        if not inner:
+            return False
+        level = inner
+    return any(isinstance(current, _CONTAINERS) for current in level)
+
+
+def too_deep_properties(props: Mapping[str, Any]) -> list[str]:
+    """Names of the properties whose value nests deeper than ``MAX_PROPERTY_DEPTH``
+    (cheap for the usual scalar values: every decoded item goes through it)."""
+    return [
+        key
+        for key, value in props.items()
+        if isinstance(value, _CONTAINERS) and nests_deeper_than(value, MAX_PROPERTY_DEPTH)
+    ]
+
+
+def check_property_depth(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` if no value nests too deep, else ``ValueError`` naming the properties.
+
+    Also the service's request models use it (``Properties``): a request body is
+    re-serialized before the engine sees it, and that recursion must not meet a
+    value nested hundreds of levels deep.
+    """
+    deep = too_deep_properties(props)
+    if deep:
+        names = ", ".join(repr(k[:64]) for k in deep[:5])
+        raise ValueError(f"lists/objects nested deeper than {MAX_PROPERTY_DEPTH} levels in {names}")
+    return props
+
+
+PROPERTIES_RULE = (
+    f"JSON values, not embedded; lists/objects nested at most {MAX_PROPERTY_DEPTH} levels "
+    f"deep, at most {MAX_PROPERTIES_BYTES} bytes as JSON"
+)
+# Property objects of requests, with the nesting checked without recursion.
+Properties = Annotated[dict[str, Any], AfterValidator(check_property_depth)]
 
 
 def _ints_fit(value: Any) -> bool:
@@ -65,7 +124,7 @@ class Item(BaseModel):
     body: str = Field("", max_length=MAX_BODY_CHARS)
     tags: tuple[str, ...] = Field((), max_length=MAX_TAGS)
     properties: dict[str, Any] = Field(default_factory=dict)
-    published_at: datetime | None = None
+    published_at: UtcTime | None = None
 
     @field_validator("tags")
     @classmethod
@@ -78,6 +137,7 @@ class Item(BaseModel):
     @field_validator("properties")
     @classmethod
     def _properties_are_small_json(cls, props: dict[str, Any]) -> dict[str, Any]:
+        check_property_depth(props)  # first: the checks below recurse
         try:
             encoded = json.dumps(props, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
@@ -93,11 +153,6 @@ class Item(BaseModel):
                     f"({', '.join(RESERVED_PROPERTY_NAMES)})"
                 )
         return props
-
-    @field_validator("published_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _as_utc(value)
 
     @model_validator(mode="after")
     def _has_text(self) -> Item:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Required, TypedDict
 
 import numpy as np
 
@@ -13,12 +13,24 @@ from .items import Item
 from .scoring import Explain
 
 
+class Explanation(TypedDict, total=False):
+    """Why an item was recommended: its largest score part, what retrieved it, every
+    named part of its score (one per scorer: later scorers add parts, not fields),
+    and the details the largest part's scorer gives."""
+
+    reason: Required[str]  # the name of the largest part
+    retrieved_by: Required[str]  # catalog, personal, interest, popular or recent
+    parts: Required[dict[str, float]]  # each scorer's weighted part, rounded to 4 places
+    because_of: str  # the rated item (neighbours) or interest member (personal) closest
+    interest: int  # the index of the user's interest closest (personal)
+
+
 @dataclass(frozen=True)
 class Recommendation:
     item_id: str
     score: float
     item: Item
-    explanation: dict[str, Any]
+    explanation: Explanation
 
 
 def select_live(
@@ -78,13 +90,12 @@ def explain(
     parts: Mapping[str, np.ndarray],
     explainers: Mapping[str, Explain | None],
     retrieved_by: str,
-) -> dict[str, Any]:
-    """Why candidate ``k`` is there: its largest part (``reason``), what retrieved it,
-    every part, and the details the largest part's scorer gives."""
+) -> Explanation:
+    """Why candidate ``k`` is there (see ``Explanation``)."""
     contributions = {name: round(float(v[k]), 4) for name, v in parts.items()}
     reason = max(contributions, key=lambda name: contributions[name])
-    out: dict[str, Any] = {"reason": reason, "retrieved_by": retrieved_by, **contributions}
+    out = Explanation(reason=reason, retrieved_by=retrieved_by, parts=contributions)
     details = explainers.get(reason)
     if details is not None:
-        out.update(details(k, vector))
+        out.update(details(k, vector))  # type: ignore[typeddict-item]
     return out

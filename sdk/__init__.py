@@ -8,7 +8,28 @@ The embedded SDK::
         engine.search("plant diseases")
 """
 
-from .engine import BaseEncoder, Engine, EngineConfig, Event, Hit, Item, Recommendation
+from .engine import (
+    AuditReport,
+    BaseEncoder,
+    BulkInteractReport,
+    Catalog,
+    DeleteReport,
+    Encoder,
+    Engine,
+    EngineConfig,
+    ErasureReceipt,
+    Event,
+    Explanation,
+    Finding,
+    ForgetReport,
+    Hit,
+    IndexStatus,
+    InteractReport,
+    Item,
+    Recommendation,
+    ReconcileReport,
+    UpsertReport,
+)
 from .errors import (
     BatchTooLargeError,
     DimensionMismatchError,
@@ -20,6 +41,7 @@ from .errors import (
     ModelMismatchError,
     OwnrankError,
     StaleGenerationError,
+    StoreBusyError,
     StoreFormatError,
     UserErasedError,
 )
@@ -27,13 +49,24 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport",
     "BaseEncoder",
     "BatchTooLargeError",
+    "BulkInteractReport",
+    "Catalog",
+    "DeleteReport",
     "DimensionMismatchError",
+    "Encoder",
     "Engine",
     "EngineConfig",
+    "ErasureReceipt",
     "Event",
+    "Explanation",
+    "Finding",
+    "ForgetReport",
     "Hit",
+    "IndexStatus",
+    "InteractReport",
     "InvalidFilterError",
     "InvalidInputError",
     "InvalidItemError",
@@ -43,8 +76,11 @@ __all__ = [
     "ModelMismatchError",
     "OwnrankError",
     "Recommendation",
+    "ReconcileReport",
     "StaleGenerationError",
+    "StoreBusyError",
     "StoreFormatError",
+    "UpsertReport",
     "UserErasedError",
     "__version__",
 ]

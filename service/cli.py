@@ -11,21 +11,28 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..demo import CATALOG_PATH
 from ..engine.catalog import Hit
-from ..engine.config import EngineConfig
 from ..engine.engine import Engine
 from ..errors import OwnrankError
+from .cli_common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    JsonOut,
+    ModelDir,
+    Threads,
+    console,
+    err_console,
+    open_engine,
+)
+from .cli_erasure import erasure_app
 from .ingest import FileFormat, IngestSummary, detect_format, ingest_file, read_records
 
 app = typer.Typer(
@@ -33,49 +40,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
 
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", "-d", envvar="OWNRANK_DATA_DIR", help="Data directory of the store."
-    ),
-]
-ModelDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--model-dir",
-        envvar="OWNRANK_MODEL_DIR",
-        help="sentence-transformers model directory (default: bundled all-MiniLM-L6-v2).",
-    ),
-]
-Threads = Annotated[int, typer.Option("--threads", min=1, help="Encoder threads.")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 FilterOpt = Annotated[
     str | None,
     typer.Option("--filter", "-f", help='Property filter as JSON, e.g. \'{"topic": "jazz"}\'.'),
 ]
 NOpt = Annotated[int, typer.Option("-n", min=1, max=1000, help="Number of results.")]
-
-DEFAULT_DATA_DIR = Path("ownrank-data")
-
-
-@contextmanager
-def open_engine(data_dir: Path, model_dir: Path | None, threads: int = 1) -> Iterator[Engine]:
-    """Open the store, turning ownrank's typed errors into a clean exit."""
-    try:
-        engine = Engine(data_dir, EngineConfig(model_dir=model_dir, encoder_threads=threads))
-    except OwnrankError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
-    try:
-        yield engine
-    except OwnrankError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from None
-    finally:
-        engine.close()
 
 
 def _parse_filter(raw: str | None) -> dict[str, Any] | None:
@@ -261,6 +231,17 @@ def info(
     )
     table.add_row("catalog seq", str(facts["catalog_seq"]))
     console.print(table)
+    # written by older versions, served without the offending properties: for the
+    # operator to fix (re-upsert or delete); a line of its own, so that it greps well
+    bad = facts["nonconforming_items"]
+    listed = ", ".join(bad["ids"]) + (", ..." if bad["count"] > len(bad["ids"]) else "")
+    console.print(
+        f"items with properties over the nesting limit: {bad['count']}"
+        + (f" ({listed})" if bad["count"] else ""),
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()
@@ -268,7 +249,7 @@ def reindex(data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelDir = None) ->
     """Rebuild the catalog index from LMDB (drops HNSW tombstones)."""
     with open_engine(data_dir, model_dir) as engine:
         engine.rebuild_index()
-        idx = engine.info()["index"]
+        idx = engine.info(check_items=False)["index"]
     console.print(f"rebuilt {idx['type']} index with {idx['vectors']} vectors")
 
 
@@ -424,6 +405,7 @@ def main() -> None:  # pragma: no cover - console script entry
     app()
 
 
-from . import cli_erasure  # noqa: E402  (registers its commands on ``app``)
+# The erasure commands, defined in ``cli_erasure``: listed after the ones above.
+app.registered_commands.extend(erasure_app.registered_commands)
 
-__all__ = ["app", "cli_erasure", "main"]
+__all__ = ["app", "main"]

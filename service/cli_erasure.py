@@ -1,5 +1,6 @@
 """Erasure commands of the ``ownrank`` CLI: erase, audit, receipts, backups, compaction,
-key rotation. Registered on the main app (``cli.py``)."""
+key rotation. Defined on ``erasure_app``, whose commands the main app (``cli.py``)
+lists after its own; shared options and helpers come from ``cli_common``."""
 
 from __future__ import annotations
 
@@ -14,18 +15,16 @@ import typer
 from ..engine.receipts import verify_receipt
 from ..errors import OwnrankError
 from ..storage import backup as backups
-from .cli import DEFAULT_DATA_DIR, DataDir, ModelDir, app, console, err_console, open_engine
+from .cli_common import DEFAULT_DATA_DIR, DataDir, ModelDir, console, fail, open_engine
+
+# not an app of its own: ``cli`` adds these commands to ``ownrank``'s top level
+erasure_app = typer.Typer()
 
 UserArg = Annotated[str, typer.Argument(help="The user id.")]
 DirArg = Annotated[Path, typer.Argument(help="Folder.")]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
-
-
-@app.command()
+@erasure_app.command()
 def erase(
     user_id: UserArg,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -41,7 +40,7 @@ def erase(
     typer.echo(text)
 
 
-@app.command("verify-receipt")
+@erasure_app.command("verify-receipt")
 def verify_receipt_command(
     receipt_file: Annotated[Path, typer.Argument(help="A receipt (JSON) from erase.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -54,9 +53,9 @@ def verify_receipt_command(
     try:
         receipt = json.loads(receipt_file.read_text())
     except (OSError, ValueError) as exc:
-        raise _fail(f"cannot read {receipt_file}: {exc}") from None
+        raise fail(f"cannot read {receipt_file}: {exc}") from None
     if not isinstance(receipt, dict):
-        raise _fail("a receipt is a JSON object")
+        raise fail("a receipt is a JSON object")
     if public_key is not None:
         keys = {str(receipt.get("key_id")): public_key}
     else:
@@ -65,7 +64,7 @@ def verify_receipt_command(
 
         keys_dir = data_dir / "keys" / RECEIPT_KEYS_DIR
         if not keys_dir.is_dir():
-            raise _fail(f"no receipt keys under {keys_dir}; pass --public-key")
+            raise fail(f"no receipt keys under {keys_dir}; pass --public-key")
         keys = ReceiptSigner(keys_dir).public_keys()
     if verify_receipt(receipt, keys):
         console.print(f"[green]valid[/green] receipt signed by {receipt['key_id']}")
@@ -74,7 +73,7 @@ def verify_receipt_command(
     raise typer.Exit(1)
 
 
-@app.command()
+@erasure_app.command()
 def audit(
     user_id: UserArg,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -111,7 +110,7 @@ def audit(
         raise typer.Exit(1)
 
 
-@app.command()
+@erasure_app.command()
 def backup(dest: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelDir = None) -> None:
     """Write a compacted copy of the data environment into the empty folder DEST
     (never the keystore: see backup-keystore)."""
@@ -120,7 +119,7 @@ def backup(dest: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelD
     typer.echo(json.dumps(manifest, indent=2))
 
 
-@app.command("backup-keystore")
+@erasure_app.command("backup-keystore")
 def backup_keystore(
     root: DirArg,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -138,10 +137,10 @@ def _offline(action: str, run: Callable[[], None]) -> None:
     try:
         run()
     except OwnrankError as exc:
-        raise _fail(f"{action}: {exc.message}") from None
+        raise fail(f"{action}: {exc.message}") from None
 
 
-@app.command()
+@erasure_app.command()
 def restore(source: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Put a data backup in place (service stopped). Users erased since the backup stay
     erased: their data keys are gone, so their records are purged on the next open."""
@@ -149,7 +148,7 @@ def restore(source: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     console.print(f"restored {source} into {data_dir}")
 
 
-@app.command("restore-keystore")
+@erasure_app.command("restore-keystore")
 def restore_keystore(source: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Put a keystore backup in place (service stopped). Erasures journaled since are
     re-applied on the next open."""
@@ -157,7 +156,7 @@ def restore_keystore(source: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR) -> No
     console.print(f"restored keystore {source} into {data_dir}")
 
 
-@app.command()
+@erasure_app.command()
 def compact(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Rewrite the data environment and the keystore without free pages (which keep old
     bytes until reused). Needs the service stopped."""
@@ -171,14 +170,14 @@ def compact(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         console.print(f"{name}: {sizes['bytes_before']} -> {sizes['bytes_after']} bytes")
 
 
-@app.command("rotate-signing-key")
+@erasure_app.command("rotate-signing-key")
 def rotate_signing_key(data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelDir = None) -> None:
     """Make a new receipt signing key current (old public keys stay, to verify)."""
     with open_engine(data_dir, model_dir) as engine:
-        typer.echo(engine.signer.rotate())
+        typer.echo(engine.rotate_signing_key())
 
 
-@app.command("rotate-master-key")
+@erasure_app.command("rotate-master-key")
 def rotate_master_key(data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelDir = None) -> None:
     """Re-wrap every data key under the current master key. Set OWNRANK_MASTER_KEY to
     "NEW,OLD" (base64) first; afterwards OLD may be dropped."""

@@ -53,7 +53,7 @@ def load_demo(settings: ServiceSettings) -> DemoCatalog:
     config = EngineConfig(model_dir=settings.model_dir, encoder_threads=settings.encoder_threads)
     with Engine(settings.data_dir, config) as engine:
         summary = ingest_file(engine.catalog, CATALOG_PATH, "jsonl")
-        if engine.users.record(DEMO_USER) is None:
+        if not engine.export(DEMO_USER)["exists"]:
             events = []
             for topic in _DEMO_LIKES:
                 for hit in engine.search(topic, 3, filters={"topic": topic}):

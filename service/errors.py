@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import OwnrankError
 from .request_context import current_request_id
@@ -143,11 +144,35 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
     )
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+# methods tried for ``Allow`` (QUERY: the safe method with a body, RFC draft)
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE")
+_SCOPE_KEYS = ("type", "path", "raw_path", "root_path", "headers", "query_string", "app")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at the request's path, for RFC 9110's ``Allow``.
+    Starlette's 405 names only the methods of the first route matching the path, but one
+    path may have several routes (``PUT`` and ``DELETE /users/{user_id}``). Each method
+    is tried on a fresh scope, so this relies on nothing but ``BaseRoute.matches``."""
+    base = {key: request.scope[key] for key in _SCOPE_KEYS if key in request.scope}
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**base, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        methods = allowed_methods(request)
+        if methods:
+            headers["Allow"] = ", ".join(methods)
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 def scrubbed_traceback(exc: BaseException) -> str:

@@ -88,6 +88,9 @@ def read_jsonl(path: Path) -> Iterator[Record]:
             except json.JSONDecodeError as exc:
                 yield lineno, None, f"invalid JSON: {exc.msg} at column {exc.colno}"
                 continue
+            except RecursionError:
+                yield lineno, None, "invalid JSON: nested too deeply to parse"
+                continue
             if not isinstance(obj, dict):
                 yield lineno, None, f"expected a JSON object, got {type(obj).__name__}"
                 continue
@@ -102,7 +105,7 @@ def _csv_cell(value: str) -> Any:
     """A JSON number, true, false or null keeps its type; anything else stays text."""
     try:
         parsed = json.loads(value, parse_constant=_reject_constant)
-    except ValueError:  # includes JSONDecodeError, and NaN / Infinity
+    except (ValueError, RecursionError):  # JSONDecodeError, NaN / Infinity, too deep
         return value
     if isinstance(parsed, float) and not math.isfinite(parsed):
         return value
@@ -141,7 +144,10 @@ def _csv_record(row: dict[str, str]) -> dict[str, Any]:
         if name == "tags":
             obj["tags"] = [t.strip() for t in value.split("|") if t.strip()]
         elif name == "properties":
-            extra = json.loads(value)
+            try:
+                extra = json.loads(value)
+            except RecursionError:
+                raise ValueError("the properties column is nested too deeply") from None
             if not isinstance(extra, dict):
                 raise ValueError("the properties column must hold a JSON object")
             props.update(extra)

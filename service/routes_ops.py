@@ -22,10 +22,19 @@ def mint_token(
     """Mint a signed bearer token that acts only for ``user_id``, until it expires."""
     ttl = body.ttl_seconds if body.ttl_seconds is not None else settings.token_ttl_seconds
     if ttl > settings.token_max_ttl_seconds:
+        # the schema states the default maximum; this server's may differ
+        limit = settings.token_max_ttl_seconds
         raise ApiError(
             422,
             "validation_error",
-            f"ttl_seconds may be at most {settings.token_max_ttl_seconds}",
+            f"ttl_seconds may be at most {limit}",
+            details=[
+                {
+                    "loc": ["body", "ttl_seconds"],
+                    "msg": f"Input should be less than or equal to {limit}",
+                    "type": "less_than_equal",
+                }
+            ],
         )
     signer: TokenSigner = request.app.state.signer
     token, claims = signer.mint(body.user_id, ttl)
@@ -45,13 +54,9 @@ async def health() -> Health:
 @router.get("/ready", tags=["operations"], responses=responses(503))
 def ready(engine: EngineDep) -> Readiness:
     """Readiness: the store is open and the catalog index loaded (503 until then)."""
-    keeper = engine.catalog.keeper
-    keeper.sync()
+    index = engine.index_status()
     return Readiness(
-        status="ready",
-        items=engine.catalog.count(),
-        catalog_seq=keeper.index.seq,
-        index=keeper.index.kind,
+        status="ready", items=index.items, catalog_seq=index.catalog_seq, index=index.kind
     )
 
 

@@ -27,12 +27,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import numpy as np
 
-from ..engine.items import Item
 from ..errors import DimensionMismatchError, StoreFormatError
 from .lmdb_env import LmdbEnvironment
 
@@ -61,18 +60,92 @@ def _from_micros(micros: int | None) -> datetime | None:
     return None if micros is None else _EPOCH + timedelta(microseconds=micros)
 
 
+class ItemFields(Protocol):
+    """The fields of an item that the store keeps (read-only view).
+
+    The engine's ``Item`` has them; so does ``ItemRecord``, what the store returns
+    when no ``ItemReader`` is bound. The store never needs more than this.
+    """
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def tags(self) -> tuple[str, ...]: ...
+    @property
+    def properties(self) -> dict[str, Any]: ...
+    @property
+    def published_at(self) -> datetime | None: ...
+
+
+class ItemReader(Protocol):
+    """Builds the item a stored record decodes to, as ``(item, dropped_properties)``:
+    the names of any properties it leaves out because they break today's rules.
+
+    The catalog (``engine.catalog``) binds one that builds its ``Item`` and applies its
+    rules (``CatalogStore.bind_item_reader``); storage itself knows no item rules.
+    It runs for every item decoded (search, recommend): keep it cheap.
+    """
+
+    def __call__(
+        self,
+        item_id: str,
+        title: str,
+        body: str,
+        tags: tuple[str, ...],
+        properties: dict[str, Any],
+        published_at: datetime | None,
+    ) -> tuple[ItemFields, tuple[str, ...]]: ...
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """An item's stored fields as plain data (what an unbound store returns)."""
+
+    id: str
+    title: str
+    body: str
+    tags: tuple[str, ...]
+    properties: dict[str, Any]
+    published_at: datetime | None
+
+
+def read_record(
+    item_id: str,
+    title: str,
+    body: str,
+    tags: tuple[str, ...],
+    properties: dict[str, Any],
+    published_at: datetime | None,
+) -> tuple[ItemFields, tuple[str, ...]]:
+    """The default ``ItemReader``: the fields as stored, nothing left out."""
+    return ItemRecord(item_id, title, body, tags, properties, published_at), ()
+
+
 @dataclass(frozen=True)
 class StoredItem:
-    """An item as stored, with the bookkeeping the engine needs."""
+    """An item as stored, with the bookkeeping the engine needs.
 
-    item: Item
+    ``item`` has the ``ItemFields``: it is what the store's ``ItemReader`` built, the
+    engine's ``Item`` once the catalog bound its reader (typed ``Any`` so that the
+    engine's code reading it through the store gets its ``Item`` without a cast).
+    ``dropped_properties`` names the properties the reader left out because they
+    break today's rules (written by an older version: nested deeper than the
+    engine's ``MAX_PROPERTY_DEPTH``); such an item is served without them.
+    """
+
+    item: Any  # ItemFields
     content_hash: str
     row: int
     created_at: float
     updated_at: float
+    dropped_properties: tuple[str, ...] = ()
 
     def to_bytes(self) -> bytes:
-        it = self.item
+        it: ItemFields = self.item
         return bytes(
             msgpack.packb(
                 {
@@ -91,18 +164,12 @@ class StoredItem:
         )
 
     @classmethod
-    def from_bytes(cls, item_id: str, raw: bytes) -> StoredItem:
+    def from_bytes(cls, item_id: str, raw: bytes, read: ItemReader = read_record) -> StoredItem:
         rec = msgpack.unpackb(raw, raw=False)
-        published = _from_micros(rec["at"])
-        item = Item.model_construct(
-            id=item_id,
-            title=rec["t"],
-            body=rec["b"],
-            tags=tuple(rec["g"]),
-            properties=rec["p"],
-            published_at=published,
+        item, dropped = read(
+            item_id, rec["t"], rec["b"], tuple(rec["g"]), rec["p"], _from_micros(rec["at"])
         )
-        return cls(item, rec["h"], rec["r"], rec["c"], rec["u"])
+        return cls(item, rec["h"], rec["r"], rec["c"], rec["u"], dropped)
 
 
 @dataclass(frozen=True)
@@ -172,12 +239,18 @@ class CatalogChange:
 class CatalogStore:
     """Typed access to the catalog's databases inside caller-owned transactions."""
 
-    def __init__(self, env: LmdbEnvironment) -> None:
+    def __init__(self, env: LmdbEnvironment, read_item: ItemReader = read_record) -> None:
         self.env = env
         self.meta = env.db("meta")
         self.items = env.db("items")
         self.vectors = env.db("vectors")
         self.log = env.db("catalog_log")
+        self.read_item = read_item
+
+    def bind_item_reader(self, read_item: ItemReader) -> None:
+        """Decode items with ``read_item`` from now on (the catalog binds its own,
+        before anything reads an item through this store)."""
+        self.read_item = read_item
 
     # -- store identity ------------------------------------------------------------
 
@@ -225,7 +298,7 @@ class CatalogStore:
 
     def get_item(self, txn: Any, item_id: str) -> StoredItem | None:
         raw = txn.get(item_id.encode(), db=self.items)
-        return None if raw is None else StoredItem.from_bytes(item_id, raw)
+        return None if raw is None else StoredItem.from_bytes(item_id, raw, self.read_item)
 
     def row_of(self, txn: Any, item_id: str) -> int | None:
         """An item's current row, without building the item (hot paths)."""
@@ -250,8 +323,17 @@ class CatalogStore:
         return int(txn.stat(self.items)["entries"])
 
     def iter_items(self, txn: Any) -> Iterator[StoredItem]:
+        read = self.read_item
         for key, raw in txn.cursor(db=self.items):
-            yield StoredItem.from_bytes(bytes(key).decode(), raw)
+            yield StoredItem.from_bytes(bytes(key).decode(), raw, read)
+
+    def nonconforming_items(self, txn: Any) -> Iterator[str]:
+        """Ids of the stored items whose properties today's rules refuse (written by an
+        older version; served without those properties), for operators to fix. The
+        rules are the bound ``ItemReader``'s."""
+        for stored in self.iter_items(txn):
+            if stored.dropped_properties:
+                yield stored.item.id
 
     # -- vectors -----------------------------------------------------------------------
 

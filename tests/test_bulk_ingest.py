@@ -48,8 +48,8 @@ def test_a_bulk_write_equals_one_write_per_user(tmp_path: Path) -> None:
             assert [r.item_id for r in bulk.recommend(user, 5)] == [
                 r.item_id for r in one.recommend(user, 5)
             ]
-        with bulk.env.read() as a, one.env.read() as b:
-            assert bulk.shared.totals(a) == one.shared.totals(b)
+        with bulk._env.read() as a, one._env.read() as b:
+            assert bulk._shared.totals(a) == one._shared.totals(b)
         check_invariant(bulk, list(batches))
 
 
@@ -58,7 +58,7 @@ def test_one_malformed_event_stores_nothing_for_anyone(tmp_path: Path) -> None:
         bad = {"u1": history(0), "u2": [{"kind": "rating", "item_id": ITEMS[3]}]}  # no value
         with pytest.raises(InvalidInputError):
             engine.interact_many(bad)
-        assert engine.users.record("u1") is None and engine.keystore.count() == 0
+        assert engine._users.record("u1") is None and engine._keystore.count() == 0
         with pytest.raises(InvalidInputError):
             engine.interact_many({"bad id!": history(0)})
         with pytest.raises(BatchTooLargeError):
@@ -73,12 +73,12 @@ def test_erased_users_are_reported_and_the_rest_written(tmp_path: Path) -> None:
             {"gone": history(3), "kept": history(6), "idle": [{"kind": "like", "item_id": "nope"}]}
         )
         assert report.erased == ["gone"]
-        assert engine.users.record("gone") is None
-        assert engine.keystore.wrapped(engine.users.key("gone")) is None  # no stray key
+        assert engine._users.record("gone") is None
+        assert engine._keystore.wrapped(engine._users.key("gone")) is None  # no stray key
         assert report.reports["kept"].accepted == 3
         assert report.reports["idle"].accepted == 0
         assert report.reports["idle"].unknown_items == ["nope"]
-        assert engine.keystore.count() == 1
+        assert engine._keystore.count() == 1
 
 
 def test_bulk_ingest_over_http(tmp_path: Path) -> None:

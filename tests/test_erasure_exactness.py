@@ -107,17 +107,17 @@ def retitled(index: int, variant: int) -> dict[str, Any]:
 
 def store_snapshot(engine: Engine) -> dict[str, Any]:
     """Shared statistics (decoded and byte for byte) and the store's entry counts."""
-    with engine.env.read() as txn:
+    with engine._env.read() as txn:
         return {
-            "totals": engine.shared.totals(txn),
-            "users": engine.shared.users(txn),
-            "popvec": engine.shared.popvec(txn).tolist(),
+            "totals": engine._shared.totals(txn),
+            "users": engine._shared.users(txn),
+            "popvec": engine._shared.popvec(txn).tolist(),
             **{
-                db: list(txn.cursor(db=engine.env.db(db)))
+                db: list(txn.cursor(db=engine._env.db(db)))
                 for db in ("shared_counts", "popular_rank")
             },
-            "records": engine.users.records.count(txn),
-            "data_keys": engine.keystore.count(),
+            "records": engine._users.records.count(txn),
+            "data_keys": engine._keystore.count(),
         }
 
 
@@ -140,7 +140,7 @@ class ErasureExactness(RuleBasedStateMachine):
         engine = make_engine(
             self.tmp / name, WordHashEncoder(), lmdb_sync=False, max_events=MAX_EVENTS
         )
-        engine.catalog.clock = engine.users.clock = self.clock
+        engine.catalog.clock = engine._users.clock = self.clock
         return engine
 
     @property
@@ -154,7 +154,7 @@ class ErasureExactness(RuleBasedStateMachine):
     @property
     def target_live(self) -> bool:
         """The current target has a record in A (every write of it creates one)."""
-        return self.a.users.record(self.target) is not None
+        return self.a._users.record(self.target) is not None
 
     def teardown(self) -> None:
         try:
@@ -287,10 +287,10 @@ class ErasureExactness(RuleBasedStateMachine):
         target = self.target
         receipt = self.a.erase(target)
         assert receipt.existed and receipt.data_key_destroyed
-        key = self.a.users.key(target)
-        with self.a.env.read() as txn:
-            assert self.a.users.records.raw(txn, key) is None
-        assert self.a.keystore.wrapped(key) is None
+        key = self.a._users.key(target)
+        with self.a._env.read() as txn:
+            assert self.a._users.records.raw(txn, key) is None
+        assert self.a._keystore.wrapped(key) is None
         report = self.a.audit(target, {"query": TARGET_QUERY_WORD.encode()})
         assert report.clean and report.tombstone_erased_at is not None, report.as_dict()
         self.target_no += 1
@@ -312,9 +312,9 @@ class ErasureExactness(RuleBasedStateMachine):
             assert self.a.export(user) == self.b.export(user)
         assert store_snapshot(self.a) == store_snapshot(self.b)
         for target in self.targets:
-            key = self.a.users.key(target)
-            assert self.a.users.record(target) is None
-            assert self.a.keystore.wrapped(key) is None
+            key = self.a._users.key(target)
+            assert self.a._users.record(target) is None
+            assert self.a._keystore.wrapped(key) is None
 
 
 ErasureExactness.TestCase.settings = settings(

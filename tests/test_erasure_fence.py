@@ -51,7 +51,7 @@ def likes(first: int) -> list[dict[str, Any]]:
 
 def assert_erased(engine: Engine, user: str) -> None:
     """Unreadable, every write and import refused, nothing left (``audit``)."""
-    assert engine.users.record(user) is None
+    assert engine._users.record(user) is None
     assert engine.export(user)["exists"] is False
     for write in (
         lambda: engine.interact(user, likes(10)),
@@ -114,7 +114,7 @@ def test_no_restore_brings_an_erased_user_back(tmp_path: Path, restored: str, th
     store, stale, bob = _erased_after_backups(tmp_path, clock)
     RESTORES[restored](tmp_path, store)
     with open_store(store, clock) as engine:
-        assert engine.users.record("alice") is None  # before any write or import
+        assert engine._users.record("alice") is None  # before any write or import
         if then == "stale export":
             with pytest.raises(UserErasedError):
                 engine.import_user(stale)
@@ -123,9 +123,9 @@ def test_no_restore_brings_an_erased_user_back(tmp_path: Path, restored: str, th
                 engine.interact("alice", likes(20))
         assert_erased(engine, "alice")
         assert engine.export("bob") == bob
-        assert shared_statistics_consistent(engine)
-        with engine.env.read() as txn:
-            assert engine.shared.count(txn, ITEMS[0]) == 0  # alice's like is not counted
+        assert shared_statistics_consistent(engine._users)
+        with engine._env.read() as txn:
+            assert engine._shared.count(txn, ITEMS[0]) == 0  # alice's like is not counted
 
 
 def test_a_restore_heals_even_without_reconcile_on_open(tmp_path: Path) -> None:
@@ -135,7 +135,7 @@ def test_a_restore_heals_even_without_reconcile_on_open(tmp_path: Path) -> None:
     store, stale, _bob = _erased_after_backups(tmp_path, clock)
     RESTORES["both"](tmp_path, store)
     with open_store(store, clock, reconcile_on_open=False) as engine:
-        assert engine.users.record("alice") is None
+        assert engine._users.record("alice") is None
         assert engine.export("alice")["exists"] is False
         for write in (
             lambda: engine.interact("alice", likes(20)),
@@ -181,8 +181,8 @@ def test_an_old_erasure_still_blocks_a_stale_write(tmp_path: Path) -> None:
         engine.erase("alice")
     clock.now += 400 * DAY  # far past the 30-day tombstones (and the 90-day journal)
     with open_store(tmp_path, clock) as engine:  # the open expires both
-        with engine.env.read() as txn:
-            assert engine.users.erasures.counts(txn) == (0, 0)
+        with engine._env.read() as txn:
+            assert engine._users.erasures.counts(txn) == (0, 0)
         with pytest.raises(UserErasedError):
             engine.import_user(stale)
         assert_erased(engine, "alice")
@@ -230,10 +230,10 @@ def test_a_restore_from_before_an_erasure_and_re_creation(tmp_path: Path) -> Non
         engine.interact("alice", likes(1))
     backup.restore_data(tmp_path / "data-backup", store)
     with open_store(store, clock) as engine:
-        assert engine.users.record("alice") is None
-        assert shared_statistics_consistent(engine)
-        with engine.env.read() as txn:
-            assert engine.shared.count(txn, ITEMS[0]) == 0
+        assert engine._users.record("alice") is None
+        assert shared_statistics_consistent(engine._users)
+        with engine._env.read() as txn:
+            assert engine._shared.count(txn, ITEMS[0]) == 0
         engine.interact("alice", likes(2))  # re-created: writes are welcome
         assert engine.export("alice")["generation"] == 1
 
@@ -257,21 +257,21 @@ def test_a_crash_during_an_erasure_heals_on_the_next_open(tmp_path: Path, after:
     engine.interact("alice", likes(0))
     engine.interact("bob", likes(1))
     if after == "fence entry":
-        engine.users.shared.apply = _crash  # type: ignore[method-assign]
+        engine._users.shared.apply = _crash  # type: ignore[method-assign]
     else:
-        engine.users.keystore.destroy = _crash  # type: ignore[method-assign]
+        engine._users.keystore.destroy = _crash  # type: ignore[method-assign]
     with pytest.raises(Crash):
         engine.erase("alice")
     # the crashed process is gone; until then, another process already sees the fence
-    assert engine.users.record("alice") is None
+    assert engine._users.record("alice") is None
     with pytest.raises(UserErasedError):
         engine.interact("alice", likes(20))
     engine.close()
     with open_store(tmp_path, clock) as reopened:
         assert_erased(reopened, "alice")
-        with reopened.env.read() as txn:
-            assert reopened.users.erasures.tombstone(txn, reopened.users.key("alice"), clock())
-        assert reopened.users.record("bob") is not None
+        with reopened._env.read() as txn:
+            assert reopened._users.erasures.tombstone(txn, reopened._users.key("alice"), clock())
+        assert reopened._users.record("bob") is not None
 
 
 def test_a_crash_during_a_re_creation_heals_on_the_next_open(tmp_path: Path) -> None:
@@ -280,14 +280,14 @@ def test_a_crash_during_a_re_creation_heals_on_the_next_open(tmp_path: Path) -> 
     engine.catalog.upsert(catalog_items(60))
     engine.interact("alice", likes(0))
     engine.erase("alice")
-    engine.users.erasures.lift = _crash  # type: ignore[method-assign]
+    engine._users.erasures.lift = _crash  # type: ignore[method-assign]
     with pytest.raises(Crash):
         engine.recreate_user("alice")  # the fence has the re-creation, LMDB not yet
     engine.close()
     with open_store(tmp_path, clock) as reopened:
-        with reopened.env.read() as txn:
-            key = reopened.users.key("alice")
-            assert reopened.users.erasures.tombstone(txn, key, clock()) is None
+        with reopened._env.read() as txn:
+            key = reopened._users.key("alice")
+            assert reopened._users.erasures.tombstone(txn, key, clock()) is None
         reopened.interact("alice", likes(1))
         assert reopened.export("alice")["generation"] == 1
 
@@ -329,8 +329,8 @@ def test_a_retention_moves_the_horizon_and_older_backups_are_refused(tmp_path: P
     store, _stale, _bob = _erased_after_backups(tmp_path, clock)
     clock.now += 3 * DAY
     with open_store(store, clock, erasure_fence_retention_days=1.0) as engine:
-        assert len(engine.fence.states()) == 0  # alice's entry is past the retention
-        assert engine.fence.horizon() == int(clock.now - DAY)
+        assert len(engine._fence.states()) == 0  # alice's entry is past the retention
+        assert engine._fence.horizon() == int(clock.now - DAY)
     with pytest.raises(StoreFormatError, match="horizon"):
         backup.restore_data(tmp_path / "data-backup", store)
     refused = CliRunner().invoke(
@@ -354,5 +354,5 @@ def test_an_older_store_s_erasures_move_into_the_fence(tmp_path: Path) -> None:
     with open_store(tmp_path, clock) as engine:
         assert engine.last_reconcile is not None
         assert engine.last_reconcile.fence_entries_migrated == 1
-        state = engine.fence.state(engine.users.key("alice"))
+        state = engine._fence.state(engine._users.key("alice"))
         assert state is not None and state.erased

@@ -65,8 +65,8 @@ def add_user(engine: Engine, user_id: str, first: int = 0) -> None:
 
 
 def sealed_value(engine: Engine, user_id: str) -> bytes | None:
-    with engine.env.read() as txn:
-        raw = engine.users.records.raw(txn, engine.users.key(user_id))
+    with engine._env.read() as txn:
+        raw = engine._users.records.raw(txn, engine._users.key(user_id))
     return None if raw is None else bytes(raw)
 
 
@@ -76,21 +76,21 @@ def test_records_are_sealed_with_the_users_own_key(store: Engine) -> None:
     raw = sealed_value(store, "alice")
     assert raw is not None and is_sealed(raw)
     assert SECRET_QUERY.encode() not in raw and ITEMS[0].encode() not in raw
-    assert store.keystore.count() == 2
+    assert store._keystore.count() == 2
     # a record moved under another user's key does not open
-    bob_key = store.users.key("bob")
-    with store.env.write() as txn:
-        store.users.records.put(txn, bob_key, raw)
-    assert store.users.record("bob") is None
+    bob_key = store._users.key("bob")
+    with store._env.write() as txn:
+        store._users.records.put(txn, bob_key, raw)
+    assert store._users.record("bob") is None
 
 
 def test_erase_destroys_the_key_and_signs_a_receipt(store: Engine) -> None:
     add_user(store, "alice")
-    key = store.users.key("alice")
+    key = store._users.key("alice")
     receipt = store.erase("alice")
     assert receipt.existed and receipt.data_key_destroyed and receipt.events_removed == 3
     assert receipt.shared_units_subtracted > 0 and receipt.model_fingerprint_unchanged
-    assert store.keystore.wrapped(key) is None and sealed_value(store, "alice") is None
+    assert store._keystore.wrapped(key) is None and sealed_value(store, "alice") is None
     body = receipt.as_dict()
     keys = store.receipt_public_keys()
     assert verify_receipt(body, keys)
@@ -101,8 +101,8 @@ def test_erase_destroys_the_key_and_signs_a_receipt(store: Engine) -> None:
         not again.existed and not again.data_key_destroyed and verify_receipt(again.as_dict(), keys)
     )
     # rotation: old receipts still verify, new ones carry the new key
-    old_key_id = store.signer.key_id
-    new_key_id = store.signer.rotate()
+    old_key_id = store._signer.key_id
+    new_key_id = store._signer.rotate()
     assert new_key_id != old_key_id
     assert verify_receipt(body, store.receipt_public_keys())
     assert store.erase("nobody").key_id == new_key_id
@@ -120,7 +120,7 @@ def test_a_tombstone_blocks_writes_until_the_user_is_recreated(store: Engine, cl
         with pytest.raises(UserErasedError):
             write()
     assert store.export("alice")["exists"] is False
-    assert store.keystore.wrapped(store.users.key("alice")) is None  # no key left behind
+    assert store._keystore.wrapped(store._users.key("alice")) is None  # no key left behind
     store.recreate_user("alice", shared_statistics=False)
     store.interact("alice", [{"kind": "like", "item_id": ITEMS[5]}])
     assert store.export("alice")["consent"]["shared_statistics"] is False
@@ -129,15 +129,15 @@ def test_a_tombstone_blocks_writes_until_the_user_is_recreated(store: Engine, cl
     carol_copy = store.export("carol")
     store.erase("carol")
     clock.now += store.config.tombstone_retention_days * DAY + 1
-    with store.env.read() as txn:
-        assert store.users.erasures.tombstone(txn, store.users.key("carol"), clock.now) is None
+    with store._env.read() as txn:
+        assert store._users.erasures.tombstone(txn, store._users.key("carol"), clock.now) is None
     for write in (
         lambda: store.interact("carol", [{"kind": "like", "item_id": ITEMS[7]}]),
         lambda: store.import_user(carol_copy),
     ):
         with pytest.raises(UserErasedError):
             write()
-    assert store.users.record("carol") is None
+    assert store._users.record("carol") is None
 
 
 def test_a_restored_data_backup_cannot_bring_an_erased_user_back(
@@ -155,12 +155,12 @@ def test_a_restored_data_backup_cannot_bring_an_erased_user_back(
     with open_store(path, clock) as engine:  # opening reconciles
         assert engine.last_reconcile is not None
         assert engine.last_reconcile.fenced_records_purged == 1
-        assert engine.users.record("alice") is None and sealed_value(engine, "alice") is None
+        assert engine._users.record("alice") is None and sealed_value(engine, "alice") is None
         assert engine.export("bob") == bob
-        assert shared_statistics_consistent(engine)
-        with engine.env.read() as txn:  # alice's likes are no longer counted
-            assert engine.shared.count(txn, ITEMS[0]) == 0
-            assert engine.shared.count(txn, ITEMS[1]) == 1
+        assert shared_statistics_consistent(engine._users)
+        with engine._env.read() as txn:  # alice's likes are no longer counted
+            assert engine._shared.count(txn, ITEMS[0]) == 0
+            assert engine._shared.count(txn, ITEMS[1]) == 1
 
 
 def test_restoring_an_older_keystore_reapplies_erasures(tmp_path: Path, clock: Clock) -> None:
@@ -172,13 +172,13 @@ def test_restoring_an_older_keystore_reapplies_erasures(tmp_path: Path, clock: C
         made = engine.backup_keystore(tmp_path / "keystores")
         clock.now += 60
         engine.erase("alice")
-        alice_key = engine.users.key("alice")
+        alice_key = engine._users.key("alice")
     backup.restore_keystore(Path(made["path"]), path)
     with open_store(path, clock) as engine:
         assert engine.last_reconcile is not None
         assert engine.last_reconcile.erasures_reapplied == 1
-        assert engine.keystore.wrapped(alice_key) is None
-        assert engine.users.record("bob") is not None
+        assert engine._keystore.wrapped(alice_key) is None
+        assert engine._users.record("bob") is not None
 
 
 def test_keystore_backups_expire(store: Engine, tmp_path: Path, clock: Clock) -> None:
@@ -201,7 +201,7 @@ def test_after_erase_and_compaction_no_byte_of_the_user_is_left(
         for k in range(8):  # more writes: more old copies in free pages
             engine.interact(user, [{"kind": "click", "item_id": ITEMS[10 + k]}])
         ciphertext = sealed_value(engine, user)
-        wrapped = engine.keystore.wrapped(engine.users.key(user))
+        wrapped = engine._keystore.wrapped(engine._users.key(user))
         assert ciphertext is not None and wrapped is not None
         engine.erase(user)
         with pytest.raises(StoreBusyError):  # never swapped under an open engine
@@ -220,7 +220,7 @@ def test_after_erase_and_compaction_no_byte_of_the_user_is_left(
         report = engine.audit(user, {"query": SECRET_QUERY.encode()})
         assert report.clean, report
         assert report.tombstone_erased_at == int(NOW)
-        assert engine.users.record("bob") is not None
+        assert engine._users.record("bob") is not None
 
 
 def test_the_byte_scan_finds_what_is_there(tmp_path: Path) -> None:
@@ -240,38 +240,38 @@ def test_crash_states_between_the_two_environments_heal_on_open(
         add_user(engine, "bob", first=1)
         add_user(engine, "carol", first=2)
         # 1. the data transaction of an erase committed, the key deletion did not
-        alice_key = engine.users.key("alice")
-        alice_wrapped = engine.keystore.wrapped(alice_key)
+        alice_key = engine._users.key("alice")
+        alice_wrapped = engine._keystore.wrapped(alice_key)
         engine.erase("alice")
-        with engine.keystore.env.write() as txn:
-            txn.put(alice_key, alice_wrapped, db=engine.keystore.db)
+        with engine._keystore.env.write() as txn:
+            txn.put(alice_key, alice_wrapped, db=engine._keystore.db)
         # 2. the key was destroyed, the data transaction did not commit
-        engine.keystore.destroy(engine.users.key("bob"))
-        assert engine.users.record("bob") is None  # unreadable: gone for every purpose
+        engine._keystore.destroy(engine._users.key("bob"))
+        assert engine._users.record("bob") is None  # unreadable: gone for every purpose
         assert [r.item_id for r in engine.recommend("bob", 3)]  # cold start, not an error
         with pytest.raises(UserErasedError):  # erased users stay erased
             engine.interact("alice", [{"kind": "like", "item_id": ITEMS[9]}])
         # 3. a key whose record was never written (a failed first write), old enough
-        orphan_key = engine.users.key("dave")
-        engine.keystore.get_or_create(orphan_key, int(NOW))
+        orphan_key = engine._users.key("dave")
+        engine._keystore.get_or_create(orphan_key, int(NOW))
     clock.now += 2 * 3_600
     with open_store(path, clock) as engine:
         report = engine.last_reconcile
         assert report is not None
         assert report.erasures_reapplied == 1 and report.orphan_records_purged == 1
         assert report.orphan_keys_purged == 1
-        assert engine.keystore.wrapped(alice_key) is None
+        assert engine._keystore.wrapped(alice_key) is None
         assert sealed_value(engine, "bob") is None
-        assert engine.users.record("carol") is not None
-        assert shared_statistics_consistent(engine)
-        assert engine.keystore.count() == 1  # carol's
+        assert engine._users.record("carol") is not None
+        assert shared_statistics_consistent(engine._users)
+        assert engine._keystore.count() == 1  # carol's
 
 
 def test_a_fresh_key_without_record_is_left_to_its_writer(tmp_path: Path, clock: Clock) -> None:
     with open_store(tmp_path / "s", clock) as engine:
-        engine.keystore.get_or_create(engine.users.key("dave"), int(NOW))
+        engine._keystore.get_or_create(engine._users.key("dave"), int(NOW))
     with open_store(tmp_path / "s", clock) as engine:  # within the grace period
-        assert engine.keystore.count() == 1
+        assert engine._keystore.count() == 1
 
 
 def test_records_written_before_sealing_are_sealed_on_open(tmp_path: Path, clock: Clock) -> None:

@@ -195,20 +195,20 @@ def test_erasure_wins_every_race_with_writers_in_other_processes(tmp_path: Path)
 
     # nothing of any raced user is left (opened without the repairs reconcile would make)
     with open_engine(tmp_path, reconcile_on_open=False) as engine:
-        with engine.env.read() as txn:
+        with engine._env.read() as txn:
             for user in users:
-                key = engine.users.key(user)
-                assert engine.users.records.raw(txn, key) is None, f"{context}: {user} is back"
-                assert engine.users.erasures.tombstone(txn, key, time.time()) is not None
-            assert engine.users.records.count(txn) == 0
-            assert engine.shared.totals(txn) == {}
-            assert engine.shared.users(txn) == 0
-            assert not engine.shared.popvec(txn).any()
+                key = engine._users.key(user)
+                assert engine._users.records.raw(txn, key) is None, f"{context}: {user} is back"
+                assert engine._users.erasures.tombstone(txn, key, time.time()) is not None
+            assert engine._users.records.count(txn) == 0
+            assert engine._shared.totals(txn) == {}
+            assert engine._shared.users(txn) == 0
+            assert not engine._shared.popvec(txn).any()
         for user in users:
-            assert engine.users.record(user) is None
-            assert engine.keystore.wrapped(engine.users.key(user)) is None, f"{context}: {user}"
-        assert engine.keystore.count() == 0  # no data key leaked by a rejected writer
-        assert shared_statistics_consistent(engine)
+            assert engine._users.record(user) is None
+            assert engine._keystore.wrapped(engine._users.key(user)) is None, f"{context}: {user}"
+        assert engine._keystore.count() == 0  # no data key leaked by a rejected writer
+        assert shared_statistics_consistent(engine._users)
         check_invariant(engine, users)
 
     # the races were real: writes landed before erasures and were refused after them

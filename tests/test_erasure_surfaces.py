@@ -84,7 +84,7 @@ def test_the_erasure_commands(tmp_path: Path, real_encoder: BaseEncoder) -> None
     code, _ = run("restore", str(tmp_path / "bk"), "--data-dir", str(data))
     assert code == 0
     with Engine(data, encoder=real_encoder) as engine:  # the old copy cannot be read
-        assert engine.users.record("quinn-8080") is None
+        assert engine._users.record("quinn-8080") is None
         assert engine.last_reconcile is not None
         assert engine.last_reconcile.fenced_records_purged == 1
     code, out = run("rotate-signing-key", "--data-dir", str(data))

@@ -437,3 +437,19 @@ def test_ingest_csv_end_to_end(tmp_path: Path, engine: Engine, encoder: WordHash
     hits = engine.search("garden", n=5, filters={"price": {"$gt": 5}})
     assert [h.item_id for h in hits] == ["p2"]
     assert encoder.texts_encoded == 3  # two items and one query
+
+
+def test_readers_reject_json_nested_too_deeply_to_parse(tmp_path: Path) -> None:
+    deep = "[" * 50_000 + "]" * 50_000  # under the csv module's 128 KiB field limit
+    jsonl = tmp_path / "deep.jsonl"
+    jsonl.write_text(json.dumps({"id": "ok", "title": "fine"}) + "\n" + '{"id": ' + deep + "}\n")
+    records = list(read_jsonl(jsonl))
+    assert records[0][1] is not None
+    assert (
+        records[1][0] == 2 and records[1][1] is None and "nested too deeply" in str(records[1][2])
+    )
+    csv = tmp_path / "deep.csv"
+    csv.write_text(f"id,title,cell,properties\nx1,fine,{deep},\nx2,fine,1,{deep}\n")
+    first, second = list(read_csv(csv))
+    assert first[1] is not None and first[1]["properties"]["cell"] == deep  # kept as text
+    assert second[1] is None and "nested too deeply" in str(second[2])

@@ -37,13 +37,13 @@ def check_in_memory_lookups(engine: Engine) -> None:
     (deletions, re-embedding to a new row)."""
     keeper = engine.catalog.keeper
     keeper.sync()
-    with engine.env.read() as txn:
+    with engine._env.read() as txn:
         rows = [engine.catalog.store.row_of(txn, i) for i in ITEMS]
         for user_id in USERS:
-            record = engine.users.record(user_id)
+            record = engine._users.record(user_id)
             if record is not None:
                 from_lmdb = engine.catalog.vectors_of(txn, record.item_ids())
-                from_index = engine.users.ranking.candidates.user_vectors(record)
+                from_index = engine._users.ranking.candidates.user_vectors(record)
                 assert from_index.keys() == from_lmdb.keys()
                 for item_id, vector in from_lmdb.items():
                     assert from_index[item_id].tobytes() == vector.tobytes()
@@ -56,18 +56,18 @@ def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
     expected: dict[str, int] = {}
     contributing = 0
     for user_id in users:
-        record = engine.users.record(user_id)
+        record = engine._users.record(user_id)
         if record is None:
             continue
         items = record.ledger.get("pop", [])
         contributing += bool(items)
         for item_id in items:
             expected[item_id] = expected.get(item_id, 0) + 1
-    with engine.env.read() as txn:
-        totals = engine.shared.totals(txn)
+    with engine._env.read() as txn:
+        totals = engine._shared.totals(txn)
         assert totals == expected
-        assert engine.shared.users(txn) == contributing
-        dim = engine.identity.dimension
+        assert engine._shared.users(txn) == contributing
+        dim = engine._identity.dimension
         popvec = np.zeros(dim + 1, dtype=np.int64)  # + the intercept feature
         for item_id, count in totals.items():
             stored = engine.catalog.store.get_item(txn, item_id)
@@ -76,13 +76,13 @@ def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
                 assert found is not None
                 q = q_vec(found[1])
                 popvec += f_pop(count) * q
-        assert (engine.shared.popvec(txn) == popvec).all()
+        assert (engine._shared.popvec(txn) == popvec).all()
         asked = [*sorted(totals), "not-an-item"]  # the batched read ranking uses
-        assert engine.shared.counts(txn, asked).tolist() == [totals.get(i, 0) for i in asked]
-        keys = [bytes(k) for k in txn.cursor(db=engine.shared.counts_db).iternext(values=False)]
+        assert engine._shared.counts(txn, asked).tolist() == [totals.get(i, 0) for i in asked]
+        keys = [bytes(k) for k in txn.cursor(db=engine._shared.counts_db).iternext(values=False)]
         assert {k for k in keys if not k.startswith(b"pop\x00")} <= {b"users", b"popvec"}
-        assert engine.shared.top(txn, 1000) == popular_order(totals)
-        indexed = txn.stat(engine.shared.rank_db)["entries"]
+        assert engine._shared.top(txn, 1000) == popular_order(totals)
+        indexed = txn.stat(engine._shared.rank_db)["entries"]
         assert indexed == sum(1 for c in totals.values() if c >= RANK_MIN_COUNT)
 
 
@@ -98,10 +98,10 @@ def popular_order(totals: dict[str, int]) -> list[str]:
 
 
 def rank_and_counts(engine: Engine) -> list[list[tuple[bytes, bytes]]]:
-    with engine.env.read() as txn:
+    with engine._env.read() as txn:
         return [
             [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
-            for db in (engine.shared.counts_db, engine.shared.rank_db)
+            for db in (engine._shared.counts_db, engine._shared.rank_db)
         ]
 
 
@@ -123,10 +123,10 @@ def test_popular_items_are_indexed_by_count_bucket_and_erasure_leaves_no_trace()
         make_engine(Path(tmp) / "a", WordHashEncoder()) as a,
     ):
         fill(a, users)
-        with a.env.read() as txn:
-            totals = a.shared.totals(txn)
+        with a._env.read() as txn:
+            totals = a._shared.totals(txn)
             assert totals[ITEMS[0]] == 12 and totals[ITEMS[11]] == 1
-            top = a.shared.top(txn, 24)
+            top = a._shared.top(txn, 24)
         assert top[0] == ITEMS[0]  # the only item in the highest bucket
         assert top == popular_order(totals)
         assert set(top[:5]) == set(ITEMS[:5])  # counts 12..8: indexed, first
@@ -147,10 +147,10 @@ def test_an_older_rank_index_is_rebuilt_on_open() -> None:
             for user in users:
                 engine.interact(user, [{"kind": "like", "item_id": i} for i in ITEMS[:3]])
             expected = rank_and_counts(engine)
-            with engine.env.write() as txn:  # a store from before the bucketed layout
+            with engine._env.write() as txn:  # a store from before the bucketed layout
                 engine.catalog.store.put_meta(txn, "rank_format", 1)
-                txn.drop(engine.shared.rank_db, delete=False)
-                txn.put(b"\x00" * 8 + b"stale", b"", db=engine.shared.rank_db)
+                txn.drop(engine._shared.rank_db, delete=False)
+                txn.put(b"\x00" * 8 + b"stale", b"", db=engine._shared.rank_db)
         with make_engine(Path(tmp), WordHashEncoder()) as engine:
             assert rank_and_counts(engine) == expected
             check_invariant(engine, users)
@@ -172,7 +172,7 @@ def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]])
                 if arg in engine.catalog:
                     engine.interact(user, [{"kind": kind, "item_id": arg}])
             elif kind == "forget":
-                if engine.users.record(user) is not None:
+                if engine._users.record(user) is not None:
                     engine.forget(user, [arg])
             elif kind == "erase":
                 engine.erase(user)

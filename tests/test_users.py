@@ -43,7 +43,7 @@ def store(engine: Engine) -> Engine:
 def test_interact_reports_unknown_items_and_stores_the_rest(store: Engine) -> None:
     report = store.interact("alice", [*like("jazz-0000", "no-such-item"), *like("chess-0001")])
     assert report.accepted == 2 and report.unknown_items == ["no-such-item"]
-    record = store.users.record("alice")
+    record = store._users.record("alice")
     assert record is not None and [e.ref for e in record.events] == ["jazz-0000", "chess-0001"]
 
 
@@ -66,7 +66,7 @@ def test_malformed_events_store_nothing(store: Engine, bad: dict[str, Any]) -> N
     store.interact("alice", like("jazz-0000"))
     with pytest.raises(InvalidInputError):
         store.interact("alice", [*like("chess-0001"), bad])
-    record = store.users.record("alice")
+    record = store._users.record("alice")
     assert record is not None and [e.ref for e in record.events] == ["jazz-0000"]
 
 
@@ -81,15 +81,15 @@ def test_bad_ids_and_limits(store: Engine) -> None:
         store.recommend("alice", filters={"topic": {"$near": 1}})
     with pytest.raises(InvalidInputError):
         store.recommend("alice", diversity=2.0)
-    assert store.users.record("alice") is None
+    assert store._users.record("alice") is None
 
 
 def test_raw_user_ids_never_reach_the_disk(store: Engine, tmp_path: Path) -> None:
     store.interact("alice.secret-id@example.org", like("jazz-0000"))
-    key = store.users.key("alice.secret-id@example.org")
+    key = store._users.key("alice.secret-id@example.org")
     assert len(key) == 16
-    with store.env.read() as txn:
-        assert txn.get(key, db=store.env.db("users")) is not None
+    with store._env.read() as txn:
+        assert txn.get(key, db=store._env.db("users")) is not None
     data = (store.data_dir / "lmdb" / "data.mdb").read_bytes()
     assert b"alice.secret-id" not in data
 
@@ -172,9 +172,9 @@ def test_recommend_from_history_stores_nothing(store: Engine) -> None:
     before = (store.data_dir / "lmdb" / "data.mdb").read_bytes()
     recs = store.recommend_from_history(like("astronomy-0003", "astronomy-0009"), 5)
     assert topics(recs).count("astronomy") >= 4
-    with store.env.read() as txn:
-        assert txn.stat(store.env.db("users"))["entries"] == 0
-        assert store.shared.totals(txn) == {}
+    with store._env.read() as txn:
+        assert txn.stat(store._env.db("users"))["entries"] == 0
+        assert store._shared.totals(txn) == {}
     assert (store.data_dir / "lmdb" / "data.mdb").read_bytes() == before
 
 
@@ -252,7 +252,7 @@ def test_forget_drops_events_and_their_contributions(store: Engine) -> None:
     assert report.events_removed == 1  # jazz-0000
     report = store.forget("alice", after=datetime(2026, 3, 3, 12, tzinfo=UTC))
     assert report.events_removed == 1  # cycling-0004
-    record = store.users.record("alice")
+    record = store._users.record("alice")
     assert record is not None and [e.ref for e in record.events] == ["garden-0002"]
     assert record.ledger == {"pop": ["garden-0002"]}
     check_invariant(store, ["alice"])
@@ -266,11 +266,11 @@ def test_deleted_catalog_items_leave_the_model_and_the_ledger(store: Engine) -> 
     store.catalog.delete(["astronomy-0003"])
     recs = store.recommend("alice", 10)  # replays alice lazily
     assert "astronomy-0003" not in {r.item_id for r in recs}
-    record = store.users.record("alice")
+    record = store._users.record("alice")
     assert record is not None and record.ledger == {"pop": ["jazz-0000"]}
     assert [e.ref for e in record.events] == ["jazz-0000"]  # the deleted item's events go
     store.recommend("alice", 10)  # nothing left to replay: no second write
-    again = store.users.record("alice")
+    again = store._users.record("alice")
     assert again is not None and again.version == record.version
     check_invariant(store, ["alice", "bob"])
 
@@ -278,17 +278,17 @@ def test_deleted_catalog_items_leave_the_model_and_the_ledger(store: Engine) -> 
 def test_consent_and_the_none_mode(store: Engine, tmp_path: Path) -> None:
     store.interact("alice", like("jazz-0000"))
     store.set_consent("alice", False)
-    with store.env.read() as txn:
-        assert store.shared.totals(txn) == {} and store.shared.users(txn) == 0
+    with store._env.read() as txn:
+        assert store._shared.totals(txn) == {} and store._shared.users(txn) == 0
     store.interact("alice", like("chess-0001"))
     check_invariant(store, ["alice"])
     with make_engine(tmp_path / "none", WordHashEncoder(), shared_statistics="none") as engine:
         engine.catalog.upsert(catalog_items(30))
         engine.interact("alice", like("jazz-0000", "chess-0001"))
         engine.recommend("alice", 5)
-        with engine.env.read() as txn:
+        with engine._env.read() as txn:
             for name in ("shared_counts", "popular_rank"):
-                assert txn.stat(engine.env.db(name))["entries"] == 0
+                assert txn.stat(engine._env.db(name))["entries"] == 0
 
 
 def test_long_queries_stay_under_the_byte_cap(tmp_path: Path) -> None:
@@ -301,7 +301,7 @@ def test_long_queries_stay_under_the_byte_cap(tmp_path: Path) -> None:
                 for k in range(25)
             ]
             engine.interact("searcher", [*events, *like(f"jazz-{(6 * call) % 30:04d}")])
-            record = engine.users.record("searcher")
+            record = engine._users.record("searcher")
             assert record is not None and len(record.to_bytes()) <= 8192
 
 
@@ -316,7 +316,7 @@ def test_caps_bound_the_record(tmp_path: Path) -> None:
                 for k, i in enumerate(items)
             ],
         )
-        record = engine.users.record("alice")
+        record = engine._users.record("alice")
         assert record is not None and len(record.events) <= 20
         assert record.events[-1].ref == items[-1]  # the newest are kept
         assert len(record.to_bytes()) <= 2048
@@ -334,7 +334,7 @@ def test_items_dropped_by_the_caps_stay_excluded_as_seen(tmp_path: Path) -> None
             "alice",
             [{"kind": "click", "item_id": i, "timestamp": t0 + k} for k, i in enumerate(jazz[:15])],
         )
-        record = engine.users.record("alice")
+        record = engine._users.record("alice")
         assert record is not None and [e.ref for e in record.events] == jazz[10:15]
         assert len(record.earlier) == 10  # jazz[0:10], dropped from the log
 
@@ -351,7 +351,7 @@ def test_items_dropped_by_the_caps_stay_excluded_as_seen(tmp_path: Path) -> None
                 for k, i in enumerate(jazz[15:])
             ],
         )
-        record = engine.users.record("alice")
+        record = engine._users.record("alice")
         assert record is not None and len(record.earlier) == 12
         assert recommended() == set(jazz[:3])  # the three oldest are forgotten by the cap
 
@@ -376,12 +376,12 @@ def test_erase_is_idempotent_and_returns_a_receipt(store: Engine) -> None:
     receipt = store.erase("alice")
     assert receipt.existed and receipt.events_removed == 2
     assert receipt.shared_units_subtracted == 3  # two items + one contributing user
-    assert receipt.user_key == store.users.key("alice").hex()
+    assert receipt.user_key == store._users.key("alice").hex()
     assert receipt.model_fingerprint == store.fingerprint
     assert "alice" not in str(receipt.as_dict())
     again = store.erase("alice")
     assert not again.existed and again.events_removed == 0
-    assert store.users.record("alice") is None
+    assert store._users.record("alice") is None
 
 
 def scenario(engine: Engine, with_eve: bool) -> None:
@@ -411,7 +411,7 @@ def test_after_erase_everyone_else_sees_a_world_without_the_user(
     ranking = RankingConfig(full_rank_limit=full_rank_limit)
     a = make_engine(tmp_path / "a", WordHashEncoder(), ranking=ranking)
     b = make_engine(tmp_path / "b", WordHashEncoder(), ranking=ranking)
-    a.catalog.clock = b.catalog.clock = a.users.clock = b.users.clock = clock
+    a.catalog.clock = b.catalog.clock = a._users.clock = b._users.clock = clock
     with a, b:
         scenario(a, with_eve=True)
         scenario(b, with_eve=False)
@@ -420,13 +420,13 @@ def test_after_erase_everyone_else_sees_a_world_without_the_user(
             assert [(r.item_id, r.score) for r in ra] == [(r.item_id, r.score) for r in rb]
             ea, eb = a.export(user), b.export(user)
             assert ea == eb
-        with a.env.read() as ta, b.env.read() as tb:
-            assert a.shared.totals(ta) == b.shared.totals(tb)
-            assert a.shared.users(ta) == b.shared.users(tb)
-            assert (a.shared.popvec(ta) == b.shared.popvec(tb)).all()
+        with a._env.read() as ta, b._env.read() as tb:
+            assert a._shared.totals(ta) == b._shared.totals(tb)
+            assert a._shared.users(ta) == b._shared.users(tb)
+            assert (a._shared.popvec(ta) == b._shared.popvec(tb)).all()
             for db in ("shared_counts", "popular_rank"):  # byte for byte
-                assert list(ta.cursor(db=a.env.db(db))) == list(tb.cursor(db=b.env.db(db)))
-            assert a.users.records.get(ta, a.users.key("eve")) is None
+                assert list(ta.cursor(db=a._env.db(db))) == list(tb.cursor(db=b._env.db(db)))
+            assert a._users.records.get(ta, a._users.key("eve")) is None
 
 
 def _writer(path: str, user: str, start: int, count: int) -> None:
@@ -451,7 +451,7 @@ def test_concurrent_writers_lose_no_events(tmp_path: Path) -> None:
         p.join(timeout=120)
         assert p.exitcode == 0
     with make_engine(tmp_path, WordHashEncoder()) as engine:
-        record = engine.users.record("shared-user")
+        record = engine._users.record("shared-user")
         assert record is not None and len(record.events) == 50 and record.version == 50
         check_invariant(engine, ["shared-user"])
 
@@ -473,13 +473,13 @@ def test_candidate_vectors_are_the_stored_bits_from_the_index_or_lmdb(tmp_path: 
         child.join(timeout=120)
         assert child.exitcode == 0
         dim = engine.catalog.keeper.dimension
-        with engine.env.read() as txn:
+        with engine._env.read() as txn:
             stored = sorted((s.row, s.item.id) for s in engine.catalog.store.iter_items(txn))
             rows = [row for row, _id in stored]
             expected = np.stack([engine.catalog.store.get_vector(txn, r, dim)[1] for r in rows])
         known, _ids, _vectors = engine.catalog.keeper.indexed_items(rows)
         assert known.sum() == 30 and not known[rows.index(stored[-1][0])]  # the late one
-        pool = engine.users.ranking.candidates.pool_of(rows)
+        pool = engine._users.ranking.candidates.pool_of(rows)
         assert pool.ids == [item_id for _row, item_id in stored]
         assert pool.vectors.tobytes() == expected.astype(np.float32).tobytes()
 

@@ -23,13 +23,13 @@ def test_open_warms_up_and_writes_nothing(tmp_path: Path) -> None:
     with make_engine(tmp_path, WordHashEncoder(), warm_up_on_open=False) as cold:
         assert cold.warm_up_seconds is None
         assert cold.catalog.keeper.table is None  # built by the first ranking call
-        txn_id = cold.env.last_txn_id()
+        txn_id = cold._env.last_txn_id()
         expected = cold.recommend("reader", 5)
     with make_engine(tmp_path, WordHashEncoder()) as warm:
         assert warm.warm_up_seconds is not None and warm.warm_up_seconds >= 0.0
         assert warm.catalog.keeper.table is not None
         assert warm.catalog._prior is not None
-        assert warm.env.last_txn_id() == txn_id  # reads only
+        assert warm._env.last_txn_id() == txn_id  # reads only
         assert warm.recommend("reader", 5) == expected
 
 
