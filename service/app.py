@@ -19,10 +19,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from .. import __version__
-from ..engine.config import EngineConfig
-from ..engine.encoder import BaseEncoder, Encoder
-from ..engine.engine import Engine
+from .. import BaseEncoder, Encoder, Engine, EngineConfig, __version__
 from .auth import Authenticator, admin_keys, load_signer
 from .errors import install_error_handlers
 from .metrics import Metrics

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..engine.engine import Engine
+from .. import Engine
 from .errors import ApiError
 from .metrics import Metrics
 from .settings import ServiceSettings

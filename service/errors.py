@@ -168,6 +168,12 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     code = HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     headers = dict(exc.headers or {})
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's body parser gives up on JSON nested about a thousand levels deep;
+        # no request model accepts anything near that deep (properties: 16 levels)
+        return error_response(
+            422, "validation_error", "the request body nests lists/objects too deeply"
+        )
     if exc.status_code == 405:
         methods = allowed_methods(request)
         if methods:

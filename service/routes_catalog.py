@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from ..engine.catalog import Hit as SdkHit
+from .. import Hit as SdkHit
 from .auth import AdminOnly, Authenticated
 from .deps import EngineDep, SettingsDep
 from .errors import ApiError, responses

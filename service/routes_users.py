@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from ..engine.users import Recommendation as SdkRecommendation
+from .. import Recommendation as SdkRecommendation
 from .auth import ActingUser, AdminOnly, Authenticated
 from .deps import EngineDep, MetricsDep, SettingsDep
 from .errors import ApiError, responses
@@ -22,6 +22,7 @@ from .schemas import (
     ConsentRequest,
     ErasureReceipt,
     EventIn,
+    Explanation,
     ForgetRequest,
     ForgetResponse,
     HistoryRecommendRequest,
@@ -58,7 +59,7 @@ def recommendations(found: list[SdkRecommendation]) -> RecommendResponse:
                 item_id=r.item_id,
                 score=r.score,
                 item=ItemOut.of(r.item),
-                explanation=r.explanation,
+                explanation=Explanation.model_validate(r.explanation),
             )
             for r in found
         ]

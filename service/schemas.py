@@ -402,11 +402,27 @@ class HistoryRecommendRequest(RecommendRequest):
     events: list[EventIn] = Field(description="the history to recommend from; nothing is stored")
 
 
+class Explanation(BaseModel):
+    """Why an item was recommended: the largest part of its score, what retrieved it,
+    every named part of its score, and the largest part's own details."""
+
+    reason: str = Field(description="the name of the largest score part")
+    retrieved_by: str = Field(description="catalog, personal, interest, popular or recent")
+    parts: dict[str, float] = Field(
+        description="each scorer's weighted part of the score (personal, neighbours, "
+        "popularity, recency, ...; later scorers add parts)"
+    )
+    because_of: str | None = Field(
+        None, description="the rated item (neighbours) or interest member (personal) closest"
+    )
+    interest: int | None = Field(None, description="the user's closest interest (personal)")
+
+
 class Recommendation(BaseModel):
     item_id: str
     score: float
     item: ItemOut
-    explanation: dict[str, Any]
+    explanation: Explanation
 
 
 class RecommendResponse(BaseModel):
