@@ -172,9 +172,17 @@ class Engine:
             return self.catalog.search(text, n, filters)
         return self._users.search(text, user_id, n, filters)
 
-    def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
-        """Record a batch of feedback events (see ``Event``)."""
-        return self._users.interact(user_id, events)
+    def interact(
+        self,
+        user_id: str,
+        events: Sequence[Event | Mapping[str, Any]],
+        *,
+        generation: int | None = None,
+    ) -> InteractReport:
+        """Record a batch of feedback events (see ``Event``). ``generation``: the user's
+        generation the caller's copy is of (``InteractReport.generation``, exports); a
+        write from an erased generation raises ``StaleGenerationError``."""
+        return self._users.interact(user_id, events, generation)
 
     def interact_many(
         self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]

@@ -11,6 +11,7 @@ class InteractReport:
     accepted: int
     unknown_items: list[str] = field(default_factory=list)
     version: int = 0
+    generation: int = 0  # the user's generation: send it back to have stale copies refused
 
 
 @dataclass(frozen=True)

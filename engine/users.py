@@ -105,9 +105,14 @@ class Users:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
+    def interact(
+        self,
+        user_id: str,
+        events: Sequence[Event | Mapping[str, Any]],
+        generation: int | None = None,
+    ) -> InteractReport:
         """Record feedback; events on unknown items are reported back, not stored."""
-        return self.writes.interact(user_id, events)
+        return self.writes.interact(user_id, events, generation)
 
     def interact_many(
         self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]

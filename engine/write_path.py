@@ -53,6 +53,7 @@ class _Plan:
     new: UserRecord
     data_key: bytes | None
     positives: list[str]
+    generation: int | None = None  # the generation the caller's copy is of, if it said
 
 
 def _ts(event: Event, now: float) -> int:
@@ -198,6 +199,7 @@ class WritePath:
         change: Callable[[UserRecord | None], UserRecord | None],
         *,
         create: bool = True,
+        generation: int | None = None,
     ) -> tuple[UserRecord | None, UserRecord | None, int]:
         """Apply ``change`` to the user's record atomically; return (old, new, shared units).
 
@@ -229,7 +231,7 @@ class WritePath:
                 created_key |= made
                 self.compact(new)
                 _vectors, positives = self.refit(new)
-                plan = _Plan(user_id, key, old_raw, old, new, data_key, positives)
+                plan = _Plan(user_id, key, old_raw, old, new, data_key, positives, generation)
                 with self.env.write() as txn:
                     units = self._commit(txn, plan)
                 if units is None:
@@ -263,6 +265,9 @@ class WritePath:
                 if old is not None:  # a stale record (the next open purges it)
                     raise UserErasedError(plan.user_id)
                 new.generation = fenced.generation  # a new record of the current generation
+        if plan.generation is not None and plan.generation < new.generation:
+            # a write from a copy of an erased generation (a device, a retried request)
+            raise StaleGenerationError(plan.user_id, plan.generation, new.generation)
         new.ledger = self.shared.ledger_for(new.consent_shared, plan.positives)
         units = self.shared.apply(txn, old.ledger if old else {}, new.ledger)
         new.version = (old.version if old else 0) + 1
@@ -274,22 +279,37 @@ class WritePath:
 
     # -- feedback -------------------------------------------------------------------------
 
-    def interact(self, user_id: str, events: Sequence[Event | Mapping[str, Any]]) -> InteractReport:
-        """Record feedback; events on unknown items are reported back, not stored."""
+    def interact(
+        self,
+        user_id: str,
+        events: Sequence[Event | Mapping[str, Any]],
+        generation: int | None = None,
+    ) -> InteractReport:
+        """Record feedback; events on unknown items are reported back, not stored. With
+        ``generation`` (the one a client's copy of the user is of: ``export``,
+        ``InteractReport.generation``), a write from an erased generation is refused
+        (``StaleGenerationError``), nothing written."""
         check_user_id(user_id)
+        if generation is not None and (
+            isinstance(generation, bool) or not isinstance(generation, int) or generation < 0
+        ):
+            raise InvalidInputError("generation is a non-negative integer")
         stored, unknown = self.to_stored(events)
         if not stored:
             record = self.records.read(user_id)
-            return InteractReport(0, unknown, record.version if record else 0)
+            current = record.generation if record else 0
+            if generation is not None and generation < current:
+                raise StaleGenerationError(user_id, generation, current)
+            return InteractReport(0, unknown, record.version if record else 0, current)
 
         def add(record: UserRecord | None) -> UserRecord:
             record = record or self.new_record()
             record.events.extend(stored)
             return record
 
-        _old, new, _units = self.write(user_id, add)
+        _old, new, _units = self.write(user_id, add, generation=generation)
         assert new is not None
-        return InteractReport(len(stored), unknown, new.version)
+        return InteractReport(len(stored), unknown, new.version, new.generation)
 
     def interact_many(
         self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]
@@ -331,7 +351,7 @@ class WritePath:
                             created.discard(plan.key)
                             stored, unknown = parsed[plan.user_id]
                             reports[plan.user_id] = InteractReport(
-                                len(stored), unknown, plan.new.version
+                                len(stored), unknown, plan.new.version, plan.new.generation
                             )
         finally:
             if created:  # keys made for records that were never written
@@ -341,7 +361,9 @@ class WritePath:
         for uid, (stored, unknown) in parsed.items():
             if not stored:
                 record = self.records.read(uid)
-                reports[uid] = InteractReport(0, unknown, record.version if record else 0)
+                reports[uid] = InteractReport(
+                    0, unknown, record.version if record else 0, record.generation if record else 0
+                )
         return BulkInteractReport(reports, sorted(erased))
 
     def _plan_bulk(

@@ -75,9 +75,14 @@ def interact(
 ) -> InteractResponse:
     """Record a batch of feedback events. A malformed event rejects the whole batch;
     events on items not in the catalog are listed and not stored."""
-    report = engine.interact(user_id, _events(body.events, settings.max_batch_events))
+    report = engine.interact(
+        user_id, _events(body.events, settings.max_batch_events), generation=body.generation
+    )
     return InteractResponse(
-        accepted=report.accepted, unknown_items=report.unknown_items, version=report.version
+        accepted=report.accepted,
+        unknown_items=report.unknown_items,
+        version=report.version,
+        generation=report.generation,
     )
 
 
@@ -99,7 +104,10 @@ def interact_many(
     return BulkInteractResponse(
         results={
             uid: InteractResponse(
-                accepted=r.accepted, unknown_items=r.unknown_items, version=r.version
+                accepted=r.accepted,
+                unknown_items=r.unknown_items,
+                version=r.version,
+                generation=r.generation,
             )
             for uid, r in report.reports.items()
         },

@@ -434,12 +434,24 @@ class RecommendResponse(BaseModel):
 
 class InteractRequest(_Request):
     events: list[EventIn]
+    generation: Annotated[int, Field(ge=0, le=2**53 - 1), BeforeValidator(_integral)] | None = (
+        Field(
+            None,
+            description="the user's generation your copy is of (from a response or an "
+            "export); a write from a generation that was erased is refused with 409 "
+            "stale_generation",
+        )
+    )
 
 
 class InteractResponse(BaseModel):
     accepted: int
     unknown_items: list[str] = Field(description="items not in the catalog; not stored")
     version: int
+    generation: int = Field(
+        description="the user's generation (it changes only when an erased user is "
+        "explicitly re-created)"
+    )
 
 
 class UserEvents(_Request):

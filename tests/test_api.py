@@ -177,7 +177,12 @@ def test_user_lifecycle(client: TestClient) -> None:
         {"kind": "like", "item_id": "not-in-catalog"},
     ]
     report = client.post("/users/reader-1/interactions", json={"events": events}, headers=me)
-    assert report.json() == {"accepted": 5, "unknown_items": ["not-in-catalog"], "version": 1}
+    assert report.json() == {
+        "accepted": 5,
+        "unknown_items": ["not-in-catalog"],
+        "version": 1,
+        "generation": 0,
+    }
 
     recs = client.post("/users/reader-1/recommend", json={"n": 5}, headers=me).json()["results"]
     assert len(recs) == 5

@@ -94,8 +94,8 @@ def test_bulk_ingest_over_http(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert response.json() == {
             "results": {
-                "a": {"accepted": 1, "unknown_items": [], "version": 1},
-                "b": {"accepted": 1, "unknown_items": [], "version": 1},
+                "a": {"accepted": 1, "unknown_items": [], "version": 1, "generation": 0},
+                "b": {"accepted": 1, "unknown_items": [], "version": 1, "generation": 0},
             },
             "erased": [],
         }

@@ -356,3 +356,41 @@ def test_an_older_store_s_erasures_move_into_the_fence(tmp_path: Path) -> None:
         assert engine.last_reconcile.fence_entries_migrated == 1
         state = engine._fence.state(engine._users.key("alice"))
         assert state is not None and state.erased
+
+
+def test_a_write_from_an_erased_generation_is_refused(tmp_path: Path) -> None:
+    """A client (a device, a retried request) that says which generation its copy is
+    of cannot write into the user's next generation."""
+    clock = Clock()
+    with open_store(tmp_path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        first = engine.interact("alice", likes(0), generation=0)
+        assert first.generation == 0
+        engine.erase("alice")
+        engine.recreate_user("alice")
+        before = engine.export("alice")
+        with pytest.raises(StaleGenerationError):
+            engine.interact("alice", likes(1), generation=0)
+        assert engine.export("alice") == before  # nothing written
+        assert engine.interact("alice", likes(1), generation=1).generation == 1
+        assert engine.interact("alice", likes(2)).generation == 1  # no claim: accepted
+
+
+def test_the_service_refuses_a_stale_generation(tmp_path: Path) -> None:
+    from api_support import ADMIN, api_client, sample_items
+
+    with api_client(tmp_path / "data") as client:
+        assert client.post("/items", json={"items": sample_items()}, headers=ADMIN).is_success
+        events = {"events": [{"kind": "like", "item_id": "jazz-0"}]}
+        first = client.post("/users/alice/interactions", json=events, headers=ADMIN).json()
+        assert first["generation"] == 0
+        assert client.delete("/users/alice", headers=ADMIN).is_success
+        assert client.post("/users/alice/recreate", json={}, headers=ADMIN).is_success
+        stale = client.post(
+            "/users/alice/interactions", json={**events, "generation": 0}, headers=ADMIN
+        )
+        assert stale.status_code == 409 and stale.json()["code"] == "stale_generation"
+        current = client.post(
+            "/users/alice/interactions", json={**events, "generation": 1}, headers=ADMIN
+        )
+        assert current.status_code == 200 and current.json()["generation"] == 1
