@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "ownrank"
 LINE_LIMIT = 600
@@ -286,11 +284,6 @@ def _oversized() -> list[str]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="engine/onnx_encoder.py is still over the limit (being split); drop this mark "
-    "once no module is",
-)
 def test_modules_stay_readable() -> None:
     oversized = _oversized()
     assert not oversized, f"modules over {LINE_LIMIT} lines:\n" + "\n".join(oversized)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ownrank import BaseEncoder, ModelLoadError
-from ownrank.engine import onnx_encoder
+from ownrank.engine import onnx_export
 from ownrank.engine.encoder import load_encoder
 from ownrank.engine.onnx_encoder import (
     VARIANTS,
@@ -147,7 +147,7 @@ def test_cached_export_is_reused(
         raise AssertionError("exported again")
 
     for name in ("_export_fp32", "_quantize_dynamic", "_quantize_rowwise"):
-        monkeypatch.setattr(onnx_encoder, name, no_export)
+        monkeypatch.setattr(onnx_export, name, no_export)
     for variant, encoder in onnx_encoders.items():
         path = onnx_file(onnx_cache, variant)
         stamp = path.stat().st_mtime_ns
@@ -163,7 +163,7 @@ def test_a_failed_export_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Monk
         out.write_bytes(b"half a graph")
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(onnx_encoder, "_export_fp32", half_export)
+    monkeypatch.setattr(onnx_export, "_export_fp32", half_export)
     encoder = OnnxEncoder(variant="fp32", cache_dir=tmp_path)
     with pytest.raises(ModelLoadError, match="interrupted"):
         encoder.encode(["anything"])
