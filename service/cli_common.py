@@ -51,9 +51,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def open_engine(data_dir: Path, model_dir: Path | None, threads: int = 1) -> Iterator[Engine]:
-    """Open the store, turning ownrank's typed errors into a clean exit."""
+    """Open the store, turning ownrank's typed errors into a clean exit. No warm-up: a
+    command makes a call or two, and the first pays what it needs (``ownrank serve``
+    opens its own engines, warmed up before ready)."""
+    config = EngineConfig(model_dir=model_dir, encoder_threads=threads, warm_up_on_open=False)
     try:
-        engine = Engine(data_dir, EngineConfig(model_dir=model_dir, encoder_threads=threads))
+        engine = Engine(data_dir, config)
     except OwnrankError as exc:
         raise fail(exc.message) from None
     try:
