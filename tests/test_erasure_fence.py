@@ -31,6 +31,14 @@ from conftest import WordHashEncoder
 from test_catalog import catalog_items
 
 ITEMS = [i["id"] for i in catalog_items(60)]
+# an export of a user with no events, for imports without a real stale copy at hand
+STALE_EMPTY = {
+    "exists": True,
+    "version": 1,
+    "created_at": "2026-01-01T00:00:00Z",
+    "consent": {"shared_statistics": True},
+    "events": [],
+}
 
 
 class Clock:
@@ -49,13 +57,14 @@ def likes(first: int) -> list[dict[str, Any]]:
     return [{"kind": "like", "item_id": ITEMS[first + k]} for k in (0, 3, 6)]
 
 
-def assert_erased(engine: Engine, user: str) -> None:
+def assert_erased(engine: Engine, user: str, stale: dict[str, Any] | None = None) -> None:
     """Unreadable, every write and import refused, nothing left (``audit``)."""
     assert engine._users.record(user) is None
     assert engine.export(user)["exists"] is False
     for write in (
         lambda: engine.interact(user, likes(10)),
         lambda: engine.set_consent(user, False),
+        lambda: engine.import_user(stale or {"format": 1, "user_id": user, **STALE_EMPTY}),
     ):
         with pytest.raises(UserErasedError):
             write()
@@ -121,7 +130,7 @@ def test_no_restore_brings_an_erased_user_back(tmp_path: Path, restored: str, th
         elif then == "write":
             with pytest.raises(UserErasedError):
                 engine.interact("alice", likes(20))
-        assert_erased(engine, "alice")
+        assert_erased(engine, "alice", stale)
         assert engine.export("bob") == bob
         assert shared_statistics_consistent(engine._users)
         with engine._env.read() as txn:
