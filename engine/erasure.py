@@ -64,7 +64,7 @@ class Erasure:
         transaction committed too, it destroys the key; if only the key was destroyed,
         the record is unreadable (the user no longer exists) and the next open purges
         it and recounts the shared statistics from the ledgers. From the fence entry
-        on, no process reads or writes the user (``_fenced``).
+        on, no process reads or writes the user (``RecordStore.fenced``).
         """
         key = self.records.key(user_id)
         now = int(self.clock())
