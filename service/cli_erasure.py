@@ -143,15 +143,16 @@ def _offline(action: str, run: Callable[[], None]) -> None:
 @erasure_app.command()
 def restore(source: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Put a data backup in place (service stopped). Users erased since the backup stay
-    erased: their data keys are gone, so their records are purged on the next open."""
+    erased: the next open re-applies the erasure fence (refused for a backup older than
+    the fence's horizon)."""
     _offline("restore", lambda: backups.restore_data(source, data_dir))
     console.print(f"restored {source} into {data_dir}")
 
 
 @erasure_app.command("restore-keystore")
 def restore_keystore(source: DirArg, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Put a keystore backup in place (service stopped). Erasures journaled since are
-    re-applied on the next open."""
+    """Put a keystore backup in place (service stopped). The next open re-applies the
+    erasure fence: keys of users erased since are destroyed again."""
     _offline("restore-keystore", lambda: backups.restore_keystore(source, data_dir))
     console.print(f"restored keystore {source} into {data_dir}")
 

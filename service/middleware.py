@@ -25,10 +25,22 @@ WORKER_HEADER = "X-Ownrank-Worker"
 
 
 def route_template(scope: Scope) -> str:
-    """The matched route's template (``/users/{user_id}/recommend``), never the raw path."""
+    """The matched route's template (``/users/{user_id}/recommend``), never the raw path.
+
+    Routes the framework adds itself (``/docs``, ``/openapi.json``) leave no route in
+    the scope; they have no parameters, so a path equal to one of them is its own
+    template."""
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ROUTE
+    if isinstance(path, str):
+        return path
+    app: Any = scope.get("app")
+    raw = scope.get("path")
+    for candidate in getattr(app, "routes", ()):
+        template = getattr(candidate, "path", None)
+        if template == raw and isinstance(template, str) and "{" not in template:
+            return template
+    return UNMATCHED_ROUTE
 
 
 class ObserveMiddleware:

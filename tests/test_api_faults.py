@@ -153,3 +153,13 @@ def test_api_routes_are_all_checked() -> None:
         if isinstance(r, APIRoute)
     }
     assert paths >= OPEN_ROUTES - DOC_ROUTES
+
+
+def test_the_docs_routes_are_counted_under_their_own_path(client: TestClient) -> None:
+    for path in ("/docs", "/openapi.json"):
+        assert client.get(path).status_code == 200
+    client.get("/users/some-person/nothing-here")  # unmatched: never the raw path
+    text = client.get("/metrics").text
+    assert 'route="/docs",status="200"' in text
+    assert 'route="/openapi.json",status="200"' in text
+    assert "some-person" not in text and 'route="<unmatched>",status="404"' in text

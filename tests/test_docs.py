@@ -1,0 +1,52 @@
+"""Everything a user can call is documented (the idea of sqlite-utils' test_docs.py): each
+HTTP route in the README's endpoint table, each CLI command in its command list."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi.routing import APIRoute
+
+from ownrank.service import routes_catalog, routes_ops, routes_users
+from ownrank.service.cli import app as cli_app
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _api_routes() -> set[tuple[str, str]]:
+    return {
+        (method, route.path)
+        for router in (routes_catalog.router, routes_users.router, routes_ops.router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+
+
+def _documented_routes() -> set[tuple[str, str]]:
+    """(method, path) of every `METHOD /path` in the endpoint table's first column."""
+    start = README.index("| endpoint | who | what |")
+    table = README[start : README.index("\n\n", start)]
+    found = set()
+    for row in re.findall(r"^\| (`[A-Z]+ /[^|]*)\|", table, re.M):
+        for method, path in re.findall(r"`([A-Z]+) (/[^`]*)`", row):
+            found.add((method, path))
+    return found
+
+
+def test_every_route_is_in_the_endpoint_table() -> None:
+    missing = _api_routes() - _documented_routes()
+    assert not missing, sorted(missing)
+    stale = _documented_routes() - _api_routes()
+    assert not stale, sorted(stale)
+
+
+def test_every_command_is_in_the_command_list() -> None:
+    commands = {
+        c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
+        for c in cli_app.registered_commands
+    }
+    block = README[README.index("## Command line") :]
+    listed = set(re.findall(r"^ownrank ([a-z-]+)", block, re.M))
+    assert commands - listed == set(), sorted(commands - listed)
