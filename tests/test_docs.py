@@ -50,3 +50,11 @@ def test_every_command_is_in_the_command_list() -> None:
     block = README[README.index("## Command line") :]
     listed = set(re.findall(r"^ownrank ([a-z-]+)", block, re.M))
     assert commands - listed == set(), sorted(commands - listed)
+
+
+def test_the_readme_stays_short_and_its_links_resolve() -> None:
+    root = Path(__file__).resolve().parents[1]
+    assert len(README.splitlines()) <= 350
+    for page in [README, *(p.read_text() for p in (root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(((?:docs|bench)/[^)#]*)\)", page):
+            assert (root / target).exists(), target
