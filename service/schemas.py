@@ -546,6 +546,7 @@ class AuditFinding(BaseModel):
     term: str
     path: str
     offset: int
+    catalog_text: bool = Field(description="also catalog text: says nothing about the user")
 
 
 class AuditResponse(BaseModel):

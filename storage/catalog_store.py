@@ -327,6 +327,11 @@ class CatalogStore:
         for key, raw in txn.cursor(db=self.items):
             yield StoredItem.from_bytes(bytes(key).decode(), raw, read)
 
+    def holds_text(self, txn: Any, needle: bytes) -> bool:
+        """Whether some stored item's id or fields contain ``needle`` verbatim (a scan
+        of every item: for audits, which must tell catalog text from user data)."""
+        return any(needle in bytes(k) or needle in bytes(v) for k, v in txn.cursor(db=self.items))
+
     def nonconforming_items(self, txn: Any) -> Iterator[str]:
         """Ids of the stored items whose properties today's rules refuse (written by an
         older version; served without those properties), for operators to fix. The

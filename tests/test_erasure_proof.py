@@ -326,3 +326,20 @@ def test_reopening_keeps_the_key_of_a_user_recreated_after_erasure(
         assert engine.last_reconcile is not None
         assert engine.last_reconcile.erasures_reapplied == 0
         assert engine.export("alice") == before
+
+
+def test_an_audit_tells_catalog_text_from_user_data(store: Engine) -> None:
+    """A term that is also catalog text ("story number") matches the store's files
+    whatever the user did: listed, marked, and not counted; a term only the user wrote
+    still makes the audit unclean while it is there."""
+    add_user(store, "alice")
+    terms = {"catalog words": b"story number", "the query": SECRET_QUERY.encode()}
+    before = store.audit("alice", terms)
+    assert not before.clean
+    store.erase("alice")
+    report = store.audit("alice", terms)
+    catalog = [f for f in report.findings if f.term == "catalog words"]
+    assert catalog and all(f.catalog_text for f in catalog)
+    query = [f for f in report.findings if f.term == "the query"]
+    assert all(not f.catalog_text for f in query)
+    assert report.clean == (not query)  # the query's bytes may sit in a free page
