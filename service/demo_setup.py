@@ -36,8 +36,9 @@ Try it from another terminal:
   curl -s -X POST "$OWNRANK_URL/search" -H "Authorization: Bearer $ADMIN_KEY" \\
        -H 'Content-Type: application/json' -d '{{"query": "stars and galaxies", "n": 3}}'
   curl -s -X POST "$OWNRANK_URL/users/{user}/recommend" -H "Authorization: Bearer $TOKEN" \\
-       -H 'Content-Type: application/json' -d '{{"n": 5}}'
+       -H 'Content-Type: application/json' -d '{{"n": 5, "diversity": 0.2}}'
 
+More to try (feedback, erasure, the back office): docs/service.md.
 Press Ctrl+C to stop.
 """
 

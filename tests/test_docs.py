@@ -58,3 +58,20 @@ def test_the_readme_stays_short_and_its_links_resolve() -> None:
     for page in [README, *(p.read_text() for p in (root / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(((?:docs|bench)/[^)#]*)\)", page):
             assert (root / target).exists(), target
+
+
+def test_the_demo_banner_shows_what_the_docs_show() -> None:
+    """Each curl line the demo prints is in the service page's walk-through."""
+    from ownrank.service.demo_setup import BANNER
+
+    def commands(text: str) -> list[str]:
+        joined = re.sub(r"\\\n\s*", " ", text)
+        return [" ".join(line.split()) for line in joined.splitlines() if "curl " in line]
+
+    banner = BANNER.format(
+        items=1, data_dir="d", url="u", admin_key="k", token="t", user="demo-reader"
+    )
+    page = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    documented = set(commands(page))
+    shown = commands(banner)
+    assert shown and all(line in documented for line in shown), shown
