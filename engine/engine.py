@@ -438,13 +438,6 @@ class Engine:
         index = keeper.index
         index_file = keeper.path
         lmdb_stat = self._env.stat()
-        count, shown = 0, list[str]()
-        if check_items:
-            with self._env.read() as txn:
-                for item_id in self.catalog.store.nonconforming_items(txn):
-                    count += 1
-                    if len(shown) < NONCONFORMING_SHOWN:
-                        shown.append(item_id)
         facts: dict[str, Any] = {
             "data_dir": str(self.data_dir.resolve()),
             "store_id": self._identity.store_id,
@@ -463,16 +456,17 @@ class Engine:
                 "used_bytes": lmdb_stat["used_bytes"],
                 "entries": lmdb_stat["entries"],
             },
+        }
+        if check_items:
             # stored by an older version with properties nested deeper than today's
             # limit: served without those properties until rewritten or deleted
-            "nonconforming_items": {
+            with self._env.read() as txn:
+                ids = list(self.catalog.store.nonconforming_items(txn))
+            facts["nonconforming_items"] = {
                 "rule": f"properties nested deeper than {MAX_PROPERTY_DEPTH} levels",
-                "count": count,
-                "ids": shown,
-            },
-        }
-        if not check_items:
-            del facts["nonconforming_items"]
+                "count": len(ids),
+                "ids": ids[:NONCONFORMING_SHOWN],
+            }
         return facts
 
     def close(self) -> None:

@@ -68,23 +68,13 @@ class Erasure:
         """
         key = self.records.key(user_id)
         now = int(self.clock())
-        self._fence_erasure(key, now)
-        for _attempt in range(50):
-            with self.env.read() as txn:
-                found = self.records.raw(txn, key)
-                old_raw = None if found is None else bytes(found)
-            try:
-                old = (
-                    None
-                    if old_raw is None
-                    else RecordSummary.from_bytes(self.records.plaintext(key, old_raw)[0])
-                )
-                orphan = False
-            except RecordUnreadable:
-                old, orphan = None, True
+        old_raw, old, orphan = self._read(key)
+        self._fence_erasure(key, now, old_raw is None, old)
+        for attempt in range(50):
+            if attempt:  # a concurrent writer moved the record: read it again
+                old_raw, old, orphan = self._read(key)
             with self.env.write() as txn:
-                found = self.records.raw(txn, key)
-                if (None if found is None else bytes(found)) != old_raw:
+                if self.records.raw(txn, key) != old_raw:
                     continue
                 units = self.shared.apply(txn, old.ledger if old else {}, {})
                 if old_raw is not None:
@@ -119,24 +109,28 @@ class Erasure:
             keystore_txn_id=int(self.keystore.last_txn_id()),
         )
 
-    def _fence_erasure(self, key: bytes, now: int) -> None:
-        """Append the erasure to the fence, naming the generation it ends (the stored
-        record's, else the fence's current one); nothing if the fence already has it."""
-        state = self.fence.state(key)
-        if state is not None and state.erased:
-            with self.env.read() as txn:
-                if self.records.raw(txn, key) is None:
-                    return  # erased before and nothing came back: already fenced
-        generation = state.generation if state is not None else 0
+    def _read(self, key: bytes) -> tuple[bytes | None, RecordSummary | None, bool]:
+        """(the stored bytes, what erasure needs of the record, whether it is an orphan:
+        sealed with a data key that is gone)."""
         with self.env.read() as txn:
-            found = self.records.raw(txn, key)
-            raw = None if found is None else bytes(found)
-        if raw is not None:
-            try:
-                summary = RecordSummary.from_bytes(self.records.plaintext(key, raw)[0])
-                generation = max(generation, summary.generation)
-            except RecordUnreadable:
-                pass  # its key is gone already: the generation above stands
+            raw = self.records.raw(txn, key)
+        if raw is None:
+            return None, None, False
+        try:
+            return raw, RecordSummary.from_bytes(self.records.plaintext(key, raw)[0]), False
+        except RecordUnreadable:
+            return raw, None, True
+
+    def _fence_erasure(self, key: bytes, now: int, absent: bool, old: RecordSummary | None) -> None:
+        """Append the erasure to the fence, naming the generation it ends (the stored
+        record's, else the fence's current one); nothing if the fence already has it
+        and nothing came back."""
+        state = self.fence.state(key)
+        if state is not None and state.erased and absent:
+            return
+        generation = state.generation if state is not None else 0
+        if old is not None:
+            generation = max(generation, old.generation)
         self.fence.erased(key, now, generation)
 
     def recreate(self, user_id: str, consent_shared: bool | None = None) -> int:

@@ -184,9 +184,6 @@ class FileErasureFence:
         self._catch_up()
         return self._horizon
 
-    def __len__(self) -> int:
-        return len(self.states())
-
     # -- writing ----------------------------------------------------------------------
 
     def erased(self, key: bytes, at: int, generation: int) -> None:
