@@ -42,22 +42,61 @@ class CandidatePool:
     units: np.ndarray
 
     @cached_property
-    def hashes(self) -> list[int]:
+    def row_order(self) -> np.ndarray:
+        """Positions that sort ``rows`` (once per pool: pools are cached)."""
+        return np.argsort(self.rows, kind="stable")
+
+    @cached_property
+    def position_by_row(self) -> np.ndarray | None:
+        """row -> position in the pool (-1: not in it), as one array while rows are
+        small enough for that (else None: look rows up in ``row_order``)."""
+        top = int(self.rows.max(initial=-1)) + 1
+        if top > max(4 * len(self.rows), 1 << 20):
+            return None
+        table = np.full(top, -1, np.int64)
+        table[self.rows] = np.arange(len(self.rows))
+        return table
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """The pool position of each of ``rows`` (-1: not in the pool)."""
+        table = self.position_by_row
+        if table is not None:
+            inside = rows < len(table)
+            out = np.full(len(rows), -1, np.int64)
+            out[inside] = table[rows[inside]]
+            return out
+        order = self.row_order
+        sorted_rows = self.rows[order]
+        at = np.minimum(np.searchsorted(sorted_rows, rows), max(len(sorted_rows) - 1, 0))
+        found = sorted_rows[at] == rows if len(sorted_rows) else np.zeros(len(rows), bool)
+        return np.where(found, order[at], -1)
+
+    @cached_property
+    def id_array(self) -> np.ndarray:
+        """``ids`` as an array, to pick many at once."""
+        return np.array(self.ids, dtype=object)
+
+    @cached_property
+    def position_of(self) -> dict[str, int]:
+        return {item_id: k for k, item_id in enumerate(self.ids)}
+
+    @cached_property
+    def hashes(self) -> np.ndarray:
         """The item hashes earlier items are matched by (once per pool: pools are cached)."""
-        return [item_hash(i) for i in self.ids]
+        return np.array([item_hash(i) for i in self.ids], np.int64)
 
     def unseen(self, seen: SeenItems) -> np.ndarray:
         """Positions of the items not in ``seen``."""
-        if not seen.earlier:
-            return np.array([k for k, i in enumerate(self.ids) if i not in seen.logged], np.int64)
-        return np.array(
-            [
-                k
-                for k, (i, h) in enumerate(zip(self.ids, self.hashes, strict=True))
-                if i not in seen.logged and h not in seen.earlier
-            ],
-            np.int64,
-        )
+        keep = np.ones(len(self.ids), bool)
+        if len(seen.logged) < len(self.ids):
+            positions = [p for i in seen.logged if (p := self.position_of.get(i)) is not None]
+            keep[positions] = False
+        else:
+            keep &= np.array([i not in seen.logged for i in self.ids], bool)
+        if seen.earlier:
+            earlier = np.fromiter(seen.earlier, np.int64, len(seen.earlier))
+            keep &= ~np.isin(self.hashes, earlier)
+        return np.flatnonzero(keep)
 
 
 class CandidateSelector:

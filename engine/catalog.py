@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..storage.catalog_store import CatalogChange, CatalogStore, StoredItem
 from .config import EngineConfig
+from .content_neighbours import ContentNeighbours
 from .encoder import Encoder
 from .filters import Expr, parse_filter
 from .index_keeper import IndexKeeper
@@ -148,6 +149,13 @@ class Catalog:
         self.config = config
         self.clock = clock
         self._prior: tuple[int, CatalogPrior] | None = None
+        self.neighbours = ContentNeighbours(
+            store.env,
+            store,
+            keeper.dimension,
+            config.content_neighbours,
+            config.neighbour_sync_budget,
+        )
         # called inside catalog write transactions when an item's vector appears,
         # changes or goes away: (txn, item id, old vector or None, new or None)
         self.vector_listeners: list[
@@ -236,6 +244,7 @@ class Catalog:
                 continue
             report.embedded = len(to_embed)
             self.keeper.sync()
+            self.neighbours.catch_up()
             return report
         raise RuntimeError("catalog upsert kept racing with concurrent writers")  # pragma: no cover
 
@@ -316,6 +325,7 @@ class Catalog:
                     txn, CatalogChange(properties=[old.row]), self.config.changelog_keep
                 )
         self.keeper.sync()
+        self.neighbours.catch_up()
         return item
 
     def delete(self, item_ids: Iterable[str]) -> DeleteReport:
@@ -346,6 +356,7 @@ class Catalog:
                 self.store.update_moments(txn, dim, [], removed)
                 self.store.record_change(txn, change, self.config.changelog_keep)
         self.keeper.sync()
+        self.neighbours.catch_up()
         return report
 
     # -- search -------------------------------------------------------------------------

@@ -141,6 +141,22 @@ class EngineConfig(BaseModel):
         None, description="master key file and receipt signing keys; None = DATA_DIR/keys"
     )
 
+    content_neighbours: int = Field(
+        50,
+        ge=0,
+        le=1_000,
+        description="length of each item's stored list of its nearest items by content "
+        "(catalog data, engine/content_neighbours.py), which the neighbour score sums "
+        "over; 0 = no lists, and the neighbour score compares every candidate with "
+        "every rated item instead",
+    )
+    neighbour_sync_budget: int = Field(
+        4 * 10**9,
+        ge=0,
+        description="multiply-adds a catalog write may spend bringing the neighbour "
+        "lists up to date before it returns; a costlier change is applied by a "
+        "background thread",
+    )
     changelog_keep: int = Field(
         10_000, ge=10, description="catalog change-log entries kept for index catch-up"
     )

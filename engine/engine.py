@@ -150,6 +150,9 @@ class Engine:
             self._fence,
         )
         self._closed = False
+        # lists missing or behind (an older store, another process's write): built
+        # now if cheap, else by ``warm_up`` or the first ranking call, in the background
+        self.catalog.neighbours.update(budget=self.config.neighbour_sync_budget)
         self.last_reconcile: ReconcileReport | None = None
         if self.config.reconcile_on_open:
             self.last_reconcile = self.reconcile()
@@ -451,6 +454,7 @@ class Engine:
                 "tombstones": len(index.dead),
                 "file_bytes": index_file.stat().st_size if index_file.exists() else 0,
             },
+            "neighbours": dataclasses.asdict(self.catalog.neighbours.status()),
             "lmdb": {
                 "file_bytes": self._env.file_size(),
                 "used_bytes": lmdb_stat["used_bytes"],
@@ -474,6 +478,7 @@ class Engine:
             return
         self._closed = True
         try:
+            self.catalog.neighbours.close()
             self.catalog.keeper.close()
         finally:
             self._env.close()

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import StoreFormatError
-from ..storage.catalog_store import CatalogChange, CatalogStore
+from ..storage.catalog_store import CatalogStore, net_change
 from ..storage.lmdb_env import LmdbEnvironment
 from ..storage.vector_index import (
     IndexType,
@@ -150,7 +150,7 @@ class IndexKeeper:
             return False
         if not changes:
             return True
-        net = _net_change(changes)
+        net = net_change(changes)
         index.remove(net.removed)
         rows: list[int] = []
         vecs: list[np.ndarray] = []
@@ -504,18 +504,3 @@ class IndexKeeper:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.save()
-
-
-def _net_change(changes: list[CatalogChange]) -> CatalogChange:
-    """Collapse a run of changes: a row added and removed inside it never touches the index."""
-    added: set[int] = set()
-    removed: set[int] = set()
-    props: set[int] = set()
-    for change in changes:
-        added.update(change.added)
-        removed.update(change.removed)
-        props.update(change.properties)
-    both = added & removed
-    return CatalogChange(
-        sorted(added - both), sorted(removed - both), sorted(props - removed - added)
-    )

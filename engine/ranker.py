@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Required, TypedDict
 
 import numpy as np
@@ -37,7 +38,7 @@ def select_live(
     item_of: Callable[[str], Item | None],
     ids: Sequence[str],
     scores: np.ndarray,
-    vectors: np.ndarray,
+    vectors: Callable[[], np.ndarray],
     n: int,
     diversity: float,
     items: Sequence[Item | None],
@@ -54,7 +55,8 @@ def select_live(
     while True:
         if gone.size:
             live = np.setdiff1d(np.arange(len(ids)), gone)
-            order = [int(live[j]) for j in select(scores[live], vectors[live], n, diversity)]
+            live_vectors = partial(_rows_of, vectors, live)
+            order = [int(live[j]) for j in select(scores[live], live_vectors, n, diversity)]
         else:
             order = select(scores, vectors, n, diversity)
         for k in order:
@@ -66,11 +68,21 @@ def select_live(
         gone = np.union1d(gone, np.asarray([k for k in order if k not in found], np.int64))
 
 
-def select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -> list[int]:
-    """Top ``n`` by score, or by maximal marginal relevance when ``diversity`` > 0."""
-    order = np.lexsort((np.arange(len(scores)), -scores))
+def _rows_of(vectors: Callable[[], np.ndarray], rows: np.ndarray) -> np.ndarray:
+    matrix: np.ndarray = vectors()[rows]
+    return matrix
+
+
+def select(
+    scores: np.ndarray, vectors: Callable[[], np.ndarray], n: int, diversity: float
+) -> list[int]:
+    """Top ``n`` by score (ties: the earlier candidate first), or by maximal marginal
+    relevance when ``diversity`` > 0 (``vectors``: the candidates' vectors, asked for
+    only then)."""
     if diversity <= 0.0:
-        return [int(i) for i in order[:n]]
+        return top_n(scores, n)
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    vectors_of = vectors()
     spread = float(scores.std()) or 1.0
     relevance = (scores - scores.mean()) / spread
     chosen: list[int] = []
@@ -80,8 +92,22 @@ def select(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) ->
         values = [(1 - diversity) * relevance[i] - diversity * 3.0 * best_sim[i] for i in pool]
         pick = pool.pop(int(np.argmax(values)))
         chosen.append(int(pick))
-        best_sim = np.maximum(best_sim, vectors @ vectors[pick])
+        best_sim = np.maximum(best_sim, vectors_of @ vectors_of[pick])
     return chosen
+
+
+def top_n(scores: np.ndarray, n: int) -> list[int]:
+    """The positions of the ``n`` highest scores, highest first, ties to the lower
+    position (a full sort's order, without sorting everything).
+
+    >>> top_n(np.array([0.5, 2.0, 0.5, 1.0]), 3)
+    [1, 3, 0]
+    """
+    if n >= len(scores):
+        return [int(i) for i in np.lexsort((np.arange(len(scores)), -scores))]
+    floor = np.partition(scores, len(scores) - n)[len(scores) - n]
+    near = np.flatnonzero(scores >= floor)  # the top n and any tie with the n-th
+    return [int(i) for i in near[np.lexsort((near, -scores[near]))][:n]]
 
 
 def explain(

@@ -75,6 +75,7 @@ class Recommender:
         direction, the candidate pools' caches) with a cold-start ranking that reads
         nothing of any user and writes nothing."""
         self.catalog.keeper.warm_up()
+        self.catalog.neighbours.catch_up()
         self.catalog.prior()
         with self.env.read() as txn:
             self.popularity.direction(txn)
@@ -149,11 +150,10 @@ class Recommender:
         if eligible.size == 0:
             return []
         # features over the whole pool (matrix products), then the eligible entries
-        ids = [pool.ids[int(i)] for i in eligible]
-        vectors = pool.vectors[eligible]
+        ids: list[str] = pool.id_array[eligible].tolist()
         with self.env.read() as txn:
             ctx = RankingContext(
-                txn, cfg, record, model, user_vectors, interests, pool, eligible, ids, vectors, []
+                txn, cfg, record, model, user_vectors, interests, pool, eligible, ids, []
             )
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item
@@ -174,7 +174,7 @@ class Recommender:
                 lambda item_id: self._item_or_none(txn, item_id),
                 ids,
                 scores,
-                vectors,
+                lambda: ctx.vectors,
                 n,
                 diversity,
                 ctx.items,
@@ -185,7 +185,7 @@ class Recommender:
                     ids[k],
                     float(scores[k]),
                     chosen[k],
-                    explain(k, vectors[k], parts, explainers, why[int(eligible[k])]),
+                    explain(k, pool.vectors[eligible[k]], parts, explainers, why[int(eligible[k])]),
                 )
                 for k in order
             ]

@@ -2,21 +2,28 @@
 
 Item-to-item similarity in the frozen base model's space, with the user's own
 feedback strengths as weights; reads the user's record, writes nothing.
+
+A sparse sum over the stored content-neighbour lists of the rated items
+(``content_neighbours.py``): a call touches rated x k list entries. With the
+lists turned off (``EngineConfig.content_neighbours = 0``) every candidate is
+compared with every rated item instead (the dense path: slower, kept to measure
+against).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .blas import single_threaded
-from .candidates import centred_units
+from .candidates import CandidatePool, centred_units
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
-from .personal_model import observations
+from .content_neighbours import SIM_SCALE
+from .personal_model import Observation, observations
 from .scoring import RankingContext, ScorePart
 from .user_record import UserRecord
 
@@ -26,11 +33,11 @@ class Neighbours:
     """The neighbour score of each candidate and the rated item that contributed most."""
 
     scores: np.ndarray
-    because: list[str]
+    because: Callable[[int], str | None]  # candidate -> the rated item that explains it
 
     @staticmethod
     def none(count: int) -> Neighbours:
-        return Neighbours(np.zeros(count), [])
+        return Neighbours(np.zeros(count), lambda _k: None)
 
 
 class NeighbourScorer:
@@ -47,12 +54,73 @@ class NeighbourScorer:
         count = len(ctx.ids)
         found = Neighbours.none(count)
         if ctx.model is not None and ctx.record is not None and self.weight(ctx.config) > 0.0:
-            found = self.neighbours(ctx.record, ctx.user_vectors, ctx.pool.units, ctx.eligible)
+            if self.config.content_neighbours > 0:
+                found = self.from_lists(
+                    ctx.txn, ctx.record, ctx.user_vectors, ctx.pool, ctx.eligible
+                )
+            else:
+                found = self.neighbours(ctx.record, ctx.user_vectors, ctx.pool.units, ctx.eligible)
 
         def explain(k: int, _vector: np.ndarray) -> dict[str, Any]:
-            return {"because_of": found.because[k]} if found.because else {}
+            because = found.because(k)
+            return {} if because is None else {"because_of": because}
 
         return ScorePart(found.scores, explain)
+
+    def rated(self, record: UserRecord, vectors: Mapping[str, np.ndarray]) -> list[Observation]:
+        """The newest ``neighbour_items`` rated catalog items, oldest first."""
+        obs = [
+            o
+            for o in observations(record.events, self.config.learner)
+            if not o.is_query and o.ref in vectors
+        ]
+        return obs[-self.config.ranking.neighbour_items :]
+
+    def from_lists(
+        self,
+        txn: Any,
+        record: UserRecord,
+        vectors: Mapping[str, np.ndarray],
+        pool: CandidatePool,
+        eligible: np.ndarray,
+    ) -> Neighbours:
+        """The neighbour score as a sum over the rated items' neighbour lists:
+        strength * max(0, cos)^neighbour_power for each candidate in a rated item's
+        list, divided by the total absolute strength, standardized over the eligible
+        candidates. A candidate in no list scores as if its similarities were 0."""
+        obs = self.rated(record, vectors)
+        if not obs:
+            return Neighbours.none(len(eligible))
+        neighbours = self.catalog.neighbours
+        rated_rows = self.catalog.keeper.live_rows([o.ref for o in obs])
+        rows, sims, source = neighbours.entries(txn, rated_rows)
+        if neighbours.behind(txn):
+            neighbours.start_background()
+        if not len(rows):
+            return Neighbours.none(len(eligible))
+        strengths = np.array([o.strength for o in obs], dtype=np.float64)
+        closeness = np.maximum(sims / SIM_SCALE, 0.0)
+        raise_to(closeness, self.config.ranking.neighbour_power)
+        contribution = strengths[source] * closeness
+        # list entries -> positions in the pool (entries outside it are dropped)
+        position = pool.positions(rows)
+        inside = position >= 0
+        position, contribution, source = position[inside], contribution[inside], source[inside]
+        total = np.bincount(position, weights=contribution, minlength=len(pool.rows))
+        raw = total[eligible] / float(np.abs(strengths).sum())
+        spread = float(raw.std())
+        scores = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(len(raw))
+        refs = [o.ref for o in obs]
+
+        def because(k: int) -> str | None:
+            """The rated item whose entry gave candidate ``k`` the most (found only for
+            the candidates a call explains)."""
+            mine = np.flatnonzero(position == eligible[k])
+            if not len(mine):
+                return None
+            return refs[int(source[mine[np.argmax(contribution[mine])]])]
+
+        return Neighbours(scores.astype(np.float64), because)
 
     def neighbours(
         self,
@@ -67,12 +135,7 @@ class NeighbourScorer:
         "typical"), similarities below zero count as zero and the rest are raised
         to ``neighbour_power`` so a candidate scores by its nearest rated items.
         """
-        obs = [
-            o
-            for o in observations(record.events, self.config.learner)
-            if not o.is_query and o.ref in vectors
-        ]
-        obs = obs[-self.config.ranking.neighbour_items :]  # the newest
+        obs = self.rated(record, vectors)
         if not obs:
             return Neighbours.none(len(eligible))
         mean = self.catalog.prior().mean32
@@ -85,8 +148,8 @@ class NeighbourScorer:
             raw = weighted.sum(axis=0) / float(np.abs(strengths).sum())
         spread = float(raw.std())
         scores = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(len(raw))
-        because = [obs[int(j)].ref for j in np.argmax(weighted, axis=0)]
-        return Neighbours(scores.astype(np.float64), because)
+        best = np.argmax(weighted, axis=0)
+        return Neighbours(scores.astype(np.float64), lambda k: obs[int(best[k])].ref)
 
 
 def raise_to(values: np.ndarray, power: float) -> None:

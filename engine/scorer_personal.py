@@ -32,4 +32,4 @@ class PersonalScorer:
                 "because_of": interest.members[int(np.argmax(interest.matrix @ vector))],
             }
 
-        return ScorePart(ctx.model.score(ctx.vectors), explain)
+        return ScorePart(ctx.model.score(ctx.pool.vectors)[ctx.eligible], explain)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .personal_model import CatalogPrior
 from .scoring import RankingContext, ScorePart
+
+if TYPE_CHECKING:
+    from .candidates import CandidatePool
 from .shared_stats import F_SCALE, Q_SCALE, SharedStatistics
 
 
@@ -34,16 +37,28 @@ class Popularity:
         # the last direction, keyed by the exact statistic it came from (replaced, not
         # kept, when the statistic changes: an erasure's change is seen on the next call)
         self._direction: tuple[CatalogPrior, bytes, np.ndarray] | None = None
+        # the scores of the last pool ranked, keyed by that pool and the LMDB snapshot
+        # they were read in: any write since (an erasure's too) gives a new snapshot id
+        self._last_pool: tuple[int, CandidatePool, np.ndarray] | None = None
 
     def forget(self) -> None:
-        """Drop the direction derived from the statistic before an erasure."""
+        """Drop what was derived from the statistic before an erasure."""
         self._direction = None
+        self._last_pool = None
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.popularity_weight
 
     def score(self, ctx: RankingContext) -> ScorePart:
-        return ScorePart(self.scores(ctx.txn, ctx.ids, ctx.vectors))
+        """The popularity of every item in the pool (an item's score depends on nothing
+        else), read once per pool and snapshot, then the eligible ones."""
+        snapshot, last = ctx.txn.id(), self._last_pool
+        if last is not None and last[0] == snapshot and last[1] is ctx.pool:
+            values = last[2]
+        else:
+            values = self.scores(ctx.txn, ctx.pool.ids, ctx.pool.vectors)
+            self._last_pool = (snapshot, ctx.pool, values)
+        return ScorePart(values[ctx.eligible])
 
     def direction(self, txn: Any) -> np.ndarray | None:
         """Ridge regression of log(1 + count) on content over the catalog (unrated

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -35,8 +36,14 @@ class RankingContext:
     pool: CandidatePool
     eligible: np.ndarray  # positions in the pool of the candidates being scored
     ids: list[str]  # their item ids
-    vectors: np.ndarray  # their vectors
     items: list[Any | None]  # their items, when the call read them (else empty)
+
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        """Their vectors (a copy: taken only by a call that needs it; a scorer of
+        every candidate may score ``pool.vectors`` and take ``eligible``)."""
+        vectors: np.ndarray = self.pool.vectors[self.eligible]
+        return vectors
 
 
 Explain = Callable[[int, np.ndarray], dict[str, Any]]

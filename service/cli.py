@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -251,6 +252,54 @@ def reindex(data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelDir = None) ->
         engine.rebuild_index()
         idx = engine.info(check_items=False)["index"]
     console.print(f"rebuilt {idx['type']} index with {idx['vectors']} vectors")
+
+
+@app.command()
+def neighbours(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    model_dir: ModelDir = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Build every list from scratch.")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Compare the lists with a build from scratch (writes nothing)."
+        ),
+    ] = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Bring the items' content-neighbour lists up to date (waiting for it), or rebuild
+    or check them; print where they stand."""
+    with open_engine(data_dir, model_dir) as engine:
+        lists = engine.catalog.neighbours
+        started = time.perf_counter()
+        if rebuild:
+            lists.rebuild()
+        elif not check:
+            lists.update()
+        seconds = time.perf_counter() - started
+        wrong = lists.check() if check else None
+        status = lists.status()
+    facts: dict[str, Any] = {
+        "k": status.k,
+        "lists": status.lists,
+        "current": status.current,
+        "lists_seq": status.seq,
+        "catalog_seq": status.catalog_seq,
+        "seconds": round(seconds, 3),
+    }
+    if wrong is not None:
+        facts["differing_rows"] = len(wrong)
+    if as_json:
+        console.print_json(json.dumps(facts))
+    else:
+        state = "current" if status.current else f"behind (at {status.seq} of {status.catalog_seq})"
+        console.print(f"{status.lists} neighbour lists of {status.k}, {state}; {seconds:.2f} s")
+        if wrong is not None:
+            console.print(f"{len(wrong)} rows differ from a build from scratch")
+    if wrong:
+        raise typer.Exit(1)
 
 
 DEMO_QUERIES = [

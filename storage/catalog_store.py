@@ -236,6 +236,21 @@ class CatalogChange:
         return cls(list(rec["a"]), list(rec["d"]), list(rec["p"]))
 
 
+def net_change(changes: list[CatalogChange]) -> CatalogChange:
+    """Collapse a run of changes: a row added and removed inside it never touches the index."""
+    added: set[int] = set()
+    removed: set[int] = set()
+    props: set[int] = set()
+    for change in changes:
+        added.update(change.added)
+        removed.update(change.removed)
+        props.update(change.properties)
+    both = added & removed
+    return CatalogChange(
+        sorted(added - both), sorted(removed - both), sorted(props - removed - added)
+    )
+
+
 class CatalogStore:
     """Typed access to the catalog's databases inside caller-owned transactions."""
 

@@ -25,7 +25,8 @@ from ..errors import StoreFormatError
 
 # Names of the named databases, in one place: the catalog's four, the user
 # records (one key per user), the shared statistics derived from users, and what
-# an erasure leaves behind (keyed ids and times only, see engine/erasure_log.py).
+# an erasure leaves behind (keyed ids and times only, see engine/erasure_log.py),
+# and the catalog's content neighbourhoods (catalog data, see neighbour_lists.py).
 DATABASES = (
     "meta",
     "items",
@@ -36,6 +37,8 @@ DATABASES = (
     "popular_rank",
     "tombstones",
     "erasure_journal",
+    "neighbours",
+    "neighbour_of",
 )
 
 

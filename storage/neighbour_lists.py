@@ -1,0 +1,140 @@
+"""How the catalog's content neighbourhoods are laid out in LMDB.
+
+Each item's nearest items by the frozen embeddings are catalog data: no user
+data goes into them, so they are kept like the catalog itself. Named databases:
+
+- ``neighbours``: owner row (8-byte big-endian) -> the owner's list, best first,
+  as packed little-endian (int64 row, int32 similarity) entries of 12 bytes
+  (similarities are integers: see ``engine/content_neighbours.py`` for their
+  scale). Fixed-size entries let many lists be decoded in one pass;
+- ``neighbour_of``: the reverse index, row -> the sorted int64 rows of the
+  owners whose lists hold it. A catalog delete reads it to find the lists it
+  touches; nothing else needs to scan the lists;
+- ``meta`` keys ``neighbours_seq`` (the catalog sequence number the lists are
+  current for, with the layout version; absent or another layout: to be built
+  from scratch) and ``neighbours_k`` (their length).
+
+Storage only stores: what the lists hold is decided by the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .catalog_store import row_from_key, row_key
+from .lmdb_env import LmdbEnvironment
+
+LAYOUT = 1
+ENTRY = np.dtype([("row", "<i8"), ("sim", "<i4")])  # 12 bytes, no padding
+_EMPTY = np.zeros(0, np.int64)
+
+
+def encode_list(rows: np.ndarray, sims: np.ndarray) -> bytes:
+    if len(rows) != len(sims):
+        raise ValueError("a neighbour list needs as many similarities as rows")
+    entries = np.empty(len(rows), ENTRY)
+    entries["row"], entries["sim"] = rows, sims
+    return entries.tobytes()
+
+
+def decode_list(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    entries = np.frombuffer(raw, ENTRY)
+    return entries["row"].astype(np.int64), entries["sim"].astype(np.int32)
+
+
+class NeighbourLists:
+    """Typed access to the neighbour lists inside caller-owned transactions."""
+
+    def __init__(self, env: LmdbEnvironment) -> None:
+        self.env = env
+        self.lists = env.db("neighbours")
+        self.reverse = env.db("neighbour_of")
+        self.meta = env.db("meta")
+
+    # -- the state the lists are in ------------------------------------------------
+
+    def seq(self, txn: Any) -> int | None:
+        """The catalog sequence number the lists are current for (None: never built)."""
+        raw = txn.get(b"neighbours_seq", db=self.meta)
+        if raw is None:
+            return None
+        state = msgpack.unpackb(raw)
+        return int(state[1]) if isinstance(state, list) and state[0] == LAYOUT else None
+
+    def k(self, txn: Any) -> int | None:
+        raw = txn.get(b"neighbours_k", db=self.meta)
+        return None if raw is None else int(msgpack.unpackb(raw))
+
+    def set_state(self, txn: Any, seq: int, k: int) -> None:
+        txn.put(b"neighbours_seq", msgpack.packb([LAYOUT, seq]), db=self.meta)
+        txn.put(b"neighbours_k", msgpack.packb(k), db=self.meta)
+
+    # -- lists ------------------------------------------------------------------------
+
+    def get(self, txn: Any, owner: int) -> tuple[np.ndarray, np.ndarray] | None:
+        raw = txn.get(row_key(owner), db=self.lists)
+        return None if raw is None else decode_list(raw)
+
+    def get_many(
+        self, txn: Any, owners: Sequence[int | None]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The entries of many lists at once: (rows, similarities, the position in
+        ``owners`` of the list each entry came from). Owners without a list (or
+        None) add nothing."""
+        keys = [row_key(o) for o in owners if o is not None]
+        found = dict(txn.cursor(db=self.lists).getmulti(keys))
+        raws: list[bytes] = []
+        sources: list[int] = []
+        for position, owner in enumerate(owners):
+            raw = None if owner is None else found.get(row_key(owner))
+            if raw:
+                raws.append(raw)
+                sources.append(position)
+        entries = np.frombuffer(b"".join(raws), ENTRY)
+        lengths = [len(raw) // ENTRY.itemsize for raw in raws]
+        source = np.repeat(np.asarray(sources, np.int64), lengths)
+        return entries["row"].astype(np.int64), entries["sim"].astype(np.int64), source
+
+    def put(self, txn: Any, owner: int, rows: np.ndarray, sims: np.ndarray) -> None:
+        txn.put(row_key(owner), encode_list(rows, sims), db=self.lists)
+
+    def delete(self, txn: Any, owner: int) -> None:
+        txn.delete(row_key(owner), db=self.lists)
+
+    def iter_lists(self, txn: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Every stored list, by owner row."""
+        for key, raw in txn.cursor(db=self.lists):
+            rows, sims = decode_list(raw)
+            yield row_from_key(key), rows, sims
+
+    def count(self, txn: Any) -> int:
+        return int(txn.stat(self.lists)["entries"])
+
+    # -- the reverse index ----------------------------------------------------------
+
+    def owners_of(self, txn: Any, row: int) -> np.ndarray:
+        """The rows whose lists hold ``row`` (sorted)."""
+        raw = txn.get(row_key(row), db=self.reverse)
+        return _EMPTY if raw is None else np.frombuffer(raw, "<i8").astype(np.int64)
+
+    def put_owners(self, txn: Any, row: int, owners: np.ndarray) -> None:
+        if len(owners):
+            owners = np.ascontiguousarray(owners, dtype="<i8")
+            txn.put(row_key(row), owners.tobytes(), db=self.reverse)
+        else:
+            txn.delete(row_key(row), db=self.reverse)
+
+    def iter_owners(self, txn: Any) -> Iterator[tuple[int, np.ndarray]]:
+        for key, raw in txn.cursor(db=self.reverse):
+            yield row_from_key(key), np.frombuffer(raw, "<i8").astype(np.int64)
+
+    def clear(self, txn: Any) -> None:
+        """Drop every list, the reverse index and the state (before a rebuild)."""
+        txn.drop(self.lists, delete=False)
+        txn.drop(self.reverse, delete=False)
+        txn.delete(b"neighbours_seq", db=self.meta)
+        txn.delete(b"neighbours_k", db=self.meta)
