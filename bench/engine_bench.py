@@ -288,9 +288,26 @@ def build_catalog(engine: Engine, encoder: TimedEncoder, args: argparse.Namespac
     sync_s = time.perf_counter()
     engine.catalog.keeper.sync()
     sync_s = time.perf_counter() - sync_s
+    # the content-neighbour lists: kept in step by cheap writes, by a background
+    # thread past the sync budget; the ranking phases start once they are current
+    wait_s = time.perf_counter()
+    engine.catalog.neighbours.update()
+    wait_s = time.perf_counter() - wait_s
+    rebuild_s = time.perf_counter()
+    if args.neighbour_rebuild:
+        engine.catalog.neighbours.rebuild()
+    rebuild_s = time.perf_counter() - rebuild_s
+    status = engine.catalog.neighbours.status()
+    say(
+        f"neighbour lists: {status.lists} of {status.k}, current {status.current}; "
+        f"{wait_s:.1f} s waited after the last upsert"
+        + (f"; a rebuild from scratch took {rebuild_s:.1f} s" if args.neighbour_rebuild else "")
+    )
     return {
         "items": args.items,
         "batch": 1000,
+        "neighbours_wait_seconds": round(wait_s, 2),
+        "neighbours_rebuild_seconds": round(rebuild_s, 2) if args.neighbour_rebuild else None,
         "seconds": round(elapsed, 2),
         "items_per_s": round(args.items / elapsed, 1),
         "encode_seconds": round(encoder.seconds, 2),
@@ -576,6 +593,37 @@ def phase_reopen(path: Path, config: EngineConfig, encoder: Any, args: argparse.
     return runs
 
 
+def phase_neighbour_paths(
+    path: Path, config: EngineConfig, encoder: Any, args: argparse.Namespace
+) -> Json:
+    """Recommend with the neighbour score summed over the stored lists against the
+    dense comparison (``content_neighbours=0``), same store and users, alternated
+    twice each (the VM's speed drifts: compare within a round)."""
+    rng = np.random.default_rng(args.seed + 12)
+    count = max(100, args.queries // 2)
+    users = [user_id(int(u)) for u in rng.integers(args.users, size=count + args.warmup)]
+    topics = [f"t{int(t)}" for t in rng.integers(len(TOPIC_NAMES), size=count + args.warmup)]
+    runs: dict[str, list[Json]] = {"lists": [], "dense": []}
+    for _round in range(2):
+        for name, k in (("lists", config.content_neighbours), ("dense", 0)):
+            with Engine(
+                path, config.model_copy(update={"content_neighbours": k}), encoder=encoder
+            ) as engine:
+                row: Json = {}
+                for kind, filters in (("plain", None), ("topic_filter", True)):
+                    stats, _lat, _res = time_calls(
+                        lambda i, e=engine, f=filters: e.recommend(
+                            users[i], 10, {"topic": topics[i]} if f else None
+                        ),
+                        count,
+                        args.warmup,
+                    )
+                    row[kind] = {key: stats[key] for key in ("p50_ms", "p99_ms", "mean_ms")}
+            runs[name].append(row)
+            say(f"neighbour path {name}: {row}")
+    return runs
+
+
 def phase_search(engine: Engine, args: argparse.Namespace) -> Json:
     rng = np.random.default_rng(args.seed + 6)
     n_q = args.queries
@@ -727,6 +775,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("auto", "flat", "hnsw"),
         default="auto",
         help="EngineConfig.index_kind (default auto: flat below hnsw_threshold items)",
+    )
+    p.add_argument(
+        "--neighbour-rebuild",
+        action="store_true",
+        help="also time a build of the content-neighbour lists from scratch",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--seed", type=int, default=4321)
@@ -1003,6 +1056,8 @@ def run(args: argparse.Namespace) -> int:
             result["sizes_end"] = sizes(engine)
         say(f"\n== reopen (load average {[round(x, 2) for x in os.getloadavg()]})")
         result["reopen"] = phase_reopen(root / "data", config, encoder, args)
+        say(f"\n== neighbour paths (load average {[round(x, 2) for x in os.getloadavg()]})")
+        result["neighbour_paths"] = phase_neighbour_paths(root / "data", config, encoder, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result["phase_memory"] = phase_memory

@@ -33,6 +33,7 @@ if __package__ in (None, ""):
 
 from bench.baselines import EASE, ItemKNN, MostPop, tune_ease, tune_itemknn
 from bench.eval_data import Dataset, default_data_dir, item_text, load_dataset
+from bench.latency import Latency, PeerTiming, latency_json, peer_timings, print_latency
 from bench.protocols import Split, chrono20, cold20, evaluate, inner_validation
 from ownrank import BaseEncoder, Engine, EngineConfig
 from ownrank.engine.config import RankingConfig
@@ -132,9 +133,17 @@ def build_store(
     }
 
 
-def ownrank_metrics(engine: Engine, split: Split) -> dict[str, float]:
+def ownrank_metrics(
+    engine: Engine, split: Split, seconds: list[float] | None = None
+) -> dict[str, float]:
+    """Metrics of ``Engine.recommend`` over ``split.users``; each whole SDK call's
+    wall time is appended to ``seconds`` when given."""
+
     def rank(user: int) -> list[int]:
+        t0 = time.perf_counter()
         recs = engine.recommend(str(user), 10, filters={"candidate": True})
+        if seconds is not None:
+            seconds.append(time.perf_counter() - t0)
         return [int(r.item_id) for r in recs]
 
     return evaluate(split, rank)
@@ -181,38 +190,48 @@ def run_ownrank(
         engine, build = build_store(path, dataset, split, encoder, base)
         fit_s = time.perf_counter() - t0
         engine = with_ranking(engine, path, base, best)
-        t0 = time.perf_counter()
-        metrics = evaluate_subset(engine, split, quick)
-        rec_ms = (time.perf_counter() - t0) / metrics["n_users"] * 1000
+        seconds: list[float] = []
+        metrics = evaluate_subset(engine, split, quick, seconds)
         engine.close()
+    latency = Latency.of(seconds)
     return {
         **metrics,
         "chosen": dict(zip(("personal", "neighbour", "popularity"), best, strict=True)),
         "inner_ndcg": tuning,
         "fit_s": round(fit_s, 1),
         "update_ms_p50": build["user_update_ms_p50"],
-        "recommend_ms_mean": round(rec_ms, 2),
+        "recommend_ms_mean": round(1000 * float(np.mean(seconds)), 2),
+        "recommend_ms_p50": round(latency.p50, 3),
+        "recommend_ms_p99": round(latency.p99, 3),
     }
 
 
-def evaluate_subset(engine: Engine, split: Split, quick: bool) -> dict[str, float]:
-    if quick and len(split.users) > 500:
-        keep = np.random.default_rng(0).choice(split.users, 500, replace=False)
-        split = Split(
-            split.protocol,
-            split.train,
-            split.train_all,
-            {int(u): split.test[int(u)] for u in keep},
-            split.candidates,
-            split.exclude_train,
-        )
-    return ownrank_metrics(engine, split)
+def evaluated(split: Split, quick: bool) -> Split:
+    """``split`` itself, or with ``quick`` a fixed 500 of its users (same training data)."""
+    if not quick or len(split.users) <= 500:
+        return split
+    keep = np.random.default_rng(0).choice(split.users, 500, replace=False)
+    return Split(
+        split.protocol,
+        split.train,
+        split.train_all,
+        {int(u): split.test[int(u)] for u in keep},
+        split.candidates,
+        split.exclude_train,
+    )
 
 
-def run_baselines(split: Split) -> dict[str, dict[str, Any]]:
+def evaluate_subset(
+    engine: Engine, split: Split, quick: bool, seconds: list[float] | None = None
+) -> dict[str, float]:
+    return ownrank_metrics(engine, evaluated(split, quick), seconds)
+
+
+def run_baselines(split: Split) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """The peers, each also with every item the user rated excluded (chrono20): ownrank
     never recommends what a user rated, low ratings included, so this is the like for
-    like comparison (the protocol itself only excludes training positives)."""
+    like comparison (the protocol itself only excludes training positives). Also
+    returns the fitted models by name."""
     models: list[tuple[str, Any, str]] = [("MostPop", MostPop(), "")]
     if split.protocol == "chrono20":  # collaborative models cannot score new items
         knn = tune_itemknn(split)
@@ -222,9 +241,11 @@ def run_baselines(split: Split) -> dict[str, dict[str, Any]]:
             ("EASE", EASE(ease.best), f"lambda={ease.best}"),
         ]
     out: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, Any] = {}
     for name, model, chosen in models:
         t0 = time.perf_counter()
-        scores = model.fit(split).scores(split.users)
+        fitted[name] = model.fit(split)
+        scores = model.scores(split.users)
         fit_s = round(time.perf_counter() - t0, 2)
         extra = {"chosen": chosen} if chosen else {}
         out[name] = {**evaluate(split, scores), "fit_s": fit_s, **extra}
@@ -234,7 +255,7 @@ def run_baselines(split: Split) -> dict[str, dict[str, Any]]:
                 "fit_s": fit_s,
                 **extra,
             }
-    return out
+    return out, fitted
 
 
 def without_rated(split: Split, scores: np.ndarray) -> np.ndarray:
@@ -268,14 +289,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         encoder = CachedEncoder(RESULTS / "cache" / f"{name}-embeddings.npz")
         for protocol in args.protocols.split(","):
             split = (chrono20 if protocol == "chrono20" else cold20)(dataset.ratings)
-            rows = run_baselines(split)
+            rows, fitted = run_baselines(split)
+            peers: list[PeerTiming] = []
+            note = "EASE / ALS: not comparable on cold20 (they cannot score new items)"
+            if split.protocol == "chrono20":  # the same users ownrank is timed on
+                ease = rows["EASE"]["chosen"]
+                peers = peer_timings(split, evaluated(split, args.quick), fitted["EASE"], ease)
+                note = ""
+            latency: dict[str, Latency] = {}
             for shared in args.modes.split(","):
                 label = "ownrank personal" if shared == "none" else "ownrank +popularity"
                 rows[label] = run_ownrank(
                     dataset, split, encoder, shared, args.quick, args.candidates
                 )
-            results[f"{name}/{protocol}"] = rows
+                latency[label] = Latency(
+                    rows[label]["recommend_ms_p50"],
+                    rows[label]["recommend_ms_p99"],
+                    int(rows[label]["n_users"]),
+                )
             print_table(f"{name} {protocol}", rows)
+            print_latency(latency, peers, note)
+            results[f"{name}/{protocol}"] = {
+                **rows,
+                "latency_ms": latency_json(latency, peers, note),
+            }
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "quality.json"
     out.write_text(json.dumps(results, indent=2, default=str))
