@@ -9,7 +9,7 @@ the most popular items, or the most recent ones when nothing else is known.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -99,6 +99,30 @@ class CandidatePool:
         return np.flatnonzero(keep)
 
 
+class UserVectors(Mapping[str, np.ndarray]):
+    """The vectors of a user's items, read on first use: a ranking call that needs
+    only their rows (the neighbour lists) never reads them."""
+
+    def __init__(self, load: Callable[[], dict[str, np.ndarray]]) -> None:
+        self._load = load
+        self._vectors: dict[str, np.ndarray] | None = None
+
+    @property
+    def vectors(self) -> dict[str, np.ndarray]:
+        if self._vectors is None:
+            self._vectors = self._load()
+        return self._vectors
+
+    def __getitem__(self, item_id: str) -> np.ndarray:
+        return self.vectors[item_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.vectors)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
 class CandidateSelector:
     """Pools of candidates for a ranking call (``rank`` in ``recommender.py``)."""
 
@@ -128,6 +152,15 @@ class CandidateSelector:
             return found
         with self.env.read() as txn:
             return self.catalog.vectors_of(txn, record.item_ids())
+
+    def lazy_user_vectors(self, record: UserRecord | None) -> UserVectors:
+        return UserVectors(lambda: self.user_vectors(record))
+
+    def has_deleted_items(self, record: UserRecord) -> bool:
+        """Whether any item the user has events on left the catalog (as of a catch-up
+        of the index with LMDB)."""
+        self.catalog.keeper.sync()
+        return any(row is None for row in self.catalog.keeper.live_rows(record.item_ids()))
 
     def interest_vectors(
         self, record: UserRecord, model: PersonalModel, vectors: Mapping[str, np.ndarray]

@@ -8,11 +8,16 @@ which), a re-embed is both. The neighbour scorer then sums over the lists of
 the items a user rated instead of comparing every candidate with every rated
 item.
 
+Similarity is the cosine of the embeddings centred on a stored *centre* (so
+that close means alike, not typical): the catalog's mean when the lists were
+last built from scratch, taken again (a rebuild) once the catalog has doubled
+or halved since.
+
 Exact, so that maintaining the lists step by step gives the same lists as a
-build from scratch: vectors are scaled to unit length and rounded to integers
-(``SCALE``); their dot products are integers below 2**24, which float32 BLAS
-computes exactly in any order. A list is the ``k`` other items with the
-largest similarity, ties broken by the lower row.
+build from scratch on the same centre: centred vectors are scaled to unit
+length and rounded to integers (``SCALE``); their dot products are integers
+below 2**24, which float32 BLAS computes exactly in any order. A list is the
+``k`` other items with the largest similarity, ties broken by the lower row.
 
 Cheap changes are applied right after the catalog write that made them; a
 change costing more than ``EngineConfig.neighbour_sync_budget`` multiply-adds
@@ -52,16 +57,18 @@ class _Closing(Exception):
     """The engine is closing: a background step stops where it is."""
 
 
-def quantize(vectors: np.ndarray) -> np.ndarray:
-    """Unit-length, ``SCALE``-rounded copies of ``vectors`` (rows), as float32 integers.
-
-    Row by row (the result of a row never depends on the other rows).
+def quantize(vectors: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+    """``vectors`` (rows) minus ``centre``, scaled to unit length and rounded at
+    ``SCALE``, as float32 integers. Row by row (a row's result never depends on the
+    other rows).
 
     >>> quantize(np.array([[3.0, 4.0], [0.0, 0.0]]))
     array([[1229., 1638.],
            [   0.,    0.]], dtype=float32)
     """
     v = np.asarray(vectors, dtype=np.float64)
+    if centre is not None:
+        v = v - centre
     norms = np.sqrt((v * v).sum(axis=1))
     scale = np.divide(SCALE, norms, out=np.zeros_like(norms), where=norms > 0)
     return np.asarray(np.rint(v * scale[:, None]), dtype=np.float32)
@@ -118,6 +125,7 @@ class _Matrix:
 
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
+        self.centre: np.ndarray | None = None
         self.seq = -1
         self.rows = np.zeros(0, np.int64)
         self._buffer = np.zeros((0, dimension), np.float32)
@@ -133,17 +141,21 @@ class _Matrix:
             raise KeyError("a row is not live")
         return at
 
-    def sync(self, txn: Any, store: CatalogStore) -> None:
-        """Catch up with the catalog as seen by ``txn``."""
+    def sync(self, txn: Any, store: CatalogStore, centre: np.ndarray) -> None:
+        """Catch up with the catalog as seen by ``txn``, centred on ``centre``."""
         seq = store.catalog_seq(txn)
-        if seq == self.seq:
+        same_centre = self.centre is not None and np.array_equal(self.centre, centre)
+        if seq == self.seq and same_centre:
             return
-        changes = store.changes_since(txn, self.seq) if self.seq >= 0 else None
+        self.centre = centre
+        changes = store.changes_since(txn, self.seq) if self.seq >= 0 and same_centre else None
         if changes is None:
             found = list(store.iter_vectors(txn, self.dimension))
             self.rows = np.array([r for r, _i, _v in found], np.int64)
             vectors = np.stack([v for _r, _i, v in found]) if found else np.zeros((0, 0))
-            self._buffer = quantize(vectors) if found else np.zeros((0, self.dimension), np.float32)
+            self._buffer = (
+                quantize(vectors, centre) if found else np.zeros((0, self.dimension), np.float32)
+            )
         else:
             net = net_change(changes)
             if net.removed:
@@ -158,7 +170,7 @@ class _Matrix:
             if added:
                 self._append(
                     np.array([r for r, _v in added], np.int64),
-                    quantize(np.stack([v for _r, v in added])),
+                    quantize(np.stack([v for _r, v in added]), centre),
                 )
         self.seq = seq
 
@@ -184,7 +196,9 @@ class _Plan:
     seq_from: int | None
     k_from: int | None
     seq_to: int
-    clear: bool = False
+    clear: bool = False  # a build from scratch, on ``centre`` (taken at ``centred_count`` items)
+    centre: np.ndarray | None = None
+    centred_count: int = 0
     puts: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     deletes: set[int] = field(default_factory=set)
     reverse: dict[int, np.ndarray] = field(default_factory=dict)
@@ -297,7 +311,7 @@ class ContentNeighbours:
         """Build every list from scratch (and wait for it)."""
         with self._lock:
             with self.env.read() as txn:
-                plan = self._plan_full(txn)
+                plan = self._plan_full(txn, *self._catalog_centre(txn))
             plan.seq_from, plan.k_from = self._state()
             self._commit(plan, check=False)
         return self.status()
@@ -306,7 +320,8 @@ class ContentNeighbours:
         """The rows whose stored list (or reverse-index entry) differs from a build
         from scratch of the catalog as it is now; writes nothing. Empty when current."""
         with self._lock, self.env.read() as txn:
-            plan = self._plan_full(txn)
+            centre = self.lists.centre(txn) or self._catalog_centre(txn)
+            plan = self._plan_full(txn, *centre)
             stored = {owner: (rows, sims) for owner, rows, sims in self.lists.iter_lists(txn)}
             reverse = dict(self.lists.iter_owners(txn))
         wrong = {
@@ -358,27 +373,38 @@ class ContentNeighbours:
         with self.env.read() as txn:
             return self.lists.seq(txn), self.lists.k(txn)
 
+    def _catalog_centre(self, txn: Any) -> tuple[np.ndarray, int]:
+        """The catalog's mean embedding now, and its item count."""
+        moments = self.store.get_moments(txn, self.dimension)
+        if moments.count == 0:
+            return np.zeros(self.dimension), 0
+        return moments.total / moments.count, moments.count
+
     def _plan(self, txn: Any, budget: int | None) -> _Plan | None:
         seq, k = self.lists.seq(txn), self.lists.k(txn)
-        changes = None if seq is None or k != self.k else self.store.changes_since(txn, seq)
+        centre = self.lists.centre(txn)
         live = int(txn.stat(self.store.vectors)["entries"])
-        if changes is None:
+        # re-centred (built from scratch) once the catalog doubled or halved since
+        drifted = centre is None or live > 2 * max(centre[1], 1) or 2 * live < centre[1]
+        fresh = seq is None or k != self.k or drifted
+        changes = None if fresh or seq is None else self.store.changes_since(txn, seq)
+        if changes is None or centre is None:
             if budget is not None and live * live * self.dimension > budget:
                 return None
-            plan = self._plan_full(txn)
+            plan = self._plan_full(txn, *self._catalog_centre(txn))
         else:
             net = net_change(changes)
             cost = (2 * len(net.added) + self.k * len(net.removed)) * live * self.dimension
             if budget is not None and cost > budget:
                 return None
-            plan = self._plan_changes(txn, net)
+            plan = self._plan_changes(txn, net, centre[0])
         plan.seq_from, plan.k_from = seq, k
         return plan
 
-    def _plan_full(self, txn: Any) -> _Plan:
-        self._matrix.sync(txn, self.store)
+    def _plan_full(self, txn: Any, centre: np.ndarray, count: int) -> _Plan:
+        self._matrix.sync(txn, self.store, centre)
         m = self._matrix
-        plan = _Plan(None, None, m.seq, clear=True)
+        plan = _Plan(None, None, m.seq, clear=True, centre=centre, centred_count=count)
         owners: list[np.ndarray] = []
         members: list[np.ndarray] = []
         for start, found in self._lists_for(np.arange(len(m.rows))):
@@ -400,8 +426,8 @@ class ContentNeighbours:
                 plan.reverse[int(member)] = group
         return plan
 
-    def _plan_changes(self, txn: Any, net: CatalogChange) -> _Plan:
-        self._matrix.sync(txn, self.store)
+    def _plan_changes(self, txn: Any, net: CatalogChange, centre: np.ndarray) -> _Plan:
+        self._matrix.sync(txn, self.store, centre)
         m = self._matrix
         plan = _Plan(None, None, m.seq)
         live = set(m.rows.tolist())
@@ -524,6 +550,8 @@ class ContentNeighbours:
                 return False  # another process moved the lists: plan again from there
             if plan.clear:
                 self.lists.clear(txn)
+                assert plan.centre is not None
+                self.lists.set_centre(txn, plan.centre, plan.centred_count)
             for owner in plan.deletes:
                 self.lists.delete(txn, owner)
             for owner, (rows, sims) in plan.puts.items():

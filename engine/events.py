@@ -106,8 +106,11 @@ def strength(kind: KindCode, value: float | None, weight: float, s: FeedbackStre
         assert value is not None
         base = s.dwell_min + (1.0 - s.dwell_min) * min(1.0, value / s.dwell_full_seconds)
     else:
-        base = float(getattr(s, kind.name))
+        base = float(getattr(s, _KIND_NAMES[kind]))
     return base * weight
+
+
+_KIND_NAMES = {kind: kind.name for kind in KindCode}
 
 
 def as_event(raw: Event | dict[str, Any]) -> Event:

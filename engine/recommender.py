@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from .candidates import CandidateSelector
+from .candidates import CandidateSelector, Interest
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
 from .events import Event
@@ -95,12 +95,11 @@ class Recommender:
         re-ranked by the personal model and priors. Unknown users get the cold-start list."""
         check_n(n)
         record = self.records.read(user_id)
-        vectors = self.candidates.user_vectors(record)
-        if record is not None and len(vectors) < len(record.item_ids()):
+        if record is not None and self.candidates.has_deleted_items(record):
             # catalog items the user had events on are gone: the write path drops them
             # (once: the rewrite drops those events)
             record = self.writes.catch_up(user_id)
-            vectors = self.candidates.user_vectors(record)
+        vectors = self.candidates.lazy_user_vectors(record)
         return self.rank(record, vectors, n, filters, exclude_seen, diversity)
 
     def recommend_from_history(
@@ -136,14 +135,17 @@ class Recommender:
         model = record.model if record else None
         seen = record.seen() if (record and exclude_seen) else SeenItems.nothing()
         candidates = self.candidates
-        interests = (
-            candidates.interest_vectors(record, model, user_vectors) if record and model else []
-        )
+
+        def interests_of() -> list[Interest]:
+            if record is None or model is None:
+                return []
+            return candidates.interest_vectors(record, model, user_vectors)
+
         pool = candidates.small_pool(expr)
         if pool is not None:  # few enough to score every one
             why = ["catalog"] * len(pool.ids)
         else:
-            rows = candidates.retrieve(model, interests, expr, seen, n)
+            rows = candidates.retrieve(model, interests_of(), expr, seen, n)
             pool = candidates.pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]
         eligible = pool.unseen(seen)
@@ -153,7 +155,7 @@ class Recommender:
         ids: list[str] = pool.id_array[eligible].tolist()
         with self.env.read() as txn:
             ctx = RankingContext(
-                txn, cfg, record, model, user_vectors, interests, pool, eligible, ids, []
+                txn, cfg, record, model, user_vectors, interests_of, pool, eligible, ids, []
             )
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item

@@ -55,9 +55,7 @@ class NeighbourScorer:
         found = Neighbours.none(count)
         if ctx.model is not None and ctx.record is not None and self.weight(ctx.config) > 0.0:
             if self.config.content_neighbours > 0:
-                found = self.from_lists(
-                    ctx.txn, ctx.record, ctx.user_vectors, ctx.pool, ctx.eligible
-                )
+                found = self.from_lists(ctx.txn, ctx.record, ctx.pool, ctx.eligible)
             else:
                 found = self.neighbours(ctx.record, ctx.user_vectors, ctx.pool.units, ctx.eligible)
 
@@ -80,7 +78,6 @@ class NeighbourScorer:
         self,
         txn: Any,
         record: UserRecord,
-        vectors: Mapping[str, np.ndarray],
         pool: CandidatePool,
         eligible: np.ndarray,
     ) -> Neighbours:
@@ -88,12 +85,15 @@ class NeighbourScorer:
         strength * max(0, cos)^neighbour_power for each candidate in a rated item's
         list, divided by the total absolute strength, standardized over the eligible
         candidates. A candidate in no list scores as if its similarities were 0."""
-        obs = self.rated(record, vectors)
-        if not obs:
+        rated = [o for o in observations(record.events, self.config.learner) if not o.is_query]
+        live = self.catalog.keeper.live_rows([o.ref for o in rated])
+        kept = [(o, row) for o, row in zip(rated, live, strict=True) if row is not None]
+        kept = kept[-self.config.ranking.neighbour_items :]  # the newest
+        if not kept:
             return Neighbours.none(len(eligible))
+        obs = [o for o, _row in kept]
         neighbours = self.catalog.neighbours
-        rated_rows = self.catalog.keeper.live_rows([o.ref for o in obs])
-        rows, sims, source = neighbours.entries(txn, rated_rows)
+        rows, sims, source = neighbours.entries(txn, [row for _o, row in kept])
         if neighbours.behind(txn):
             neighbours.start_background()
         if not len(rows):

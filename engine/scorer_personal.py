@@ -20,9 +20,9 @@ class PersonalScorer:
     def score(self, ctx: RankingContext) -> ScorePart:
         if ctx.model is None or ctx.record is None:
             return ScorePart(np.zeros(len(ctx.ids)))
-        interests = ctx.interests
 
         def explain(_k: int, vector: np.ndarray) -> dict[str, Any]:
+            interests = ctx.interests
             if not interests:
                 return {}
             best = int(np.argmax([float(i.vector @ vector) for i in interests]))

@@ -31,12 +31,17 @@ class RankingContext:
     config: RankingConfig
     record: UserRecord | None
     model: PersonalModel | None
-    user_vectors: Mapping[str, np.ndarray]  # the vectors of the user's items
-    interests: list[Interest]
+    user_vectors: Mapping[str, np.ndarray]  # the vectors of the user's items (read lazily)
+    interests_of: Callable[[], list[Interest]]
     pool: CandidatePool
     eligible: np.ndarray  # positions in the pool of the candidates being scored
     ids: list[str]  # their item ids
     items: list[Any | None]  # their items, when the call read them (else empty)
+
+    @cached_property
+    def interests(self) -> list[Interest]:
+        """The user's interests (computed by the first scorer or explanation that asks)."""
+        return self.interests_of()
 
     @cached_property
     def vectors(self) -> np.ndarray:

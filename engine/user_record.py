@@ -44,6 +44,8 @@ from ..errors import StoreFormatError
 from .events import KindCode
 
 RECORD_FORMAT = 1
+_KINDS = tuple(KindCode)  # by code: a tuple index is faster than KindCode(code)
+assert all(kind == code for code, kind in enumerate(_KINDS))
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class StoredEvent:
     def unpack(cls, raw: list[Any]) -> StoredEvent:
         kind, ref, value, weight, ts = raw
         return cls(
-            KindCode(kind),
+            _KINDS[kind] if type(kind) is int and 0 <= kind < len(_KINDS) else KindCode(kind),
             str(ref),
             None if value is None else float(value),
             float(weight),

@@ -12,7 +12,9 @@ data goes into them, so they are kept like the catalog itself. Named databases:
   touches; nothing else needs to scan the lists;
 - ``meta`` keys ``neighbours_seq`` (the catalog sequence number the lists are
   current for, with the layout version; absent or another layout: to be built
-  from scratch) and ``neighbours_k`` (their length).
+  from scratch), ``neighbours_k`` (their length) and ``neighbours_centre`` (the
+  vector every embedding is centred on before comparing, and how many items the
+  catalog had when it was taken: float64 bytes and an int).
 
 Storage only stores: what the lists hold is decided by the engine.
 """
@@ -72,6 +74,17 @@ class NeighbourLists:
     def set_state(self, txn: Any, seq: int, k: int) -> None:
         txn.put(b"neighbours_seq", msgpack.packb([LAYOUT, seq]), db=self.meta)
         txn.put(b"neighbours_k", msgpack.packb(k), db=self.meta)
+
+    def centre(self, txn: Any) -> tuple[np.ndarray, int] | None:
+        raw = txn.get(b"neighbours_centre", db=self.meta)
+        if raw is None:
+            return None
+        vector, count = msgpack.unpackb(raw)
+        return np.frombuffer(vector, "<f8").copy(), int(count)
+
+    def set_centre(self, txn: Any, vector: np.ndarray, count: int) -> None:
+        value = [np.ascontiguousarray(vector, "<f8").tobytes(), count]
+        txn.put(b"neighbours_centre", msgpack.packb(value), db=self.meta)
 
     # -- lists ------------------------------------------------------------------------
 
@@ -136,5 +149,5 @@ class NeighbourLists:
         """Drop every list, the reverse index and the state (before a rebuild)."""
         txn.drop(self.lists, delete=False)
         txn.drop(self.reverse, delete=False)
-        txn.delete(b"neighbours_seq", db=self.meta)
-        txn.delete(b"neighbours_k", db=self.meta)
+        for key in (b"neighbours_seq", b"neighbours_k", b"neighbours_centre"):
+            txn.delete(key, db=self.meta)
