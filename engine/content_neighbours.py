@@ -90,10 +90,10 @@ def top_lists(
         return [(np.zeros(0, np.int64), np.zeros(0, np.int32)) for _ in range(count)]
     sims = sims.copy()
     sims[np.arange(count), own] = -np.inf
-    stride = width // (8 * kk)
-    if stride >= 2:
-        # a floor from every stride-th column is at most the true k-th value: whatever
-        # passes it holds the top k (about 8 k entries per row pass)
+    stride = 8 if width >= 64 * kk else 1
+    if stride > 1:
+        # the k-th value among every 8th column is at most the row's true k-th value:
+        # what passes it holds the top k (about 8 k entries per row)
         sample = sims[:, ::stride]
         floor = np.partition(sample, sample.shape[1] - kk, axis=1)[:, sample.shape[1] - kk]
     else:

@@ -240,3 +240,17 @@ def test_the_cli_updates_checks_and_rebuilds(
         assert '"current": true' in result.output and '"lists": 20' in result.output
     result = runner.invoke(app, ["neighbours", "-d", str(tmp_path / "s"), "--check"])
     assert "0 rows differ" in result.output
+
+
+def test_wide_lists_equal_a_full_sort() -> None:
+    """Past 64 k columns the floor comes from a sample of columns: same lists."""
+    rng = np.random.default_rng(3)
+    sims = rng.integers(-50, 50, size=(40, 4000)).astype(np.float32)  # many ties
+    rows = np.arange(4000, dtype=np.int64) * 3 + 7
+    own = rng.integers(0, 4000, size=40)
+    found = top_lists(sims, own, rows, 50)
+    for i, (got_rows, got_sims) in enumerate(found):
+        values = sims[i].astype(np.int64)
+        cols = [c for c in np.lexsort((np.arange(4000), -values)) if c != own[i]][:50]
+        assert got_rows.tolist() == rows[cols].tolist()
+        assert got_sims.tolist() == values[cols].tolist()
