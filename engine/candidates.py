@@ -19,8 +19,9 @@ import numpy as np
 from .catalog import Catalog
 from .config import EngineConfig
 from .scorer_popularity import Popularity
+from .seen_filter import fingerprint
 from .shared_stats import SharedStatistics
-from .user_record import PersonalModel, SeenItems, UserRecord, item_hash
+from .user_record import PersonalModel, SeenItems, UserRecord
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,9 @@ class CandidatePool:
 
     @cached_property
     def hashes(self) -> np.ndarray:
-        """The item hashes earlier items are matched by (once per pool: pools are cached)."""
-        return np.array([item_hash(i) for i in self.ids], np.int64)
+        """The fingerprints earlier items are matched by (``seen_filter.fingerprint``;
+        once per pool: pools are cached)."""
+        return np.array([fingerprint(i) for i in self.ids], np.uint32)
 
     def unseen(self, seen: SeenItems) -> np.ndarray:
         """Positions of the items not in ``seen``."""
@@ -93,9 +95,8 @@ class CandidatePool:
             keep[positions] = False
         else:
             keep &= np.array([i not in seen.logged for i in self.ids], bool)
-        if seen.earlier:
-            earlier = np.fromiter(seen.earlier, np.int64, len(seen.earlier))
-            keep &= ~np.isin(self.hashes, earlier)
+        if len(seen.earlier):
+            keep &= ~np.isin(self.hashes, seen.earlier)
         return np.flatnonzero(keep)
 
 

@@ -4,12 +4,19 @@ Format 1: ``{"format": 1, "user_id", "exists", "version", "generation", "created
 "consent", "events", "model", "ledger", "earlier_items"}``; times are ISO-8601 UTC.
 ``generation`` (absent in older exports: 0) says which incarnation of the user the
 copy is of: after an erasure and an explicit re-creation, older copies are refused.
+
+``earlier_items`` lists what the record's seen filter holds (``seen_filter.py``),
+oldest first: ``{"fingerprint": "%06x", "last_day": "YYYY-MM-DD"}`` (the item's
+24-bit fingerprint, the UTC day of its newest dropped event). Exports written
+before record format 2 have ``{"item_hash": "%08x", "last_timestamp": ISO-8601}``
+entries: they still import (the hash's top 24 bits, the timestamp's day).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,10 +24,12 @@ from pydantic import ValidationError
 from ..errors import InvalidInputError
 from .events import MAX_QUERY_CHARS, Event, KindCode
 from .record_store import check_user_id
+from .seen_filter import DAY_SECONDS, FINGERPRINT_BITS, MAX_DAY, SeenFilter
 from .times import iso_seconds, parse_time, unix_seconds
 from .user_record import StoredEvent, UserRecord
 
 EXPORT_FORMAT = 1
+_EPOCH = date(1970, 1, 1)
 
 
 def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
@@ -63,8 +72,8 @@ def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
         "model": model,
         "ledger": record.ledger,
         "earlier_items": [
-            {"item_hash": f"{h:08x}", "last_timestamp": iso_seconds(ts)}
-            for h, ts in record.earlier.items()
+            {"fingerprint": f"{fp:06x}", "last_day": (_EPOCH + timedelta(days=day)).isoformat()}
+            for fp, day in record.earlier.entries()
         ],
     }
 
@@ -85,7 +94,7 @@ class ParsedExport:
     created: int
     version: int
     generation: int
-    earlier: dict[int, int]
+    earlier: SeenFilter
 
     def record(self) -> UserRecord:
         return UserRecord(
@@ -93,7 +102,7 @@ class ParsedExport:
             self.created,
             0,
             list(self.events),
-            earlier=dict(self.earlier),
+            earlier=self.earlier.copy(),
             generation=self.generation,
         )
 
@@ -104,7 +113,7 @@ def parse_export(data: Mapping[str, Any]) -> ParsedExport:
         raise InvalidInputError("not an ownrank user export (format 1)")
     user_id = check_user_id(data.get("user_id"))
     if not data.get("exists", True):
-        return ParsedExport(user_id, False, [], False, 0, 0, 0, {})
+        return ParsedExport(user_id, False, [], False, 0, 0, 0, SeenFilter())
     try:
         events = [_event_from_export(e) for e in data["events"]]
         consent = bool(data["consent"]["shared_statistics"])
@@ -121,19 +130,28 @@ def parse_export(data: Mapping[str, Any]) -> ParsedExport:
     return ParsedExport(user_id, True, events, consent, created, version, generation, earlier)
 
 
-def _earlier_from_export(raw: Any) -> dict[int, int]:
+def _earlier_from_export(raw: Any) -> SeenFilter:
     if not isinstance(raw, list):
         raise ValueError("earlier_items is a list")
-    out: dict[int, int] = {}
+    entries: list[tuple[int, int]] = []
     for entry in raw:
         if not isinstance(entry, Mapping):
             raise ValueError("an earlier item is an object")
-        h = int(str(entry["item_hash"]), 16)
-        ts = unix_seconds(parse_time(entry["last_timestamp"]))
-        if not 0 <= h < 2**32:
-            raise ValueError("earlier item out of range")
-        out[h] = ts
-    return out
+        if "fingerprint" in entry:
+            fp = int(str(entry["fingerprint"]), 16)
+            day = (date.fromisoformat(str(entry["last_day"])) - _EPOCH).days
+            if not 0 <= fp < 2**FINGERPRINT_BITS:
+                raise ValueError("earlier item out of range")
+            if not 0 <= day <= MAX_DAY:
+                raise ValueError("earlier item's day out of range")
+        else:  # written before record format 2: a 32-bit hash and a time
+            h = int(str(entry["item_hash"]), 16)
+            day = unix_seconds(parse_time(entry["last_timestamp"])) // DAY_SECONDS
+            if not 0 <= h < 2**32:
+                raise ValueError("earlier item out of range")
+            fp = h >> (32 - FINGERPRINT_BITS)
+        entries.append((fp, day))
+    return SeenFilter.build(entries)
 
 
 def _event_from_export(raw: Mapping[str, Any]) -> StoredEvent:

@@ -1,8 +1,8 @@
 """A user's record: everything ownrank holds about one user, under one key.
 
-Record format version 1 (msgpack map; documented for device sync)::
+Record format version 2 (msgpack map; documented for device sync)::
 
-    {"v": 1,                       format version
+    {"v": 2,                       format version
      "n": int,                     record version: +1 on every write
      "c": bool,                    consent to contribute to shared statistics
      "t": int,                     created (Unix seconds)
@@ -15,20 +15,26 @@ Record format version 1 (msgpack map; documented for device sync)::
                                    head's catalog mean and scale, interests as groups
                                    of positive events); absent before the first event
      "l": {"pop": [item id, ...]}  ledger: what this user added to shared statistics
-     "p": bytes                    optional: items seen before the retained log, as
-                                   little-endian uint32 pairs (item hash, Unix seconds
-                                   of its newest dropped event), oldest first
+     "s": bytes                    optional: items seen before the retained log, a
+                                   seen filter of (24-bit item fingerprint, day of
+                                   its newest dropped event) entries, Elias-Fano
+                                   coded (``engine/seen_filter.py``)
      "g": int                      optional: the user's generation (absent = 0); an
                                    explicit re-creation after an erasure starts the
                                    next one (``storage/erasure_fence.py``)}
 
+Format 1 differed only in the earlier items: ``"p"``, little-endian uint32 pairs
+(32-bit item hash, Unix seconds of its newest dropped event), 8 bytes each.
+Format-1 records are still read (the hash's top 24 bits are the fingerprint, the
+seconds give the day); records are written in format 2.
+
 Caps (``EngineConfig``): at most ``max_events`` events and ``max_record_bytes``
 bytes; older events are dropped first (and their shared contributions with them).
-The items of dropped events are still remembered as *earlier items* (``"p"``,
-at most ``max_earlier_items``, 8 bytes each: a 32-bit hash of the item id and a
-time), so "exclude what the user has seen" keeps working for heavy users; a
-hash collision (odds ~ n / 2^32 per item) can only hide an item, never add one.
-Readers ignore keys they do not know, so records without ``"p"`` stay valid.
+The items of dropped events are still remembered as *earlier items* (``"s"``,
+at most ``max_earlier_items``, about 3 bytes each), so "exclude what the user has
+seen" keeps working for heavy users; a fingerprint collision (odds ~ n / 2^24 per
+item: 0.024% at 4,096 earlier items) can only hide an item, never show a seen one.
+Readers ignore keys they do not know, so records without ``"s"`` stay valid.
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ import numpy as np
 
 from ..errors import StoreFormatError
 from .events import KindCode
+from .seen_filter import DAY_SECONDS, FINGERPRINT_BITS, SeenFilter, day_of, fingerprint
 
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
+READABLE_FORMATS = (1, 2)  # format 1 is converted on reading
 _KINDS = tuple(KindCode)  # by code: a tuple index is faster than KindCode(code)
 assert all(kind == code for code, kind in enumerate(_KINDS))
 
@@ -109,7 +117,8 @@ class PersonalModel:
 
 
 def item_hash(item_id: str) -> int:
-    """The 32-bit hash an earlier item is remembered by."""
+    """The 32-bit hash format-1 records remembered earlier items by (its top 24 bits
+    are the fingerprint of ``seen_filter``)."""
     return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=4).digest(), "little")
 
 
@@ -121,9 +130,8 @@ class UserRecord:
     events: list[StoredEvent] = field(default_factory=list)
     model: PersonalModel | None = None
     ledger: dict[str, list[str]] = field(default_factory=dict)
-    # items whose events the caps dropped: item hash -> newest dropped event (Unix
-    # seconds), oldest first
-    earlier: dict[int, int] = field(default_factory=dict)
+    # items whose events the caps dropped: (fingerprint, day of the newest dropped event)
+    earlier: SeenFilter = field(default_factory=SeenFilter)
     # 0 until the user is erased and explicitly re-created (see the erasure fence)
     generation: int = 0
 
@@ -139,8 +147,7 @@ class UserRecord:
         if self.model is not None:
             body["m"] = self.model.pack()
         if self.earlier:
-            pairs = np.array(list(self.earlier.items()), dtype="<u4")
-            body["p"] = pairs.tobytes()
+            body["s"] = self.earlier.to_bytes()
         if self.generation:
             body["g"] = self.generation
         return bytes(msgpack.packb(body, use_bin_type=True))
@@ -155,7 +162,7 @@ class UserRecord:
             events=[StoredEvent.unpack(e) for e in body["e"]],
             model=PersonalModel.unpack(body["m"]) if "m" in body else None,
             ledger={k: list(v) for k, v in body["l"].items()},
-            earlier=_unpack_earlier(body.get("p")),
+            earlier=_unpack_earlier(body),
             generation=int(body.get("g", 0)),
         )
 
@@ -165,54 +172,67 @@ class UserRecord:
 
     def seen(self) -> SeenItems:
         """Every item the user has had an event on: the log's and the earlier ones."""
-        return SeenItems(self.item_ids(), frozenset(self.earlier))
+        return SeenItems(self.item_ids(), self.earlier.fingerprints())
 
     def remember_dropped(self, dropped: list[StoredEvent], cap: int) -> None:
-        """Keep the items of events the caps just dropped (oldest first) as earlier
-        items; at most ``cap`` (the oldest go first)."""
-        for event in dropped:
-            if not event.is_search:
-                h = item_hash(event.ref)
-                ts = max(event.ts, self.earlier.pop(h, 0))
-                self.earlier[h] = min(max(ts, 0), 2**32 - 1)
-        for item_id in self.item_ids():  # still in the log: the log covers them
-            self.earlier.pop(item_hash(item_id), None)
+        """Keep the items of events the caps just dropped as earlier items; at most
+        ``cap`` (the oldest days go first)."""
+        items = [e for e in dropped if not e.is_search]
+        self.earlier.add([fingerprint(e.ref) for e in items], [day_of(e.ts) for e in items])
+        # still in the log: the log covers them
+        self.earlier.remove([fingerprint(item_id) for item_id in self.item_ids()])
         self.trim_earlier(cap)
 
     def trim_earlier(self, cap: int) -> None:
-        while len(self.earlier) > cap:
-            del self.earlier[next(iter(self.earlier))]
+        """Keep the newest ``cap`` earlier items."""
+        self.earlier.trim(cap)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SeenItems:
-    """Membership test for "already seen": the log's item ids, then earlier hashes."""
+    """Membership test for "already seen": the log's item ids, then the sorted
+    fingerprints of the earlier items (``seen_filter.fingerprint``)."""
 
     logged: set[str]
-    earlier: frozenset[int]
+    earlier: np.ndarray  # uint32, sorted
 
     @classmethod
     def nothing(cls) -> SeenItems:
-        return cls(set(), frozenset())
+        return cls(set(), np.zeros(0, np.uint32))
 
     def __contains__(self, item_id: object) -> bool:
         if item_id in self.logged:
             return True
-        return (
-            bool(self.earlier) and isinstance(item_id, str) and item_hash(item_id) in self.earlier
-        )
+        if not len(self.earlier) or not isinstance(item_id, str):
+            return False
+        fp = fingerprint(item_id)
+        at = int(np.searchsorted(self.earlier, fp))
+        return at < len(self.earlier) and int(self.earlier[at]) == fp
 
     def __len__(self) -> int:
         return len(self.logged) + len(self.earlier)
 
 
-def _unpack_earlier(raw: bytes | None) -> dict[int, int]:
+def _unpack_earlier(body: dict[str, Any]) -> SeenFilter:
+    if body["v"] >= 2:
+        raw = body.get("s", b"")
+        if not isinstance(raw, bytes):
+            raise StoreFormatError("malformed earlier items in a user record")
+        return SeenFilter.from_bytes(raw)
+    return earlier_from_v1(body.get("p"))
+
+
+def earlier_from_v1(raw: bytes | None) -> SeenFilter:
+    """Format 1's ``"p"`` (uint32 pairs: item hash, Unix seconds) as a seen filter:
+    the same items (by the hash's top 24 bits), their times as days."""
     if not raw:
-        return {}
+        return SeenFilter()
     if not isinstance(raw, bytes) or len(raw) % 8:
         raise StoreFormatError("malformed earlier items in a user record")
-    pairs = np.frombuffer(raw, dtype="<u4").reshape(-1, 2)
-    return {int(h): int(ts) for h, ts in pairs}
+    pairs = np.frombuffer(raw, dtype="<u4").reshape(-1, 2).astype(np.int64)
+    out = SeenFilter()
+    out.add(pairs[:, 0] >> (32 - FINGERPRINT_BITS), pairs[:, 1] // DAY_SECONDS)
+    return out
 
 
 @dataclass(frozen=True)
@@ -234,7 +254,7 @@ class RecordSummary:
 
 def _unpack_body(raw: bytes) -> dict[str, Any]:
     body = msgpack.unpackb(raw, raw=False)
-    if not isinstance(body, dict) or body.get("v") != RECORD_FORMAT:
+    if not isinstance(body, dict) or body.get("v") not in READABLE_FORMATS:
         version = body.get("v") if isinstance(body, dict) else None
         raise StoreFormatError(f"user record format {version!r} is not supported")
     return body

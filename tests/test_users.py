@@ -325,14 +325,19 @@ def test_caps_bound_the_record(tmp_path: Path) -> None:
 
 def test_items_dropped_by_the_caps_stay_excluded_as_seen(tmp_path: Path) -> None:
     """A heavy user's log keeps only the newest events, but what they saw before is
-    still never recommended back; forget and export/import cover it too."""
+    still never recommended back; forget and export/import cover it too. (Earlier
+    items keep the day of their newest dropped event: the events are a day apart.)"""
     with make_engine(tmp_path, WordHashEncoder(), max_events=5, max_earlier_items=12) as engine:
         engine.catalog.upsert(catalog_items(120))
         jazz = [i["id"] for i in catalog_items(120) if i["id"].startswith("jazz")]  # 20
-        t0 = 1_700_000_000
+        day = 86_400
+        t0 = 1_700_000_000 // day * day  # a day's first second
         engine.interact(
             "alice",
-            [{"kind": "click", "item_id": i, "timestamp": t0 + k} for k, i in enumerate(jazz[:15])],
+            [
+                {"kind": "click", "item_id": i, "timestamp": t0 + k * day}
+                for k, i in enumerate(jazz[:15])
+            ],
         )
         record = engine._users.record("alice")
         assert record is not None and [e.ref for e in record.events] == jazz[10:15]
@@ -347,7 +352,7 @@ def test_items_dropped_by_the_caps_stay_excluded_as_seen(tmp_path: Path) -> None
         engine.interact(  # 5 more dropped: over max_earlier_items, the oldest go first
             "alice",
             [
-                {"kind": "click", "item_id": i, "timestamp": t0 + 20 + k}
+                {"kind": "click", "item_id": i, "timestamp": t0 + (20 + k) * day}
                 for k, i in enumerate(jazz[15:])
             ],
         )
@@ -357,8 +362,8 @@ def test_items_dropped_by_the_caps_stay_excluded_as_seen(tmp_path: Path) -> None
 
         engine.forget("alice", [jazz[5]])  # forgetting an earlier item makes it eligible
         assert recommended() == {*jazz[:3], jazz[5]}
-        engine.forget("alice", before=datetime.fromtimestamp(t0 + 8, UTC))
-        assert recommended() == set(jazz[:8])  # earlier items last seen before t0 + 8 go
+        engine.forget("alice", before=datetime.fromtimestamp(t0 + 8 * day, UTC))
+        assert recommended() == set(jazz[:8])  # earlier items last seen before day 8 go
 
         exported = engine.export("alice")
         assert len(exported["earlier_items"]) == 7
