@@ -5,7 +5,7 @@ from .catalog import Catalog, DeleteReport, Hit, UpsertReport
 from .config import EngineConfig
 from .encoder import BaseEncoder, Encoder, model_fingerprint
 from .engine import Engine, IndexStatus
-from .events import Event
+from .events import Event, RatingScale
 from .items import Item
 from .ranker import Explanation, Recommendation
 from .reconcile import ReconcileReport
@@ -29,6 +29,7 @@ __all__ = [
     "IndexStatus",
     "InteractReport",
     "Item",
+    "RatingScale",
     "Recommendation",
     "ReconcileReport",
     "UpsertReport",

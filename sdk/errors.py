@@ -116,6 +116,24 @@ class ModelMismatchError(OwnrankError):
         self.model_fingerprint = model_fingerprint
 
 
+class RatingScaleMismatchError(OwnrankError):
+    """The store was created with another rating scale: its stored ratings are read on
+    that scale, so opening it with a different one is refused (nothing is changed)."""
+
+    code = "rating_scale_mismatch"
+
+    def __init__(self, store_scale: str, configured_scale: str) -> None:
+        super().__init__(
+            f"this store keeps ratings on the scale {store_scale} but the configured "
+            f"rating scale is {configured_scale}; a store keeps the scale it was created "
+            "with. Open it with that scale (or none), or create a new store.",
+            store_scale=store_scale,
+            configured_scale=configured_scale,
+        )
+        self.store_scale = store_scale
+        self.configured_scale = configured_scale
+
+
 class DimensionMismatchError(OwnrankError):
     """Vectors whose dimension differs from the store's."""
 

@@ -26,6 +26,7 @@ from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObserveMiddleware
 from .query_cache import CachingEncoder
 from .ratelimit import RateLimiter
+from .rating_scale import describe_rating_scale
 from .routes_catalog import router as catalog_router
 from .routes_ops import router as ops_router
 from .routes_users import router as users_router
@@ -65,7 +66,9 @@ def create_app(
 
     def open_engine() -> Engine:
         config = engine_config or EngineConfig(
-            model_dir=settings.model_dir, encoder_threads=settings.encoder_threads
+            model_dir=settings.model_dir,
+            encoder_threads=settings.encoder_threads,
+            rating_scale=settings.engine_rating_scale,
         )
         encoder = CachingEncoder(
             make_encoder(settings),
@@ -108,6 +111,7 @@ def create_app(
         RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
     )
     install_error_handlers(app)
+    describe_rating_scale(app, lambda: app.state.engine and app.state.engine.config.rating_scale)
     app.include_router(catalog_router)
     app.include_router(users_router)
     app.include_router(ops_router)

@@ -22,6 +22,7 @@ from rich.table import Table
 from ..demo import CATALOG_PATH
 from ..engine.catalog import Hit
 from ..engine.engine import Engine
+from ..engine.events import RatingScale
 from ..errors import OwnrankError
 from .cli_common import (
     DEFAULT_DATA_DIR,
@@ -31,6 +32,7 @@ from .cli_common import (
     Threads,
     console,
     err_console,
+    fail,
     open_engine,
 )
 from .cli_erasure import erasure_app
@@ -47,6 +49,24 @@ FilterOpt = Annotated[
     typer.Option("--filter", "-f", help='Property filter as JSON, e.g. \'{"topic": "jazz"}\'.'),
 ]
 NOpt = Annotated[int, typer.Option("-n", min=1, max=1000, help="Number of results.")]
+ScaleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rating-scale",
+        envvar="OWNRANK_RATING_SCALE",
+        help="Values a rating may take, LOW-HIGH or LOW-HIGH/STEP (e.g. 0.5-5/0.5): recorded "
+        "when the store is created (default 1-5); a store refuses to open with another.",
+    ),
+]
+
+
+def _rating_scale(raw: str | None) -> RatingScale | None:
+    if raw is None:
+        return None
+    try:
+        return RatingScale.parse(raw)
+    except ValueError as exc:
+        raise fail(f"--rating-scale: {exc}") from None
 
 
 def _parse_filter(raw: str | None) -> dict[str, Any] | None:
@@ -119,6 +139,7 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1, max=5000)] = 256,
     threads: Threads = 1,
     show_rejected: Annotated[int, typer.Option(help="Rejections to list.")] = 20,
+    rating_scale: ScaleOpt = None,
     as_json: JsonOut = False,
 ) -> None:
     """Upsert the items of a JSON Lines or CSV file (exit 1 if any record was rejected)."""
@@ -127,8 +148,9 @@ def ingest(
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    scale = _rating_scale(rating_scale)
     total = sum(1 for _ in read_records(file, file_format))
-    with open_engine(data_dir, model_dir, threads) as engine:
+    with open_engine(data_dir, model_dir, threads, scale) as engine:
         progress = Progress(
             TextColumn("[bold]ingest[/bold]"),
             BarColumn(),
@@ -221,6 +243,7 @@ def info(
     table.add_row("items", str(facts["items"]))
     table.add_row("model fingerprint", facts["model_fingerprint"])
     table.add_row("dimension", str(facts["dimension"]))
+    table.add_row("rating scale", str(RatingScale.model_validate(facts["rating_scale"])))
     idx = facts["index"]
     table.add_row(
         "index", f"{idx['type']} ({idx['vectors']} vectors, {idx['tombstones']} tombstones)"
@@ -376,14 +399,21 @@ def serve(
         typer.Option("--demo", help="Load the demo catalog and print a key and a token first."),
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    rating_scale: ScaleOpt = None,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn) over the data directory."""
     from .server import prepare
     from .server import serve as run_server
     from .settings import ServiceSettings
 
+    scale = _rating_scale(rating_scale)
     settings = ServiceSettings.from_env().model_copy(
-        update={"data_dir": data_dir, "model_dir": model_dir, "encoder_threads": threads}
+        update={
+            "data_dir": data_dir,
+            "model_dir": model_dir,
+            "encoder_threads": threads,
+            "rating_scale": None if scale is None else str(scale),
+        }
     )
     if demo_mode:
         from .demo_setup import load_demo

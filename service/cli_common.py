@@ -18,6 +18,7 @@ from rich.console import Console
 
 from ..engine.config import EngineConfig
 from ..engine.engine import Engine
+from ..engine.events import RatingScale
 from ..errors import OwnrankError
 
 console = Console()
@@ -50,11 +51,21 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
-def open_engine(data_dir: Path, model_dir: Path | None, threads: int = 1) -> Iterator[Engine]:
+def open_engine(
+    data_dir: Path,
+    model_dir: Path | None,
+    threads: int = 1,
+    rating_scale: RatingScale | None = None,
+) -> Iterator[Engine]:
     """Open the store, turning ownrank's typed errors into a clean exit. No warm-up: a
     command makes a call or two, and the first pays what it needs (``ownrank serve``
-    opens its own engines, warmed up before ready)."""
-    config = EngineConfig(model_dir=model_dir, encoder_threads=threads, warm_up_on_open=False)
+    opens its own engines, warmed up before ready). ``rating_scale`` None: the store's."""
+    config = EngineConfig(
+        model_dir=model_dir,
+        encoder_threads=threads,
+        warm_up_on_open=False,
+        rating_scale=rating_scale,
+    )
     try:
         engine = Engine(data_dir, config)
     except OwnrankError as exc:

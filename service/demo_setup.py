@@ -51,7 +51,11 @@ class DemoCatalog:
 
 def load_demo(settings: ServiceSettings) -> DemoCatalog:
     """Ingest the demo catalog and seed the demo reader (once) in ``settings.data_dir``."""
-    config = EngineConfig(model_dir=settings.model_dir, encoder_threads=settings.encoder_threads)
+    config = EngineConfig(
+        model_dir=settings.model_dir,
+        encoder_threads=settings.encoder_threads,
+        rating_scale=settings.engine_rating_scale,
+    )
     with Engine(settings.data_dir, config) as engine:
         summary = ingest_file(engine.catalog, CATALOG_PATH, "jsonl")
         if not engine.export(DEMO_USER)["exists"]:

@@ -97,13 +97,14 @@ def update_properties(
 
 @router.get("/catalog", tags=["catalog"])
 def catalog_info(_admin: AdminOnly, engine: EngineDep) -> CatalogInfo:
-    """Item count, catalog version, base model, index and store sizes."""
+    """Item count, catalog version, base model, rating scale, index and store sizes."""
     facts = engine.info(check_items=False)
     return CatalogInfo(
         items=facts["items"],
         catalog_seq=facts["catalog_seq"],
         model_fingerprint=facts["model_fingerprint"],
         dimension=facts["dimension"],
+        rating_scale=facts["rating_scale"],
         index=facts["index"],
         lmdb=facts["lmdb"],
     )

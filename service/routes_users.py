@@ -10,10 +10,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
+from .. import Engine, RatingScale
 from .. import Recommendation as SdkRecommendation
 from .auth import ActingUser, AdminOnly, Authenticated
 from .deps import EngineDep, MetricsDep, SettingsDep
 from .errors import ApiError, responses
+from .rating_scale import check_ratings
 from .routes_catalog import hits
 from .schemas import (
     AuditResponse,
@@ -44,11 +46,17 @@ from .schemas import (
 router = APIRouter(responses=responses(400, 401, 403, 409, 413, 422, 429, 503))
 
 
-def _events(events: Sequence[EventIn], limit: int) -> list[dict[str, Any]]:
+def _events(
+    events: Sequence[EventIn],
+    limit: int,
+    engine: Engine,
+    loc: tuple[str | int, ...] = ("body", "events"),
+) -> list[dict[str, Any]]:
     if len(events) > limit:
         raise ApiError(
             413, "batch_too_large", f"{len(events)} events in one call; the limit is {limit}"
         )
+    check_ratings(events, engine.config.rating_scale or RatingScale(), loc)
     return [e.model_dump(exclude_none=True) for e in events]
 
 
@@ -76,7 +84,9 @@ def interact(
     """Record a batch of feedback events. A malformed event rejects the whole batch;
     events on items not in the catalog are listed and not stored."""
     report = engine.interact(
-        user_id, _events(body.events, settings.max_batch_events), generation=body.generation
+        user_id,
+        _events(body.events, settings.max_batch_events, engine),
+        generation=body.generation,
     )
     return InteractResponse(
         accepted=report.accepted,
@@ -99,7 +109,12 @@ def interact_many(
     limit = settings.max_batch_events * 10
     if total > limit:
         raise ApiError(413, "batch_too_large", f"{total} events in one call; the limit is {limit}")
-    batches = {b.user_id: _events(b.events, settings.max_batch_events) for b in body.batches}
+    batches = {
+        b.user_id: _events(
+            b.events, settings.max_batch_events, engine, ("body", "batches", pos, "events")
+        )
+        for pos, b in enumerate(body.batches)
+    }
     report = engine.interact_many(batches)
     return BulkInteractResponse(
         results={
@@ -150,7 +165,7 @@ def recommend_from_history(
     settings: SettingsDep,
 ) -> RecommendResponse:
     """Stateless recommendations from a posted history: nothing is stored."""
-    events = _events(body.events, settings.max_batch_events)
+    events = _events(body.events, settings.max_batch_events, engine)
     started = time.perf_counter()
     found = engine.recommend_from_history(
         events, body.n, body.filters, exclude_seen=body.exclude_seen, diversity=body.diversity

@@ -31,7 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..engine.events import MAX_DWELL_SECONDS, Event
+from ..engine.events import MAX_DWELL_SECONDS, Event, RatingScale
 from ..engine.events import MAX_QUERY_CHARS as MAX_EVENT_QUERY_CHARS
 from ..engine.filters import MAX_DEPTH as MAX_FILTER_DEPTH
 from ..engine.filters import MAX_IN_VALUES
@@ -290,6 +290,7 @@ class CatalogInfo(BaseModel):
     catalog_seq: int
     model_fingerprint: str
     dimension: int
+    rating_scale: RatingScale  # the values a rating may take, stored with the data
     index: dict[str, Any]
     lmdb: dict[str, Any]
 
@@ -340,8 +341,9 @@ def _item_event(kinds: list[str], value: JsonDict | None) -> JsonDict:
 class EventIn(_Request):
     """One piece of feedback: about an item, or (``kind`` = search) a query. A search
     event has a non-blank ``query`` and no ``item_id``; every other kind an ``item_id``
-    and no ``query``; a rating a ``value`` 1-5, a dwell ``value`` seconds, other kinds
-    no ``value``."""
+    and no ``query``; a rating a ``value`` on the store's rating scale (1-5 unless the
+    store was created with another: the rating branch of ``anyOf`` states it), a dwell
+    ``value`` seconds, other kinds no ``value``."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -356,6 +358,7 @@ class EventIn(_Request):
                     "required": ["kind", "query"],
                 },
                 _item_event(["view", "click", "like", "dislike", "skip"], None),
+                # the default scale: the app states its store's (service/rating_scale.py)
                 _item_event(["rating"], {"type": "number", "minimum": 1, "maximum": 5}),
                 _item_event(
                     ["dwell"], {"type": "number", "minimum": 0, "maximum": MAX_DWELL_SECONDS}
@@ -368,10 +371,7 @@ class EventIn(_Request):
     item_id: Id | None = None
     query: str | None = Field(None, max_length=MAX_EVENT_QUERY_CHARS)
     value: float | None = Field(
-        None,
-        ge=0.0,
-        le=MAX_DWELL_SECONDS,
-        description="rating 1-5 (kind rating) or seconds (kind dwell)",
+        None, description="rating on the store's scale (kind rating) or seconds (kind dwell)"
     )
     weight: float = Field(1.0, gt=0.0, le=10.0)
     timestamp: Annotated[Timestamp, AfterValidator(to_utc)] | None = Field(

@@ -11,7 +11,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..engine.events import RatingScale
 
 ENV_PREFIX = "OWNRANK_"
 
@@ -48,6 +50,22 @@ class ServiceSettings(BaseModel):
         description="threads per worker running engine calls: the work is CPU-bound under "
         "the GIL, so more threads per worker lower throughput; scale with workers instead",
     )
+    rating_scale: str | None = Field(
+        None,
+        description="the values a rating may take, LOW-HIGH or LOW-HIGH/STEP (e.g. 0.5-5/0.5; "
+        "OWNRANK_RATING_SCALE): recorded in a new store; a store refuses to open with "
+        "another scale; default: the store's (1-5 for a new store)",
+    )
+
+    @field_validator("rating_scale")
+    @classmethod
+    def _scale_reads(cls, v: str | None) -> str | None:
+        return None if v is None else str(RatingScale.parse(v))
+
+    @property
+    def engine_rating_scale(self) -> RatingScale | None:
+        """``rating_scale`` as ``EngineConfig.rating_scale`` takes it."""
+        return None if self.rating_scale is None else RatingScale.parse(self.rating_scale)
 
     @property
     def service_dir(self) -> Path:

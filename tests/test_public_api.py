@@ -19,8 +19,9 @@ EXPORTS = {
     "ErasureReceipt", "Event", "Explanation", "Finding", "ForgetReport", "Hit",
     "IndexStatus", "InteractReport", "InvalidFilterError", "InvalidInputError",
     "InvalidItemError", "Item", "ItemNotFoundError", "ModelLoadError", "ModelMismatchError",
-    "OwnrankError", "Recommendation", "ReconcileReport", "StaleGenerationError",
-    "StoreBusyError", "StoreFormatError", "UpsertReport", "UserErasedError", "__version__",
+    "OwnrankError", "RatingScale", "RatingScaleMismatchError", "Recommendation",
+    "ReconcileReport", "StaleGenerationError", "StoreBusyError", "StoreFormatError",
+    "UpsertReport", "UserErasedError", "__version__",
 }  # fmt: skip
 
 ENGINE_PUBLIC = {
@@ -32,7 +33,7 @@ ENGINE_PUBLIC = {
     "set_consent", "similar", "warm_up",
     # attributes and properties
     "catalog", "config", "data_dir", "encoder", "fingerprint", "last_reconcile",
-    "warm_up_seconds",
+    "warm_up_seconds", "ledgers_upgraded",
 }  # fmt: skip
 
 
