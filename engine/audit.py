@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .co_counts import CO, expected_totals
 from .record_cipher import RecordUnreadable
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ def shared_statistics_consistent(users: Users) -> bool:
     records = users.records
     expected: dict[str, int] = {}
     contributing = 0
+    sets: list[list[str]] = []
     with users.env.read() as txn:
         for key, raw in records.scan(txn):
             try:
@@ -99,7 +101,13 @@ def shared_statistics_consistent(users: Users) -> bool:
             contributing += bool(items)
             for item_id in items:
                 expected[item_id] = expected.get(item_id, 0) + 1
-        return users.shared.totals(txn) == expected and users.shared.users(txn) == contributing
+            if record and record.ledger.get(CO):
+                sets.append(record.ledger[CO])
+        return (
+            users.shared.totals(txn) == expected
+            and users.shared.users(txn) == contributing
+            and users.shared.co.totals(txn) == expected_totals(sets)
+        )
 
 
 def audit_user(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .events import RatingScale
 from .personal_model import LearnerConfig
 
 IndexKind = Literal["auto", "flat", "hnsw"]
 EncoderBackend = Literal["torch", "onnx-fp32", "onnx-int8", "onnx-int8-rowwise"]
-SharedStatisticsMode = Literal["none", "popularity"]
+SharedStatisticsMode = Literal["none", "popularity", "collaborative"]
 
 
 class RankingConfig(BaseModel):
@@ -48,6 +49,40 @@ class RankingConfig(BaseModel):
     neighbour_items: int = Field(
         256, ge=1, le=10_000, description="the newest rated items the neighbour score uses"
     )
+    dislike_weight: float = Field(
+        0.0, ge=0.0, description="weight of the dislike part (engine/scorer_dislikes.py)"
+    )
+    dislike_power: float = Field(1.0, gt=0.0)
+    dislike_items: int = Field(
+        32, ge=1, le=1_000, description="the user's newest disliked items the dislike part uses"
+    )
+    popularity_fade_items: float = Field(
+        0.0,
+        ge=0.0,
+        description="popularity's weight is multiplied by m / (m + the user's rated items) "
+        "with m this value: newcomers lean on popularity, users with history on their own "
+        "signals (0 = the same weight for everyone)",
+    )
+    collaborative_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="weight of the collaborative part (shared_statistics="
+        "'collaborative' only; engine/scorer_collaborative.py)",
+    )
+    collaborative_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    collaborative_shrink: float = Field(10.0, ge=0.0)
+    collaborative_half_life_items: float = Field(
+        0.0,
+        ge=0.0,
+        description="a liked item's weight halves with every this-many newer liked items "
+        "(0 = all weigh the same)",
+    )
+    collaborative_min_count: int = Field(
+        1, ge=1, description="pairs liked together by fewer users are left out of the score"
+    )
+    collaborative_query_items: int = Field(
+        64, ge=1, le=1_000, description="the user's newest liked items the collaborative part uses"
+    )
     candidates: int = Field(60, ge=10, le=5_000, description="per retrieval query")
     full_rank_limit: int = Field(
         5_000, ge=0, le=100_000, description="rank every admitted item when at most this many"
@@ -58,7 +93,8 @@ class RankingConfig(BaseModel):
 
 
 class EngineConfig(BaseModel):
-    """Settings of an engine instance (not stored; the store records only the model).
+    """Settings of an engine instance (not stored; the store records only the model
+    and the rating scale).
 
     Index choice (``index_kind="auto"``): catalogs with fewer than
     ``hnsw_threshold`` live items use an exact inner-product index (brute force,
@@ -93,18 +129,38 @@ class EngineConfig(BaseModel):
         20_000, ge=0, description="filtered queries matching at most this many items are exact"
     )
 
-    shared_statistics: SharedStatisticsMode = "popularity"
+    shared_statistics: SharedStatisticsMode = Field(
+        "popularity",
+        description="what users contribute to statistics shared across users (each user's "
+        "consent applies): nothing; how many users liked each item; or that and "
+        "co-occurrence counts of liked pairs (engine/co_counts.py)",
+    )
+    collaborative_items: int = Field(
+        64,
+        ge=2,
+        le=256,
+        description="with shared_statistics='collaborative': a user contributes the pairs "
+        "among their newest this-many liked items (bounds what a write and an erase change)",
+    )
     default_consent: bool = Field(True, description="a new user's consent to shared statistics")
     max_events: int = Field(256, ge=1, le=10_000, description="events retained per user")
-    max_record_bytes: int = Field(16 * 1024, ge=2048)
+    max_record_bytes: int = Field(32 * 1024, ge=2048)
     max_earlier_items: int = Field(
-        1024,
+        4096,
         ge=0,
         le=100_000,
-        description="items of events dropped by the caps still excluded as seen (8 bytes each)",
+        description="items of events dropped by the caps still excluded as seen (a seen "
+        "filter, engine/seen_filter.py: about 3 bytes each, at most 3.7; 0.024% of unseen "
+        "items hidden at 4,096)",
     )
     max_events_per_call: int = Field(1_000, ge=1)
     max_users_per_bulk: int = Field(1_000, ge=1, description="users per interact_many call")
+    rating_scale: RatingScale | None = Field(
+        None,
+        description="the values a rating may take (e.g. RatingScale(low=0.5, high=5, "
+        "step=0.5)); stored with the data when a store is created, and a store refuses "
+        "to open with another scale; None = the store's scale (1-5 for a new store)",
+    )
     learner: LearnerConfig = LearnerConfig()
     ranking: RankingConfig = RankingConfig()
 
@@ -163,3 +219,15 @@ class EngineConfig(BaseModel):
     max_upsert_batch: int = Field(5_000, ge=1)
     lmdb_map_size: int = Field(64 * 2**30, ge=2**20)
     lmdb_max_readers: int = Field(512, ge=8)
+
+    @model_validator(mode="after")
+    def _ratings_read_on_the_scale(self) -> EngineConfig:
+        """The learner reads ratings on ``rating_scale`` (1-5 while it is None)."""
+        scale = self.rating_scale or RatingScale()
+        strengths = self.learner.strengths
+        if strengths.rating_scale != scale:
+            learner = self.learner.model_copy(
+                update={"strengths": strengths.model_copy(update={"rating_scale": scale})}
+            )
+            object.__setattr__(self, "learner", learner)  # frozen: set once, while validating
+        return self

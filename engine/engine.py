@@ -37,9 +37,11 @@ from .audit import AuditReport, audit_user
 from .catalog import Catalog, Hit
 from .config import EngineConfig
 from .encoder import Encoder, load_encoder
-from .events import Event
+from .events import Event, RatingScale
 from .index_keeper import IndexKeeper
 from .items import MAX_PROPERTY_DEPTH
+from .ledger_upgrade import upgrade_ledgers
+from .rating_scale import bind_rating_scale
 from .receipts import ReceiptSigner
 from .reconcile import ReconcileReport, reconcile
 from .shared_stats import SharedStatistics
@@ -120,6 +122,8 @@ class Engine:
                 raise ModelMismatchError(self._identity.model_fingerprint, self.encoder.fingerprint)
             if self._identity.dimension != self.encoder.dimension:
                 raise DimensionMismatchError(self._identity.dimension, self.encoder.dimension)
+            # ratings are read on the scale stored with the data (rating_scale.py)
+            self.config = bind_rating_scale(store, self.config)
             keeper = IndexKeeper(
                 self._env,
                 store,
@@ -137,7 +141,11 @@ class Engine:
         self._clock = clock
         self.catalog = Catalog(store, keeper, self.encoder, self.config, clock)
         self._shared = SharedStatistics(
-            self._env, store, self.config.shared_statistics, self._identity.dimension
+            self._env,
+            store,
+            self.config.shared_statistics,
+            self._identity.dimension,
+            self.config.collaborative_items,
         )
         self.catalog.vector_listeners.append(self._shared.on_item_vector)
         self._users = Users(
@@ -150,6 +158,11 @@ class Engine:
             self._fence,
         )
         self._closed = False
+        # ledgers written under other settings (the collaborative layer turned on or
+        # off, an older record format): recomputed from the retained events, once
+        self.ledgers_upgraded = upgrade_ledgers(
+            self.catalog, self._shared, self._users.records, self.config
+        )
         # lists missing or behind (an older store, another process's write): built
         # now if cheap, else by ``warm_up`` or the first ranking call, in the background
         self.catalog.neighbours.update(budget=self.config.neighbour_sync_budget)
@@ -230,7 +243,7 @@ class Engine:
         >>> best.item_id, best.explanation["reason"], best.explanation["because_of"]
         ('a4', 'neighbours', 'a3')
         >>> sorted(best.explanation["parts"])
-        ['neighbours', 'personal', 'popularity', 'recency']
+        ['collaborative', 'dislikes', 'neighbours', 'personal', 'popularity', 'recency']
         """
         return self._users.recommend(
             user_id, n, filters, exclude_seen=exclude_seen, diversity=diversity
@@ -446,6 +459,7 @@ class Engine:
             "store_id": self._identity.store_id,
             "model_fingerprint": self._identity.model_fingerprint,
             "dimension": self._identity.dimension,
+            "rating_scale": (self.config.rating_scale or RatingScale()).model_dump(),
             "items": self.catalog.count(),
             "catalog_seq": index.seq,
             "index": {

@@ -2,10 +2,11 @@
 
 ``rank`` takes a user's record (or none: cold start) and the vectors of their items,
 selects candidates (``candidates.py``), has each registered scorer score the
-eligible ones (``scorer_*.py``: personal head, neighbours, popularity, recency; the
-score is the sum of the weighted parts in registration order) and hands them to the
-ranker (``ranker.py``). Ranking reads only: the one write a recommend may cause is
-the write path's ``catch_up``, called by name before ranking.
+eligible ones (``scorer_*.py``: personal head, neighbours, popularity,
+collaborative, dislikes, recency; the score is the sum of the weighted parts in
+registration order) and hands them to the ranker (``ranker.py``). Ranking reads
+only: the one write a recommend may cause is the write path's ``catch_up``,
+called by name before ranking.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .events import Event
 from .items import Item
 from .ranker import Recommendation, explain, select_live
 from .record_store import RecordStore
+from .scorer_collaborative import CollaborativeScorer
+from .scorer_dislikes import DislikeScorer
 from .scorer_neighbours import NeighbourScorer
 from .scorer_personal import PersonalScorer
 from .scorer_popularity import Popularity
@@ -44,6 +47,8 @@ def default_scorers(
         PersonalScorer(),
         NeighbourScorer(catalog, config),
         popularity,
+        CollaborativeScorer(popularity.shared, config, popularity),
+        DislikeScorer(catalog, config),
         RecencyScorer(config, clock),
     ]
 
@@ -155,7 +160,17 @@ class Recommender:
         ids: list[str] = pool.id_array[eligible].tolist()
         with self.env.read() as txn:
             ctx = RankingContext(
-                txn, cfg, record, model, user_vectors, interests_of, pool, eligible, ids, []
+                txn,
+                cfg,
+                record,
+                model,
+                user_vectors,
+                interests_of,
+                pool,
+                eligible,
+                ids,
+                [],
+                self.config.learner,
             )
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item

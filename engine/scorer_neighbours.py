@@ -55,7 +55,7 @@ class NeighbourScorer:
         found = Neighbours.none(count)
         if ctx.model is not None and ctx.record is not None and self.weight(ctx.config) > 0.0:
             if self.config.content_neighbours > 0:
-                found = self.from_lists(ctx.txn, ctx.record, ctx.pool, ctx.eligible)
+                found = self.from_lists(ctx.txn, ctx.observations, ctx.pool, ctx.eligible)
             else:
                 found = self.neighbours(ctx.record, ctx.user_vectors, ctx.pool.units, ctx.eligible)
 
@@ -77,7 +77,7 @@ class NeighbourScorer:
     def from_lists(
         self,
         txn: Any,
-        record: UserRecord,
+        user_observations: list[Observation],
         pool: CandidatePool,
         eligible: np.ndarray,
     ) -> Neighbours:
@@ -85,7 +85,7 @@ class NeighbourScorer:
         strength * max(0, cos)^neighbour_power for each candidate in a rated item's
         list, divided by the total absolute strength, standardized over the eligible
         candidates. A candidate in no list scores as if its similarities were 0."""
-        rated = [o for o in observations(record.events, self.config.learner) if not o.is_query]
+        rated = [o for o in user_observations if not o.is_query]
         live = self.catalog.keeper.live_rows([o.ref for o in rated])
         kept = [(o, row) for o, row in zip(rated, live, strict=True) if row is not None]
         kept = kept[-self.config.ranking.neighbour_items :]  # the newest

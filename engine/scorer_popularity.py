@@ -39,7 +39,7 @@ class Popularity:
         self._direction: tuple[CatalogPrior, bytes, np.ndarray] | None = None
         # the scores of the last pool ranked, keyed by that pool and the LMDB snapshot
         # they were read in: any write since (an erasure's too) gives a new snapshot id
-        self._last_pool: tuple[int, CandidatePool, np.ndarray] | None = None
+        self._last_pool: tuple[int, CandidatePool, np.ndarray, np.ndarray] | None = None
 
     def forget(self) -> None:
         """Drop what was derived from the statistic before an erasure."""
@@ -52,13 +52,29 @@ class Popularity:
     def score(self, ctx: RankingContext) -> ScorePart:
         """The popularity of every item in the pool (an item's score depends on nothing
         else), read once per pool and snapshot, then the eligible ones."""
+        values = self._of_pool(ctx)[1][ctx.eligible]
+        fade = ctx.config.popularity_fade_items
+        if fade > 0.0:  # the more the engine knows of the user, the less it leans on others
+            rated = sum(1 for o in ctx.observations if not o.is_query)
+            values = values * (fade / (fade + rated))
+        return ScorePart(values)
+
+    def pool_counts(self, ctx: RankingContext) -> np.ndarray:
+        """The exact count of every item in the pool (0 without the statistic)."""
+        return self._of_pool(ctx)[0]
+
+    def _of_pool(self, ctx: RankingContext) -> tuple[np.ndarray, np.ndarray]:
         snapshot, last = ctx.txn.id(), self._last_pool
         if last is not None and last[0] == snapshot and last[1] is ctx.pool:
-            values = last[2]
+            return last[2], last[3]
+        ids = ctx.pool.ids
+        if self.shared.enabled and ids:
+            counts = self.shared.counts(ctx.txn, ids)
         else:
-            values = self.scores(ctx.txn, ctx.pool.ids, ctx.pool.vectors)
-            self._last_pool = (snapshot, ctx.pool, values)
-        return ScorePart(values[ctx.eligible])
+            counts = np.zeros(len(ids), np.int64)
+        values = self.scores_of(ctx.txn, counts, ctx.pool.vectors)
+        self._last_pool = (snapshot, ctx.pool, counts, values)
+        return counts, values
 
     def direction(self, txn: Any) -> np.ndarray | None:
         """Ridge regression of log(1 + count) on content over the catalog (unrated
@@ -91,6 +107,12 @@ class Popularity:
         return direction
 
     def scores(self, txn: Any, item_ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """``scores_of`` the items' counts."""
+        if not (self.shared.enabled and item_ids):
+            return np.zeros(len(item_ids))
+        return self.scores_of(txn, self.shared.counts(txn, item_ids), vectors)
+
+    def scores_of(self, txn: Any, item_counts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """Popularity on a [0, 1] scale: log(1 + count) / log(1 + contributing users).
 
         Items nobody has rated yet get their count predicted from content. The
@@ -98,9 +120,9 @@ class Popularity:
         handful of users are noise, not a prior.
         """
         n_users = self.shared.users(txn) if self.shared.enabled else 0
-        if n_users == 0 or not item_ids:
-            return np.zeros(len(item_ids))
-        counts = self.shared.counts(txn, item_ids).astype(np.float64)
+        if n_users == 0 or not len(item_counts):
+            return np.zeros(len(item_counts))
+        counts = item_counts.astype(np.float64)
         values = np.log1p(counts)
         unseen = counts == 0
         if unseen.any():

@@ -10,13 +10,14 @@ class like the ones in ``scorer_*.py`` plus one line in ``default_scorers``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from .config import RankingConfig
+from .personal_model import LearnerConfig, Observation, observations
 from .user_record import PersonalModel, UserRecord
 
 if TYPE_CHECKING:
@@ -37,6 +38,13 @@ class RankingContext:
     eligible: np.ndarray  # positions in the pool of the candidates being scored
     ids: list[str]  # their item ids
     items: list[Any | None]  # their items, when the call read them (else empty)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+
+    @cached_property
+    def observations(self) -> list[Observation]:
+        """The net feedback on each of the user's items and queries, oldest first
+        (computed once a call, for every scorer that asks)."""
+        return [] if self.record is None else observations(self.record.events, self.learner)
 
     @cached_property
     def interests(self) -> list[Interest]:

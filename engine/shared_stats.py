@@ -28,6 +28,9 @@ consent can opt out):
   Items below the threshold (the long tail) are found by a scan of the counts
   when the index runs out, which happens only in stores with few users.
 
+The ``collaborative`` mode adds to these the co-occurrence counts of liked pairs
+(``co_counts.py``; ledger entry ``"co"``), which the collaborative scorer reads.
+
 With ``shared_statistics="none"`` nothing here is ever written.
 """
 
@@ -43,6 +46,7 @@ import numpy as np
 
 from ..storage.catalog_store import CatalogStore
 from ..storage.lmdb_env import LmdbEnvironment
+from .co_counts import CO, CoCounts
 
 POP = "pop"
 F_SCALE = 65_536
@@ -90,8 +94,20 @@ def _rank_key(bucket: int, item_id: str) -> bytes:
 
 
 class SharedStatistics:
-    def __init__(self, env: LmdbEnvironment, catalog: CatalogStore, mode: str, dim: int) -> None:
-        self.enabled = mode == "popularity"
+    def __init__(
+        self,
+        env: LmdbEnvironment,
+        catalog: CatalogStore,
+        mode: str,
+        dim: int,
+        collaborative_items: int = 64,
+    ) -> None:
+        self.mode = mode
+        self.enabled = mode in ("popularity", "collaborative")
+        self.collaborative = mode == "collaborative"
+        # always there: a ledger's "co" entry is subtracted exactly even after the
+        # store's mode changed (the upgrade on open rewrites every ledger)
+        self.co = CoCounts(env, collaborative_items)
         self.catalog = catalog
         self.counts_db = env.db("shared_counts")
         self.rank_db = env.db("popular_rank")
@@ -119,18 +135,23 @@ class SharedStatistics:
 
     # -- ledgers ------------------------------------------------------------------------
 
-    def ledger_for(self, consent: bool, positive_items: Iterable[str]) -> Ledger:
+    def ledger_for(self, consent: bool, positive_items: Sequence[str]) -> Ledger:
+        """What a user contributes: their liked items (``positive_items``, oldest
+        first) and, in the collaborative mode, the set their pairs come from."""
         if not (self.enabled and consent):
             return {}
         items = sorted(set(positive_items))
-        return {POP: items} if items else {}
+        ledger = {POP: items} if items else {}
+        if self.collaborative and (pairs := self.co.ledger_items(positive_items)):
+            ledger[CO] = pairs
+        return ledger
 
     def apply(self, txn: Any, old: Ledger, new: Ledger) -> int:
         """Move shared state from ``old`` to ``new`` contributions; return units changed."""
+        changed = self.co.apply(txn, old.get(CO, ()), new.get(CO, ()))
         before, after = set(old.get(POP, ())), set(new.get(POP, ()))
         steps: list[int] = []  # F(new count) - F(old count) of each item in the catalog
         vectors: list[np.ndarray] = []
-        changed = 0
         for item_id, delta in [
             *((i, -1) for i in sorted(before - after)),
             *((i, +1) for i in sorted(after - before)),
@@ -160,12 +181,16 @@ class SharedStatistics:
         data key is gone), so its own ledger cannot be subtracted."""
         before = self.totals(txn)
         users_before = self.users(txn)
+        co_before = self.co.totals(txn)
         txn.drop(self.counts_db, delete=False)
         txn.drop(self.rank_db, delete=False)
+        self.co.clear(txn)
         for ledger in ledgers:
             self.apply(txn, {}, ledger)
         after = self.totals(txn)
         changed = sum(abs(after.get(i, 0) - before.get(i, 0)) for i in {*before, *after})
+        co_after = self.co.totals(txn)
+        changed += sum(co_before.get(i) != co_after.get(i) for i in {*co_before, *co_after})
         return changed + abs(self.users(txn) - users_before)
 
     # -- reads --------------------------------------------------------------------------

@@ -31,14 +31,15 @@ from ..errors import (
 from .catalog import Catalog
 from .config import EngineConfig
 from .erasure_log import ErasureLog
-from .events import Event, KindCode
+from .events import DEFAULT_RATING_SCALE, Event, KindCode
 from .personal_model import fit
 from .record_cipher import OVERHEAD, RecordUnreadable
 from .record_store import RecordStore, check_user_id
+from .seen_filter import fingerprint
 from .shared_stats import SharedStatistics
 from .times import to_utc
 from .user_export import export_record, missing_user, parse_export
-from .user_record import StoredEvent, UserRecord, item_hash
+from .user_record import StoredEvent, UserRecord
 from .user_reports import BulkInteractReport, ForgetReport, InteractReport
 
 
@@ -94,9 +95,10 @@ class WritePath:
             )
         events: list[Event] = []
         problems: list[str] = []
+        scale = self.config.rating_scale or DEFAULT_RATING_SCALE  # the store's (engine.py)
         for pos, raw in enumerate(raw_events):
             try:
-                events.append(raw if isinstance(raw, Event) else Event.model_validate(raw))
+                event = raw if isinstance(raw, Event) else Event.model_validate(raw)
             except ValidationError as exc:
                 why = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or 'event'}: "
@@ -104,6 +106,12 @@ class WritePath:
                     for e in exc.errors()
                 )
                 problems.append(f"#{pos}: {why}")
+                continue
+            rating = event.value if event.kind == "rating" else None
+            if rating is not None and not scale.admits(rating):
+                problems.append(f"#{pos}: value: a rating event needs a value {scale.describe()}")
+                continue
+            events.append(event)
         if problems:
             raise InvalidInputError(
                 f"{len(problems)} invalid event(s), nothing stored: " + " | ".join(problems[:5]),
@@ -441,15 +449,8 @@ class WritePath:
             return not (lo is not None and not e.ts > lo)
 
         removed = 0
-
-        hashes = None if ids is None else {item_hash(i) for i in ids}
-
-        def earlier_matches(h: int, ts: int) -> bool:
-            if hashes is not None and h not in hashes:
-                return False
-            if hi is not None and not ts < hi:
-                return False
-            return not (lo is not None and not ts > lo)
+        # earlier items keep a fingerprint and a day: those that might match go
+        fingerprints = None if ids is None else {fingerprint(i) for i in ids}
 
         def drop(record: UserRecord | None) -> UserRecord | None:
             nonlocal removed
@@ -457,9 +458,7 @@ class WritePath:
             kept = [e for e in record.events if not matches(e)]
             removed = len(record.events) - len(kept)
             record.events = kept
-            record.earlier = {
-                h: ts for h, ts in record.earlier.items() if not earlier_matches(h, ts)
-            }
+            record.earlier.forget(fingerprints, after=lo, before=hi)
             return record
 
         _old, new, units = self.write(user_id, drop, create=False)
@@ -527,7 +526,7 @@ class WritePath:
 
 
 def copy_record(record: UserRecord | None) -> UserRecord | None:
-    """A copy a write may change (events, ledger and earlier items are new lists)."""
+    """A copy a write may change (events, ledger and earlier items are new objects)."""
     if record is None:
         return None
     return UserRecord(
@@ -537,6 +536,6 @@ def copy_record(record: UserRecord | None) -> UserRecord | None:
         list(record.events),
         record.model,
         {k: list(v) for k, v in record.ledger.items()},
-        dict(record.earlier),
+        record.earlier.copy(),
         record.generation,
     )

@@ -39,6 +39,7 @@ DATABASES = (
     "erasure_journal",
     "neighbours",
     "neighbour_of",
+    "co_pairs",
 )
 
 

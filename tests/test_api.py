@@ -27,7 +27,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         yield c
 
 
-PARTS = {"personal", "neighbours", "popularity", "recency"}
+PARTS = {"personal", "neighbours", "popularity", "collaborative", "dislikes", "recency"}
 
 
 def error_code(response: object) -> str:

@@ -6,8 +6,9 @@ one designated target user (after each erasure, a fresh target id). Whenever
 the current target has no record (all the earlier ones were erased), everyone
 else must see the same world in both stores, bit for bit: the same
 recommendations with the same float scores, the same exports, the same shared
-statistics down to the bytes of the ``shared_counts`` and ``popular_rank``
-databases; and in A nothing of the target is left (record, data key, ledger,
+statistics down to the bytes of the ``shared_counts``, ``popular_rank`` and
+``co_pairs`` databases (the stores run the collaborative layer, which includes
+popularity); and in A nothing of the target is left (record, data key, ledger,
 raw id or queries anywhere under the data directory).
 """
 
@@ -31,6 +32,7 @@ from hypothesis.stateful import (
 )
 
 from ownrank import Engine, UserErasedError
+from ownrank.engine.config import RankingConfig
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import TOPICS, catalog_items
@@ -112,9 +114,10 @@ def store_snapshot(engine: Engine) -> dict[str, Any]:
             "totals": engine._shared.totals(txn),
             "users": engine._shared.users(txn),
             "popvec": engine._shared.popvec(txn).tolist(),
+            "co": engine._shared.co.totals(txn),
             **{
                 db: list(txn.cursor(db=engine._env.db(db)))
-                for db in ("shared_counts", "popular_rank")
+                for db in ("shared_counts", "popular_rank", "co_pairs")
             },
             "records": engine._users.records.count(txn),
             "data_keys": engine._keystore.count(),
@@ -138,7 +141,15 @@ class ErasureExactness(RuleBasedStateMachine):
 
     def _open(self, name: str) -> Engine:
         engine = make_engine(
-            self.tmp / name, WordHashEncoder(), lmdb_sync=False, max_events=MAX_EVENTS
+            self.tmp / name,
+            WordHashEncoder(),
+            lmdb_sync=False,
+            max_events=MAX_EVENTS,
+            # the collaborative layer on (it includes popularity), with a small set so
+            # pairs come and go as likes arrive, and a weight so it moves every score
+            shared_statistics="collaborative",
+            collaborative_items=3,
+            ranking=RankingConfig(collaborative_weight=0.5),
         )
         engine.catalog.clock = engine._users.clock = self.clock
         return engine

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ownrank import Engine, UserErasedError
+from ownrank.engine.co_counts import CO, CoRow, expected_totals
 from ownrank.engine.shared_stats import RANK_MIN_COUNT, f_pop, q_vec, rank_bucket
 
 from conftest import WordHashEncoder, make_engine
@@ -22,11 +23,13 @@ ITEMS = [i["id"] for i in catalog_items(24)]
 op = st.one_of(
     st.tuples(st.just("like"), st.sampled_from(USERS), st.sampled_from(ITEMS)),
     st.tuples(st.just("dislike"), st.sampled_from(USERS), st.sampled_from(ITEMS)),
+    st.tuples(st.just("rate"), st.sampled_from(USERS), st.sampled_from(ITEMS)),
     st.tuples(st.just("forget"), st.sampled_from(USERS), st.sampled_from(ITEMS)),
     st.tuples(st.just("erase"), st.sampled_from(USERS), st.just("")),
     st.tuples(st.just("consent"), st.sampled_from(USERS), st.sampled_from(["yes", "no"])),
     st.tuples(st.just("delete-item"), st.just(""), st.sampled_from(ITEMS)),
     st.tuples(st.just("retitle-item"), st.just(""), st.sampled_from(ITEMS)),
+    st.tuples(st.just("re-add-item"), st.just(""), st.sampled_from(ITEMS)),
     st.tuples(st.just("recommend"), st.sampled_from(USERS), st.just("")),
 )
 
@@ -55,15 +58,27 @@ def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
     ledgers of the existing users add up to, and nothing else is stored."""
     expected: dict[str, int] = {}
     contributing = 0
+    sets: list[list[str]] = []
     for user_id in users:
         record = engine._users.record(user_id)
         if record is None:
             continue
+        if record.ledger.get(CO):
+            sets.append(record.ledger[CO])
+            assert record.ledger[CO] == sorted(set(record.ledger[CO]))
+            assert set(record.ledger[CO]) <= set(record.ledger["pop"])
         items = record.ledger.get("pop", [])
         contributing += bool(items)
         for item_id in items:
             expected[item_id] = expected.get(item_id, 0) + 1
     with engine._env.read() as txn:
+        # the co-occurrence rows decode to the pairs of the ledgers' sets, and are
+        # stored canonically (partners ascending, no zero count, no empty row)
+        assert engine._shared.co.totals(txn) == expected_totals(sets)
+        for _key, raw in txn.cursor(db=engine._shared.co.db):
+            row = CoRow.unpack(bytes(raw))
+            assert (row.partners[1:] > row.partners[:-1]).all() and row.counts.all()
+            assert bytes(raw) == CoRow.pack(row.degree, row.partners, row.counts)
         totals = engine._shared.totals(txn)
         assert totals == expected
         assert engine._shared.users(txn) == contributing
@@ -159,11 +174,20 @@ def test_an_older_rank_index_is_rebuilt_on_open() -> None:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, min_size=1, max_size=25))
 def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]]) -> None:
-    with tempfile.TemporaryDirectory() as tmp, make_engine(Path(tmp), WordHashEncoder()) as engine:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        make_engine(
+            Path(tmp),
+            WordHashEncoder(),
+            shared_statistics="collaborative",  # popularity and the pairs
+            collaborative_items=3,
+            max_events=8,  # the log cap drops events (and their pairs) during a run
+        ) as engine,
+    ):
         engine.catalog.upsert(catalog_items(24))
         erased: set[str] = set()
         for kind, user, arg in ops:
-            if kind in ("like", "dislike", "consent") and user in erased:
+            if kind in ("like", "dislike", "rate", "consent") and user in erased:
                 with pytest.raises(UserErasedError):  # the tombstone stands
                     engine.set_consent(user, True)
                 engine.recreate_user(user)  # explicitly
@@ -171,6 +195,10 @@ def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]])
             if kind in ("like", "dislike"):
                 if arg in engine.catalog:
                     engine.interact(user, [{"kind": kind, "item_id": arg}])
+            elif kind == "rate":
+                if arg in engine.catalog:
+                    value = 1.0 + (sum(map(ord, user + arg)) % 5)
+                    engine.interact(user, [{"kind": "rating", "item_id": arg, "value": value}])
             elif kind == "forget":
                 if engine._users.record(user) is not None:
                     engine.forget(user, [arg])
@@ -181,6 +209,8 @@ def test_shared_counts_equal_the_sum_of_ledgers(ops: list[tuple[str, str, str]])
                 engine.set_consent(user, arg == "yes")
             elif kind == "delete-item":
                 engine.catalog.delete([arg])
+            elif kind == "re-add-item":  # back in the catalog, under its old id
+                engine.catalog.upsert([i for i in catalog_items(24) if i["id"] == arg])
             elif kind == "retitle-item":
                 engine.catalog.upsert([{"id": arg, "title": f"{arg} rewritten entirely"}])
             else:

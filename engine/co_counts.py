@@ -1,0 +1,211 @@
+"""Co-occurrence counts of liked items: the collaborative statistic, exactly removable.
+
+With ``shared_statistics="collaborative"`` each consenting user contributes the
+*pairs* among their newest ``collaborative_items`` liked items (their ledger's
+``"co"`` entry: that set, sorted). For every item ``a`` the ``co_pairs``
+database holds one row:
+
+- ``degree``: how many users have ``a`` in their set;
+- for every item ``b`` that shares a set with ``a``: ``count(a, b)``, how many
+  users have both.
+
+A row is stored as little-endian ``uint64`` degree, then the partners' 64-bit
+hashes (``item_key``, ascending) and their ``uint32`` counts, columnar, so a
+ranking call reads a row with one ``frombuffer`` each. Zero counts are left
+out and a row with nothing in it is deleted, so the bytes are a pure function
+of the counts: adding a user and subtracting them again (erasure, forget,
+consent withdrawal, log caps, a catalog delete) gives back the very bytes of
+a store that never saw them, whatever the order of the writes.
+
+Cost: a user's set changes by at most a few items per write, but every item of
+the old and new set has its row rewritten (the pairs with the items that came
+or went), so a write touches at most ``2 * collaborative_items`` rows and an
+erasure ``collaborative_items`` rows. Size: at most ``K * (K - 1)`` partner
+entries (12 bytes) per user, far fewer in practice because users share pairs.
+
+>>> import numpy as np
+>>> row = CoRow.pack(2, np.array([5, 9], np.uint64), np.array([1, 2], np.uint32))
+>>> decoded = CoRow.unpack(row)
+>>> decoded.degree, decoded.partners.tolist(), decoded.counts.tolist()
+(2, [5, 9], [1, 2])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..storage.lmdb_env import LmdbEnvironment
+
+CO = "co"
+_DEGREE = np.dtype("<u8")
+_PARTNER = np.dtype("<u8")
+_COUNT = np.dtype("<u4")
+
+
+def item_key(item_id: str) -> int:
+    """The 64-bit hash a partner is stored by (collisions: odds ~ n^2 / 2^65).
+
+    >>> item_key("a") == item_key("a") != item_key("b")
+    True
+    """
+    return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "little")
+
+
+def item_keys(item_ids: Iterable[str]) -> np.ndarray:
+    """``item_key`` of each id, as ``uint64``."""
+    return np.array([item_key(i) for i in item_ids], dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class CoRow:
+    """One item's row: its degree and its partners' counts (partners ascending)."""
+
+    degree: int
+    partners: np.ndarray  # uint64 item keys, ascending
+    counts: np.ndarray  # uint32, > 0
+
+    @staticmethod
+    def pack(degree: int, partners: np.ndarray, counts: np.ndarray) -> bytes:
+        return b"".join(
+            (
+                np.array([degree], _DEGREE).tobytes(),
+                partners.astype(_PARTNER).tobytes(),
+                counts.astype(_COUNT).tobytes(),
+            )
+        )
+
+    @classmethod
+    def unpack(cls, raw: bytes | memoryview) -> CoRow:
+        n = (len(raw) - 8) // 12
+        degree = int(np.frombuffer(raw, _DEGREE, 1)[0])
+        partners = np.frombuffer(raw, _PARTNER, n, 8)
+        counts = np.frombuffer(raw, _COUNT, n, 8 + 8 * n)
+        return cls(degree, partners, counts)
+
+    @classmethod
+    def empty(cls) -> CoRow:
+        return cls(0, np.zeros(0, np.uint64), np.zeros(0, np.uint32))
+
+
+def _key(item_id: str) -> bytes:
+    return item_id.encode()
+
+
+class CoCounts:
+    """The ``co_pairs`` database: reads for ranking, exact moves for ledgers."""
+
+    def __init__(self, env: LmdbEnvironment, items: int) -> None:
+        self.db = env.db("co_pairs")
+        self.items = items  # K: how many of a user's newest liked items form pairs
+
+    def ledger_items(self, positives: Sequence[str]) -> list[str]:
+        """The set a user contributes: their newest ``items`` liked items (``positives``
+        is oldest first), sorted; empty below two items (no pair)."""
+        chosen = sorted(set(positives[-self.items :]))
+        return chosen if len(chosen) >= 2 else []
+
+    def apply(self, txn: Any, old: Sequence[str], new: Sequence[str]) -> int:
+        """Move the counts from the pairs of ``old`` to those of ``new`` (each a set of
+        item ids); return how many pairs changed (each counted once)."""
+        before, after = set(old), set(new)
+        if before == after:
+            return 0
+        gone, came = before - after, after - before
+        kept = before & after
+        gone_keys = {i: item_key(i) for i in gone}
+        came_keys = {i: item_key(i) for i in came}
+        for item in sorted(before | after):
+            if item in kept:
+                minus = list(gone_keys.values())
+                plus = list(came_keys.values())
+                degree = 0
+            elif item in gone:
+                minus = [item_key(i) for i in before if i != item]
+                plus = []
+                degree = -1
+            else:
+                minus = []
+                plus = [item_key(i) for i in after if i != item]
+                degree = +1
+            self._move(txn, item, degree, minus, plus)
+        pairs_before = len(before) * (len(before) - 1) // 2
+        pairs_after = len(after) * (len(after) - 1) // 2
+        pairs_kept = len(kept) * (len(kept) - 1) // 2
+        return pairs_before + pairs_after - 2 * pairs_kept
+
+    def _move(self, txn: Any, item: str, degree: int, minus: list[int], plus: list[int]) -> None:
+        key = _key(item)
+        raw = txn.get(key, db=self.db)
+        row = CoRow.empty() if raw is None else CoRow.unpack(raw)
+        new_degree = row.degree + degree
+        partners = np.concatenate(
+            [row.partners, np.array(minus, np.uint64), np.array(plus, np.uint64)]
+        )
+        deltas = np.concatenate(
+            [
+                row.counts.astype(np.int64),
+                np.full(len(minus), -1, np.int64),
+                np.ones(len(plus), np.int64),
+            ]
+        )
+        keys, where = np.unique(partners, return_inverse=True)
+        # float64 sums of integers below 2^53 are exact
+        counts = np.rint(np.bincount(where, weights=deltas, minlength=len(keys))).astype(np.int64)
+        if new_degree < 0 or (counts < 0).any():
+            raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
+        nonzero = counts > 0
+        if new_degree == 0 and not nonzero.any():
+            txn.delete(key, db=self.db)
+            return
+        txn.put(key, CoRow.pack(new_degree, keys[nonzero], counts[nonzero]), db=self.db)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def rows(self, txn: Any, item_ids: Sequence[str]) -> list[CoRow | None]:
+        """The rows of ``item_ids`` (None: no user has the item in a set), one batched
+        read. The arrays are copies: they outlive ``txn``."""
+        keys = [_key(i) for i in item_ids]
+        found = dict(txn.cursor(db=self.db).getmulti(keys))
+        return [None if (raw := found.get(k)) is None else CoRow.unpack(bytes(raw)) for k in keys]
+
+    def totals(self, txn: Any) -> dict[str, tuple[int, dict[int, int]]]:
+        """Every row, decoded (for audits and the ledger invariant)."""
+        out: dict[str, tuple[int, dict[int, int]]] = {}
+        for key, raw in txn.cursor(db=self.db):
+            row = CoRow.unpack(bytes(raw))
+            pairs = dict(zip(row.partners.tolist(), row.counts.tolist(), strict=True))
+            out[bytes(key).decode()] = (row.degree, pairs)
+        return out
+
+    def size(self, txn: Any) -> dict[str, int]:
+        """How big the statistic is: rows, partner entries and bytes."""
+        rows = entries = size = 0
+        for _key_raw, raw in txn.cursor(db=self.db):
+            rows += 1
+            entries += (len(raw) - 8) // 12
+            size += len(raw)
+        return {"rows": rows, "entries": entries, "bytes": size}
+
+    def clear(self, txn: Any) -> None:
+        txn.drop(self.db, delete=False)
+
+
+def expected_totals(sets: Iterable[Sequence[str]]) -> dict[str, tuple[int, dict[int, int]]]:
+    """What ``CoCounts.totals`` must equal after the ledgers' sets were added (tests,
+    audits)."""
+    out: dict[str, tuple[int, dict[int, int]]] = {}
+    for items in sets:
+        chosen = sorted(set(items))
+        for a in chosen:
+            degree, pairs = out.get(a, (0, {}))
+            for b in chosen:
+                if b != a:
+                    k = item_key(b)
+                    pairs[k] = pairs.get(k, 0) + 1
+            out[a] = (degree + 1, pairs)
+    return out

@@ -1,0 +1,86 @@
+"""Bring every user's ledger (and record format) in line with the store's settings.
+
+A user's ledger says what they contribute to the shared statistics, and it
+depends on ``shared_statistics`` (``"none"``, ``"popularity"``,
+``"collaborative"``) and ``collaborative_items``. When a store is opened with
+other settings than those its ledgers were written under (say an existing store
+turning the collaborative layer on), every record is read, its ledger
+recomputed from its retained events exactly as a write would compute it, the
+shared statistics moved from the old ledger to the new one, and the record
+rewritten (also in the current record format). This is deterministic, so the
+result equals a store that had run with the new settings all along (tested), and
+idempotent, so a crash half-way is finished by the next open.
+
+The settings the ledgers were last brought in line with are kept in the store's
+metadata (``ledger_settings``); while they match, opening costs one read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .catalog import Catalog
+from .config import EngineConfig
+from .personal_model import observations
+from .record_cipher import RecordUnreadable
+from .record_store import RecordStore
+from .shared_stats import SharedStatistics
+from .user_record import RECORD_FORMAT, UserRecord
+
+META = "ledger_settings"
+CHUNK = 256  # records per write transaction
+
+
+def ledger_settings(config: EngineConfig) -> list[Any]:
+    """What the ledgers depend on (and the record format they are written in)."""
+    return [config.shared_statistics, config.collaborative_items, RECORD_FORMAT]
+
+
+def positive_items(
+    record: UserRecord, catalog: Catalog, txn: Any, config: EngineConfig
+) -> list[str]:
+    """The catalog items with net-positive feedback, oldest first: what the write
+    path's refit returns (``personal_model.fit``) for the same events."""
+    return [
+        o.ref
+        for o in observations(record.events, config.learner)
+        if not o.is_query and o.strength > 0 and catalog.store.has_item(txn, o.ref)
+    ]
+
+
+def upgrade_ledgers(
+    catalog: Catalog, shared: SharedStatistics, records: RecordStore, config: EngineConfig
+) -> int:
+    """Recompute every ledger if the settings changed; return how many records were
+    rewritten (0 when the store was already in line)."""
+    env = catalog.env
+    wanted = ledger_settings(config)
+    with env.read() as txn:
+        stored = catalog.store.get_meta(txn, META)
+        if stored == wanted:
+            return 0
+        keys = [key for key, _raw in records.scan(txn)]
+    # a store without the setting, or written in another record format: every record
+    reformat = not isinstance(stored, list) or stored[-1:] != [RECORD_FORMAT]
+    rewritten = 0
+    for start in range(0, len(keys), CHUNK):
+        with env.write() as txn:
+            for key in keys[start : start + CHUNK]:
+                raw = records.raw(txn, key)
+                try:
+                    record, data_key = records.decode(key, raw)
+                except RecordUnreadable:
+                    continue  # an orphan: the reconcile on open purges it and recounts
+                if record is None:
+                    continue
+                positives = positive_items(record, catalog, txn, config)
+                ledger = shared.ledger_for(record.consent_shared, positives)
+                if ledger == record.ledger and not reformat:
+                    continue
+                shared.apply(txn, record.ledger, ledger)
+                record.ledger = ledger
+                records.put(txn, key, records.encode(key, record, data_key))
+                rewritten += 1
+    with env.write() as txn:
+        catalog.store.put_meta(txn, META, wanted)
+    return rewritten
