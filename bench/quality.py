@@ -39,10 +39,18 @@ from ownrank import BaseEncoder, Engine, EngineConfig
 from ownrank.engine.config import RankingConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# (personal_weight, neighbour_weight, popularity_weight): only ratios matter
-WEIGHT_GRID = {
+# (personal_weight, neighbour_weight, popularity_weight): only ratios matter. The
+# collaborative mode runs the defaults: one set for every dataset and protocol, chosen
+# on ml-1m-half's inner validation (bench/tune_defaults.py)
+WEIGHT_GRID: dict[str, list[tuple[float, float, float] | None]] = {
     "popularity": [(p, nb, 1.0) for p in (0.03, 0.06) for nb in (0.0, 0.01, 0.03)],
     "none": [(1.0, 0.0, 0.0), (1.0, 1.0, 0.0), (1.0, 2.0, 0.0), (0.5, 2.0, 0.0)],
+    "collaborative": [None],
+}
+LABELS = {
+    "none": "ownrank personal",
+    "popularity": "ownrank +popularity",
+    "collaborative": "ownrank +collaborative",
 }
 
 
@@ -150,9 +158,11 @@ def ownrank_metrics(
 
 
 def with_ranking(
-    engine: Engine, path: Path, base: EngineConfig, weights: tuple[float, float, float]
+    engine: Engine, path: Path, base: EngineConfig, weights: tuple[float, float, float] | None
 ) -> Engine:
     engine.close()
+    if weights is None:  # the defaults
+        return Engine(path, base, encoder=engine.encoder)
     ranking = base.ranking.model_copy(
         update={
             "personal_weight": weights[0],
@@ -176,15 +186,16 @@ def run_ownrank(
     inner = inner_validation(split)
     grid = WEIGHT_GRID[shared]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "inner"
-        engine, _ = build_store(path, dataset, inner, encoder, base)
-        tuning = {}
-        for weights in grid:
-            engine = with_ranking(engine, path, base, weights)
-            # tuning looks at 500 inner-validation users: plenty to rank a few settings
-            tuning[str(weights)] = evaluate_subset(engine, inner, True)["NDCG@10"]
-        engine.close()
-        best = max(grid, key=lambda w: tuning[str(w)])
+        tuning: dict[str, float] = {}
+        if len(grid) > 1:  # else nothing to choose
+            path = Path(tmp) / "inner"
+            engine, _ = build_store(path, dataset, inner, encoder, base)
+            for weights in grid:
+                engine = with_ranking(engine, path, base, weights)
+                # tuning looks at 500 inner-validation users: plenty to rank a few settings
+                tuning[str(weights)] = evaluate_subset(engine, inner, True)["NDCG@10"]
+            engine.close()
+        best = max(grid, key=lambda w: tuning.get(str(w), 0.0))
         path = Path(tmp) / "outer"
         t0 = time.perf_counter()
         engine, build = build_store(path, dataset, split, encoder, base)
@@ -196,7 +207,9 @@ def run_ownrank(
     latency = Latency.of(seconds)
     return {
         **metrics,
-        "chosen": dict(zip(("personal", "neighbour", "popularity"), best, strict=True)),
+        "chosen": "defaults"
+        if best is None
+        else dict(zip(("personal", "neighbour", "popularity"), best, strict=True)),
         "inner_ndcg": tuning,
         "fit_s": round(fit_s, 1),
         "update_ms_p50": build["user_update_ms_p50"],
@@ -278,7 +291,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--datasets", default="ml-1m-half,ml-100k")
     parser.add_argument("--protocols", default="chrono20,cold20")
-    parser.add_argument("--modes", default="none,popularity", help="shared_statistics modes")
+    parser.add_argument(
+        "--modes", default="none,popularity,collaborative", help="shared_statistics modes"
+    )
     parser.add_argument("--quick", action="store_true", help="evaluate 500 users per split")
     parser.add_argument("--candidates", type=int, default=None, help="RankingConfig.candidates")
     args = parser.parse_args(argv)
@@ -298,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 note = ""
             latency: dict[str, Latency] = {}
             for shared in args.modes.split(","):
-                label = "ownrank personal" if shared == "none" else "ownrank +popularity"
+                label = LABELS[shared]
                 rows[label] = run_ownrank(
                     dataset, split, encoder, shared, args.quick, args.candidates
                 )

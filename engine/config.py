@@ -50,21 +50,21 @@ class RankingConfig(BaseModel):
         256, ge=1, le=10_000, description="the newest rated items the neighbour score uses"
     )
     dislike_weight: float = Field(
-        0.0, ge=0.0, description="weight of the dislike part (engine/scorer_dislikes.py)"
+        1.5, ge=0.0, description="weight of the dislike part (engine/scorer_dislikes.py)"
     )
     dislike_power: float = Field(1.0, gt=0.0)
     dislike_items: int = Field(
         32, ge=1, le=1_000, description="the user's newest disliked items the dislike part uses"
     )
     popularity_fade_items: float = Field(
-        0.0,
+        30.0,
         ge=0.0,
-        description="popularity's weight is multiplied by m / (m + the user's rated items) "
-        "with m this value: newcomers lean on popularity, users with history on their own "
-        "signals (0 = the same weight for everyone)",
+        description="with the collaborative layer on, popularity's weight is multiplied by "
+        "m / (m + the user's rated items), m this value: newcomers lean on popularity, users "
+        "with history on their own signals and the collaborative part (0 = no fading)",
     )
     collaborative_weight: float = Field(
-        0.0,
+        1.0,
         ge=0.0,
         description="weight of the collaborative part (shared_statistics="
         "'collaborative' only; engine/scorer_collaborative.py)",
@@ -72,7 +72,7 @@ class RankingConfig(BaseModel):
     collaborative_alpha: float = Field(0.5, ge=0.0, le=1.0)
     collaborative_shrink: float = Field(10.0, ge=0.0)
     collaborative_half_life_items: float = Field(
-        0.0,
+        2.0,
         ge=0.0,
         description="a liked item's weight halves with every this-many newer liked items "
         "(0 = all weigh the same)",
@@ -81,7 +81,7 @@ class RankingConfig(BaseModel):
         1, ge=1, description="pairs liked together by fewer users are left out of the score"
     )
     collaborative_query_items: int = Field(
-        64, ge=1, le=1_000, description="the user's newest liked items the collaborative part uses"
+        16, ge=1, le=1_000, description="the user's newest liked items the collaborative part uses"
     )
     candidates: int = Field(60, ge=10, le=5_000, description="per retrieval query")
     full_rank_limit: int = Field(

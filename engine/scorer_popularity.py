@@ -54,7 +54,10 @@ class Popularity:
         else), read once per pool and snapshot, then the eligible ones."""
         values = self._of_pool(ctx)[1][ctx.eligible]
         fade = ctx.config.popularity_fade_items
-        if fade > 0.0:  # the more the engine knows of the user, the less it leans on others
+        if fade > 0.0 and self.shared.collaborative:
+            # the more the engine knows of the user, the less it leans on the crowd's
+            # counts and the more on the user's own signals and the collaborative part
+            # (without that part the user's own signals are too weak to lead)
             rated = sum(1 for o in ctx.observations if not o.is_query)
             values = values * (fade / (fade + rated))
         return ScorePart(values)

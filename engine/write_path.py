@@ -174,7 +174,8 @@ class WritePath:
             record.version + 1,
             record.events,
             None,
-            {"pop": items},
+            # the largest ledger: every item liked, the newest K of them forming pairs
+            {"pop": items, "co": items[: self.config.collaborative_items]},
             record.earlier,
         )
         model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
