@@ -242,9 +242,11 @@ class CandidateSelector:
         expr: Any,
         seen: SeenItems,
         n: int,
+        also: Sequence[str] = (),
     ) -> dict[int, str]:
         """Candidate rows (and what retrieved each) from a catalog too big to score whole:
-        around the head, each interest and the popular direction, plus the top popular."""
+        around the head, each interest and the popular direction, plus the top popular
+        and ``also`` (items liked together with the user's, best first)."""
         cfg = self.config.ranking
         keeper = self.catalog.keeper
         want = max(cfg.candidates, 3 * n)
@@ -280,6 +282,10 @@ class CandidateSelector:
         for found_row in keeper.live_rows(top):
             if found_row is not None and (allowed is None or contains_row(allowed, found_row)):
                 rows.setdefault(found_row, "popular")
+        liked_with = [i for i in also if i not in seen]
+        for found_row in keeper.live_rows(liked_with):
+            if found_row is not None and (allowed is None or contains_row(allowed, found_row)):
+                rows.setdefault(found_row, "collaborative")
         if not queries and direction is None and not rows:  # no model, no popularity: recent
             with self.env.read() as txn:
                 seen_rows = {r for i in seen.logged if (r := self.store.row_of(txn, i)) is not None}

@@ -7,7 +7,9 @@ database holds one row:
 
 - ``degree``: how many users have ``a`` in their set;
 - for every item ``b`` that shares a set with ``a``: ``count(a, b)``, how many
-  users have both.
+  users have both; ``b`` is named by its 64-bit hash ``item_key(b)``
+  (collisions: odds ~ n^2 / 2^65), which the catalog's ``item_keys`` database
+  maps back to the id.
 
 A row is stored as little-endian ``uint64`` degree, then the partners' 64-bit
 hashes (``item_key``, ascending) and their ``uint32`` counts, columnar, so a
@@ -32,28 +34,19 @@ entries (12 bytes) per user, far fewer in practice because users share pairs.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..storage.catalog_store import item_key
 from ..storage.lmdb_env import LmdbEnvironment
 
 CO = "co"
 _DEGREE = np.dtype("<u8")
 _PARTNER = np.dtype("<u8")
 _COUNT = np.dtype("<u4")
-
-
-def item_key(item_id: str) -> int:
-    """The 64-bit hash a partner is stored by (collisions: odds ~ n^2 / 2^65).
-
-    >>> item_key("a") == item_key("a") != item_key("b")
-    True
-    """
-    return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "little")
 
 
 def item_keys(item_ids: Iterable[str]) -> np.ndarray:

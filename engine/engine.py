@@ -118,6 +118,7 @@ class Engine:
         try:
             store = CatalogStore(self._env)
             self._identity = store.initialize(self.encoder.fingerprint, self.encoder.dimension)
+            store.backfill_item_keys()  # stores from before the index of item keys
             if self._identity.model_fingerprint != self.encoder.fingerprint:
                 raise ModelMismatchError(self._identity.model_fingerprint, self.encoder.fingerprint)
             if self._identity.dimension != self.encoder.dimension:

@@ -22,6 +22,7 @@ from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
 from .events import Event
 from .items import Item
+from .personal_model import observations
 from .ranker import Recommendation, explain, select_live
 from .record_store import RecordStore
 from .scorer_collaborative import CollaborativeScorer
@@ -74,6 +75,7 @@ class Recommender:
         self.candidates = CandidateSelector(catalog, shared, config, self.popularity)
         self.scorers = default_scorers(catalog, config, clock, self.popularity)
         self.recency = next(s for s in self.scorers if isinstance(s, RecencyScorer))
+        self.collaborative = next(s for s in self.scorers if isinstance(s, CollaborativeScorer))
 
     def warm_up(self) -> None:
         """Compute what every ranking call shares (the catalog prior, the popularity
@@ -146,11 +148,18 @@ class Recommender:
                 return []
             return candidates.interest_vectors(record, model, user_vectors)
 
+        user_observations = (
+            [] if record is None else observations(record.events, self.config.learner)
+        )
         pool = candidates.small_pool(expr)
         if pool is not None:  # few enough to score every one
             why = ["catalog"] * len(pool.ids)
         else:
-            rows = candidates.retrieve(model, interests_of(), expr, seen, n)
+            with self.env.read() as txn:  # items liked together with the user's
+                also = self.collaborative.candidates(
+                    txn, user_observations, cfg, max(cfg.candidates, 3 * n)
+                )
+            rows = candidates.retrieve(model, interests_of(), expr, seen, n, also)
             pool = candidates.pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]
         eligible = pool.unseen(seen)
@@ -171,6 +180,7 @@ class Recommender:
                 ids,
                 [],
                 self.config.learner,
+                user_observations,
             )
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item

@@ -21,6 +21,7 @@ vectorised pass over their entries.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,22 @@ from .candidates import CandidatePool
 from .co_counts import item_keys
 from .config import EngineConfig, RankingConfig
 from .key_lookup import KeyLookup
+from .personal_model import Observation
 from .scorer_popularity import Popularity
 from .scoring import RankingContext, ScorePart
 from .shared_stats import SharedStatistics
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """The rows of a user's liked items, flattened: one entry per (liked item, partner)."""
+
+    refs: list[str]  # the liked items with a row
+    weight: np.ndarray  # their feedback strength (recency-weighted)
+    degree: np.ndarray  # their degree ** alpha
+    partners: np.ndarray  # uint64 item keys
+    counts: np.ndarray  # float64
+    source: np.ndarray  # which liked item each entry belongs to
 
 
 class CollaborativeScorer:
@@ -49,53 +63,89 @@ class CollaborativeScorer:
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.collaborative_weight
 
+    def active(self, cfg: RankingConfig) -> bool:
+        return self.shared.collaborative and self.weight(cfg) > 0.0
+
     def score(self, ctx: RankingContext) -> ScorePart:
         count = len(ctx.eligible)
-        if not (
-            self.shared.collaborative and ctx.record is not None and self.weight(ctx.config) > 0.0
-        ):
+        if not (self.active(ctx.config) and ctx.record is not None):
             return ScorePart(np.zeros(count))
         cfg = ctx.config
-        liked = [o for o in ctx.observations if not o.is_query and o.strength > 0]
-        liked = liked[-cfg.collaborative_query_items :]
-        rows = self.shared.co.rows(ctx.txn, [o.ref for o in liked])
-        found = [(o, row) for o, row in zip(liked, rows, strict=True) if row is not None]
-        if not found:
+        pairs = self._pairs(ctx.txn, ctx.observations, cfg)
+        if pairs is None:
             return ScorePart(np.zeros(count))
-        lookup = self._lookup_of(ctx.pool)
-        partners = np.concatenate([row.partners for _o, row in found])
-        counts = np.concatenate([row.counts for _o, row in found])
-        sizes = np.array([len(row.partners) for _o, row in found])
-        source = np.repeat(np.arange(len(found), dtype=np.int32), sizes)
-        if cfg.collaborative_min_count > 1:  # pairs seen once or twice are mostly noise
-            strong = counts >= cfg.collaborative_min_count
-            partners, counts, source = partners[strong], counts[strong], source[strong]
-        position = lookup.positions(partners)
+        position = self._lookup_of(ctx.pool).positions(pairs.partners)
         inside = position >= 0
-        position, counts, source = position[inside], counts[inside], source[inside]
-        alpha = cfg.collaborative_alpha
+        position, counts, source = position[inside], pairs.counts[inside], pairs.source[inside]
         # the normaliser's two factors: one per liked item, one per pool item
-        degree = np.array([row.degree for _o, row in found], np.float64) ** alpha
-        likes = self._likes(ctx, 1.0 - alpha)
-        strength = np.array([o.strength for o, _row in found])
-        if cfg.collaborative_half_life_items > 0:  # newer likes say more about what is next
-            age = np.array([len(liked) - 1 - k for k, row in enumerate(rows) if row is not None])
-            strength *= np.exp2(-age / cfg.collaborative_half_life_items)
-        contribution = (strength[source] * counts) / (
-            degree[source] * likes[position] + cfg.collaborative_shrink
+        likes = self._likes(ctx, 1.0 - cfg.collaborative_alpha)
+        contribution = (pairs.weight[source] * counts) / (
+            pairs.degree[source] * likes[position] + cfg.collaborative_shrink
         )
         total = np.bincount(position, weights=contribution, minlength=len(ctx.pool.ids))
         raw = total[ctx.eligible]
         spread = float(raw.std())
         values = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(count)
-        refs = [o.ref for o, _row in found]
-        because = _because(position, source, contribution, ctx.eligible, refs)
+        because = _because(position, source, contribution, ctx.eligible, pairs.refs)
 
         def explain(k: int, _vector: np.ndarray) -> dict[str, Any]:
             item = because(k)
             return {} if item is None else {"because_of": item}
 
         return ScorePart(values, explain)
+
+    def candidates(
+        self, txn: Any, user_observations: list[Observation], cfg: RankingConfig, want: int
+    ) -> list[str]:
+        """The ``want`` items most liked together with the user's newest liked items
+        (by the score's numerator: catalogs too big to score whole retrieve them as
+        candidates, and the score then ranks them with the rest), best first."""
+        if not self.active(cfg):
+            return []
+        pairs = self._pairs(txn, user_observations, cfg)
+        if pairs is None:
+            return []
+        keys, where = np.unique(pairs.partners, return_inverse=True)
+        weight = pairs.weight[pairs.source] * pairs.counts / pairs.degree[pairs.source]
+        total = np.bincount(where, weights=weight, minlength=len(keys))
+        best = np.lexsort((keys, -total))[:want]  # ties: the smaller key
+        found = self.shared.catalog.ids_of_keys(txn, keys[best].tolist())
+        return [item_id for item_id in found if item_id is not None]
+
+    def _pairs(
+        self, txn: Any, user_observations: list[Observation], cfg: RankingConfig
+    ) -> _Pairs | None:
+        """The co-occurrence rows of the user's newest liked items, flattened."""
+        liked = [o for o in user_observations if not o.is_query and o.strength > 0]
+        liked = liked[-cfg.collaborative_query_items :]
+        rows = self.shared.co.rows(txn, [o.ref for o in liked])
+        found = [
+            (k, o, row)
+            for k, (o, row) in enumerate(zip(liked, rows, strict=True))
+            if row is not None
+        ]
+        if not found:
+            return None
+        partners = np.concatenate([row.partners for _k, _o, row in found])
+        counts = np.concatenate([row.counts for _k, _o, row in found]).astype(np.float64)
+        sizes = np.array([len(row.partners) for _k, _o, row in found])
+        source = np.repeat(np.arange(len(found), dtype=np.int32), sizes)
+        if cfg.collaborative_min_count > 1:  # pairs seen once or twice are mostly noise
+            strong = counts >= cfg.collaborative_min_count
+            partners, counts, source = partners[strong], counts[strong], source[strong]
+        weight = np.array([o.strength for _k, o, _row in found])
+        if cfg.collaborative_half_life_items > 0:  # newer likes say more about what is next
+            age = np.array([len(liked) - 1 - k for k, _o, _row in found])
+            weight *= np.exp2(-age / cfg.collaborative_half_life_items)
+        degree = np.array([row.degree for _k, _o, row in found], np.float64)
+        return _Pairs(
+            [o.ref for _k, o, _row in found],
+            weight,
+            degree**cfg.collaborative_alpha,
+            partners,
+            counts,
+            source,
+        )
 
     def _likes(self, ctx: RankingContext, power: float) -> np.ndarray:
         """likes(b)^power of every pool item (counts below 1 count as 1), kept for

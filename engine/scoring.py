@@ -39,11 +39,14 @@ class RankingContext:
     ids: list[str]  # their item ids
     items: list[Any | None]  # their items, when the call read them (else empty)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    observed: list[Observation] | None = None  # ``observations``, when the caller has them
 
     @cached_property
     def observations(self) -> list[Observation]:
         """The net feedback on each of the user's items and queries, oldest first
         (computed once a call, for every scorer that asks)."""
+        if self.observed is not None:
+            return self.observed
         return [] if self.record is None else observations(self.record.events, self.learner)
 
     @cached_property

@@ -493,6 +493,18 @@ class WritePath:
             raise BatchTooLargeError(f"more than {self.config.max_events} events")
         if len(parsed.earlier) > self.config.max_earlier_items:
             raise BatchTooLargeError(f"more than {self.config.max_earlier_items} earlier items")
+        scale = self.config.rating_scale or DEFAULT_RATING_SCALE
+        off_scale = [
+            f"#{pos}: value: a rating event needs a value {scale.describe()}"
+            for pos, e in enumerate(parsed.events)
+            if e.kind == KindCode.rating and (e.value is None or not scale.admits(e.value))
+        ]
+        if off_scale:  # an export from a store with another scale is not reinterpreted
+            raise InvalidInputError(
+                f"{len(off_scale)} rating(s) off this store's scale, nothing stored: "
+                + " | ".join(off_scale[:5]),
+                problems=off_scale,
+            )
         key = self.records.key(user_id)
         state = self.records.fence.state(key)
         if state is not None and state.erased:

@@ -21,10 +21,11 @@ reflects can always tell whether (and how far) it is behind.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -36,6 +37,19 @@ from ..errors import DimensionMismatchError, StoreFormatError
 from .lmdb_env import LmdbEnvironment
 
 FORMAT_VERSION = 1
+ITEM_KEYS_FORMAT = 1  # the item_keys database holds every item (absent: backfilled on open)
+_ITEM_KEY = struct.Struct("<Q")
+
+
+def item_key(item_id: str) -> int:
+    """The 64-bit hash an item is named by in the collaborative statistic
+    (``engine/co_counts.py``); the ``item_keys`` database maps it back to the id.
+
+    >>> item_key("a") == item_key("a") != item_key("b")
+    True
+    """
+    return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=8).digest(), "little")
+
 
 _ROW = struct.Struct(">Q")
 
@@ -260,6 +274,7 @@ class CatalogStore:
         self.items = env.db("items")
         self.vectors = env.db("vectors")
         self.log = env.db("catalog_log")
+        self.item_keys = env.db("item_keys")
         self.read_item = read_item
 
     def bind_item_reader(self, read_item: ItemReader) -> None:
@@ -329,10 +344,36 @@ class CatalogStore:
         return txn.get(item_id.encode(), db=self.items) is not None
 
     def put_item(self, txn: Any, stored: StoredItem) -> None:
-        txn.put(stored.item.id.encode(), stored.to_bytes(), db=self.items)
+        item_id = stored.item.id
+        txn.put(item_id.encode(), stored.to_bytes(), db=self.items)
+        txn.put(_ITEM_KEY.pack(item_key(item_id)), item_id.encode(), db=self.item_keys)
 
     def delete_item(self, txn: Any, item_id: str) -> None:
         txn.delete(item_id.encode(), db=self.items)
+        txn.delete(_ITEM_KEY.pack(item_key(item_id)), db=self.item_keys)
+
+    def ids_of_keys(self, txn: Any, keys: Sequence[int]) -> list[str | None]:
+        """The catalog item of each 64-bit item key (None: no such item), one batched
+        read."""
+        packed = [_ITEM_KEY.pack(k) for k in keys]
+        found = dict(txn.cursor(db=self.item_keys).getmulti(packed))
+        return [None if (raw := found.get(k)) is None else bytes(raw).decode() for k in packed]
+
+    def backfill_item_keys(self) -> int:
+        """Fill ``item_keys`` from the items of a store written before it existed (once);
+        return how many items it now holds."""
+        with self.env.read() as txn:
+            if self._get_meta(txn, "item_keys_format") == ITEM_KEYS_FORMAT:
+                return 0
+        with self.env.write() as txn:
+            txn.drop(self.item_keys, delete=False)
+            count = 0
+            for key in txn.cursor(db=self.items).iternext(keys=True, values=False):
+                item_id = bytes(key).decode()
+                txn.put(_ITEM_KEY.pack(item_key(item_id)), bytes(key), db=self.item_keys)
+                count += 1
+            self._put_meta(txn, "item_keys_format", ITEM_KEYS_FORMAT)
+            return count
 
     def count_items(self, txn: Any) -> int:
         return int(txn.stat(self.items)["entries"])

@@ -40,6 +40,7 @@ DATABASES = (
     "neighbours",
     "neighbour_of",
     "co_pairs",
+    "item_keys",
 )
 
 

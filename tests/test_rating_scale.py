@@ -376,3 +376,15 @@ def test_the_service_refuses_a_store_of_another_scale(tmp_path: Path) -> None:
         assert client.get("/ready").status_code == 200
     with pytest.raises(RatingScaleMismatchError), api_client(tmp_path / "data", rating_scale="1-5"):
         pass
+
+
+def test_an_export_with_ratings_off_the_scale_is_refused_on_import(
+    half: Engine, tmp_path: Path
+) -> None:
+    half.interact("star", [rating(ITEMS[0], 0.5), rating(ITEMS[1], 4.5)])
+    exported = half.export("star")
+    with open_store(tmp_path / "default") as engine:
+        engine.catalog.upsert(catalog_items(12))
+        with pytest.raises(InvalidInputError, match="off this store's scale"):
+            engine.import_user(exported)
+        assert engine.export("star")["exists"] is False  # nothing stored

@@ -1,0 +1,203 @@
+"""The collaborative layer: its statistic, how it is switched on and off, its scorer.
+
+Exactness under every kind of write is the state machines' job
+(``test_erasure_exactness.py``, ``test_shared_invariant.py``); here: the bound on
+what a user contributes, the upgrade of an existing store (equal to building it
+live), that ``"none"`` writes nothing, consent, and the explanation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from ownrank import Engine
+from ownrank.engine.co_counts import CO, expected_totals
+from ownrank.storage.catalog_store import item_key
+from ownrank.engine.config import RankingConfig
+
+from conftest import WordHashEncoder, make_engine
+from test_catalog import catalog_items
+
+ITEMS = [item["id"] for item in catalog_items(24)]
+T0 = 1_770_000_000
+
+
+def likes(items: list[str], start: int = 0) -> list[dict[str, Any]]:
+    """Likes with explicit, increasing times (stores built apart compare equal)."""
+    return [
+        {"kind": "like", "item_id": i, "timestamp": T0 + start + k} for k, i in enumerate(items)
+    ]
+
+
+def fill(engine: Engine) -> None:
+    engine.catalog.upsert(catalog_items(24))
+    for u in range(8):
+        engine.interact(f"u{u}", likes([ITEMS[(u + k) % 24] for k in range(6)], 100 * u))
+    engine.interact("u8", [{"kind": "dislike", "item_id": ITEMS[3], "timestamp": T0}])
+
+
+def dump(engine: Engine, db: str) -> list[tuple[bytes, bytes]]:
+    with engine._env.read() as txn:
+        return [(bytes(k), bytes(v)) for k, v in txn.cursor(db=engine._env.db(db))]
+
+
+def shared_state(engine: Engine) -> dict[str, Any]:
+    with engine._env.read() as txn:
+        co = engine._shared.co.totals(txn)
+    return {
+        "co": co,
+        "co_pairs": dump(engine, "co_pairs"),
+        "shared_counts": dump(engine, "shared_counts"),
+        "ledgers": {f"u{u}": engine.export(f"u{u}")["ledger"] for u in range(9)},
+    }
+
+
+def test_a_user_contributes_the_pairs_of_their_newest_liked_items_only(tmp_path: Path) -> None:
+    with make_engine(tmp_path, WordHashEncoder(), shared_statistics="collaborative") as engine:
+        engine.catalog.upsert(catalog_items(24))
+        engine.interact("many", likes(ITEMS[:20]))
+        ledger = engine.export("many")["ledger"]
+        assert ledger["pop"] == sorted(ITEMS[:20])
+    with make_engine(
+        tmp_path / "small", WordHashEncoder(), shared_statistics="collaborative",
+        collaborative_items=4,
+    ) as engine:  # fmt: skip
+        engine.catalog.upsert(catalog_items(24))
+        engine.interact("many", likes(ITEMS[:20]))
+        assert engine.export("many")["ledger"][CO] == sorted(ITEMS[16:20])
+        with engine._env.read() as txn:
+            assert engine._shared.co.totals(txn) == expected_totals([ITEMS[16:20]])
+        receipt = engine.erase("many")
+        # 6 pairs among the 4 items, 20 liked items, 1 contributing user
+        assert receipt.shared_units_subtracted == 6 + 20 + 1
+        assert dump(engine, "co_pairs") == []
+
+
+def test_with_shared_statistics_none_not_one_byte_is_shared(tmp_path: Path) -> None:
+    with make_engine(tmp_path, WordHashEncoder(), shared_statistics="none") as engine:
+        fill(engine)
+        assert dump(engine, "co_pairs") == dump(engine, "shared_counts") == []
+        assert all(engine.export(f"u{u}")["ledger"] == {} for u in range(9))
+
+
+def test_turning_the_layer_on_rebuilds_it_as_if_it_had_always_been_on(tmp_path: Path) -> None:
+    with make_engine(
+        tmp_path / "live", WordHashEncoder(), shared_statistics="collaborative"
+    ) as live:
+        fill(live)
+        expected = shared_state(live)
+    assert expected["co_pairs"]  # there is something to compare
+    with make_engine(tmp_path / "old", WordHashEncoder(), shared_statistics="popularity") as old:
+        fill(old)
+        assert dump(old, "co_pairs") == []
+    with make_engine(tmp_path / "old", WordHashEncoder(), shared_statistics="collaborative") as on:
+        assert on.ledgers_upgraded == 8  # u8 only disliked: no ledger to change
+        assert shared_state(on) == expected
+    with make_engine(
+        tmp_path / "old", WordHashEncoder(), shared_statistics="collaborative"
+    ) as again:
+        assert again.ledgers_upgraded == 0  # in line: opening costs one read
+    with make_engine(tmp_path / "old", WordHashEncoder(), shared_statistics="popularity") as off:
+        assert off.ledgers_upgraded == 8
+        assert dump(off, "co_pairs") == []
+        assert all(CO not in off.export(f"u{u}")["ledger"] for u in range(9))
+
+
+def test_records_of_the_older_format_are_rewritten_on_open(tmp_path: Path) -> None:
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        fill(engine)
+        before = {f"u{u}": engine.export(f"u{u}") for u in range(9)}
+        with engine._env.write() as txn:  # as a store written by the older code
+            engine.catalog.store.put_meta(txn, "ledger_settings", ["popularity", 64, 1])
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        assert engine.ledgers_upgraded == 9  # every record, ledger unchanged
+        assert {f"u{u}": engine.export(f"u{u}") for u in range(9)} == before
+        records = engine._users.records
+        with engine._env.read() as txn:
+            for key, raw in records.scan(txn):
+                plain, _data_key = records.plaintext(key, raw)
+                assert msgpack.unpackb(plain)["v"] == 2
+
+
+def test_withdrawn_consent_takes_the_pairs_out(tmp_path: Path) -> None:
+    with make_engine(tmp_path / "a", WordHashEncoder(), shared_statistics="collaborative") as a:
+        fill(a)
+        a.set_consent("u0", False)
+        assert CO not in a.export("u0")["ledger"]
+        with make_engine(tmp_path / "b", WordHashEncoder(), shared_statistics="collaborative") as b:
+            fill(b)
+            b.erase("u0")
+            assert dump(a, "co_pairs") == dump(b, "co_pairs")
+
+
+@pytest.fixture
+def crowd(tmp_path: Path) -> Engine:
+    engine = make_engine(
+        tmp_path,
+        WordHashEncoder(),
+        shared_statistics="collaborative",
+        ranking=RankingConfig(collaborative_weight=5.0),
+    )
+    engine.catalog.upsert(catalog_items(24))
+    # item 0 and item 13 (different topics) are liked together by many
+    for u in range(12):
+        engine.interact(f"fan{u}", likes([ITEMS[0], ITEMS[13], ITEMS[(5 + u) % 24]]))
+    return engine
+
+
+def test_people_who_liked_this_also_liked_that(crowd: Engine) -> None:
+    with crowd:
+        crowd.interact("me", likes([ITEMS[0]]))
+        top = crowd.recommend("me", 3)[0]
+        assert top.item_id == ITEMS[13]
+        assert top.explanation["reason"] == "collaborative"
+        assert top.explanation["because_of"] == ITEMS[0]
+        assert top.explanation["parts"]["collaborative"] > top.explanation["parts"]["popularity"]
+        # a stateless call with the same history reads the same counts
+        again = crowd.recommend_from_history(likes([ITEMS[0]]), 3)[0]
+        assert (again.item_id, again.explanation["because_of"]) == (ITEMS[13], ITEMS[0])
+
+
+def test_a_catalog_too_big_to_score_whole_retrieves_what_was_liked_together(
+    tmp_path: Path,
+) -> None:
+    """With retrieval (full_rank_limit below the catalog), the items liked together
+    with the user's come in as candidates of their own."""
+    ranking = RankingConfig(full_rank_limit=10, candidates=10, collaborative_weight=5.0)
+    with make_engine(
+        tmp_path, WordHashEncoder(), shared_statistics="collaborative", ranking=ranking
+    ) as engine:
+        engine.catalog.upsert(catalog_items(120))
+        ids = [item["id"] for item in catalog_items(120)]
+        partner = ids[61]  # another topic than ids[0], nobody else's favourite
+        for u in range(6):
+            engine.interact(f"fan{u}", likes([ids[0], partner]))
+        for u in range(30):  # a crowd that makes other items the popular ones
+            engine.interact(f"crowd{u}", likes(ids[90:110]))
+        engine.interact("me", likes([ids[0]]))
+        recs = engine.recommend("me", 5)
+        found = {r.item_id: r for r in recs}
+        assert partner in found
+        assert found[partner].explanation["retrieved_by"] == "collaborative"
+        assert found[partner].explanation["because_of"] == ids[0]
+
+
+def test_item_keys_name_the_live_items_and_are_backfilled_on_open(tmp_path: Path) -> None:
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        engine.catalog.upsert(catalog_items(24))
+        engine.catalog.delete([ITEMS[5]])
+        store = engine.catalog.store
+        keys = [item_key(i) for i in ITEMS]
+        expected = [None if i == ITEMS[5] else i for i in ITEMS]
+        with engine._env.read() as txn:
+            assert store.ids_of_keys(txn, keys) == expected
+        with engine._env.write() as txn:  # as a store from before the index
+            txn.drop(store.item_keys, delete=False)
+            store.put_meta(txn, "item_keys_format", None)
+    with make_engine(tmp_path, WordHashEncoder()) as engine:
+        with engine._env.read() as txn:
+            assert engine.catalog.store.ids_of_keys(txn, keys) == expected
