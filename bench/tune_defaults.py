@@ -38,7 +38,7 @@ from ownrank.engine.config import RankingConfig
 # the defaults, then one or two fields changed at a time
 GRID: list[dict[str, Any]] = [
     {},
-    {"collaborative_weight": 0.0, "dislike_weight": 0.0, "popularity_fade_items": 0.0},
+    {"collaborative_weight": 0.0, "dislike_weight": 0.0},
     {"collaborative_weight": 0.5},
     {"collaborative_weight": 2.0},
     {"collaborative_query_items": 64, "collaborative_half_life_items": 0.0},
@@ -47,9 +47,15 @@ GRID: list[dict[str, Any]] = [
     {"collaborative_alpha": 0.3},
     {"collaborative_alpha": 0.7},
     {"collaborative_shrink": 100.0},
+    {"collaborative_min_count": 1},
+    {"collaborative_min_count": 3},
     {"dislike_weight": 0.0},
     {"dislike_weight": 1.5},
-    {"popularity_fade_items": 0.0},
+    {"popularity_fade_items": 30.0},
+    {"collaborative_ramp_items": 0.0},
+    {"dislike_like_offset": 1.0},
+    {"personal_weight": 0.06, "neighbour_weight": 0.03},
+    {"personal_weight": 0.15, "neighbour_weight": 0.1},
 ]
 
 
@@ -68,8 +74,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             engine, _ = build_store(Path(tmp) / "inner", dataset, inner, encoder, base)
             engine.close()
             for change in GRID:
-                ranking = RankingConfig(**change)
-                config = base.model_copy(update={"ranking": ranking})
+                # built, not copied: the collaborative mode's defaults apply on validation
+                config = EngineConfig(
+                    shared_statistics="collaborative",
+                    lmdb_sync=False,
+                    ranking=RankingConfig(**change),
+                )
                 engine = Engine(Path(tmp) / "inner", config, encoder=encoder)
                 ndcg = evaluate_subset(engine, inner, args.quick)["NDCG@10"]
                 engine.close()

@@ -108,54 +108,52 @@ class CoCounts:
         before, after = set(old), set(new)
         if before == after:
             return 0
-        gone, came = before - after, after - before
-        kept = before & after
-        gone_keys = {i: item_key(i) for i in gone}
-        came_keys = {i: item_key(i) for i in came}
+        keys = {i: item_key(i) for i in before | after}
+        gone, came, kept = before - after, after - before, before & after
+
+        def keys_of(items: Iterable[str]) -> np.ndarray:
+            return np.array(sorted(keys[i] for i in items), np.uint64)
+
+        gone_keys, came_keys = keys_of(gone), keys_of(came)
+        before_keys, after_keys = keys_of(before), keys_of(after)
+        nothing = np.zeros(0, np.uint64)
         for item in sorted(before | after):
-            if item in kept:
-                minus = list(gone_keys.values())
-                plus = list(came_keys.values())
-                degree = 0
+            own = np.uint64(keys[item])
+            if item in kept:  # its pairs with the items that went and came
+                self._move(txn, item, 0, gone_keys, came_keys)
             elif item in gone:
-                minus = [item_key(i) for i in before if i != item]
-                plus = []
-                degree = -1
+                self._move(txn, item, -1, before_keys[before_keys != own], nothing)
             else:
-                minus = []
-                plus = [item_key(i) for i in after if i != item]
-                degree = +1
-            self._move(txn, item, degree, minus, plus)
+                self._move(txn, item, +1, nothing, after_keys[after_keys != own])
         pairs_before = len(before) * (len(before) - 1) // 2
         pairs_after = len(after) * (len(after) - 1) // 2
         pairs_kept = len(kept) * (len(kept) - 1) // 2
         return pairs_before + pairs_after - 2 * pairs_kept
 
-    def _move(self, txn: Any, item: str, degree: int, minus: list[int], plus: list[int]) -> None:
+    def _move(self, txn: Any, item: str, degree: int, minus: np.ndarray, plus: np.ndarray) -> None:
+        """Add ``degree`` to the item's degree, -1 to its count with each of ``minus`` and
+        +1 with each of ``plus``: one merge into the sorted row, no full sort."""
         key = _key(item)
         raw = txn.get(key, db=self.db)
         row = CoRow.empty() if raw is None else CoRow.unpack(raw)
         new_degree = row.degree + degree
-        partners = np.concatenate(
-            [row.partners, np.array(minus, np.uint64), np.array(plus, np.uint64)]
-        )
-        deltas = np.concatenate(
-            [
-                row.counts.astype(np.int64),
-                np.full(len(minus), -1, np.int64),
-                np.ones(len(plus), np.int64),
-            ]
-        )
-        keys, where = np.unique(partners, return_inverse=True)
-        # float64 sums of integers below 2^53 are exact
-        counts = np.rint(np.bincount(where, weights=deltas, minlength=len(keys))).astype(np.int64)
+        changed, where = np.unique(np.concatenate([minus, plus]), return_inverse=True)
+        signs = np.concatenate([np.full(len(minus), -1.0), np.ones(len(plus))])
+        delta = np.rint(np.bincount(where, weights=signs, minlength=len(changed))).astype(np.int64)
+        at = np.searchsorted(row.partners, changed)
+        found = at < len(row.partners)
+        found[found] = row.partners[at[found]] == changed[found]
+        counts = row.counts.astype(np.int64)
+        counts[at[found]] += delta[found]  # ``changed`` is unique: no index twice
+        partners = np.insert(row.partners, at[~found], changed[~found])
+        counts = np.insert(counts, at[~found], delta[~found])
         if new_degree < 0 or (counts < 0).any():
             raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
         nonzero = counts > 0
         if new_degree == 0 and not nonzero.any():
             txn.delete(key, db=self.db)
             return
-        txn.put(key, CoRow.pack(new_degree, keys[nonzero], counts[nonzero]), db=self.db)
+        txn.put(key, CoRow.pack(new_degree, partners[nonzero], counts[nonzero]), db=self.db)
 
     # -- reads --------------------------------------------------------------------------
 

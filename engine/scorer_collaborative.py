@@ -86,6 +86,10 @@ class CollaborativeScorer:
         raw = total[ctx.eligible]
         spread = float(raw.std())
         values = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(count)
+        ramp = cfg.collaborative_ramp_items
+        if ramp > 0.0:  # a few likes say little about whom the user resembles
+            liked = sum(1 for o in ctx.observations if not o.is_query and o.strength > 0)
+            values *= liked / (liked + ramp)
         because = _because(position, source, contribution, ctx.eligible, pairs.refs)
 
         def explain(k: int, _vector: np.ndarray) -> dict[str, Any]:

@@ -52,7 +52,8 @@ class DislikeScorer:
         if ctx.record is None or self.weight(cfg) <= 0.0:
             return ScorePart(np.zeros(count))
         rated = [o for o in ctx.observations if not o.is_query]
-        disliked = self._side(ctx, [o for o in rated if o.strength < 0][-cfg.dislike_items :])
+        strong = [o for o in rated if o.strength <= -cfg.dislike_min_strength]
+        disliked = self._side(ctx, strong[-cfg.dislike_items :])
         if disliked is None:
             return ScorePart(np.zeros(count))
         # what the user also liked is not pushed away
@@ -68,7 +69,10 @@ class DislikeScorer:
             )
             for single, centre, weight in sides
         ]
-        penalty = closeness[0] if len(closeness) == 1 else closeness[0] - closeness[1]
+        if len(closeness) == 1:
+            penalty = closeness[0]
+        else:
+            penalty = closeness[0] - cfg.dislike_like_offset * closeness[1]
         return ScorePart(-np.maximum(penalty, 0.0))
 
     def _side(

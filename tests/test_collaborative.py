@@ -16,8 +16,8 @@ import pytest
 
 from ownrank import Engine
 from ownrank.engine.co_counts import CO, expected_totals
-from ownrank.storage.catalog_store import item_key
 from ownrank.engine.config import RankingConfig
+from ownrank.storage.catalog_store import item_key
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import catalog_items
@@ -198,6 +198,5 @@ def test_item_keys_name_the_live_items_and_are_backfilled_on_open(tmp_path: Path
         with engine._env.write() as txn:  # as a store from before the index
             txn.drop(store.item_keys, delete=False)
             store.put_meta(txn, "item_keys_format", None)
-    with make_engine(tmp_path, WordHashEncoder()) as engine:
-        with engine._env.read() as txn:
-            assert engine.catalog.store.ids_of_keys(txn, keys) == expected
+    with make_engine(tmp_path, WordHashEncoder()) as engine, engine._env.read() as txn:
+        assert engine.catalog.store.ids_of_keys(txn, keys) == expected
