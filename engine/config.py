@@ -149,7 +149,8 @@ class EngineConfig(BaseModel):
         "popularity",
         description="what users contribute to statistics shared across users (each user's "
         "consent applies): nothing; how many users liked each item; or that and "
-        "co-occurrence counts of liked pairs (engine/co_counts.py)",
+        "co-occurrence counts of liked pairs (engine/co_counts.py). Left unset, an "
+        "existing store keeps its mode; set, the store is brought in line on open",
     )
     collaborative_items: int = Field(
         64,

@@ -40,7 +40,7 @@ from .encoder import Encoder, load_encoder
 from .events import Event, RatingScale
 from .index_keeper import IndexKeeper
 from .items import MAX_PROPERTY_DEPTH
-from .ledger_upgrade import upgrade_ledgers
+from .ledger_upgrade import bind_shared_mode, upgrade_ledgers
 from .rating_scale import bind_rating_scale
 from .receipts import ReceiptSigner
 from .reconcile import ReconcileReport, reconcile
@@ -123,6 +123,8 @@ class Engine:
                 raise ModelMismatchError(self._identity.model_fingerprint, self.encoder.fingerprint)
             if self._identity.dimension != self.encoder.dimension:
                 raise DimensionMismatchError(self._identity.dimension, self.encoder.dimension)
+            # the store's collaborative mode unless the config names one (ledger_upgrade.py)
+            self.config = bind_shared_mode(store, self.config)
             # ratings are read on the scale stored with the data (rating_scale.py)
             self.config = bind_rating_scale(store, self.config)
             keeper = IndexKeeper(

@@ -12,13 +12,17 @@ result equals a store that had run with the new settings all along (tested), and
 idempotent, so a crash half-way is finished by the next open.
 
 The settings the ledgers were last brought in line with are kept in the store's
-metadata (``ledger_settings``); while they match, opening costs one read.
+metadata (``ledger_settings``); while they match, opening costs one read. A config
+that does not set ``shared_statistics`` runs with the store's mode
+(``bind_shared_mode``), so a command opening a collaborative store with default
+settings never turns the layer off by accident.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..storage.catalog_store import CatalogStore
 from .catalog import Catalog
 from .config import EngineConfig
 from .personal_model import observations
@@ -29,6 +33,21 @@ from .user_record import RECORD_FORMAT, UserRecord
 
 META = "ledger_settings"
 CHUNK = 256  # records per write transaction
+
+
+def bind_shared_mode(store: CatalogStore, config: EngineConfig) -> EngineConfig:
+    """``config`` with the store's ``shared_statistics`` when it does not set one (a
+    new store: the default, ``"popularity"``); validated again, so the mode's own
+    ranking defaults apply (``EngineConfig``)."""
+    if "shared_statistics" in config.model_fields_set:
+        return config  # explicit: the store is brought in line with it on open
+    with store.env.read() as txn:
+        stored = store.get_meta(txn, META)
+    mode = stored[0] if isinstance(stored, list) and stored else None
+    if mode is None or mode == config.shared_statistics:
+        return config
+    given = {name: getattr(config, name) for name in config.model_fields_set}
+    return EngineConfig.model_validate({**given, "shared_statistics": mode})
 
 
 def ledger_settings(config: EngineConfig) -> list[Any]:

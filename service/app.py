@@ -69,6 +69,7 @@ def create_app(
             model_dir=settings.model_dir,
             encoder_threads=settings.encoder_threads,
             rating_scale=settings.engine_rating_scale,
+            **settings.engine_shared,
         )
         encoder = CachingEncoder(
             make_encoder(settings),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -400,6 +401,13 @@ def serve(
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     rating_scale: ScaleOpt = None,
+    shared_statistics: Annotated[
+        str | None,
+        typer.Option(
+            help="none, popularity or collaborative (default: the store's; "
+            "OWNRANK_SHARED_STATISTICS). A change rebuilds the shared statistics on open."
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP service (FastAPI on uvicorn) over the data directory."""
     from .server import prepare
@@ -407,14 +415,21 @@ def serve(
     from .settings import ServiceSettings
 
     scale = _rating_scale(rating_scale)
-    settings = ServiceSettings.from_env().model_copy(
-        update={
-            "data_dir": data_dir,
-            "model_dir": model_dir,
-            "encoder_threads": threads,
-            "rating_scale": None if scale is None else str(scale),
-        }
-    )
+    chosen: dict[str, str] = {} if scale is None else {"rating_scale": str(scale)}
+    if shared_statistics is not None:
+        chosen["shared_statistics"] = shared_statistics
+    try:  # options over OWNRANK_* variables, validated together
+        settings = ServiceSettings.model_validate(
+            {
+                **ServiceSettings.from_env().model_dump(),
+                "data_dir": data_dir,
+                "model_dir": model_dir,
+                "encoder_threads": threads,
+                **chosen,
+            }
+        )
+    except ValidationError as exc:
+        raise fail(f"invalid setting: {exc.errors()[0]['msg']}") from None
     if demo_mode:
         from .demo_setup import load_demo
 

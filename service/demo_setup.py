@@ -55,6 +55,7 @@ def load_demo(settings: ServiceSettings) -> DemoCatalog:
         model_dir=settings.model_dir,
         encoder_threads=settings.encoder_threads,
         rating_scale=settings.engine_rating_scale,
+        **settings.engine_shared,
     )
     with Engine(settings.data_dir, config) as engine:
         summary = ingest_file(engine.catalog, CATALOG_PATH, "jsonl")

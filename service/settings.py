@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..engine.config import SharedStatisticsMode
 from ..engine.events import RatingScale
 
 ENV_PREFIX = "OWNRANK_"
@@ -57,6 +58,13 @@ class ServiceSettings(BaseModel):
         "another scale; default: the store's (1-5 for a new store)",
     )
 
+    shared_statistics: SharedStatisticsMode | None = Field(
+        None,
+        description="none, popularity or collaborative (OWNRANK_SHARED_STATISTICS): what "
+        "users contribute to shared statistics; default: the store's (popularity for a new "
+        "store); a change rebuilds the shared statistics from the users' events on open",
+    )
+
     @field_validator("rating_scale")
     @classmethod
     def _scale_reads(cls, v: str | None) -> str | None:
@@ -66,6 +74,13 @@ class ServiceSettings(BaseModel):
     def engine_rating_scale(self) -> RatingScale | None:
         """``rating_scale`` as ``EngineConfig.rating_scale`` takes it."""
         return None if self.rating_scale is None else RatingScale.parse(self.rating_scale)
+
+    @property
+    def engine_shared(self) -> dict[str, str]:
+        """``shared_statistics`` as an ``EngineConfig`` keyword (none: the store's)."""
+        return (
+            {} if self.shared_statistics is None else {"shared_statistics": self.shared_statistics}
+        )
 
     @property
     def service_dir(self) -> Path:

@@ -200,3 +200,18 @@ def test_item_keys_name_the_live_items_and_are_backfilled_on_open(tmp_path: Path
             store.put_meta(txn, "item_keys_format", None)
     with make_engine(tmp_path, WordHashEncoder()) as engine, engine._env.read() as txn:
         assert engine.catalog.store.ids_of_keys(txn, keys) == expected
+
+
+def test_a_config_that_names_no_mode_keeps_the_store_s(tmp_path: Path) -> None:
+    """``ownrank info`` or a service started without the setting must not turn the
+    layer off: an unset ``shared_statistics`` runs with the store's mode."""
+    with make_engine(tmp_path, WordHashEncoder(), shared_statistics="collaborative") as engine:
+        fill(engine)
+        expected = shared_state(engine)
+    with Engine(tmp_path, encoder=WordHashEncoder()) as engine:
+        assert engine.config.shared_statistics == "collaborative"
+        assert engine.ledgers_upgraded == 0
+        assert engine.config.ranking.personal_weight == 0.1  # the mode's own defaults
+        assert shared_state(engine) == expected
+    with Engine(tmp_path / "new", encoder=WordHashEncoder()) as engine:
+        assert engine.config.shared_statistics == "popularity"  # a new store: the default
