@@ -448,6 +448,14 @@ class Engine:
         self.catalog.keeper.rebuild()
         self.catalog.keeper.save(force=True)
 
+    def _shared_facts(self) -> dict[str, Any]:
+        """The mode, and the collaborative statistic's size (rows, pair entries, bytes)."""
+        facts: dict[str, Any] = {"mode": self.config.shared_statistics}
+        if self._shared.collaborative:
+            with self._env.read() as txn:
+                facts["collaborative"] = self._shared.co.size(txn)
+        return facts
+
     def info(self, *, check_items: bool = True) -> dict[str, Any]:
         """Counts, model, index and sizes; with ``check_items``, also the items stored
         by an older version that today's rules refuse (a scan of every item: for the
@@ -472,6 +480,7 @@ class Engine:
                 "file_bytes": index_file.stat().st_size if index_file.exists() else 0,
             },
             "neighbours": dataclasses.asdict(self.catalog.neighbours.status()),
+            "shared_statistics": self._shared_facts(),
             "lmdb": {
                 "file_bytes": self._env.file_size(),
                 "used_bytes": lmdb_stat["used_bytes"],

@@ -71,6 +71,8 @@ def test_a_user_contributes_the_pairs_of_their_newest_liked_items_only(tmp_path:
         assert engine.export("many")["ledger"][CO] == sorted(ITEMS[16:20])
         with engine._env.read() as txn:
             assert engine._shared.co.totals(txn) == expected_totals([ITEMS[16:20]])
+        size = engine.info()["shared_statistics"]["collaborative"]  # reported
+        assert (size["rows"], size["entries"]) == (4, 12)
         receipt = engine.erase("many")
         # 6 pairs among the 4 items, 20 liked items, 1 contributing user
         assert receipt.shared_units_subtracted == 6 + 20 + 1
