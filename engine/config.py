@@ -248,25 +248,3 @@ class EngineConfig(BaseModel):
             )
             object.__setattr__(self, "learner", learner)  # frozen: set once, while validating
         return self
-
-    @model_validator(mode="after")
-    def _collaborative_mode_defaults(self) -> EngineConfig:
-        """With the collaborative layer on, the user's own content signals weigh more
-        (``COLLABORATIVE_DEFAULTS``), unless the config sets them: chosen on ml-1m-half's
-        inner validation (``bench/tune_defaults.py``), where the popularity mode's own
-        defaults would cost that mode 17% on chrono20."""
-        if self.shared_statistics != "collaborative":
-            return self
-        update = {
-            name: value
-            for name, value in COLLABORATIVE_DEFAULTS.items()
-            if name not in self.ranking.model_fields_set
-        }
-        if update:
-            ranking = self.ranking.model_copy(update=update)
-            object.__setattr__(self, "ranking", ranking)  # frozen: set once, while validating
-        return self
-
-
-# RankingConfig's defaults that differ with shared_statistics="collaborative"
-COLLABORATIVE_DEFAULTS = {"personal_weight": 0.1, "neighbour_weight": 0.06}

@@ -37,8 +37,7 @@ CHUNK = 256  # records per write transaction
 
 def bind_shared_mode(store: CatalogStore, config: EngineConfig) -> EngineConfig:
     """``config`` with the store's ``shared_statistics`` when it does not set one (a
-    new store: the default, ``"popularity"``); validated again, so the mode's own
-    ranking defaults apply (``EngineConfig``)."""
+    new store: the default, ``"popularity"``)."""
     if "shared_statistics" in config.model_fields_set:
         return config  # explicit: the store is brought in line with it on open
     with store.env.read() as txn:

@@ -213,7 +213,6 @@ def test_a_config_that_names_no_mode_keeps_the_store_s(tmp_path: Path) -> None:
     with Engine(tmp_path, encoder=WordHashEncoder()) as engine:
         assert engine.config.shared_statistics == "collaborative"
         assert engine.ledgers_upgraded == 0
-        assert engine.config.ranking.personal_weight == 0.1  # the mode's own defaults
         assert shared_state(engine) == expected
     with Engine(tmp_path / "new", encoder=WordHashEncoder()) as engine:
         assert engine.config.shared_statistics == "popularity"  # a new store: the default
