@@ -414,9 +414,13 @@ def test_after_erase_everyone_else_sees_a_world_without_the_user(
     (where the popular direction's answer is kept between calls)."""
     clock = lambda: 1_770_000_000.0  # noqa: E731
     ranking = RankingConfig(full_rank_limit=full_rank_limit)
-    a = make_engine(tmp_path / "a", WordHashEncoder(), ranking=ranking)
-    b = make_engine(tmp_path / "b", WordHashEncoder(), ranking=ranking)
-    a.catalog.clock = b.catalog.clock = a._users.clock = b._users.clock = clock
+    # one fixed clock for every part of both engines (record times, catalog times)
+    a = Engine(
+        tmp_path / "a", EngineConfig(ranking=ranking), encoder=WordHashEncoder(), clock=clock
+    )
+    b = Engine(
+        tmp_path / "b", EngineConfig(ranking=ranking), encoder=WordHashEncoder(), clock=clock
+    )
     with a, b:
         scenario(a, with_eve=True)
         scenario(b, with_eve=False)
