@@ -45,6 +45,7 @@ GRID: list[dict[str, Any]] = [
     {"collaborative_weight": 2.0},
     {"collaborative_query_items": 64, "collaborative_half_life_items": 0.0},
     {"collaborative_query_items": 8, "collaborative_half_life_items": 0.0},
+    {"collaborative_query_items": 16},
     {"collaborative_half_life_items": 4.0},
     {"collaborative_alpha": 0.3},
     {"collaborative_alpha": 0.7},

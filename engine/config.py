@@ -97,7 +97,7 @@ class RankingConfig(BaseModel):
         2, ge=1, description="pairs liked together by fewer users are left out of the score"
     )
     collaborative_query_items: int = Field(
-        16, ge=1, le=1_000, description="the user's newest liked items the collaborative part uses"
+        8, ge=1, le=1_000, description="the user's newest liked items the collaborative part uses"
     )
     candidates: int = Field(60, ge=10, le=5_000, description="per retrieval query")
     full_rank_limit: int = Field(
