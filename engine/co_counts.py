@@ -137,16 +137,30 @@ class CoCounts:
         raw = txn.get(key, db=self.db)
         row = CoRow.empty() if raw is None else CoRow.unpack(raw)
         new_degree = row.degree + degree
-        changed, where = np.unique(np.concatenate([minus, plus]), return_inverse=True)
-        signs = np.concatenate([np.full(len(minus), -1.0), np.ones(len(plus))])
-        delta = np.rint(np.bincount(where, weights=signs, minlength=len(changed))).astype(np.int64)
+        if not len(minus) or not len(plus):  # one side: sorted, distinct, one sign
+            changed = plus if len(plus) else minus
+            delta = np.full(len(changed), 1 if len(plus) else -1, np.int64)
+        else:
+            changed, where = np.unique(np.concatenate([minus, plus]), return_inverse=True)
+            signs = np.concatenate([np.full(len(minus), -1.0), np.ones(len(plus))])
+            delta = np.rint(np.bincount(where, weights=signs, minlength=len(changed)))
+            delta = delta.astype(np.int64)
         at = np.searchsorted(row.partners, changed)
         found = at < len(row.partners)
         found[found] = row.partners[at[found]] == changed[found]
         counts = row.counts.astype(np.int64)
-        counts[at[found]] += delta[found]  # ``changed`` is unique: no index twice
-        partners = np.insert(row.partners, at[~found], changed[~found])
-        counts = np.insert(counts, at[~found], delta[~found])
+        counts[at[found]] += delta[found]  # ``changed`` is distinct: no index twice
+        # the new partners go in at their sorted places, in both columns at once
+        fresh = ~found
+        into = at[fresh] + np.arange(int(fresh.sum()))
+        size = len(row.partners) + len(into)
+        keep = np.ones(size, bool)
+        keep[into] = False
+        partners = np.empty(size, np.uint64)
+        partners[keep], partners[into] = row.partners, changed[fresh]
+        merged = np.empty(size, np.int64)
+        merged[keep], merged[into] = counts, delta[fresh]
+        counts = merged
         if new_degree < 0 or (counts < 0).any():
             raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
         nonzero = counts > 0
