@@ -20,6 +20,8 @@ class RankingConfig(BaseModel):
 
     score = personal_weight * taste_z + neighbour_weight * neighbours_z
             + popularity_weight * popularity
+            + collaborative_weight * collaborative_z  (shared_statistics="collaborative")
+            + dislike_weight * dislikes
             + recency_weight * 2^(-age / recency_half_life_days)
     where taste_z is the user's head, standardized over the catalog; neighbours_z
     is how close the item is to the items the user rated (the newest
@@ -29,7 +31,11 @@ class RankingConfig(BaseModel):
     tastes a linear head averages away; and popularity is
     log(1 + count) / log(1 + contributing users) (for items nobody has rated
     yet, the count predicted from content), shrunk while few users contribute
-    (users / (users + popularity_min_users)).
+    (users / (users + popularity_min_users)); collaborative_z is the
+    people-who-liked-this-also-liked-that score (engine/scorer_collaborative.py),
+    standardized over the candidates; dislikes (<= 0) is how close the item is to
+    what the user disliked, less how close to what they liked
+    (engine/scorer_dislikes.py).
 
     Candidates: when a filter (or the whole catalog) admits at most
     ``full_rank_limit`` items, all of them are scored; otherwise they are

@@ -5,17 +5,22 @@ Item-to-item similarity from the co-occurrence counts of liked pairs
 user's influence is gone the moment their counts are (nothing derived from the
 counts is kept between calls).
 
-For the user's newest ``collaborative_query_items`` liked items ``a`` (weighted
-by their feedback strength ``s_a``), each candidate ``b`` scores
+For the user's newest ``collaborative_query_items`` liked items ``a``, with
+weight ``w_a`` = their feedback strength, halved for every
+``collaborative_half_life_items`` newer likes (what comes next resembles the
+latest likes most), each candidate ``b`` scores
 
-    sum_a  s_a * count(a, b) / (degree(a)^alpha * likes(b)^(1 - alpha) + shrink)
+    sum_a  w_a * count(a, b) / (degree(a)^alpha * likes(b)^(1 - alpha) + shrink)
 
 an asymmetric cosine with shrinkage: ``degree(a)`` is how many users have ``a``
 among their pairs, ``likes(b)`` the popularity count of ``b``; ``alpha = 0.5``
-is the cosine, higher values favour popular candidates less. The raw scores
-are standardized over the eligible candidates, like the neighbour score. A
-call reads one row per liked item (one batched LMDB read) and does one
-vectorised pass over their entries.
+is the cosine. Pairs liked together by fewer than ``collaborative_min_count``
+users are left out (noise, and most of the entries). The raw scores are
+standardized over the eligible candidates, like the neighbour score, and scaled
+by n / (n + ``collaborative_ramp_items``) for a user with n liked items. A call
+reads one row per liked item (one batched LMDB read) and does one vectorised
+pass over their entries; catalogs too big to score whole also retrieve the
+partners with the largest numerators as candidates (``candidates``).
 """
 
 from __future__ import annotations
