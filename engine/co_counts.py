@@ -187,6 +187,15 @@ class CoCounts:
             out[bytes(key).decode()] = (row.degree, pairs)
         return out
 
+    def row_sums(self, txn: Any) -> dict[str, tuple[int, int]]:
+        """Each row's degree and the sum of its counts: what an audit compares with
+        the ledgers (``expected_row_sums``) without decoding every pair."""
+        out: dict[str, tuple[int, int]] = {}
+        for key, raw in txn.cursor(db=self.db):
+            row = CoRow.unpack(raw)
+            out[bytes(key).decode()] = (row.degree, int(row.counts.sum(dtype=np.int64)))
+        return out
+
     def size(self, txn: Any) -> dict[str, int]:
         """How big the statistic is: rows, partner entries and bytes."""
         rows = entries = size = 0
@@ -214,3 +223,19 @@ def expected_totals(sets: Iterable[Sequence[str]]) -> dict[str, tuple[int, dict[
                     pairs[k] = pairs.get(k, 0) + 1
             out[a] = (degree + 1, pairs)
     return out
+
+
+def expected_row_sums(sets: Iterable[Sequence[str]]) -> dict[str, tuple[int, int]]:
+    """What ``CoCounts.row_sums`` must equal after the ledgers' sets were added: an item
+    in a set of n items gains 1 in degree and n - 1 in counts.
+
+    >>> expected_row_sums([["a", "b", "c"], ["a", "b"]])
+    {'a': (2, 3), 'b': (2, 3), 'c': (1, 2)}
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for items in sets:
+        chosen = set(items)
+        for a in sorted(chosen):
+            degree, total = out.get(a, (0, 0))
+            out[a] = (degree + 1, total + len(chosen) - 1)
+    return dict(sorted(out.items()))

@@ -8,6 +8,8 @@ live), that ``"none"`` writes nothing, consent, and the explanation.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +218,12 @@ def test_a_config_that_names_no_mode_keeps_the_store_s(tmp_path: Path) -> None:
         assert shared_state(engine) == expected
     with Engine(tmp_path / "new", encoder=WordHashEncoder()) as engine:
         assert engine.config.shared_statistics == "popularity"  # a new store: the default
+
+
+@pytest.mark.parametrize(
+    "module", ["engine.co_counts", "engine.key_lookup", "storage.catalog_store"]
+)
+def test_the_examples_in_the_docstrings_run(module: str) -> None:
+    found = importlib.import_module(f"ownrank.{module}")
+    failed, attempted = doctest.testmod(found)
+    assert attempted > 0 and failed == 0
