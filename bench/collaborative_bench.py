@@ -42,44 +42,18 @@ MODES = ("popularity", "collaborative")
 Users = list[tuple[str, list[dict[str, Any]]]]
 
 
-def ml_1m_half(quick: bool) -> tuple[Any, list[dict[str, Any]], Users, dict[str, Any]]:
-    """Encoder, catalog, users (id, events oldest first) and the recommend filter."""
-    from bench.eval_data import default_data_dir, item_text, load_dataset
+def ml_1m_half() -> tuple[Any, list[dict[str, Any]], Users, dict[str, Any]]:
+    """Encoder, catalog, users (id, events oldest first) and the recommend filter, as
+    ``bench/quality.py`` ingests and ranks them."""
+    from bench.eval_data import default_data_dir, load_dataset
     from bench.protocols import chrono20
     from bench.quality import RESULTS as QUALITY_RESULTS
-    from bench.quality import CachedEncoder
+    from bench.quality import CachedEncoder, catalog_items, user_histories
 
     dataset = load_dataset("ml-1m-half", default_data_dir())
     split = chrono20(dataset.ratings)
-    candidates = set(split.candidates.tolist())
-    items = [
-        {
-            "id": str(item_id),
-            "title": item_text(info, rich=bool(info.plot or info.director)),
-            "properties": {"candidate": item_id in candidates},
-        }
-        for item_id, info in sorted(dataset.items.items())
-    ]
-    ratings = split.train_all
-    order = np.lexsort((ratings.item, ratings.timestamp, ratings.user))
-    users, starts = np.unique(ratings.user[order], return_index=True)
-    bounds = [*starts[1:], len(order)]
-    out: Users = []
-    for user, lo, hi in zip(users, starts, bounds, strict=True):
-        idx = order[lo:hi]
-        out.append(
-            (
-                str(user),
-                [
-                    {"kind": "rating", "item_id": str(i), "value": float(r), "timestamp": int(t)}
-                    for i, r, t in zip(
-                        ratings.item[idx], ratings.rating[idx], ratings.timestamp[idx], strict=True
-                    )
-                ],
-            )
-        )
     encoder = CachedEncoder(QUALITY_RESULTS / "cache" / "ml-1m-half-embeddings.npz")
-    return encoder, items, out, {"candidate": True}
+    return encoder, catalog_items(dataset, split), user_histories(split), {"candidate": True}
 
 
 def synthetic(items: int, users: int, seed: int) -> tuple[Any, list[dict[str, Any]], Users, None]:
@@ -136,7 +110,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         encoder, catalog, users, filters = synthetic(args.synthetic, args.users, args.seed)
         label = f"synthetic {args.synthetic} items, {args.users} users"
     else:
-        encoder, catalog, users, filters = ml_1m_half(args.quick)
+        encoder, catalog, users, filters = ml_1m_half()
         label = f"ml-1m-half chrono20 training data, {len(users)} users"
     print(f"== {label}", flush=True)
     rng = np.random.default_rng(args.seed)

@@ -94,12 +94,10 @@ class CachedEncoder:
         return np.stack([self.cache[k] for k in keys]).astype(np.float32)
 
 
-def build_store(
-    path: Path, dataset: Dataset, split: Split, encoder: CachedEncoder, config: EngineConfig
-) -> tuple[Engine, dict[str, float]]:
-    """A store with the whole catalog and every training user's ratings."""
+def catalog_items(dataset: Dataset, split: Split) -> list[dict[str, Any]]:
+    """The whole catalog as SDK items, with the protocol's candidates marked."""
     candidates = set(split.candidates.tolist())
-    items = [
+    return [
         {
             "id": str(item_id),
             "title": item_text(info, rich=bool(info.plot or info.director)),
@@ -107,29 +105,45 @@ def build_store(
         }
         for item_id, info in sorted(dataset.items.items())
     ]
-    engine = Engine(path, config, encoder=encoder)
-    t0 = time.perf_counter()
-    for start in range(0, len(items), 1000):
-        engine.catalog.upsert(items[start : start + 1000])
-    t_catalog = time.perf_counter() - t0
+
+
+def user_histories(split: Split) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Every training user's ratings as SDK events, oldest first, users in id order
+    (all of them: the engine's caps decide what it keeps)."""
     ratings = split.train_all
     order = np.lexsort((ratings.item, ratings.timestamp, ratings.user))
     users, starts = np.unique(ratings.user[order], return_index=True)
     bounds = [*starts[1:], len(order)]
-    t0 = time.perf_counter()
-    n_events = 0
-    update_times = []
+    out = []
     for user, lo, hi in zip(users, starts, bounds, strict=True):
-        idx = order[lo:hi]  # all of them: the engine's caps decide what it keeps
+        idx = order[lo:hi]
         events = [
             {"kind": "rating", "item_id": str(i), "value": float(r), "timestamp": float(t)}
             for i, r, t in zip(
                 ratings.item[idx], ratings.rating[idx], ratings.timestamp[idx], strict=True
             )
         ]
+        out.append((str(user), events))
+    return out
+
+
+def build_store(
+    path: Path, dataset: Dataset, split: Split, encoder: CachedEncoder, config: EngineConfig
+) -> tuple[Engine, dict[str, float]]:
+    """A store with the whole catalog and every training user's ratings."""
+    items = catalog_items(dataset, split)
+    engine = Engine(path, config, encoder=encoder)
+    t0 = time.perf_counter()
+    for start in range(0, len(items), 1000):
+        engine.catalog.upsert(items[start : start + 1000])
+    t_catalog = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_events = 0
+    update_times = []
+    for user, events in user_histories(split):
         t1 = time.perf_counter()
         for start in range(0, len(events), config.max_events_per_call):
-            engine.interact(str(user), events[start : start + config.max_events_per_call])
+            engine.interact(user, events[start : start + config.max_events_per_call])
         update_times.append(time.perf_counter() - t1)
         n_events += len(events)
     t_users = time.perf_counter() - t0

@@ -34,6 +34,7 @@ entries (12 bytes) per user, far fewer in practice because users share pairs.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -186,6 +187,14 @@ class CoCounts:
             pairs = dict(zip(row.partners.tolist(), row.counts.tolist(), strict=True))
             out[bytes(key).decode()] = (row.degree, pairs)
         return out
+
+    def row_digests(self, txn: Any) -> dict[str, bytes]:
+        """A digest of each row's bytes (which rows a recount changed, without
+        decoding every pair)."""
+        return {
+            bytes(key).decode(): hashlib.blake2b(raw, digest_size=16).digest()
+            for key, raw in txn.cursor(db=self.db)
+        }
 
     def row_sums(self, txn: Any) -> dict[str, tuple[int, int]]:
         """Each row's degree and the sum of its counts: what an audit compares with

@@ -46,6 +46,13 @@ class KindCode(IntEnum):
     search = 7
 
 
+def finite_or_none(v: float | None) -> float | None:
+    """A field validator: None, or a finite number."""
+    if v is not None and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
 class RatingScale(BaseModel):
     """The values a ``rating`` event may take: ``low`` to ``high``, and with ``step`` only
     ``low + k * step`` (e.g. half stars: low 0.5, high 5, step 0.5); ``step`` None =
@@ -59,12 +66,7 @@ class RatingScale(BaseModel):
     high: float = 5.0
     step: float | None = Field(None, gt=0.0)
 
-    @field_validator("low", "high", "step")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+    _finite = field_validator("low", "high", "step")(finite_or_none)
 
     @model_validator(mode="after")
     def _ordered(self) -> RatingScale:
@@ -146,12 +148,7 @@ class Event(BaseModel):
     weight: float = Field(1.0, gt=0.0, le=10.0)
     timestamp: UtcTime | None = None
 
-    @field_validator("value", "weight")
-    @classmethod
-    def _finite(cls, v: float | None) -> float | None:
-        if v is not None and not math.isfinite(v):
-            raise ValueError("must be a finite number")
-        return v
+    _finite = field_validator("value", "weight")(finite_or_none)
 
     @model_validator(mode="after")
     def _consistent(self) -> Event:

@@ -2,9 +2,10 @@
 
 The collaborative statistic names items by a 64-bit hash of their id
 (``co_counts.item_key``); a ranking call has tens of thousands of such keys to
-place in its pool. ``numpy.searchsorted`` costs ~60 ns a key; a direct-mapped
-table indexed by the key's top bits costs a gather and a compare. Keys whose
-slot another pool key took are found by a search among those few.
+place in its pool. A binary search (``numpy.searchsorted``) pays a dozen
+comparisons a key; a direct-mapped table indexed by the key's top bits pays a
+gather and a compare. Keys whose slot another pool key took are found by a
+binary search among those few.
 
 >>> import numpy as np
 >>> lookup = KeyLookup(np.array([7, 2**63 + 5, 42], np.uint64))

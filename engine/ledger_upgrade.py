@@ -62,7 +62,7 @@ def positive_items(
     return [
         o.ref
         for o in observations(record.events, config.learner)
-        if not o.is_query and o.strength > 0 and catalog.store.has_item(txn, o.ref)
+        if o.liked and catalog.store.has_item(txn, o.ref)
     ]
 
 

@@ -69,6 +69,12 @@ class Observation:
     strength: float  # signed, time-decayed sum
     last_event: int  # index of its newest event
 
+    @property
+    def liked(self) -> bool:
+        """A liked item: the one rule of what is positive (net strength above 0), for
+        the model, popularity and the collaborative pairs."""
+        return not self.is_query and self.strength > 0
+
 
 def observations(events: Sequence[StoredEvent], cfg: LearnerConfig) -> list[Observation]:
     """Net feedback per item (and per query), oldest first by last event."""
@@ -154,7 +160,7 @@ def fit(
     target = np.array([1.0 if o.strength > 0 else cfg.negative_target for o in obs])
     w = solve_head(prior, x, conf, target)
     offset, scale = prior.head_moments(w)
-    positives = [o for o in obs if o.strength > 0 and not o.is_query]
+    positives = [o for o in obs if o.liked]
     interests = group_interests(positives[-cfg.interest_items :], item_vectors, cfg)
     model = PersonalModel(w.astype(np.float32), offset, scale, interests)
     return model, [o.ref for o in positives]

@@ -179,7 +179,6 @@ class Recommender:
                 eligible,
                 ids,
                 [],
-                self.config.learner,
                 user_observations,
             )
             # popularity first: without it (and without a model) the call is a cold start,

@@ -64,6 +64,10 @@ class CollaborativeScorer:
         self.popularity = popularity
         self._lookup: tuple[CandidatePool, KeyLookup] | None = None  # of the last pool
         self._powers: tuple[np.ndarray, float, np.ndarray] | None = None
+        # the last user's rows: (their observations, (snapshot id, settings), rows)
+        self._last_pairs: (
+            tuple[list[Observation], tuple[int, RankingConfig], _Pairs | None] | None
+        ) = None
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.collaborative_weight
@@ -93,7 +97,7 @@ class CollaborativeScorer:
         values = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(count)
         ramp = cfg.collaborative_ramp_items
         if ramp > 0.0:  # a few likes say little about whom the user resembles
-            liked = sum(1 for o in ctx.observations if not o.is_query and o.strength > 0)
+            liked = sum(1 for o in ctx.observations if o.liked)
             values *= liked / (liked + ramp)
         because = _because(position, source, contribution, ctx.eligible, pairs.refs)
 
@@ -124,8 +128,21 @@ class CollaborativeScorer:
     def _pairs(
         self, txn: Any, user_observations: list[Observation], cfg: RankingConfig
     ) -> _Pairs | None:
-        """The co-occurrence rows of the user's newest liked items, flattened."""
-        liked = [o for o in user_observations if not o.is_query and o.strength > 0]
+        """The co-occurrence rows of the user's newest liked items, flattened; read
+        once a call (retrieval and the score ask for the same user, settings and
+        LMDB snapshot: any write, an erasure's too, gives a new snapshot id)."""
+        stamp = (txn.id(), cfg)
+        last = self._last_pairs
+        if last is not None and last[0] is user_observations and last[1] == stamp:
+            return last[2]
+        pairs = self._read_pairs(txn, user_observations, cfg)
+        self._last_pairs = (user_observations, stamp, pairs)
+        return pairs
+
+    def _read_pairs(
+        self, txn: Any, user_observations: list[Observation], cfg: RankingConfig
+    ) -> _Pairs | None:
+        liked = [o for o in user_observations if o.liked]
         liked = liked[-cfg.collaborative_query_items :]
         rows = self.shared.co.rows(txn, [o.ref for o in liked])
         found = [

@@ -58,7 +58,7 @@ class DislikeScorer:
         if disliked is None:
             return ScorePart(np.zeros(count))
         # what the user also liked is not pushed away
-        liked = self._closeness(ctx, [o for o in rated if o.strength > 0][-cfg.dislike_items :])
+        liked = self._closeness(ctx, [o for o in rated if o.liked][-cfg.dislike_items :])
         penalty = disliked if liked is None else disliked - cfg.dislike_like_offset * liked
         return ScorePart(-np.maximum(penalty, 0.0))
 

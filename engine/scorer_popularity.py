@@ -8,7 +8,6 @@ catalog's. Its direction is also a retrieval query (``candidates.py``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,12 +107,6 @@ class Popularity:
         direction = np.asarray(self._solver[1] @ (popvec.astype(np.float64) / (F_SCALE * Q_SCALE)))
         self._direction = (prior, stamp, direction)
         return direction
-
-    def scores(self, txn: Any, item_ids: Sequence[str], vectors: np.ndarray) -> np.ndarray:
-        """``scores_of`` the items' counts."""
-        if not (self.shared.enabled and item_ids):
-            return np.zeros(len(item_ids))
-        return self.scores_of(txn, self.shared.counts(txn, item_ids), vectors)
 
     def scores_of(self, txn: Any, item_counts: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """Popularity on a [0, 1] scale: log(1 + count) / log(1 + contributing users).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .config import RankingConfig
-from .personal_model import LearnerConfig, Observation, observations
+from .personal_model import Observation
 from .user_record import PersonalModel, UserRecord
 
 if TYPE_CHECKING:
@@ -38,16 +38,9 @@ class RankingContext:
     eligible: np.ndarray  # positions in the pool of the candidates being scored
     ids: list[str]  # their item ids
     items: list[Any | None]  # their items, when the call read them (else empty)
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    observed: list[Observation] | None = None  # ``observations``, when the caller has them
-
-    @cached_property
-    def observations(self) -> list[Observation]:
-        """The net feedback on each of the user's items and queries, oldest first
-        (computed once a call, for every scorer that asks)."""
-        if self.observed is not None:
-            return self.observed
-        return [] if self.record is None else observations(self.record.events, self.learner)
+    # the net feedback on each of the user's items and queries, oldest first (computed
+    # once a call: candidate retrieval and several scorers read it)
+    observations: list[Observation] = field(default_factory=list)
 
     @cached_property
     def interests(self) -> list[Interest]:

@@ -102,7 +102,6 @@ class SharedStatistics:
         dim: int,
         collaborative_items: int = 64,
     ) -> None:
-        self.mode = mode
         self.enabled = mode in ("popularity", "collaborative")
         self.collaborative = mode == "collaborative"
         # always there: a ledger's "co" entry is subtracted exactly even after the
@@ -181,7 +180,7 @@ class SharedStatistics:
         data key is gone), so its own ledger cannot be subtracted."""
         before = self.totals(txn)
         users_before = self.users(txn)
-        co_before = self.co.totals(txn)
+        co_before = self.co.row_digests(txn)
         txn.drop(self.counts_db, delete=False)
         txn.drop(self.rank_db, delete=False)
         self.co.clear(txn)
@@ -189,7 +188,7 @@ class SharedStatistics:
             self.apply(txn, {}, ledger)
         after = self.totals(txn)
         changed = sum(abs(after.get(i, 0) - before.get(i, 0)) for i in {*before, *after})
-        co_after = self.co.totals(txn)
+        co_after = self.co.row_digests(txn)
         changed += sum(co_before.get(i) != co_after.get(i) for i in {*co_before, *co_after})
         return changed + abs(self.users(txn) - users_before)
 

@@ -95,7 +95,6 @@ class WritePath:
             )
         events: list[Event] = []
         problems: list[str] = []
-        scale = self.config.rating_scale or DEFAULT_RATING_SCALE  # the store's (engine.py)
         for pos, raw in enumerate(raw_events):
             try:
                 event = raw if isinstance(raw, Event) else Event.model_validate(raw)
@@ -107,9 +106,9 @@ class WritePath:
                 )
                 problems.append(f"#{pos}: {why}")
                 continue
-            rating = event.value if event.kind == "rating" else None
-            if rating is not None and not scale.admits(rating):
-                problems.append(f"#{pos}: value: a rating event needs a value {scale.describe()}")
+            off_scale = self._off_scale(pos, event.kind == "rating", event.value)
+            if off_scale:
+                problems.append(off_scale)
                 continue
             events.append(event)
         if problems:
@@ -118,6 +117,13 @@ class WritePath:
                 problems=problems,
             )
         return events
+
+    def _off_scale(self, pos: int, is_rating: bool, value: float | None) -> str | None:
+        """The problem with event ``pos`` if it is a rating off the store's scale."""
+        scale = self.config.rating_scale or DEFAULT_RATING_SCALE  # the store's (engine.py)
+        if not is_rating or (value is not None and scale.admits(value)):
+            return None
+        return f"#{pos}: value: a rating event needs a value {scale.describe()}"
 
     def to_stored(
         self, events: Sequence[Event | Mapping[str, Any]]
@@ -174,8 +180,10 @@ class WritePath:
             record.version + 1,
             record.events,
             None,
-            # the largest ledger: every item liked, the newest K of them forming pairs
-            {"pop": items, "co": items[: self.config.collaborative_items]},
+            # the largest ledger: every item liked (and the newest K of them forming pairs)
+            {"pop": items, "co": items[: self.config.collaborative_items]}
+            if self.shared.collaborative
+            else {"pop": items},
             record.earlier,
         )
         model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
@@ -493,11 +501,10 @@ class WritePath:
             raise BatchTooLargeError(f"more than {self.config.max_events} events")
         if len(parsed.earlier) > self.config.max_earlier_items:
             raise BatchTooLargeError(f"more than {self.config.max_earlier_items} earlier items")
-        scale = self.config.rating_scale or DEFAULT_RATING_SCALE
         off_scale = [
-            f"#{pos}: value: a rating event needs a value {scale.describe()}"
+            problem
             for pos, e in enumerate(parsed.events)
-            if e.kind == KindCode.rating and (e.value is None or not scale.admits(e.value))
+            if (problem := self._off_scale(pos, e.kind == KindCode.rating, e.value))
         ]
         if off_scale:  # an export from a store with another scale is not reinterpreted
             raise InvalidInputError(
