@@ -167,6 +167,14 @@ class EngineConfig(BaseModel):
     )
     default_consent: bool = Field(True, description="a new user's consent to shared statistics")
     max_events: int = Field(256, ge=1, le=10_000, description="events retained per user")
+    max_devices: int = Field(16, ge=1, le=256, description="registered devices per user")
+    device_max_offline_days: float = Field(
+        90.0,
+        gt=0,
+        le=36_500,
+        description="a device that has not refreshed its tokens for longer is revoked "
+        "(engine/devices.py): its refresh token expires then, and it registers again",
+    )
     max_record_bytes: int = Field(32 * 1024, ge=2048)
     max_earlier_items: int = Field(
         4096,
@@ -175,6 +183,14 @@ class EngineConfig(BaseModel):
         description="items of events dropped by the caps still excluded as seen (a seen "
         "filter, engine/seen_filter.py: about 3 bytes each, at most 3.7; 0.024% of unseen "
         "items hidden at 4,096)",
+    )
+    retired_event_ids: int = Field(
+        256,
+        ge=0,
+        le=4096,
+        description="ids of events that left the log (caps, forget) still recognised, "
+        "so a retry of one stays a no-op (engine/event_ids.py: 12 bytes each); an id'd "
+        "event dated at or before the newest one let go is refused (reset required)",
     )
     max_events_per_call: int = Field(1_000, ge=1)
     max_users_per_bulk: int = Field(1_000, ge=1, description="users per interact_many call")

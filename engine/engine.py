@@ -36,6 +36,7 @@ from ..storage.lmdb_env import LmdbEnvironment
 from .audit import AuditReport, audit_user
 from .catalog import Catalog, Hit
 from .config import EngineConfig
+from .devices import Device, Devices
 from .encoder import Encoder, load_encoder
 from .events import Event, RatingScale
 from .index_keeper import IndexKeeper
@@ -160,6 +161,7 @@ class Engine:
             self._keystore,
             self._fence,
         )
+        self._devices = Devices(self._users.writes, clock, self.config)
         self._closed = False
         # ledgers written under other settings (the collaborative layer turned on or
         # off, an older record format): recomputed from the retained events, once
@@ -281,16 +283,24 @@ class Engine:
         """
         return self._users.export(user_id)
 
-    def import_user(self, data: Mapping[str, Any]) -> int:
+    def import_user(self, data: Mapping[str, Any], *, expected_version: int | None = None) -> int:
         """Restore a user from ``export`` output (replacing the record); returns the
-        record version. A copy of an erased generation is refused.
+        record version. A copy of an erased generation is refused. With
+        ``expected_version`` (the version the caller read; 0 = no such user) a record
+        that moved since raises ``VersionConflictError`` and nothing is written.
 
         >>> _ = engine.interact("doc-el", [{"kind": "like", "item_id": "a4"}])
         >>> data = engine.export("doc-el")
-        >>> engine.import_user(data) == data["version"] and engine.export("doc-el") == data
+        >>> engine.import_user(data, expected_version=data["version"]) == data["version"] + 1
         True
+        >>> engine.export("doc-el") == {**data, "version": data["version"] + 1}
+        True
+        >>> engine.import_user(data, expected_version=data["version"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ownrank.errors.VersionConflictError: user 'doc-el' is at version 2, not the expected 1...
         """
-        return self._users.import_user(data)
+        return self._users.import_user(data, expected_version)
 
     def forget(
         self,
@@ -376,6 +386,65 @@ class Engine:
         {}
         """
         return self._users.set_consent(user_id, shared_statistics)
+
+    # -- devices: registered clients of a user, with tokens of their own (devices.py) ----
+
+    def register_device(self, user_id: str, label: str | None = None) -> Device:
+        """Register a device of the user (at most ``config.max_devices``; the user is
+        created if new): its id, and refresh count 0 for its first refresh token.
+
+        >>> phone = engine.register_device("doc-ju", "phone")
+        >>> phone.label, phone.counter, len(phone.device_id)
+        ('phone', 0, 36)
+        """
+        return self._devices.register(user_id, label)
+
+    def refresh_device(self, user_id: str, device_id: str, counter: int) -> Device:
+        """Move the device on from the refresh count its refresh token names. Another
+        count (a replayed token; the one just before is a lost answer's retry for a
+        minute), an unknown device, or a device offline longer than
+        ``config.device_max_offline_days`` raises ``DeviceRevokedError`` (and revokes).
+
+        >>> phone = engine.register_device("doc-ko")
+        >>> [engine.refresh_device("doc-ko", phone.device_id, k).counter for k in (0, 1, 1)]
+        [1, 2, 2]
+        >>> engine.refresh_device("doc-ko", phone.device_id, 0)
+        Traceback (most recent call last):
+        ...
+        ownrank.errors.DeviceRevokedError: device ... register it again
+        >>> engine.device_active("doc-ko", phone.device_id)
+        False
+        """
+        return self._devices.refresh(user_id, device_id, counter)
+
+    def revoke_device(self, user_id: str, device_id: str) -> bool:
+        """Revoke one device of the user (the others keep working); False if the user
+        has no such device.
+
+        >>> phone = engine.register_device("doc-lu")
+        >>> engine.revoke_device("doc-lu", phone.device_id), engine.devices("doc-lu")
+        (True, [])
+        """
+        return self._devices.revoke(user_id, device_id)
+
+    def devices(self, user_id: str) -> list[Device]:
+        """The user's devices, by device id.
+
+        >>> phone = engine.register_device("doc-mi", "phone")
+        >>> [d.label for d in engine.devices("doc-mi")]
+        ['phone']
+        """
+        return self._devices.list(user_id)
+
+    def device_active(self, user_id: str, device_id: str) -> bool:
+        """Whether the device may act for the user (registered, not revoked, not offline
+        too long): one record read, for checking a device's token on every request.
+
+        >>> phone = engine.register_device("doc-ny").device_id
+        >>> engine.device_active("doc-ny", phone), engine.device_active("doc-ox", phone)
+        (True, False)
+        """
+        return self._devices.active(user_id, device_id)
 
     def similar(
         self, item_id: str, n: int = 10, filters: Mapping[str, Any] | None = None

@@ -2,7 +2,8 @@
 
 An event is about one catalog item (``view``, ``click``, ``like``, ``dislike``,
 ``rating`` on the store's ``RatingScale``, 1-5 unless configured, ``dwell`` seconds,
-``skip`` = shown and not taken) or, for ``search``, a free-text query. Each kind
+``skip`` = shown and not taken) or, for ``search``, a free-text query, with an
+optional client-chosen ``id`` that makes retries idempotent. Each kind
 maps to a signed *strength* (positive = wants more like this, negative = wants
 less), times the event's optional weight. The mapping is part of the config so it
 is documented and replayable.
@@ -24,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from .event_ids import format_event_id, parse_event_id
 from .items import ItemId
 from .times import UtcTime
 
@@ -147,8 +149,18 @@ class Event(BaseModel):
     )
     weight: float = Field(1.0, gt=0.0, le=10.0)
     timestamp: UtcTime | None = None
+    id: str | None = Field(
+        None,
+        description="a client-chosen event id (a random UUID); a retry with the same id "
+        "and content is a no-op (engine/event_ids.py); absent: the engine assigns one",
+    )
 
     _finite = field_validator("value", "weight")(finite_or_none)
+
+    @field_validator("id")
+    @classmethod
+    def _canonical_id(cls, v: str | None) -> str | None:
+        return None if v is None else format_event_id(parse_event_id(v))
 
     @model_validator(mode="after")
     def _consistent(self) -> Event:

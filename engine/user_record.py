@@ -1,15 +1,26 @@
 """A user's record: everything ownrank holds about one user, under one key.
 
-Record format version 2 (msgpack map; documented for device sync)::
+Record format version 3 (msgpack map; documented for device sync)::
 
-    {"v": 2,                       format version
+    {"v": 3,                       format version
      "n": int,                     record version: +1 on every write
      "c": bool,                    consent to contribute to shared statistics
      "t": int,                     created (Unix seconds)
-     "e": [[kind, ref, value, weight, ts], ...]
+     "e": [[kind, ref, value, weight, ts, id], ...]
                                    retained events, oldest first: kind = KindCode,
                                    ref = item id (or the query text of a search),
-                                   value = rating/dwell or nil, weight, ts = Unix seconds
+                                   value = rating/dwell or nil, weight, ts = Unix
+                                   seconds, id = the client's 16-byte event id, or
+                                   the sequence number the engine's id is derived
+                                   from (``engine/event_ids.py``)
+     "q": int                      the next sequence number (ids are never reused)
+     "x": bytes                    optional: retired event ids, (uint32 event time,
+                                   uint64 id digest) little-endian, oldest first
+     "h": int                      optional: the horizon of retired ids (Unix seconds)
+     "d": [[id, registered, refreshed, counter, label], ...]
+                                   optional: the user's devices (16-byte device id,
+                                   Unix seconds registered and last refreshed, the
+                                   refresh counter, a label), by id
      "m": {"w": bytes, "o": float, "s": float, "i": [[weight, [event index, ...]], ...]}
                                    the personal model (float16 head weights, the
                                    head's catalog mean and scale, interests as groups
@@ -23,10 +34,13 @@ Record format version 2 (msgpack map; documented for device sync)::
                                    explicit re-creation after an erasure starts the
                                    next one (``storage/erasure_fence.py``)}
 
-Format 1 differed only in the earlier items: ``"p"``, little-endian uint32 pairs
-(32-bit item hash, Unix seconds of its newest dropped event), 8 bytes each.
-Format-1 records are still read (the hash's top 24 bits are the fingerprint, the
-seconds give the day); records are written in format 2.
+Format 2 had no event ids (events of five fields, no ``"q"``, ``"x"``, ``"h"``,
+``"d"``): read as format 3, its events get sequence numbers 0, 1, ... in log
+order. Format 1 differed from 2 in the earlier items: ``"p"``, little-endian
+uint32 pairs (32-bit item hash, Unix seconds of its newest dropped event), 8 bytes
+each (the hash's top 24 bits are the fingerprint, the seconds give the day).
+Records are written in format 3; stores are rewritten on open
+(``ledger_upgrade.py``).
 
 Caps (``EngineConfig``): at most ``max_events`` events and ``max_record_bytes``
 bytes; older events are dropped first (and their shared contributions with them).
@@ -47,11 +61,12 @@ import msgpack
 import numpy as np
 
 from ..errors import StoreFormatError
+from .event_ids import RetiredIds
 from .events import KindCode
 from .seen_filter import DAY_SECONDS, FINGERPRINT_BITS, SeenFilter, day_of, fingerprint
 
-RECORD_FORMAT = 2
-READABLE_FORMATS = (1, 2)  # format 1 is converted on reading
+RECORD_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)  # formats 1 and 2 are converted on reading
 _KINDS = tuple(KindCode)  # by code: a tuple index is faster than KindCode(code)
 assert all(kind == code for code, kind in enumerate(_KINDS))
 
@@ -63,23 +78,40 @@ class StoredEvent:
     value: float | None
     weight: float
     ts: int
+    # the client's 16-byte id, or the sequence number of the engine's (event_ids.py);
+    # -1 only on events not stored yet
+    eid: bytes | int = -1
 
     def pack(self) -> list[Any]:
         value: Any = self.value
         if value is not None and float(value).is_integer():
             value = int(value)
         weight: Any = int(self.weight) if float(self.weight).is_integer() else self.weight
-        return [int(self.kind), self.ref, value, weight, self.ts]
+        return [int(self.kind), self.ref, value, weight, self.ts, self.eid]
 
     @classmethod
-    def unpack(cls, raw: list[Any]) -> StoredEvent:
-        kind, ref, value, weight, ts = raw
+    def unpack(cls, raw: list[Any], seq: int = -1) -> StoredEvent:
+        """One packed event; ``seq`` numbers an event of format 2, which had no id."""
+        kind, ref, value, weight, ts, *rest = raw
+        eid = rest[0] if rest else seq
         return cls(
             _KINDS[kind] if type(kind) is int and 0 <= kind < len(_KINDS) else KindCode(kind),
             str(ref),
             None if value is None else float(value),
             float(weight),
             int(ts),
+            eid if isinstance(eid, bytes) else int(eid),
+        )
+
+    def same_content(self, other: StoredEvent, *, compare_time: bool = True) -> bool:
+        """Whether two events say the same (a retry): kind, item or query, value,
+        weight, and the time unless the retry left it to the engine's clock."""
+        return (
+            self.kind == other.kind
+            and self.ref == other.ref
+            and self.value == other.value
+            and self.weight == other.weight
+            and (not compare_time or self.ts == other.ts)
         )
 
     @property
@@ -116,6 +148,29 @@ class PersonalModel:
         return cls(weights, float(raw["o"]), float(raw["s"]), interests)
 
 
+@dataclass(frozen=True)
+class DeviceEntry:
+    """One registered device of the user (``engine/devices.py``): its id, when it was
+    registered and last refreshed its tokens, how many refreshes it made (a refresh
+    token names the count it was minted at, so a replayed one is detected), a label."""
+
+    device_id: bytes
+    registered: int
+    refreshed: int
+    counter: int = 0
+    label: str = ""
+
+    def pack(self) -> list[Any]:
+        return [self.device_id, self.registered, self.refreshed, self.counter, self.label]
+
+    @classmethod
+    def unpack(cls, raw: list[Any]) -> DeviceEntry:
+        device_id, registered, refreshed, counter, label = raw
+        if not isinstance(device_id, bytes):
+            raise StoreFormatError("malformed device entry in a user record")
+        return cls(device_id, int(registered), int(refreshed), int(counter), str(label))
+
+
 def item_hash(item_id: str) -> int:
     """The 32-bit hash format-1 records remembered earlier items by (its top 24 bits
     are the fingerprint of ``seen_filter``)."""
@@ -134,6 +189,9 @@ class UserRecord:
     earlier: SeenFilter = field(default_factory=SeenFilter)
     # 0 until the user is erased and explicitly re-created (see the erasure fence)
     generation: int = 0
+    next_seq: int = 0  # the sequence number the next event without a client id gets
+    retired: RetiredIds = field(default_factory=RetiredIds)  # ids of events that left
+    devices: list[DeviceEntry] = field(default_factory=list)  # by device id
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {
@@ -150,21 +208,40 @@ class UserRecord:
             body["s"] = self.earlier.to_bytes()
         if self.generation:
             body["g"] = self.generation
+        body["q"] = self.next_seq
+        if len(self.retired):
+            body["x"] = self.retired.to_bytes()
+        if self.retired.horizon:
+            body["h"] = self.retired.horizon
+        if self.devices:
+            body["d"] = [d.pack() for d in self.devices]
         return bytes(msgpack.packb(body, use_bin_type=True))
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserRecord:
         body = _unpack_body(raw)
+        events = [StoredEvent.unpack(e, seq) for seq, e in enumerate(body["e"])]
+        try:
+            retired = RetiredIds.from_bytes(body.get("x", b""), body.get("h", 0))
+        except (ValueError, TypeError):
+            raise StoreFormatError("malformed retired event ids in a user record") from None
         return cls(
             consent_shared=bool(body["c"]),
             created_at=int(body["t"]),
             version=int(body["n"]),
-            events=[StoredEvent.unpack(e) for e in body["e"]],
+            events=events,
             model=PersonalModel.unpack(body["m"]) if "m" in body else None,
             ledger={k: list(v) for k, v in body["l"].items()},
             earlier=_unpack_earlier(body),
             generation=int(body.get("g", 0)),
+            # format 2 numbered its events on reading: the next number follows them
+            next_seq=int(body.get("q", len(events))),
+            retired=retired,
+            devices=[DeviceEntry.unpack(d) for d in body.get("d", [])],
         )
+
+    def device(self, device_id: bytes) -> DeviceEntry | None:
+        return next((d for d in self.devices if d.device_id == device_id), None)
 
     def item_ids(self) -> set[str]:
         """Items with events in the retained log."""

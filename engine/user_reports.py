@@ -12,12 +12,19 @@ class InteractReport:
     unknown_items: list[str] = field(default_factory=list)
     version: int = 0
     generation: int = 0  # the user's generation: send it back to have stale copies refused
+    duplicates: int = 0  # events that were retries of stored ones (same id and content)
+    # per given event, its id (the client's, or the one the engine assigned); None
+    # for an event left out (its item is not in the catalog)
+    event_ids: list[str | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class BulkInteractReport:
     reports: dict[str, InteractReport]  # per user id
     erased: list[str]  # users not written: a tombstone stands
+    # users not written because an event id conflicts with their record (or needs a
+    # reset): user id -> "code: message"
+    conflicts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -134,8 +134,8 @@ class Users:
     def export(self, user_id: str) -> dict[str, Any]:
         return self.writes.export(user_id)
 
-    def import_user(self, data: Mapping[str, Any]) -> int:
-        return self.writes.import_user(data)
+    def import_user(self, data: Mapping[str, Any], expected_version: int | None = None) -> int:
+        return self.writes.import_user(data, expected_version)
 
     def recount_shared(self, txn: Any) -> int:
         return self.writes.recount_shared(txn)

@@ -23,22 +23,29 @@ from pydantic import ValidationError
 
 from ..errors import (
     BatchTooLargeError,
+    EventIdConflictError,
     InvalidInputError,
+    ResetRequiredError,
     StaleGenerationError,
     StoreFormatError,
     UserErasedError,
+    VersionConflictError,
 )
 from .catalog import Catalog
 from .config import EngineConfig
 from .erasure_log import ErasureLog
+from .event_ids import parse_event_id
+from .event_merge import Incoming, IncomingBatch, Merged, merge_events, retire
 from .events import DEFAULT_RATING_SCALE, Event, KindCode
 from .personal_model import fit
-from .record_cipher import OVERHEAD, RecordUnreadable
+from .record_caps import apply_caps
+from .record_cipher import RecordUnreadable
 from .record_store import RecordStore, check_user_id
 from .seen_filter import fingerprint
 from .shared_stats import SharedStatistics
 from .times import to_utc
-from .user_export import export_record, missing_user, parse_export
+from .user_export import export_record, missing_user
+from .user_import import import_user
 from .user_record import StoredEvent, UserRecord
 from .user_reports import BulkInteractReport, ForgetReport, InteractReport
 
@@ -53,8 +60,10 @@ class _Plan:
     old: UserRecord | None
     new: UserRecord
     data_key: bytes | None
-    positives: list[str]
+    positives: list[str] | None  # None: the events did not change, the ledger stays
     generation: int | None = None  # the generation the caller's copy is of, if it said
+    expected_version: int | None = None  # the version the caller read, if it said
+    min_version: int = 0  # the new version is at least this
 
 
 def _ts(event: Event, now: float) -> int:
@@ -81,7 +90,7 @@ class WritePath:
         self.clock = clock
         self.records = records
         self.erasures = erasures
-        self._erase = erase  # what importing an export of a user who no longer exists does
+        self.erase_user = erase  # what importing an export of a user who no longer exists does
 
     # -- building records ----------------------------------------------------------------
 
@@ -106,7 +115,7 @@ class WritePath:
                 )
                 problems.append(f"#{pos}: {why}")
                 continue
-            off_scale = self._off_scale(pos, event.kind == "rating", event.value)
+            off_scale = self.off_scale(pos, event.kind == "rating", event.value)
             if off_scale:
                 problems.append(off_scale)
                 continue
@@ -118,76 +127,56 @@ class WritePath:
             )
         return events
 
-    def _off_scale(self, pos: int, is_rating: bool, value: float | None) -> str | None:
+    def off_scale(self, pos: int, is_rating: bool, value: float | None) -> str | None:
         """The problem with event ``pos`` if it is a rating off the store's scale."""
         scale = self.config.rating_scale or DEFAULT_RATING_SCALE  # the store's (engine.py)
         if not is_rating or (value is not None and scale.admits(value)):
             return None
         return f"#{pos}: value: a rating event needs a value {scale.describe()}"
 
-    def to_stored(
-        self, events: Sequence[Event | Mapping[str, Any]]
-    ) -> tuple[list[StoredEvent], list[str]]:
-        """Validate events; return those to store and the unknown item ids left out."""
+    def incoming(self, events: Sequence[Event | Mapping[str, Any]]) -> IncomingBatch:
+        """Validate events; return those to store, the unknown item ids left out, and
+        for each given event its place among those to store (None: left out)."""
         parsed = self._events_from(events)
         now = self.clock()
         item_ids = {e.item_id for e in parsed if e.item_id is not None}
         with self.env.read() as txn:
             known = {i for i in item_ids if self.catalog.store.has_item(txn, i)}
-        stored = [
-            StoredEvent(
+        stored: list[Incoming] = []
+        places: list[int | None] = []
+        for e in parsed:
+            if e.item_id is not None and e.item_id not in known:
+                places.append(None)
+                continue
+            places.append(len(stored))
+            event = StoredEvent(
                 KindCode[e.kind],
                 e.item_id if e.item_id is not None else (e.query or "").strip(),
                 e.value,
                 e.weight,
                 _ts(e, now),
+                parse_event_id(e.id) if e.id is not None else -1,
             )
-            for e in parsed
-            if e.item_id is None or e.item_id in known
-        ]
-        return stored, sorted(item_ids - known)
+            stored.append(Incoming(event, e.timestamp is not None))
+        return IncomingBatch(stored, sorted(item_ids - known), places)
 
-    def compact(self, record: UserRecord) -> None:
-        """Apply the caps: newest ``max_events`` events, at most ``max_record_bytes``.
+    def to_stored(
+        self, events: Sequence[Event | Mapping[str, Any]]
+    ) -> tuple[list[StoredEvent], list[str]]:
+        """Validate events; return those to store and the unknown item ids left out."""
+        found = self.incoming(events)
+        return [i.event for i in found.events], found.unknown
 
-        The items of dropped events stay excluded as seen (``record.earlier``). The
-        byte check bounds what the write will add: a ledger naming every item of the
-        events, and a model of the largest size (head + interests)."""
-        cfg = self.config
-        record.events.sort(key=lambda e: e.ts)
-        dropped: list[StoredEvent] = []
-        if len(record.events) > cfg.max_events:
-            dropped = record.events[: len(record.events) - cfg.max_events]
-            del record.events[: len(dropped)]
-        if dropped:
-            record.remember_dropped(dropped, cfg.max_earlier_items)
-        record.trim_earlier(cfg.max_earlier_items)
-        while self._size_bound(record) > cfg.max_record_bytes:
-            if record.events:
-                dropped = record.events[: max(1, len(record.events) // 16)]
-                del record.events[: len(dropped)]
-                record.remember_dropped(dropped, cfg.max_earlier_items)
-            elif record.earlier:
-                record.trim_earlier(len(record.earlier) // 2)
-            else:
-                break
-
-    def _size_bound(self, record: UserRecord) -> int:
-        items = sorted(record.item_ids())
-        probe = UserRecord(
-            record.consent_shared,
-            record.created_at,
-            record.version + 1,
-            record.events,
-            None,
-            # the largest ledger: every item liked (and the newest K of them forming pairs)
-            {"pop": items, "co": items[: self.config.collaborative_items]}
-            if self.shared.collaborative
-            else {"pop": items},
-            record.earlier,
+    def compact(self, record: UserRecord, user_id: str | None = None) -> None:
+        """Apply the caps (``record_caps.py``); ``user_id`` for a stored user, whose
+        dropped events' ids stay known."""
+        apply_caps(
+            record,
+            user_id,
+            self.config,
+            collaborative=self.shared.collaborative,
+            dimension=self.catalog.keeper.dimension,
         )
-        model_bound = 2 * self.catalog.keeper.dimension + 64 + 4 * len(record.events)
-        return len(probe.to_bytes()) + model_bound + OVERHEAD
 
     def refit(self, record: UserRecord) -> tuple[dict[str, np.ndarray], list[str]]:
         """Fit the model from the record's events; return the item vectors used and
@@ -217,12 +206,21 @@ class WritePath:
         *,
         create: bool = True,
         generation: int | None = None,
+        refit: bool = True,
+        expected_version: int | None = None,
+        min_version: int = 0,
     ) -> tuple[UserRecord | None, UserRecord | None, int]:
         """Apply ``change`` to the user's record atomically; return (old, new, shared units).
 
         The write commits only if the stored record is still byte for byte the one the
         change was computed from (so nothing is decoded twice), and only if no
-        tombstone stands for the user (``UserErasedError``)."""
+        tombstone stands for the user (``UserErasedError``). A change that returns
+        None writes nothing (old, old, 0 come back). ``refit=False`` is for changes
+        that leave the events alone (devices): the model and ledger are kept as they
+        are, and no shared count moves. ``expected_version``: the version the caller
+        read (0: no record); another one raises ``VersionConflictError``, checked in
+        the committing transaction. The new version is the old one + 1, or
+        ``min_version`` if that is higher (an import keeps its exported version)."""
         key = self.records.key(user_id)
         created_key = False
         try:
@@ -243,12 +241,25 @@ class WritePath:
                     return None, None, 0
                 new = change(copy_record(old))
                 if new is None:
-                    raise ValueError("a write must produce a record (erase has its own path)")
+                    return old, old, 0
                 data_key, made = self.records.data_key(key, data_key)
                 created_key |= made
-                self.compact(new)
-                _vectors, positives = self.refit(new)
-                plan = _Plan(user_id, key, old_raw, old, new, data_key, positives, generation)
+                positives: list[str] | None = None
+                if refit or old is None:
+                    self.compact(new, user_id)
+                    _vectors, positives = self.refit(new)
+                plan = _Plan(
+                    user_id,
+                    key,
+                    old_raw,
+                    old,
+                    new,
+                    data_key,
+                    positives,
+                    generation,
+                    expected_version,
+                    min_version,
+                )
                 with self.env.write() as txn:
                     units = self._commit(txn, plan)
                 if units is None:
@@ -285,9 +296,15 @@ class WritePath:
         if plan.generation is not None and plan.generation < new.generation:
             # a write from a copy of an erased generation (a device, a retried request)
             raise StaleGenerationError(plan.user_id, plan.generation, new.generation)
-        new.ledger = self.shared.ledger_for(new.consent_shared, plan.positives)
-        units = self.shared.apply(txn, old.ledger if old else {}, new.ledger)
-        new.version = (old.version if old else 0) + 1
+        current = old.version if old else 0
+        if plan.expected_version is not None and plan.expected_version != current:
+            raise VersionConflictError(plan.user_id, plan.expected_version, current)
+        if plan.positives is None and old is not None:
+            units = 0  # the events did not change: neither does the ledger
+        else:
+            new.ledger = self.shared.ledger_for(new.consent_shared, plan.positives or [])
+            units = self.shared.apply(txn, old.ledger if old else {}, new.ledger)
+        new.version = max(current + 1, plan.min_version)
         self.records.put(txn, plan.key, self.records.encode(plan.key, new, plan.data_key))
         return units
 
@@ -311,22 +328,29 @@ class WritePath:
             isinstance(generation, bool) or not isinstance(generation, int) or generation < 0
         ):
             raise InvalidInputError("generation is a non-negative integer")
-        stored, unknown = self.to_stored(events)
-        if not stored:
+        found = self.incoming(events)
+        if not found.events:
             record = self.records.read(user_id)
             current = record.generation if record else 0
             if generation is not None and generation < current:
                 raise StaleGenerationError(user_id, generation, current)
-            return InteractReport(0, unknown, record.version if record else 0, current)
+            return found.report(user_id, record, None)
+        merged: Merged | None = None
 
-        def add(record: UserRecord | None) -> UserRecord:
+        def add(record: UserRecord | None) -> UserRecord | None:
+            nonlocal merged
+            if record is not None and generation is not None and generation < record.generation:
+                raise StaleGenerationError(user_id, generation, record.generation)
+            fresh = record is None
             record = record or self.new_record()
-            record.events.extend(stored)
+            merged = merge_events(record, user_id, found.events)
+            if not merged.added and not fresh:
+                return None  # every event was a retry: nothing changes, bit for bit
             return record
 
         _old, new, _units = self.write(user_id, add, generation=generation)
-        assert new is not None
-        return InteractReport(len(stored), unknown, new.version, new.generation)
+        assert merged is not None
+        return found.report(user_id, new, merged)
 
     def interact_many(
         self, batches: Mapping[str, Sequence[Event | Mapping[str, Any]]]
@@ -344,17 +368,19 @@ class WritePath:
             raise BatchTooLargeError(
                 f"{len(batches)} users in one call; the limit is {self.config.max_users_per_bulk}"
             )
-        parsed = {check_user_id(uid): self.to_stored(events) for uid, events in batches.items()}
+        parsed = {check_user_id(uid): self.incoming(events) for uid, events in batches.items()}
         reports: dict[str, InteractReport] = {}
         erased: list[str] = []
-        pending = {uid for uid, (stored, _unknown) in parsed.items() if stored}
+        conflicts: dict[str, str] = {}
+        pending = {uid for uid, found in parsed.items() if found.events}
         keys = {uid: self.records.key(uid) for uid in pending}
         created: set[bytes] = set()
         try:
             for _attempt in range(50):
                 if not pending:
                     break
-                plans = self._plan_bulk(pending, keys, parsed, created)
+                plans, merges = self._plan_bulk(pending, keys, parsed, created, reports, conflicts)
+                pending -= set(reports) | set(conflicts)
                 with self.env.write() as txn:
                     for plan in plans:
                         try:
@@ -366,31 +392,31 @@ class WritePath:
                         if units is not None:
                             pending.discard(plan.user_id)
                             created.discard(plan.key)
-                            stored, unknown = parsed[plan.user_id]
-                            reports[plan.user_id] = InteractReport(
-                                len(stored), unknown, plan.new.version, plan.new.generation
+                            reports[plan.user_id] = parsed[plan.user_id].report(
+                                plan.user_id, plan.new, merges[plan.user_id]
                             )
         finally:
             if created:  # keys made for records that were never written
                 self.records.keystore.destroy_many(sorted(created))
         if pending:  # pragma: no cover - 50 lost races in a row
             raise StoreFormatError("bulk write kept racing with concurrent writers")
-        for uid, (stored, unknown) in parsed.items():
-            if not stored:
-                record = self.records.read(uid)
-                reports[uid] = InteractReport(
-                    0, unknown, record.version if record else 0, record.generation if record else 0
-                )
-        return BulkInteractReport(reports, sorted(erased))
+        for uid, found in parsed.items():
+            if not found.events:
+                reports[uid] = found.report(uid, self.records.read(uid), None)
+        return BulkInteractReport(reports, sorted(erased), dict(sorted(conflicts.items())))
 
     def _plan_bulk(
         self,
         users: set[str],
         keys: Mapping[str, bytes],
-        parsed: Mapping[str, tuple[list[StoredEvent], list[str]]],
+        parsed: Mapping[str, IncomingBatch],
         created: set[bytes],
-    ) -> list[_Plan]:
-        """Read, decode and refit every pending user; new users' keys in one commit."""
+        reports: dict[str, InteractReport],
+        conflicts: dict[str, str],
+    ) -> tuple[list[_Plan], dict[str, Merged]]:
+        """Read, decode and refit every pending user; new users' keys in one commit.
+        Users whose events are all retries get their report now (nothing to write);
+        users whose events conflict with their record are listed in ``conflicts``."""
         with self.env.read() as txn:
             raws = {uid: self.records.raw(txn, keys[uid]) for uid in sorted(users)}
         olds: dict[str, tuple[bytes | None, UserRecord | None, bytes | None]] = {}
@@ -411,15 +437,24 @@ class WritePath:
                 if was_made:
                     created.add(key)
         plans = []
+        merges: dict[str, Merged] = {}
         for uid, (raw, old, data_key) in olds.items():
             new = copy_record(old) or self.new_record()
-            new.events.extend(parsed[uid][0])
-            self.compact(new)
+            try:
+                merged = merge_events(new, uid, parsed[uid].events)
+            except (EventIdConflictError, ResetRequiredError) as exc:
+                conflicts[uid] = f"{exc.code}: {exc.message}"
+                continue
+            if not merged.added and old is not None:
+                reports[uid] = parsed[uid].report(uid, old, merged)  # all retries
+                continue
+            merges[uid] = merged
+            self.compact(new, uid)
             _vectors, positives = self.refit(new)
             plans.append(
                 _Plan(uid, keys[uid], raw, old, new, data_key or made.get(keys[uid]), positives)
             )
-        return plans
+        return plans, merges
 
     def set_consent(self, user_id: str, shared: bool) -> int:
         """Give or withdraw consent to shared statistics; withdrawing subtracts at once."""
@@ -465,9 +500,12 @@ class WritePath:
             nonlocal removed
             assert record is not None
             kept = [e for e in record.events if not matches(e)]
-            removed = len(record.events) - len(kept)
+            gone = [e for e in record.events if matches(e)]
+            removed = len(gone)
             record.events = kept
             record.earlier.forget(fingerprints, after=lo, before=hi)
+            # a client still holding a forgotten event cannot bring it back
+            retire(record, user_id, gone, self.config.retired_event_ids)
             return record
 
         _old, new, units = self.write(user_id, drop, create=False)
@@ -489,47 +527,9 @@ class WritePath:
             return missing_user(user_id)
         return export_record(user_id, record)
 
-    def import_user(self, data: Mapping[str, Any]) -> int:
-        """Restore a user from ``export`` output (replaces any current record); an
-        export of a user who no longer exists erases the user."""
-        parsed = parse_export(data)
-        user_id = parsed.user_id
-        if not parsed.exists:
-            self._erase(user_id)
-            return 0
-        if len(parsed.events) > self.config.max_events:
-            raise BatchTooLargeError(f"more than {self.config.max_events} events")
-        if len(parsed.earlier) > self.config.max_earlier_items:
-            raise BatchTooLargeError(f"more than {self.config.max_earlier_items} earlier items")
-        off_scale = [
-            problem
-            for pos, e in enumerate(parsed.events)
-            if (problem := self._off_scale(pos, e.kind == KindCode.rating, e.value))
-        ]
-        if off_scale:  # an export from a store with another scale is not reinterpreted
-            raise InvalidInputError(
-                f"{len(off_scale)} rating(s) off this store's scale, nothing stored: "
-                + " | ".join(off_scale[:5]),
-                problems=off_scale,
-            )
-        key = self.records.key(user_id)
-        state = self.records.fence.state(key)
-        if state is not None and state.erased:
-            raise UserErasedError(user_id)
-        if state is not None and parsed.generation < state.generation:
-            # an export of a generation that was erased before the user was re-created
-            raise StaleGenerationError(user_id, parsed.generation, state.generation)
-
-        _old, new, _units = self.write(user_id, lambda _record: parsed.record())
-        assert new is not None
-        # keep the exported version number so a round trip is identical
-        with self.env.write() as txn:
-            current = self.records.get(txn, key)
-            if current is not None and current.version == new.version:
-                current.version = parsed.version
-                sealed = self.records.encode(key, current, self.records.keystore.get(key))
-                self.records.put(txn, key, sealed)
-        return parsed.version
+    def import_user(self, data: Mapping[str, Any], expected_version: int | None = None) -> int:
+        """Restore a user from ``export`` output (``user_import.py``)."""
+        return import_user(self, data, expected_version)
 
     def recount_shared(self, txn: Any) -> int:
         """Rebuild the shared statistics from the ledgers of the readable records
@@ -558,4 +558,7 @@ def copy_record(record: UserRecord | None) -> UserRecord | None:
         {k: list(v) for k, v in record.ledger.items()},
         record.earlier.copy(),
         record.generation,
+        record.next_seq,
+        record.retired.copy(),
+        list(record.devices),
     )

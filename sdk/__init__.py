@@ -31,9 +31,12 @@ from .engine import (
     ReconcileReport,
     UpsertReport,
 )
+from .engine.devices import Device
 from .errors import (
     BatchTooLargeError,
+    DeviceRevokedError,
     DimensionMismatchError,
+    EventIdConflictError,
     InvalidFilterError,
     InvalidInputError,
     InvalidItemError,
@@ -42,10 +45,13 @@ from .errors import (
     ModelMismatchError,
     OwnrankError,
     RatingScaleMismatchError,
+    ResetRequiredError,
     StaleGenerationError,
     StoreBusyError,
     StoreFormatError,
+    TooManyDevicesError,
     UserErasedError,
+    VersionConflictError,
 )
 
 __version__ = "0.1.0"
@@ -57,12 +63,15 @@ __all__ = [
     "BulkInteractReport",
     "Catalog",
     "DeleteReport",
+    "Device",
+    "DeviceRevokedError",
     "DimensionMismatchError",
     "Encoder",
     "Engine",
     "EngineConfig",
     "ErasureReceipt",
     "Event",
+    "EventIdConflictError",
     "Explanation",
     "Finding",
     "ForgetReport",
@@ -81,10 +90,13 @@ __all__ = [
     "RatingScaleMismatchError",
     "Recommendation",
     "ReconcileReport",
+    "ResetRequiredError",
     "StaleGenerationError",
     "StoreBusyError",
     "StoreFormatError",
+    "TooManyDevicesError",
     "UpsertReport",
     "UserErasedError",
+    "VersionConflictError",
     "__version__",
 ]

@@ -81,6 +81,56 @@ class StaleGenerationError(UserErasedError):
         )
 
 
+class EventIdConflictError(OwnrankError):
+    """An event reuses the id of a stored event but says something else (another
+    kind, item, value, weight or time): ids name one event, so nothing was stored."""
+
+    code = "event_id_conflict"
+
+    def __init__(self, event_id: str, position: int | None = None) -> None:
+        where = "" if position is None else f"#{position}: "
+        super().__init__(
+            f"{where}event id {event_id} names a stored event with other content; "
+            "send a new id for a new event",
+            event_id=event_id,
+        )
+        self.event_id = event_id
+
+
+class ResetRequiredError(OwnrankError):
+    """An event names an id the record does not know, dated at or before the horizon
+    of what it still remembers (``engine/event_ids.py``): it may be a retry of an event
+    that left the record long ago, so it is refused rather than stored twice. A
+    client holding such state resets from the server's copy."""
+
+    code = "reset_required"
+
+    def __init__(self, event_id: str, horizon: str) -> None:
+        super().__init__(
+            f"event {event_id} is dated at or before {horizon}, older than the event ids "
+            "this user's record still remembers; reset the client's copy from the server",
+            event_id=event_id,
+            horizon=horizon,
+        )
+
+
+class VersionConflictError(OwnrankError):
+    """A write that replaces state named the version it expected to replace, and the
+    stored record is at another one (someone wrote since): nothing was written."""
+
+    code = "version_conflict"
+
+    def __init__(self, user_id: str, expected: int, current: int) -> None:
+        super().__init__(
+            f"user {user_id!r} is at version {current}, not the expected {expected}; "
+            "read it again and retry",
+            expected_version=expected,
+            current_version=current,
+        )
+        self.expected = expected
+        self.current = current
+
+
 class StoreBusyError(OwnrankError):
     """The operation needs the data directory to itself, and an engine has it open."""
 
@@ -155,3 +205,29 @@ class ModelLoadError(OwnrankError):
     """The base model directory is missing or unreadable."""
 
     code = "model_load"
+
+
+class DeviceRevokedError(OwnrankError):
+    """The device is not (or no longer) registered to the user: revoked, never
+    registered, offline past ``EngineConfig.device_max_offline_days``, its refresh token
+    replayed, or the user erased. Its tokens are dead; it registers again. (The one
+    error raised after a write: a refresh refused for a replay or a long absence
+    removes the device first.)"""
+
+    code = "device_revoked"
+
+    def __init__(self, device_id: str, reason: str = "is not registered to this user") -> None:
+        super().__init__(f"device {device_id} {reason}; register it again", device_id=device_id)
+        self.device_id = device_id
+
+
+class TooManyDevicesError(OwnrankError):
+    """The user has ``EngineConfig.max_devices`` devices: revoke one to register another."""
+
+    code = "too_many_devices"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the user has {limit} registered devices, the limit; revoke one first", limit=limit
+        )
+        self.limit = limit

@@ -28,6 +28,7 @@ from .query_cache import CachingEncoder
 from .ratelimit import RateLimiter
 from .rating_scale import describe_rating_scale
 from .routes_catalog import router as catalog_router
+from .routes_devices import router as devices_router
 from .routes_ops import router as ops_router
 from .routes_users import router as users_router
 from .settings import ServiceSettings
@@ -42,7 +43,9 @@ Recommendations and search that can truly forget.
 Authenticate with `Authorization: Bearer <credential>`: an **admin key** for the
 catalog and operator routes (and any user), or a **user token** (minted with
 `POST /tokens` or `ownrank token USER`) for that user's own routes under
-`/users/{user_id}/...`. Every error is JSON: `{"code", "message", "details",
+`/users/{user_id}/...`, or a **device access token** (`POST /users/{user_id}/devices`,
+renewed at `POST /devices/refresh`) for the same routes while the device stays
+registered. Every error is JSON: `{"code", "message", "details",
 "request_id"}`.
 """
 
@@ -115,6 +118,7 @@ def create_app(
     describe_rating_scale(app, lambda: app.state.engine and app.state.engine.config.rating_scale)
     app.include_router(catalog_router)
     app.include_router(users_router)
+    app.include_router(devices_router)
     app.include_router(ops_router)
     # outermost first: ids, logs and metrics see everything, the body limit included
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

@@ -37,7 +37,12 @@ SDK_STATUS = {
     "dimension_mismatch": 409,
     "user_erased": 409,
     "stale_generation": 409,
+    "event_id_conflict": 409,
+    "reset_required": 409,
+    "version_conflict": 412,
     "store_busy": 409,
+    "device_revoked": 401,
+    "too_many_devices": 409,
 }
 
 HTTP_CODES = {
@@ -47,8 +52,10 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "body_too_large",
     415: "unsupported_media_type",
+    428: "precondition_required",
     422: "validation_error",
     429: "rate_limited",
     503: "not_ready",

@@ -8,21 +8,20 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Header, Response
 
-from .. import Engine, RatingScale
+from .. import Engine, InteractReport, RatingScale
 from .. import Recommendation as SdkRecommendation
 from .auth import ActingUser, AdminOnly, Authenticated
+from .conditional import IF_MATCH_RULE, expected_version, version_tag
 from .deps import EngineDep, MetricsDep, SettingsDep
 from .errors import ApiError, responses
 from .rating_scale import check_ratings
 from .routes_catalog import hits
 from .schemas import (
-    AuditResponse,
     BulkInteractRequest,
     BulkInteractResponse,
     ConsentRequest,
-    ErasureReceipt,
     EventIn,
     Explanation,
     ForgetRequest,
@@ -32,7 +31,6 @@ from .schemas import (
     InteractRequest,
     InteractResponse,
     ItemOut,
-    PublicKeys,
     Recommendation,
     RecommendRequest,
     RecommendResponse,
@@ -42,6 +40,7 @@ from .schemas import (
     UserIdPath,
     VersionResponse,
 )
+from .schemas_erasure import AuditResponse, ErasureReceipt, PublicKeys
 
 router = APIRouter(responses=responses(400, 401, 403, 409, 413, 422, 429, 503))
 
@@ -82,18 +81,17 @@ def interact(
     settings: SettingsDep,
 ) -> InteractResponse:
     """Record a batch of feedback events. A malformed event rejects the whole batch;
-    events on items not in the catalog are listed and not stored."""
+    events on items not in the catalog are listed and not stored. An event that
+    repeats a stored event's ``id`` and content is a retry (counted in
+    ``duplicates``, nothing changes); the same id with other content is 409
+    ``event_id_conflict``, an unknown id older than the record remembers is 409
+    ``reset_required``: nothing of the batch is stored then."""
     report = engine.interact(
         user_id,
         _events(body.events, settings.max_batch_events, engine),
         generation=body.generation,
     )
-    return InteractResponse(
-        accepted=report.accepted,
-        unknown_items=report.unknown_items,
-        version=report.version,
-        generation=report.generation,
-    )
+    return interact_response(report)
 
 
 @router.post("/interactions", tags=["users"])
@@ -117,16 +115,20 @@ def interact_many(
     }
     report = engine.interact_many(batches)
     return BulkInteractResponse(
-        results={
-            uid: InteractResponse(
-                accepted=r.accepted,
-                unknown_items=r.unknown_items,
-                version=r.version,
-                generation=r.generation,
-            )
-            for uid, r in report.reports.items()
-        },
+        results={uid: interact_response(r) for uid, r in report.reports.items()},
         erased=report.erased,
+        conflicts=report.conflicts,
+    )
+
+
+def interact_response(report: InteractReport) -> InteractResponse:
+    return InteractResponse(
+        accepted=report.accepted,
+        unknown_items=report.unknown_items,
+        version=report.version,
+        generation=report.generation,
+        duplicates=report.duplicates,
+        event_ids=report.event_ids,
     )
 
 
@@ -175,19 +177,34 @@ def recommend_from_history(
 
 
 @router.get("/users/{user_id}/export", tags=["users"])
-def export_user(user_id: ActingUser, engine: EngineDep) -> UserExport:
-    """Everything stored about the user (``exists`` is false for an unknown user)."""
-    return UserExport.model_validate(engine.export(user_id))
+def export_user(user_id: ActingUser, engine: EngineDep, response: Response) -> UserExport:
+    """Everything stored about the user (``exists`` is false for an unknown user). The
+    ``ETag`` is the record version (``"0"``: no such user): send it back as
+    ``If-Match`` to ``PUT /users/{user_id}``."""
+    data = engine.export(user_id)
+    response.headers["ETag"] = version_tag(int(data.get("version", 0)))
+    return UserExport.model_validate(data)
 
 
-@router.put("/users/{user_id}", tags=["users"])
+@router.put("/users/{user_id}", tags=["users"], responses=responses(412, 428))
 def import_user(
-    user_id: UserIdPath, body: UserExport, _admin: AdminOnly, engine: EngineDep
+    user_id: UserIdPath,
+    body: UserExport,
+    _admin: AdminOnly,
+    engine: EngineDep,
+    response: Response,
+    if_match: Annotated[str | None, Header(description=IF_MATCH_RULE)] = None,
 ) -> VersionResponse:
-    """Restore a user from an export (replaces the current record). Admin only."""
+    """Restore a user from an export (replaces the current record). Admin only. A
+    conditional write: ``If-Match`` names the version the caller read (the export's
+    ``ETag``; ``"0"`` = the user must not exist; ``*`` = whatever is there); another
+    version is 412 ``version_conflict`` and nothing is written, no ``If-Match`` is
+    428."""
     if body.user_id != user_id:
         raise ApiError(400, "user_id_mismatch", "the export is of another user id")
-    return VersionResponse(version=engine.import_user(body.model_dump()))
+    version = engine.import_user(body.model_dump(), expected_version=expected_version(if_match))
+    response.headers["ETag"] = version_tag(version)
+    return VersionResponse(version=version)
 
 
 @router.post("/users/{user_id}/forget", tags=["users"])

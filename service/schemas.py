@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..engine.event_ids import EVENT_ID_PATTERN
 from ..engine.events import MAX_DWELL_SECONDS, Event, RatingScale
 from ..engine.events import MAX_QUERY_CHARS as MAX_EVENT_QUERY_CHARS
 from ..engine.filters import MAX_DEPTH as MAX_FILTER_DEPTH
@@ -103,6 +104,9 @@ NonBlankText = Annotated[
 ]
 
 Id = Annotated[str, Field(pattern=ITEM_ID_PATTERN, min_length=1, max_length=256)]
+EventId = Annotated[
+    str, Field(pattern=EVENT_ID_PATTERN, examples=["0190f1c2-7b3a-4c1e-9a2b-5d6e7f8091a2"])
+]
 UserIdPath = Annotated[
     str, Path(pattern=ITEM_ID_PATTERN, min_length=1, max_length=256, description=ID_RULE)
 ]
@@ -379,6 +383,12 @@ class EventIn(_Request):
         description=f"default: now; {TIME_RANGE_RULE}",
         json_schema_extra={"pattern": TIME_RANGE_PATTERN},
     )
+    id: EventId | None = Field(
+        None,
+        description="your id of this event, a random UUID: a retry with the same id and "
+        "content is a no-op, the same id with other content is refused (409 "
+        "event_id_conflict); absent, ownrank assigns one (returned in event_ids)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> EventIn:
@@ -445,12 +455,18 @@ class InteractRequest(_Request):
 
 
 class InteractResponse(BaseModel):
-    accepted: int
+    accepted: int = Field(description="events stored (new ones; retries not counted)")
     unknown_items: list[str] = Field(description="items not in the catalog; not stored")
     version: int
     generation: int = Field(
         description="the user's generation (it changes only when an erased user is "
         "explicitly re-created)"
+    )
+    duplicates: int = Field(0, description="retries of stored events: nothing changed")
+    event_ids: list[str | None] = Field(
+        default_factory=list,
+        description="per event sent, in order: its id (yours, or the one ownrank "
+        "assigned); null for an event on an unknown item",
     )
 
 
@@ -466,6 +482,12 @@ class BulkInteractRequest(_Request):
 class BulkInteractResponse(BaseModel):
     results: dict[str, InteractResponse]
     erased: list[str] = Field(description="users not written: erased, a tombstone stands")
+    conflicts: dict[str, str] = Field(
+        default_factory=dict,
+        description="users not written because an event id conflicts with their stored "
+        "events (event_id_conflict) or is older than what their record remembers "
+        "(reset_required): user id -> code and message",
+    )
 
 
 class ForgetRequest(_Request):
@@ -512,54 +534,10 @@ class UserExport(BaseModel):
     exists: bool
 
 
-class ErasureReceipt(BaseModel):
-    """Signed with the operator's Ed25519 key (``GET /receipts/public-keys``); the
-    signature covers every other field as canonical JSON (sorted keys, no spaces)."""
-
-    user_key: str = Field(description="HMAC of the user id with the store's secret (hex)")
-    erased_at: str
-    existed: bool
-    events_removed: int
-    shared_units_subtracted: int
-    data_key_destroyed: bool
-    model_fingerprint: str
-    model_fingerprint_unchanged: bool
-    catalog_seq: int
-    lmdb_txn_id: int
-    keystore_txn_id: int
-    key_id: str
-    signature_algorithm: str
-    signature: str
-
-
 class RecreateRequest(_Request):
     shared_statistics: bool | None = Field(
         None, description="consent to shared statistics; default: the server's default"
     )
-
-
-class PublicKeys(BaseModel):
-    keys: dict[str, str] = Field(description="key id -> base64 raw Ed25519 public key")
-
-
-class AuditFinding(BaseModel):
-    term: str
-    path: str
-    offset: int
-    catalog_text: bool = Field(description="also catalog text: says nothing about the user")
-
-
-class AuditResponse(BaseModel):
-    user_key: str
-    clean: bool
-    record_present: bool
-    data_key_present: bool
-    ledger_entries: int
-    shared_statistics_consistent: bool
-    tombstone_erased_at: int | None
-    files_scanned: int
-    bytes_scanned: int
-    findings: list[AuditFinding]
 
 
 # -- operations ----------------------------------------------------------------------------

@@ -35,6 +35,13 @@ class ServiceSettings(BaseModel):
     )
     token_ttl_seconds: int = Field(86_400, ge=60, description="default user-token lifetime")
     token_max_ttl_seconds: int = Field(90 * 86_400, ge=60)
+    device_access_ttl_seconds: int = Field(
+        3_600,
+        ge=60,
+        le=90 * 86_400,
+        description="lifetime of a device's access token (its refresh token lasts the "
+        "engine's device_max_offline_days); a revoked device's token stops at once anyway",
+    )
     max_body_bytes: int = Field(8 * 2**20, ge=1024, description="request body limit")
     max_batch_items: int = Field(1_000, ge=1, description="items per upsert or delete call")
     max_batch_events: int = Field(1_000, ge=1, description="events per interactions call")

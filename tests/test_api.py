@@ -177,12 +177,16 @@ def test_user_lifecycle(client: TestClient) -> None:
         {"kind": "like", "item_id": "not-in-catalog"},
     ]
     report = client.post("/users/reader-1/interactions", json={"events": events}, headers=me)
-    assert report.json() == {
+    body = report.json()
+    ids = body.pop("event_ids")
+    assert body == {
         "accepted": 5,
         "unknown_items": ["not-in-catalog"],
         "version": 1,
         "generation": 0,
+        "duplicates": 0,
     }
+    assert len(set(ids[:5])) == 5 and ids[5] is None  # one id per stored event
 
     recs = client.post("/users/reader-1/recommend", json={"n": 5}, headers=me).json()["results"]
     assert len(recs) == 5
@@ -227,13 +231,25 @@ def test_user_lifecycle(client: TestClient) -> None:
     ).json()
     assert consent == {"version": 4}
 
-    # import (admin only) round-trips the export exactly
-    exported = client.get("/users/reader-1/export", headers=me).json()
-    response = client.put("/users/reader-1", json=exported, headers=me)
+    # import (admin only, conditional on the version read) round-trips the export;
+    # the version only grows
+    read = client.get("/users/reader-1/export", headers=me)
+    exported, etag = read.json(), read.headers["ETag"]
+    assert etag == '"4"'
+    response = client.put("/users/reader-1", json=exported, headers={**me, "If-Match": etag})
     assert response.status_code == 403 and error_code(response) == "admin_required"
-    assert client.put("/users/reader-1", json=exported, headers=ADMIN).json() == {"version": 4}
-    assert client.get("/users/reader-1/export", headers=me).json() == exported
-    response = client.put("/users/someone-else", json=exported, headers=ADMIN)
+    response = client.put("/users/reader-1", json=exported, headers=ADMIN)
+    assert response.status_code == 428 and error_code(response) == "precondition_required"
+    response = client.put("/users/reader-1", json=exported, headers={**ADMIN, "If-Match": etag})
+    assert response.json() == {"version": 5} and response.headers["ETag"] == '"5"'
+    assert client.get("/users/reader-1/export", headers=me).json() == {**exported, "version": 5}
+    # a stale copy (read at version 4) is refused, nothing written
+    response = client.put("/users/reader-1", json=exported, headers={**ADMIN, "If-Match": etag})
+    assert response.status_code == 412 and error_code(response) == "version_conflict"
+    assert client.get("/users/reader-1/export", headers=me).json()["version"] == 5
+    response = client.put("/users/reader-1", json=exported, headers={**ADMIN, "If-Match": "5"})
+    assert response.status_code == 400 and error_code(response) == "invalid_if_match"
+    response = client.put("/users/someone-else", json=exported, headers={**ADMIN, "If-Match": "*"})
     assert response.status_code == 400 and error_code(response) == "user_id_mismatch"
 
     receipt = client.delete("/users/reader-1", headers=me).json()

@@ -19,6 +19,7 @@ import pytest
 from ownrank import Engine
 from ownrank.engine.co_counts import CO, expected_totals
 from ownrank.engine.config import RankingConfig
+from ownrank.engine.user_record import RECORD_FORMAT
 from ownrank.storage.catalog_store import item_key
 
 from conftest import WordHashEncoder, make_engine
@@ -124,7 +125,7 @@ def test_records_of_the_older_format_are_rewritten_on_open(tmp_path: Path) -> No
         with engine._env.read() as txn:
             for key, raw in records.scan(txn):
                 plain, _data_key = records.plaintext(key, raw)
-                assert msgpack.unpackb(plain)["v"] == 2
+                assert msgpack.unpackb(plain)["v"] == RECORD_FORMAT
 
 
 def test_withdrawn_consent_takes_the_pairs_out(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.routing import APIRoute
 
-from ownrank.service import routes_catalog, routes_ops, routes_users
+from ownrank.service import routes_catalog, routes_devices, routes_ops, routes_users
 from ownrank.service.cli import app as cli_app
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -17,7 +17,12 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 def _api_routes() -> set[tuple[str, str]]:
     return {
         (method, route.path)
-        for router in (routes_catalog.router, routes_users.router, routes_ops.router)
+        for router in (
+            routes_catalog.router,
+            routes_users.router,
+            routes_devices.router,
+            routes_ops.router,
+        )
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods

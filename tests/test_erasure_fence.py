@@ -165,7 +165,7 @@ def test_the_service_refuses_writes_and_imports_after_a_restore(tmp_path: Path) 
     store, stale, _bob = _erased_after_backups(tmp_path, clock)
     RESTORES["both"](tmp_path, store)
     with api_client(store) as client:
-        put = client.put("/users/alice", json=stale, headers=ADMIN)
+        put = client.put("/users/alice", json=stale, headers={**ADMIN, "If-Match": "*"})
         assert put.status_code == 409 and put.json()["code"] == "user_erased"
         write = client.post(
             "/users/alice/interactions",

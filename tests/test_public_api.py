@@ -22,6 +22,9 @@ EXPORTS = {
     "OwnrankError", "RatingScale", "RatingScaleMismatchError", "Recommendation",
     "ReconcileReport", "StaleGenerationError", "StoreBusyError", "StoreFormatError",
     "UpsertReport", "UserErasedError", "__version__",
+    "EventIdConflictError", "ResetRequiredError", "VersionConflictError",
+    # devices (engine/devices.py)
+    "Device", "DeviceRevokedError", "TooManyDevicesError",
 }  # fmt: skip
 
 ENGINE_PUBLIC = {
@@ -31,6 +34,7 @@ ENGINE_PUBLIC = {
     "receipt_public_keys", "recommend", "recommend_from_history", "reconcile",
     "recreate_user", "rotate_master_key", "rotate_signing_key", "save_index", "search",
     "set_consent", "similar", "warm_up",
+    "device_active", "devices", "refresh_device", "register_device", "revoke_device",
     # attributes and properties
     "catalog", "config", "data_dir", "encoder", "fingerprint", "last_reconcile",
     "warm_up_seconds", "ledgers_upgraded",
@@ -52,7 +56,7 @@ def test_every_type_an_engine_call_returns_is_exported() -> None:
     returned = " ".join(str(h) for h in hints.values())
     for type_name in (
         "ErasureReceipt", "InteractReport", "BulkInteractReport", "ForgetReport",
-        "Recommendation", "Hit", "AuditReport", "ReconcileReport", "IndexStatus",
+        "Recommendation", "Hit", "AuditReport", "ReconcileReport", "IndexStatus", "Device",
     ):  # fmt: skip
         assert type_name in returned, type_name
         assert type_name in EXPORTS

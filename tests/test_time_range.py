@@ -122,7 +122,7 @@ def test_service_refuses_times_out_of_range(client: TestClient, when: str) -> No
         {**export, "created_at": when},
         {**export, "earlier_items": [{"item_hash": "0000abcd", "last_timestamp": when}]},
     ):
-        answer = client.put("/users/u1", json=bad_export, headers=ADMIN)
+        answer = client.put("/users/u1", json=bad_export, headers={**ADMIN, "If-Match": "*"})
         assert answer.status_code in (400, 422), answer.text  # invalid_input
         assert "out of range" in answer.text
     assert _state(client) == before
@@ -137,9 +137,13 @@ def test_service_accepts_both_ends(client: TestClient) -> None:
     assert stored.status_code == 200, stored.text
     export = client.get("/users/ends/export", headers=ADMIN).json()
     assert [e["timestamp"] for e in export["events"]] == [FIRST, LAST]
-    # the export imports back unchanged
-    assert client.put("/users/ends", json=export, headers=ADMIN).status_code == 200
-    assert client.get("/users/ends/export", headers=ADMIN).json() == export
+    # the export imports back unchanged (but for the version, which only grows)
+    put = client.put("/users/ends", json=export, headers={**ADMIN, "If-Match": "*"})
+    assert put.status_code == 200, put.text
+    assert client.get("/users/ends/export", headers=ADMIN).json() == {
+        **export,
+        "version": export["version"] + 1,
+    }
     for when in (FIRST, LAST):
         bounded = {"item_ids": ["nothing-here"], "before": when, "after": when}
         assert client.post("/users/ends/forget", json=bounded, headers=ADMIN).status_code == 200
@@ -207,7 +211,7 @@ def test_sdk_accepts_both_ends_and_naive_is_utc(engine: Engine) -> None:
     export = engine.export("u")
     assert [e["timestamp"] for e in export["events"]] == [FIRST, LAST]
     engine.import_user(export)
-    assert engine.export("u") == export
+    assert engine.export("u") == {**export, "version": export["version"] + 1}
     # naive bounds are UTC too: only the event at the last second is before it
     report = engine.forget("u", before=datetime(2106, 2, 7, 6, 28, 15), after=datetime(1970, 1, 1))
     assert report.events_removed == 0

@@ -1,0 +1,105 @@
+"""How big a user's record is: median, p99 and max sealed bytes on ML-1M histories.
+
+Every training user of ml-1m-half's chrono20 split is ingested in bulk (each
+user's newest 1,000 ratings, the collaborative layer on), and the sealed records
+are measured. Item vectors come from a hash of the item text: a record's size does
+not depend on what the vectors say, and no model is loaded. ``--ids`` sends every
+event with a random client id (as a syncing device would); ``--ownrank PATH``
+imports ``ownrank`` from PATH instead (a folder holding an ``ownrank`` package laid
+out as installed, e.g. built from another commit), to measure two versions in one
+run. The guide's cap: median <= 4,080 B at default caps, max <= 32 KiB.
+
+    python bench/record_size.py            # events without ids, as bench/ ingests
+    python bench/record_size.py --ids      # a client id on every event
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class HashEncoder:
+    """Unit vectors from a hash of each text: deterministic, no model (the size of a
+    record does not depend on the vectors)."""
+
+    fingerprint = "bench:hash:384"
+    dimension = 384
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            vector = np.random.default_rng(seed).standard_normal(self.dimension)
+            out[i] = vector / np.linalg.norm(vector)
+        return out
+
+
+def measure(with_ids: bool, seed: int = 1) -> dict[str, Any]:
+    from ownrank import Engine, EngineConfig
+
+    sys.path[:0] = [str(ROOT)]
+    from bench.eval_data import default_data_dir, load_dataset
+    from bench.protocols import chrono20
+    from bench.quality import catalog_items, user_histories
+
+    dataset = load_dataset("ml-1m-half", default_data_dir())
+    split = chrono20(dataset.ratings)
+    catalog, users = catalog_items(dataset, split), user_histories(split)
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = EngineConfig(shared_statistics="collaborative")
+        engine = Engine(Path(tmp) / "store", config, encoder=HashEncoder())  # type: ignore[arg-type]
+        for start in range(0, len(catalog), 1000):
+            engine.catalog.upsert(catalog[start : start + 1000])
+        started = time.perf_counter()
+        for start in range(0, len(users), 100):
+            batch = {}
+            for uid, events in users[start : start + 100]:
+                if with_ids:
+                    events = [
+                        {**e, "id": str(uuid.UUID(bytes=rng.bytes(16), version=4))} for e in events
+                    ]
+                batch[uid] = events[-1000:]
+            engine.interact_many(batch)
+        seconds = time.perf_counter() - started
+        with engine._env.read() as txn:
+            sizes = [len(raw) for _key, raw in engine._users.records.scan(txn)]
+        engine.close()
+    return {
+        "ownrank": str(Path(sys.modules["ownrank"].__file__ or "").parent),
+        "client_ids": with_ids,
+        "users": len(sizes),
+        "median_bytes": float(np.median(sizes)),
+        "p99_bytes": round(float(np.percentile(sizes, 99)), 1),
+        "max_bytes": max(sizes),
+        "ingest_seconds": round(seconds, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ids", action="store_true", help="a random client id on every event")
+    parser.add_argument("--ownrank", type=Path, help="import ownrank from this folder instead")
+    args = parser.parse_args(argv)
+    if args.ownrank:
+        sys.path.insert(0, str(args.ownrank.resolve()))
+        # the editable install's finder would still win: leave only plain paths
+        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in f.__module__]
+    print(json.dumps(measure(args.ids)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
