@@ -25,7 +25,9 @@ from ..errors import (
     InvalidItemError,
     ItemNotFoundError,
 )
-from ..storage.catalog_store import CatalogChange, CatalogStore, StoredItem
+from ..storage.catalog_store import CatalogChange, CatalogMoments, CatalogStore, StoredItem
+from .catalog_sync import catalog_changes
+from .catalog_wire import DEFAULT_PAGE_SIZE, CatalogPage
 from .config import EngineConfig
 from .content_neighbours import ContentNeighbours
 from .encoder import Encoder
@@ -410,6 +412,13 @@ class Catalog:
                 self._prior = (seq, CatalogPrior(moments, self.config.learner))
         return self._prior[1]
 
+    def moments(self) -> tuple[int, CatalogMoments]:
+        """(catalog version, the embeddings' moments): catalog data, what a device
+        needs to fit a user's model bit for bit as the server does (docs/sync.md)."""
+        with self.env.read() as txn:
+            seq = self.store.catalog_seq(txn)
+            return seq, self.store.get_moments(txn, self.keeper.dimension)
+
     def prior_seq(self) -> int:
         """The catalog version of the cached prior (after refreshing it)."""
         self.prior()
@@ -445,3 +454,31 @@ class Catalog:
                 if stored is not None and stored.row == row:  # never a deleted item
                     hits.append(Hit(stored.item.id, score, stored.item))
         return hits
+
+    # -- device sync (catalog_sync.py) ------------------------------------------------
+
+    def changes(
+        self,
+        since: str | None = None,
+        *,
+        page: str | None = None,
+        encoding: str = "f32",
+        filters: Mapping[str, Any] | None = None,
+        newest: int | None = None,
+        titles: bool = True,
+        body: bool = False,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> CatalogPage:
+        """One page of a device's catalog sync: a full sync, or the changes since the
+        cursor ``since`` (``catalog_sync.catalog_changes``; docs/sync.md)."""
+        return catalog_changes(
+            self,
+            since,
+            page=page,
+            encoding=encoding,
+            filters=filters,
+            newest=newest,
+            titles=titles,
+            body=body,
+            page_size=page_size,
+        )

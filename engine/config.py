@@ -175,6 +175,13 @@ class EngineConfig(BaseModel):
         description="a device that has not refreshed its tokens for longer is revoked "
         "(engine/devices.py): its refresh token expires then, and it registers again",
     )
+    device_lease_days: float = Field(
+        7.0,
+        gt=0,
+        le=365,
+        description="how long a device may keep the key its copy of the user is sealed "
+        "with without syncing (engine/user_sync.py); each sync renews it",
+    )
     max_record_bytes: int = Field(32 * 1024, ge=2048)
     max_earlier_items: int = Field(
         4096,

@@ -46,6 +46,7 @@ from .rating_scale import bind_rating_scale
 from .receipts import ReceiptSigner
 from .reconcile import ReconcileReport, reconcile
 from .shared_stats import SharedStatistics
+from .user_sync import UserSync
 from .users import (
     BulkInteractReport,
     ErasureReceipt,
@@ -162,6 +163,7 @@ class Engine:
             self._fence,
         )
         self._devices = Devices(self._users.writes, clock, self.config)
+        self.sync = UserSync(self._users.writes, clock)  # device sync (engine/user_sync.py)
         self._closed = False
         # ledgers written under other settings (the collaborative layer turned on or
         # off, an older record format): recomputed from the retained events, once

@@ -13,7 +13,17 @@ from __future__ import annotations
 from .config import EngineConfig
 from .event_merge import retire
 from .record_cipher import OVERHEAD
-from .user_record import UserRecord
+from .user_record import StoredEvent, UserRecord
+
+
+def event_order(event: StoredEvent) -> tuple[int, int, int, bytes]:
+    """Where an event stands in the log: by time; within a second, the engine's events
+    by sequence number (the order they came in), then client ids by their bytes. The
+    order depends on the set of events alone, never on the order pushes arrived in,
+    so every copy folds the same events the same way (``user_sync.py``)."""
+    if isinstance(event.eid, bytes):
+        return event.ts, 1, 0, event.eid
+    return event.ts, 0, event.eid, b""
 
 
 def apply_caps(
@@ -36,7 +46,7 @@ def apply_caps(
         if user_id is not None:
             retire(record, user_id, dropped, cfg.retired_event_ids)
 
-    record.events.sort(key=lambda e: e.ts)
+    record.events.sort(key=event_order)
     if len(record.events) > cfg.max_events:
         drop(len(record.events) - cfg.max_events)
     record.trim_earlier(cfg.max_earlier_items)

@@ -8,6 +8,7 @@ The embedded SDK::
         engine.search("plant diseases")
 """
 
+from .device_client import DeviceClient, DeviceWiped
 from .engine import (
     AuditReport,
     BaseEncoder,
@@ -31,9 +32,13 @@ from .engine import (
     ReconcileReport,
     UpsertReport,
 )
+from .engine.catalog_replica import CatalogReplica, ReplicaItem
+from .engine.catalog_wire import CatalogPage, SyncItem, SyncView
 from .engine.devices import Device
+from .engine.user_sync import SyncResult
 from .errors import (
     BatchTooLargeError,
+    ClockAheadError,
     DeviceRevokedError,
     DimensionMismatchError,
     EventIdConflictError,
@@ -62,9 +67,14 @@ __all__ = [
     "BatchTooLargeError",
     "BulkInteractReport",
     "Catalog",
+    "CatalogPage",
+    "CatalogReplica",
+    "ClockAheadError",
     "DeleteReport",
     "Device",
+    "DeviceClient",
     "DeviceRevokedError",
+    "DeviceWiped",
     "DimensionMismatchError",
     "Encoder",
     "Engine",
@@ -90,10 +100,14 @@ __all__ = [
     "RatingScaleMismatchError",
     "Recommendation",
     "ReconcileReport",
+    "ReplicaItem",
     "ResetRequiredError",
     "StaleGenerationError",
     "StoreBusyError",
     "StoreFormatError",
+    "SyncItem",
+    "SyncResult",
+    "SyncView",
     "TooManyDevicesError",
     "UpsertReport",
     "UserErasedError",

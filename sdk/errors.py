@@ -114,6 +114,21 @@ class ResetRequiredError(OwnrankError):
         )
 
 
+class ClockAheadError(InvalidInputError):
+    """A pushed event is dated further ahead of the server's clock than a device's
+    clock may drift (``user_sync.MAX_FUTURE_SECONDS``): nothing was stored."""
+
+    code = "clock_ahead"
+
+    def __init__(self, latest: str, server_time: str) -> None:
+        super().__init__(
+            f"a pushed event is dated {latest}, too far ahead of the server's clock "
+            f"({server_time}); fix the device's clock",
+            latest=latest,
+            server_time=server_time,
+        )
+
+
 class VersionConflictError(OwnrankError):
     """A write that replaces state named the version it expected to replace, and the
     stored record is at another one (someone wrote since): nothing was written."""

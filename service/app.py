@@ -17,10 +17,12 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from .. import BaseEncoder, Encoder, Engine, EngineConfig, __version__
 from .auth import Authenticator, admin_keys, load_signer
+from .demo_page import demo_enabled, install_demo
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObserveMiddleware
@@ -30,8 +32,11 @@ from .rating_scale import describe_rating_scale
 from .routes_catalog import router as catalog_router
 from .routes_devices import router as devices_router
 from .routes_ops import router as ops_router
+from .routes_sync import router as sync_router
+from .routes_sync_catalog import router as sync_catalog_router
 from .routes_users import router as users_router
 from .settings import ServiceSettings
+from .static_mounts import name_mounts
 
 log = logging.getLogger("ownrank.service")
 
@@ -61,8 +66,10 @@ def create_app(
     encoder_factory: EncoderFactory | None = None,
     engine_config: EngineConfig | None = None,
     engine: Engine | None = None,
+    demo: bool = False,
 ) -> FastAPI:
-    """The service app. With ``engine``, that engine is used and left open on shutdown."""
+    """The service app. With ``engine``, that engine is used and left open on shutdown;
+    with ``demo``, the demo page and its routes are mounted (``demo_page.py``)."""
     settings = settings or ServiceSettings.from_env()
     metrics = Metrics()
     make_encoder = encoder_factory or default_encoder
@@ -99,7 +106,8 @@ def create_app(
             if own:
                 await run_in_threadpool(opened.close)
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the package, not from a CDN
+    app = FastAPIOffline(
         title="ownrank",
         version=__version__,
         description=DESCRIPTION,
@@ -120,6 +128,11 @@ def create_app(
     app.include_router(users_router)
     app.include_router(devices_router)
     app.include_router(ops_router)
+    app.include_router(sync_catalog_router)
+    app.include_router(sync_router)
+    if demo:
+        install_demo(app)
+    name_mounts(app)  # the docs' and the demo's files, counted under their mount path
     # outermost first: ids, logs and metrics see everything, the body limit included
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=metrics)
@@ -128,4 +141,4 @@ def create_app(
 
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory``: settings from ``OWNRANK_*`` variables."""
-    return create_app(ServiceSettings.from_env())
+    return create_app(ServiceSettings.from_env(), demo=demo_enabled())

@@ -309,6 +309,12 @@ async def _check_device(request: Request, principal: Principal) -> None:
         raise ApiError(503, "not_ready", "the engine is not open yet")
     assert principal.user_id is not None and principal.device_id is not None
     if not await run_in_threadpool(engine.device_active, principal.user_id, principal.device_id):
+        if await run_in_threadpool(engine.sync.status, principal.user_id) == "erased":
+            raise ApiError(  # every copy of an erased user resets (docs/sync.md)
+                409,
+                "user_erased",
+                "this user was erased: wipe the device's copy; nothing was written",
+            )
         raise ApiError(
             401,
             "device_revoked",

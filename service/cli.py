@@ -1,6 +1,8 @@
 """The ``ownrank`` command line: ingest, search, similar, info, delete, reindex, demo,
-serve (the HTTP service) and token (mint a user token); the erasure commands (erase,
-audit, verify-receipt, backup, restore, compact, key rotation) are in ``cli_erasure``.
+serve (the HTTP service) and token (mint a user token); the user commands (recommend,
+interact, export, import, forget, consent, recreate) are in ``cli_users``, the erasure
+commands (erase, audit, verify-receipt, backup, restore, compact, key rotation) in
+``cli_erasure``.
 
 Every command works on one data directory (``--data-dir``, or the
 ``OWNRANK_DATA_DIR`` environment variable, default ``./ownrank-data``).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +40,7 @@ from .cli_common import (
     open_engine,
 )
 from .cli_erasure import erasure_app
+from .cli_users import users_app
 from .ingest import FileFormat, IngestSummary, detect_format, ingest_file, read_records
 
 app = typer.Typer(
@@ -188,14 +192,17 @@ def search(
     text: str,
     n: NOpt = 10,
     filters: FilterOpt = None,
+    user: Annotated[
+        str | None, typer.Option("--user", "-u", help="Personalize for this user.")
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     model_dir: ModelDir = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Semantic search over the catalog."""
+    """Semantic search over the catalog; with --user, re-ranked by that user's model."""
     parsed = _parse_filter(filters)
     with open_engine(data_dir, model_dir) as engine:
-        _print_hits(engine.search(text, n, parsed), as_json)
+        _print_hits(engine.search(text, n, parsed, user_id=user), as_json)
 
 
 @app.command()
@@ -397,7 +404,11 @@ def serve(
     threads: Threads = 1,
     demo_mode: Annotated[
         bool,
-        typer.Option("--demo", help="Load the demo catalog and print a key and a token first."),
+        typer.Option(
+            "--demo",
+            help="Load the demo catalog, print a key and a token, and serve the demo page at / "
+            "(shared statistics: collaborative unless chosen).",
+        ),
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     rating_scale: ScaleOpt = None,
@@ -418,6 +429,8 @@ def serve(
     chosen: dict[str, str] = {} if scale is None else {"rating_scale": str(scale)}
     if shared_statistics is not None:
         chosen["shared_statistics"] = shared_statistics
+    elif demo_mode and not os.environ.get("OWNRANK_SHARED_STATISTICS"):
+        chosen["shared_statistics"] = "collaborative"  # the demo page shows that part too
     try:  # options over OWNRANK_* variables, validated together
         settings = ServiceSettings.model_validate(
             {
@@ -450,7 +463,11 @@ def serve(
         from .demo_setup import DEMO_TOKEN_TTL, DEMO_USER, banner
 
         token_text, _claims = prepared.signer.mint(DEMO_USER, DEMO_TOKEN_TTL)
+        typer.echo(f"\nownrank demo page: {url}/   (open it in a browser; docs/demo.md)")
         typer.echo(banner(url, settings.data_dir, demo_facts, prepared.admin_keys[0], token_text))
+    from .demo_page import DEMO_ENV
+
+    os.environ[DEMO_ENV] = "true" if demo_mode else "false"  # read by every worker
     run_server(settings, host=host, port=port, workers=workers, log_level=log_level)
 
 
@@ -499,7 +516,9 @@ def main() -> None:  # pragma: no cover - console script entry
     app()
 
 
-# The erasure commands, defined in ``cli_erasure``: listed after the ones above.
+# The user commands (``cli_users``) and the erasure commands (``cli_erasure``): listed
+# after the ones above.
+app.registered_commands.extend(users_app.registered_commands)
 app.registered_commands.extend(erasure_app.registered_commands)
 
 __all__ = ["app", "main"]

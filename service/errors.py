@@ -40,6 +40,7 @@ SDK_STATUS = {
     "event_id_conflict": 409,
     "reset_required": 409,
     "version_conflict": 412,
+    "clock_ahead": 422,
     "store_busy": 409,
     "device_revoked": 401,
     "too_many_devices": 409,

@@ -490,3 +490,33 @@ class CatalogStore:
         for _key, raw in cursor.iternext(keys=True, values=True):
             changes.append(CatalogChange.from_bytes(raw))
         return changes
+
+    def changes_between(self, txn: Any, seq: int, until: int) -> list[CatalogChange] | None:
+        """The changes after ``seq`` up to ``until`` (inclusive), in order; None when the
+        log no longer reaches back to ``seq`` or ``until`` is not in it (ahead of the
+        store, or trimmed). Device catalog sync reads a fixed range page after page."""
+        if seq < 0 or seq > until or until > self.catalog_seq(txn):
+            return None
+        if seq == until:
+            return []
+        cursor = txn.cursor(db=self.log)
+        if not cursor.set_key(row_key(seq + 1)):
+            return None
+        changes = []
+        last = row_key(until)
+        for key, raw in cursor.iternext(keys=True, values=True):
+            if bytes(key) > last:
+                break
+            changes.append(CatalogChange.from_bytes(raw))
+        return changes
+
+    def vectors_from(
+        self, txn: Any, row: int, dimension: int
+    ) -> Iterator[tuple[int, str, np.ndarray]]:
+        """``iter_vectors`` from ``row`` on (rows ascending): a page of a device sync."""
+        cursor = txn.cursor(db=self.vectors)
+        if not cursor.set_range(row_key(max(row, 0))):
+            return
+        for key, raw in cursor.iternext(keys=True, values=True):
+            item_id, vec = self._decode_vector(raw, dimension)
+            yield row_from_key(key), item_id, vec

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import ADMIN, ADMIN_KEY, api_client, bearer, sample_items, token_for
+from api_support import ADMIN, ADMIN_KEY, api_client, bearer, sample_items, settings_for, token_for
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from ownrank.service.app import create_app
 from ownrank.service.logs import JsonFormatter
+
+from conftest import WordHashEncoder
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # what answers without a credential: operations, the docs, the receipt public keys, and
@@ -35,6 +38,10 @@ OPEN_ROUTES = {
 }
 DOC_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 BODY_CREDENTIAL_ROUTES = {"/devices/refresh"}  # open, but a bare request lacks the body: 422
+# with ``ownrank serve --demo`` only (docs/demo.md): the page, a fresh visitor's token,
+# the catalog's topics, and a receipt check (422 without a receipt)
+DEMO_ROUTES = {"/", "/demo/visitor", "/demo/catalog", "/demo/verify-receipt"}
+DEMO_BODY_ROUTES = {"/demo/verify-receipt"}
 
 
 @pytest.fixture
@@ -116,19 +123,34 @@ def _routes(routes: list[Any]) -> list[tuple[str, str]]:
     return out
 
 
-def test_only_documented_routes_answer_without_a_credential(client: TestClient) -> None:
+def _check_open_routes(client: TestClient, open_routes: set[str], body_routes: set[str]) -> None:
     routes = _routes(client.app.routes)  # type: ignore[attr-defined]
-    assert {path for _m, path in routes} >= OPEN_ROUTES
+    assert {path for _m, path in routes} >= open_routes
     for method, path in routes:
         concrete = re.sub(r"\{[^}]+\}", "jazz-0", path)
         response = client.request(method, concrete)
-        if path in BODY_CREDENTIAL_ROUTES:
+        if path in body_routes:
             assert response.status_code == 422, (method, path, response.status_code)
-        elif path in OPEN_ROUTES:
+        elif path in open_routes:
             assert response.status_code == 200, (method, path, response.status_code)
         else:
             assert response.status_code == 401, (method, path, response.status_code)
             assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
+
+
+def test_only_documented_routes_answer_without_a_credential(client: TestClient) -> None:
+    _check_open_routes(client, OPEN_ROUTES, BODY_CREDENTIAL_ROUTES)
+    assert not {path for _m, path in _routes(client.app.routes)} & DEMO_ROUTES  # type: ignore[attr-defined]
+
+
+def test_in_demo_mode_the_demo_routes_are_open_too(tmp_path: Path) -> None:
+    app = create_app(
+        settings_for(tmp_path / "data"), encoder_factory=lambda _s: WordHashEncoder(), demo=True
+    )
+    with TestClient(app, raise_server_exceptions=False) as demo:
+        _check_open_routes(
+            demo, OPEN_ROUTES | DEMO_ROUTES, BODY_CREDENTIAL_ROUTES | DEMO_BODY_ROUTES
+        )
 
 
 def test_readme_names_every_open_route() -> None:

@@ -346,8 +346,9 @@ def test_erasing_the_user_kills_every_device_token(client: TestClient) -> None:
     phone = register(client, "ann", bearer(token_for(client, "ann")))
     erased = client.delete("/users/ann", headers=bearer(phone["access_token"]))
     assert erased.status_code == 200, erased.text
+    # while the user stays erased, the device is told so: wipe the copy (docs/sync.md)
     response = recommend(client, "ann", phone["access_token"])
-    assert response.status_code == 401 and code(response) == "device_revoked"
+    assert response.status_code == 409 and code(response) == "user_erased"
     assert code(refresh(client, phone["refresh_token"])) == "device_revoked"
     recreated = client.post("/users/ann/recreate", json={"shared_statistics": False}, headers=ADMIN)
     assert recreated.status_code == 200, recreated.text

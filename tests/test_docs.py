@@ -1,5 +1,6 @@
 """Everything a user can call is documented (the idea of sqlite-utils' test_docs.py): each
-HTTP route in the README's endpoint table, each CLI command in its command list."""
+HTTP route in the README's endpoint table (the demo page's in docs/demo.md), each CLI
+command in docs/cli.md's command list (the README shows the most used)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ from pathlib import Path
 
 from fastapi.routing import APIRoute
 
-from ownrank.service import routes_catalog, routes_devices, routes_ops, routes_users
+from ownrank.service import (
+    routes_catalog,
+    routes_devices,
+    routes_ops,
+    routes_sync,
+    routes_sync_catalog,
+    routes_users,
+)
 from ownrank.service.cli import app as cli_app
+from ownrank.service.demo_page import STATIC_URL
+from ownrank.service.demo_page import router as demo_router
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -22,6 +32,8 @@ def _api_routes() -> set[tuple[str, str]]:
             routes_users.router,
             routes_devices.router,
             routes_ops.router,
+            routes_sync_catalog.router,
+            routes_sync.router,
         )
         for route in router.routes
         if isinstance(route, APIRoute)
@@ -47,14 +59,38 @@ def test_every_route_is_in_the_endpoint_table() -> None:
     assert not stale, sorted(stale)
 
 
+def _listed_commands(text: str) -> set[str]:
+    return set(re.findall(r"^ownrank ([a-z-]+)", text, re.M))
+
+
 def test_every_command_is_in_the_command_list() -> None:
     commands = {
         c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
         for c in cli_app.registered_commands
     }
-    block = README[README.index("## Command line") :]
-    listed = set(re.findall(r"^ownrank ([a-z-]+)", block, re.M))
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    listed = _listed_commands((docs / "cli.md").read_text())
     assert commands - listed == set(), sorted(commands - listed)
+    assert listed - commands == set(), sorted(listed - commands)
+    block = README[README.index("## Command line") :]
+    shown = _listed_commands(block)
+    assert shown and shown <= commands, sorted(shown - commands)
+    assert "docs/cli.md" in block
+
+
+def test_every_demo_route_is_in_the_demo_page_table() -> None:
+    """The demo's routes (``service/demo_page.py``) are docs/demo.md's table exactly."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "demo.md").read_text()
+    start = page.index("| endpoint | what |")
+    table = page[start : page.index("\n\n", start)]
+    documented = set(re.findall(r"^\| `([A-Z]+) (/[^`]*)`", table, re.M))
+    routes = {
+        (method, route.path)
+        for route in demo_router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    } | {("GET", "/"), ("GET", STATIC_URL + "/...")}
+    assert documented == routes
 
 
 def test_the_readme_stays_short_and_its_links_resolve() -> None:

@@ -23,8 +23,11 @@ EXPORTS = {
     "ReconcileReport", "StaleGenerationError", "StoreBusyError", "StoreFormatError",
     "UpsertReport", "UserErasedError", "__version__",
     "EventIdConflictError", "ResetRequiredError", "VersionConflictError",
+    "ClockAheadError", "SyncResult", "DeviceClient", "DeviceWiped",
     # devices (engine/devices.py)
     "Device", "DeviceRevokedError", "TooManyDevicesError",
+    # device catalog sync (engine/catalog_sync.py, catalog_wire.py, catalog_replica.py)
+    "CatalogPage", "CatalogReplica", "ReplicaItem", "SyncItem", "SyncView",
 }  # fmt: skip
 
 ENGINE_PUBLIC = {
@@ -37,7 +40,7 @@ ENGINE_PUBLIC = {
     "device_active", "devices", "refresh_device", "register_device", "revoke_device",
     # attributes and properties
     "catalog", "config", "data_dir", "encoder", "fingerprint", "last_reconcile",
-    "warm_up_seconds", "ledgers_upgraded",
+    "warm_up_seconds", "ledgers_upgraded", "sync",
 }  # fmt: skip
 
 
