@@ -36,21 +36,7 @@ _EPOCH = date(1970, 1, 1)
 
 
 def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
-    events = []
-    for e in record.events:
-        out: dict[str, Any] = {"id": id_text(user_id, record.generation, e.eid)}
-        if not isinstance(e.eid, bytes):
-            out["seq"] = e.eid  # the engine assigned the id: its sequence number
-        out["kind"] = e.kind.name
-        if e.is_search:
-            out["query"] = e.ref
-        else:
-            out["item_id"] = e.ref
-        if e.value is not None:
-            out["value"] = e.value
-        out["weight"] = e.weight
-        out["timestamp"] = iso_seconds(e.ts)
-        events.append(out)
+    events = [export_event(user_id, record.generation, e) for e in record.events]
     model = None
     if record.model is not None:
         m = record.model
@@ -98,6 +84,23 @@ def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
             for d in record.devices
         ],
     }
+
+
+def export_event(user_id: str, generation: int, e: StoredEvent) -> dict[str, Any]:
+    """One retained event as an export lists it (and a sync answer, ``user_sync.py``)."""
+    out: dict[str, Any] = {"id": id_text(user_id, generation, e.eid)}
+    if not isinstance(e.eid, bytes):
+        out["seq"] = e.eid  # the engine assigned the id: its sequence number
+    out["kind"] = e.kind.name
+    if e.is_search:
+        out["query"] = e.ref
+    else:
+        out["item_id"] = e.ref
+    if e.value is not None:
+        out["value"] = e.value
+    out["weight"] = e.weight
+    out["timestamp"] = iso_seconds(e.ts)
+    return out
 
 
 def missing_user(user_id: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ import msgpack
 
 from ..errors import ClockAheadError, InvalidInputError, StaleGenerationError, UserErasedError
 from .event_ids import parse_event_id
-from .event_merge import event_id, merge_events, retire
+from .event_merge import IncomingBatch, event_id, merge_events, retire
 from .events import Event
 from .record_store import check_user_id
 from .times import iso_seconds
@@ -69,14 +69,19 @@ def event_checksum(raw_id: bytes, event: StoredEvent) -> int:
     return int.from_bytes(hashlib.blake2b(packed, digest_size=8).digest(), "little")
 
 
+def events_checksum(
+    user_id: str, generation: int, events: Sequence[StoredEvent]
+) -> tuple[int, int]:
+    """(count, checksum) of an event set: the sum of the event checksums, mod 2^64."""
+    total = sum(event_checksum(event_id(user_id, generation, e), e) for e in events)
+    return len(events), total % 2**64
+
+
 def set_checksum(user_id: str, record: UserRecord | None) -> tuple[int, int]:
-    """(count, checksum) of the user's event set: the sum of the event checksums."""
+    """(count, checksum) of the user's stored event set."""
     if record is None:
         return 0, 0
-    total = 0
-    for e in record.events:
-        total += event_checksum(event_id(user_id, record.generation, e), e)
-    return len(record.events), total % 2**64
+    return events_checksum(user_id, record.generation, record.events)
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ class UserSync:
         ):
             raise InvalidInputError("generation is a non-negative integer")
         now = self.clock()
-        self._check_push(push, now)
+        found = self._checked_push(push, now)
         forget_ids = {parse_event_id(text) for text in forget}
         key = self.records.key(user_id)
         state = self.records.fence.state(key)
@@ -143,7 +148,6 @@ class UserSync:
             raise UserErasedError(user_id)
         if generation is not None and state is not None and generation < state.generation:
             raise StaleGenerationError(user_id, generation, state.generation)
-        found = self.writes.incoming(push)
         outcome: dict[str, Any] = {}
 
         def apply(record: UserRecord | None) -> UserRecord | None:
@@ -188,8 +192,9 @@ class UserSync:
             server_time=int(now),
         )
 
-    def _check_push(self, push: Sequence[Event | Mapping[str, Any]], now: float) -> None:
-        """Pushed events carry the device's id and time, none too far ahead."""
+    def _checked_push(self, push: Sequence[Event | Mapping[str, Any]], now: float) -> IncomingBatch:
+        """The pushed events, validated: each carries the device's id and time, none
+        too far ahead of the server's clock."""
         if not isinstance(push, list | tuple):
             raise InvalidInputError("push must be a list of events")
         problems = []
@@ -202,10 +207,11 @@ class UserSync:
                 f"{len(problems)} invalid event(s), nothing stored: " + " | ".join(problems[:5]),
                 problems=problems,
             )
-        events = self.writes.incoming(push).events
-        ahead = [e.event for e in events if e.event.ts > now + MAX_FUTURE_SECONDS]
+        found = self.writes.incoming(push)
+        ahead = [e.event for e in found.events if e.event.ts > now + MAX_FUTURE_SECONDS]
         if ahead:
             raise ClockAheadError(iso_seconds(max(e.ts for e in ahead)), iso_seconds(int(now)))
+        return found
 
     def lease(self, user_id: str, device_id: str, days: float) -> tuple[bytes, int] | None:
         """The key a device seals its copy of the user with, and until when it may keep

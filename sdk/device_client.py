@@ -47,9 +47,9 @@ from .engine.events import Event
 from .engine.personal_model import CatalogPrior, fit
 from .engine.record_caps import event_order
 from .engine.times import iso_seconds
-from .engine.user_export import parse_export
+from .engine.user_export import export_event, parse_export
 from .engine.user_record import PersonalModel, StoredEvent
-from .engine.user_sync import event_checksum
+from .engine.user_sync import events_checksum
 from .errors import InvalidInputError, OwnrankError
 from .storage.catalog_store import CatalogMoments
 
@@ -129,11 +129,7 @@ class DeviceClient:
 
     def checksum(self) -> tuple[int, int]:
         """(count, checksum) of the device's event set, as the server computes it."""
-        generation, total = self.generation or 0, 0
-        events = self.events()
-        for e in events:
-            total += event_checksum(event_id(self.user_id, generation, e), e)
-        return len(events), total % 2**64
+        return events_checksum(self.user_id, self.generation or 0, self.events())
 
     # -- offline ------------------------------------------------------------------------
 
@@ -321,7 +317,8 @@ class DeviceClient:
         equal, so it sent none): the events, as an export lists them."""
         record = dict(self.state["record"])
         record["version"], record["generation"] = answer["version"], answer["generation"]
-        record["events"] = [_exported(self.user_id, answer["generation"], e) for e in self.events()]
+        generation = answer["generation"]
+        record["events"] = [export_event(self.user_id, generation, e) for e in self.events()]
         return record
 
     # -- the sealed copy and the lease ----------------------------------------------------
@@ -405,17 +402,3 @@ def _stored(raw: Mapping[str, Any]) -> StoredEvent:
         int(event.timestamp.timestamp()),
         parse_event_id(event.id),
     )
-
-
-def _exported(user_id: str, generation: int, e: StoredEvent) -> dict[str, Any]:
-    from .engine.event_merge import id_text
-
-    out: dict[str, Any] = {"id": id_text(user_id, generation, e.eid), "kind": e.kind.name}
-    if not isinstance(e.eid, bytes):
-        out["seq"] = e.eid
-    out["query" if e.is_search else "item_id"] = e.ref
-    if e.value is not None:
-        out["value"] = e.value
-    out["weight"] = e.weight
-    out["timestamp"] = iso_seconds(e.ts)
-    return out

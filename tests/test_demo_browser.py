@@ -19,11 +19,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -31,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from live_server import running_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -57,12 +53,6 @@ def _browser() -> tuple[str, str]:
         _unavailable("no headless Chromium: apt-get install chromium chromium-driver")
     assert binary is not None and driver is not None
     return binary, driver
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -96,51 +86,17 @@ def driver() -> Iterator[Any]:
 def server(tmp_path_factory: pytest.TempPathFactory, driver: Any) -> Iterator[str]:
     """``ownrank serve --demo`` (after the browser: no wait for a service when no browser)."""
     root = tmp_path_factory.mktemp("demo-browser")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OWNRANK_")}
-    env["HF_HUB_OFFLINE"] = "1"
     log_path = root / "server.log"
-    ownrank = Path(sys.executable).with_name("ownrank")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(ownrank),
-                "serve",
-                "--demo",
-                "--data-dir",
-                str(root / "data"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the demo service did not become ready"
-            time.sleep(0.5)
-        yield url
+        with running_service(
+            root / "data", log_path, args=["--demo"], env=env, startup_seconds=STARTUP_SECONDS
+        ) as url:
+            yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
         ARTIFACTS.mkdir(exist_ok=True)
-        shutil.copyfile(log_path, ARTIFACTS / "demo-server.log")
+        if log_path.exists():
+            shutil.copyfile(log_path, ARTIFACTS / "demo-server.log")
 
 
 # -- reading the page -------------------------------------------------------------------

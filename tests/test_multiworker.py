@@ -9,17 +9,13 @@ opening connections until the other worker answers.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from live_server import running_service
 
 ADMIN_KEY = "multiworker-admin-key"
 HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -27,51 +23,18 @@ WORKER = "X-Ownrank-Worker"
 STARTUP_SECONDS = 180
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir = tmp_path_factory.mktemp("multiworker") / "data"
-    port = free_port()
-    env = {
-        **os.environ,
-        "OWNRANK_ADMIN_KEYS": ADMIN_KEY,
-        "HF_HUB_OFFLINE": "1",
-    }
-    log = (data_dir.parent / "server.log").open("wb")
-    ownrank = Path(sys.executable).with_name("ownrank")
-    proc = subprocess.Popen(
-        [str(ownrank), "serve", "--data-dir", str(data_dir), "--port", str(port), "--workers", "2"],
+    env = {**os.environ, "OWNRANK_ADMIN_KEYS": ADMIN_KEY}
+    with running_service(
+        data_dir,
+        data_dir.parent / "server.log",
+        args=["--workers", "2"],
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the workers go down with it
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert proc.poll() is None, (data_dir.parent / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.5)
+        startup_seconds=STARTUP_SECONDS,
+    ) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def fresh(url: str) -> httpx.Client:

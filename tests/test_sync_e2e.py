@@ -6,11 +6,7 @@ stale replay after it (409, nothing written, audit clean), and re-creation."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from api_support import sample_items
-from test_multiworker import free_port
+from live_server import running_service
 
 from ownrank import DeviceClient
 
@@ -30,40 +26,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("sync-e2e")
-    port = free_port()
-    env = {**os.environ, "OWNRANK_ADMIN_KEYS": ADMIN_KEY, "HF_HUB_OFFLINE": "1"}
-    log = (root / "server.log").open("wb")
-    ownrank = Path(sys.executable).with_name("ownrank")
-    proc = subprocess.Popen(
-        [str(ownrank), "serve", "--data-dir", str(root / "data"), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (root / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service did not become ready"
-            time.sleep(0.5)
+    env = {**os.environ, "OWNRANK_ADMIN_KEYS": ADMIN_KEY}
+    with running_service(root / "data", root / "server.log", env=env) as url:
         items = httpx.post(f"{url}/items", json={"items": sample_items(30)}, headers=ADMIN)
         assert items.status_code == 200, items.text
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def new_device(url: str, user: str, path: Path) -> DeviceClient:
