@@ -549,7 +549,7 @@ def run_synthetic(
             stats, results["selective"] = measure_queries(search(selective), n, args.warmup)
             out["search_selective_filter"] = stats
             assert topic is not None and selective is not None
-            table = engine.catalog.keeper._ensure_table()
+            table = engine.catalog.keeper.property_table()
             matched = {
                 "topic": int(table.matching_rows(topic).size),
                 "selective": int(table.matching_rows(selective).size),

@@ -6,7 +6,7 @@ product; ``hnsw``: the graph ``EngineConfig(index_kind="auto")`` switches to at
 with the engine's default parameters (``EngineConfig``: M, efConstruction,
 efSearch, FAISS threads), this measures:
 
-- build: vectors added in batches of ``_REBUILD_BATCH`` (how ``IndexKeeper`` builds
+- build: vectors added in batches of ``REBUILD_BATCH`` (how ``IndexKeeper`` builds
   an index from LMDB), seconds and vectors/s;
 - memory: RSS growth over the build, the build's RSS peak above its start, the
   bytes of the index file ``VectorIndex.save`` writes, and an estimate from the
@@ -94,7 +94,7 @@ from catalog_bench import (
 from threadpoolctl import threadpool_limits
 
 from ownrank import EngineConfig
-from ownrank.engine.index_keeper import _REBUILD_BATCH, IndexKeeper
+from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper
 from ownrank.storage.vector_index import IndexType, VectorIndex
 
 Vectors = npt.NDArray[np.float32]
@@ -120,7 +120,7 @@ class Settings:
     flat_queries: int | None = None  # timed flat queries (None: ``queries``)
     kinds: tuple[IndexType, ...] = KINDS
     filter_topics: int = 1  # topics (of 12) a filtered query admits
-    batch: int = _REBUILD_BATCH
+    batch: int = REBUILD_BATCH
     seed: int = 1234
     config: EngineConfig = field(default_factory=EngineConfig)
     data_dir: Path | None = None  # where index files are written to measure them
@@ -299,7 +299,7 @@ def index_search(
 def engine_filtered_search(
     index: VectorIndex, config: EngineConfig, k: int, allowed: Sequence[Rows]
 ) -> SearchOne:
-    """The engine's whole filtered path for one query: ``IndexKeeper._search_within``
+    """The engine's whole filtered path for one query: ``IndexKeeper.search_within``
     (flat: ID selector; HNSW: exact scoring of small admitted sets, else the HNSW
     filtered search with exact fallback when it comes back short).
 
@@ -310,7 +310,7 @@ def engine_filtered_search(
     keeper.config = config
 
     def run(i: int, query: Vectors) -> tuple[Scores, Rows]:
-        found = keeper._search_within(query[0], k, allowed[i % len(allowed)])
+        found = keeper.search_within(query[0], k, allowed[i % len(allowed)])
         rows = np.fromiter((r for r, _ in found), dtype=np.int64, count=len(found))
         scores = np.fromiter((s for _, s in found), dtype=np.float32, count=len(found))
         return scores, rows
@@ -579,7 +579,7 @@ def print_table(result: Json) -> None:
         "* the kind EngineConfig(index_kind='auto') uses at that size. Filtered (k=10, "
         f"{result['settings']['filter_topics']} topic(s) of 12 admitted): "
         "'index' = VectorIndex.search(allowed=...), 'short' = queries "
-        "it returned < 10 rows for; 'engine' = IndexKeeper._search_within, i.e. what a "
+        "it returned < 10 rows for; 'engine' = IndexKeeper.search_within, i.e. what a "
         "filtered query costs in the engine:"
     )
     for size in result["sizes"].values():
@@ -624,7 +624,7 @@ def run(args: argparse.Namespace) -> Json:
             for k, v in asdict(settings).items()
             if k != "config"
         },
-        "rebuild_batch": _REBUILD_BATCH,
+        "rebuild_batch": REBUILD_BATCH,
         "sizes": {},
     }
     say(f"machine: {json.dumps(result['machine'])}")

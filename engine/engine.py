@@ -37,6 +37,7 @@ from .audit import AuditReport, audit_user
 from .catalog import Catalog, Hit
 from .config import EngineConfig
 from .devices import Device, Devices
+from .diagnostics import Diagnostics
 from .encoder import Encoder, load_encoder
 from .events import Event, RatingScale
 from .index_keeper import IndexKeeper
@@ -519,13 +520,10 @@ class Engine:
         self.catalog.keeper.rebuild()
         self.catalog.keeper.save(force=True)
 
-    def _shared_facts(self) -> dict[str, Any]:
-        """The mode, and the collaborative statistic's size (rows, pair entries, bytes)."""
-        facts: dict[str, Any] = {"mode": self.config.shared_statistics}
-        if self._shared.collaborative:
-            with self._env.read() as txn:
-                facts["collaborative"] = self._shared.co.size(txn)
-        return facts
+    @property
+    def diagnostics(self) -> Diagnostics:
+        """Sizes, counts and timings of the store's internals (benchmarks, operators)."""
+        return Diagnostics(self._env, self._users, self._shared, self.catalog)
 
     def info(self, *, check_items: bool = True) -> dict[str, Any]:
         """Counts, model, index and sizes; with ``check_items``, also the items stored
@@ -551,7 +549,7 @@ class Engine:
                 "file_bytes": index_file.stat().st_size if index_file.exists() else 0,
             },
             "neighbours": dataclasses.asdict(self.catalog.neighbours.status()),
-            "shared_statistics": self._shared_facts(),
+            "shared_statistics": self.diagnostics.shared_facts(),
             "lmdb": {
                 "file_bytes": self._env.file_size(),
                 "used_bytes": lmdb_stat["used_bytes"],

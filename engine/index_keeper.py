@@ -49,7 +49,7 @@ from .property_table import PropertyTable, filter_fields
 log = logging.getLogger(__name__)
 
 Rows = npt.NDArray[np.int64]
-_REBUILD_BATCH = 8_192
+REBUILD_BATCH = 8_192
 _EXACT_CHUNK = 65_536
 _BATCH_EXACT_LIMIT = 16_384  # admitted rows copied once for a batch of filtered queries
 _ADMITTED_CACHE_BYTES = 64 * 2**20
@@ -126,7 +126,7 @@ class IndexKeeper:
         for row, _item_id, vec in self.store.iter_vectors(txn, self.dimension):
             rows.append(row)
             vecs.append(vec)
-            if len(rows) >= _REBUILD_BATCH:
+            if len(rows) >= REBUILD_BATCH:
                 index.add(np.asarray(rows, np.int64), np.stack(vecs))
                 rows, vecs = [], []
         if rows:
@@ -206,9 +206,9 @@ class IndexKeeper:
         """Catch up with LMDB and build the property table now rather than on the first
         search or recommend (at 20k items the table alone takes ~0.4 s)."""
         self.sync()
-        self._ensure_table()
+        self.property_table()
 
-    def _ensure_table(self) -> PropertyTable:
+    def property_table(self) -> PropertyTable:
         """Build the property table at exactly the index's snapshot (caller holds no lock)."""
         table = self.table
         while table is None:
@@ -230,7 +230,7 @@ class IndexKeeper:
     ) -> list[tuple[int, float]]:
         """The best ``n`` live rows for ``query`` as (row, score), best first."""
         self.sync()
-        table = self._ensure_table() if expr is not None else None
+        table = self.property_table() if expr is not None else None
         excluded = np.asarray(exclude if exclude is not None else [], dtype=np.int64)
         with self.lock.reading():
             if table is None:
@@ -238,7 +238,7 @@ class IndexKeeper:
             allowed = table.matching_rows(expr) if expr is not None else table.rows()
             if excluded.size:
                 allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
-            return self._search_within(query, n, allowed)
+            return self.search_within(query, n, allowed)
 
     def search_many(
         self, queries: np.ndarray, sizes: Sequence[int], expr: Expr | None = None
@@ -300,7 +300,7 @@ class IndexKeeper:
         """Filtered ``search_many``: the filter is evaluated once, and when the exact
         path applies the admitted vectors are read once for all the queries."""
         self.sync()
-        table = self._ensure_table()
+        table = self.property_table()
         with self.lock.reading():
             allowed = table.matching_rows(expr)
             if allowed.size == 0:
@@ -352,11 +352,11 @@ class IndexKeeper:
         self, queries: np.ndarray, sizes: Sequence[int], allowed: Rows
     ) -> list[list[tuple[int, float]]]:
         """Filtered queries admitting more rows than one copy is worth (caller holds the
-        read lock): each query as ``_search_within`` would answer it, except that the
+        read lock): each query as ``search_within`` would answer it, except that the
         queries HNSW answers short share one exact pass over the admitted rows (at 1M
         items and a 1/12 filter, each exact pass copies ~83k vectors)."""
         answers = [
-            self._search_within(q, k, allowed, exact=False)
+            self.search_within(q, k, allowed, exact=False)
             for q, k in zip(queries, sizes, strict=True)
         ]
         short = [i for i, found in enumerate(answers) if found is None]
@@ -367,16 +367,16 @@ class IndexKeeper:
         return [found if found is not None else exact[i] for i, found in enumerate(answers)]
 
     @overload
-    def _search_within(
+    def search_within(
         self, query: np.ndarray, n: int, allowed: Rows, *, exact: Literal[True] = True
     ) -> list[tuple[int, float]]: ...
 
     @overload
-    def _search_within(
+    def search_within(
         self, query: np.ndarray, n: int, allowed: Rows, *, exact: Literal[False]
     ) -> list[tuple[int, float]] | None: ...
 
-    def _search_within(
+    def search_within(
         self, query: np.ndarray, n: int, allowed: Rows, *, exact: bool = True
     ) -> list[tuple[int, float]] | None:
         """The best ``n`` of the ``allowed`` rows; with ``exact=False``, None where the
@@ -433,7 +433,7 @@ class IndexKeeper:
         if expr is None:
             return None
         self.sync()
-        table = self._ensure_table()
+        table = self.property_table()
         with self.lock.reading():
             return table.matching_rows(expr)
 
@@ -443,7 +443,7 @@ class IndexKeeper:
         self.sync()
         if expr is None and self.index.live_count > limit:
             return None  # no table needed to know there are too many
-        table = self._ensure_table()
+        table = self.property_table()
         with self.lock.reading():
             rows = table.matching_rows(expr) if expr is not None else table.rows()
             return None if rows.size > limit else rows
@@ -456,7 +456,7 @@ class IndexKeeper:
         kinds store float32 vectors as given, so these are the bits LMDB holds, read
         without a decode per row. Rows the index does not hold (written by another
         process since its last catch-up) are left to the caller."""
-        table = self._ensure_table()
+        table = self.property_table()
         with self.lock.reading():
             # tombstoned rows are not in the table
             found = table.item_ids_of(rows)
@@ -473,7 +473,7 @@ class IndexKeeper:
         """The vectors of those of ``item_ids`` that are live, after a catch-up with LMDB,
         from the in-memory index (None: the index changed under us; read LMDB instead)."""
         self.sync()
-        table = self._ensure_table()
+        table = self.property_table()
         with self.lock.reading():
             found = [(i, r) for i in item_ids if (r := table.row_of(i)) is not None]
             try:
@@ -484,14 +484,14 @@ class IndexKeeper:
 
     def live_rows(self, item_ids: Iterable[str]) -> list[int | None]:
         """Each item's live row as of the last catch-up (None: not in the catalog then)."""
-        table = self._ensure_table()
+        table = self.property_table()
         with self.lock.reading():
             return [table.row_of(i) for i in item_ids]
 
     def most_recent(self, n: int, expr: Expr | None, exclude: set[int]) -> list[int]:
         """Rows of the newest items by publication time (undated items last)."""
         self.sync()
-        table = self._ensure_table()
+        table = self.property_table()
         with self.lock.reading():
             rows = table.matching_rows(expr) if expr is not None else table.rows()
             col = table.column("published_at")

@@ -7,6 +7,7 @@ import doctest
 from pathlib import Path
 
 from ownrank import Engine
+from ownrank.engine import diagnostics as diagnostics_module
 from ownrank.engine import engine as engine_module
 
 from conftest import WordHashEncoder
@@ -27,5 +28,10 @@ def test_engine_docstring_examples(tmp_path: Path) -> None:
         failed, attempted = doctest.testmod(
             engine_module, extraglobs={"engine": engine}, optionflags=doctest.ELLIPSIS
         )
+        diag_failed, diag_attempted = doctest.testmod(
+            diagnostics_module, extraglobs={"engine": engine}, optionflags=doctest.ELLIPSIS
+        )
     assert attempted >= 30
     assert failed == 0
+    assert diag_attempted >= 3
+    assert diag_failed == 0
