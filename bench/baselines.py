@@ -5,6 +5,9 @@ give ownrank's per-user models honest baselines. Common interface::
 
     model.fit(split)                  # training positives of ``split`` only
     model.scores(users)               # (len(users), len(split.candidates)) float array
+    model.fit_seconds                 # wall time of the last fit
+    model.update_user(user, items)    # scores after ``user``'s history became ``items``
+    model.update_method               # how that update is done, in words
 
 Exclusion of a user's own training items is left to :func:`protocols.evaluate`.
 Hyperparameters are chosen with :func:`tune` on :func:`protocols.inner_validation`,
@@ -21,34 +24,53 @@ from typing import Generic, Protocol, Self, TypeVar
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped]
-
-from bench.eval_data import IntArray
-from bench.protocols import FloatArray, Split, evaluate_scores, inner_validation
+from eval_data import IntArray
+from protocols import FloatArray, Split, evaluate_scores, inner_validation
 
 P = TypeVar("P")
 TUNE_METRIC = "NDCG@10"
 
 
 class Recommender(Protocol):
-    """What :func:`tune` and the benchmark scripts need from a model."""
+    """What :func:`tune` and the benchmark scripts need from a model: fit, scores, fit
+    time, and the online update of one user (``update_is_refit``: a whole refit)."""
 
     name: str
+    fit_seconds: float
+    update_method: str
+    update_is_refit: bool
 
     def fit(self, split: Split) -> Self: ...
 
     def scores(self, users: IntArray) -> FloatArray: ...
 
+    def update_user(self, user: int, items: IntArray) -> FloatArray: ...
 
-class _CollaborativeBase:
-    """Shared plumbing: binary training matrix over ``train_items``, user row lookup,
-    and mapping item scores onto the split's candidates (0 for unknown items)."""
+
+def row_matrix(items: IntArray, columns: IntArray) -> sp.csr_matrix:
+    """One binary row over ``columns`` (sorted ids); items not among them are dropped."""
+    items = np.asarray(items, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(columns, items), max(len(columns) - 1, 0))
+    cols = np.unique(pos[columns[pos] == items]) if len(columns) else pos[:0]
+    data = np.ones(len(cols), dtype=np.float32)
+    return sp.csr_matrix((data, (np.zeros(len(cols), dtype=np.int64), cols)), (1, len(columns)))
+
+
+class CollaborativeBase:
+    """Shared plumbing: binary training matrix ``x`` (rows ``split.train_users``,
+    columns ``items``), a timed :meth:`fit`, and item scores mapped onto the split's
+    candidates (0 for unknown items). A subclass implements :meth:`train` and either
+    :meth:`history_scores` (item-item models) or :meth:`item_scores`."""
 
     name = "base"
+    update_method = "history row x item-item matrix (sparse, no refit)"
+    update_is_refit = False
 
     def __init__(self) -> None:
         self._split: Split | None = None
-        self._x: sp.csr_matrix = sp.csr_matrix((0, 0))
-        self._items: IntArray = np.zeros(0, dtype=np.int64)
+        self.x: sp.csr_matrix = sp.csr_matrix((0, 0))
+        self.items: IntArray = np.zeros(0, dtype=np.int64)
+        self.fit_seconds = 0.0
 
     @property
     def split(self) -> Split:
@@ -56,32 +78,55 @@ class _CollaborativeBase:
             raise RuntimeError(f"{self.name}: call fit() first")
         return self._split
 
-    def _fit_matrix(self, split: Split) -> sp.csr_matrix:
-        self._split = split
-        self._items = split.train_items
-        self._x = split.train_matrix(self._items)
-        return self._x
+    def use_matrix(self, split: Split, x: sp.csr_matrix) -> None:
+        """Take ``x`` (over ``split.train_items``) as the training data, untrained."""
+        self._split, self.items, self.x = split, split.train_items, x
 
-    def _item_scores(self, rows: IntArray) -> FloatArray:
+    def fit(self, split: Split) -> Self:
+        start = time.perf_counter()
+        self.use_matrix(split, split.train_matrix(split.train_items))
+        self.train()
+        self.fit_seconds = time.perf_counter() - start
+        return self
+
+    def train(self) -> None:
         raise NotImplementedError
+
+    def history_scores(self, x: sp.csr_matrix) -> FloatArray:
+        """Scores over ``items`` for histories given as binary rows over ``items``."""
+        raise NotImplementedError
+
+    def item_scores(self, rows: IntArray) -> FloatArray:
+        """Scores over ``items`` for rows of ``x``."""
+        return self.history_scores(self.x[rows])
 
     def scores(self, users: IntArray) -> FloatArray:
         rows = self.split.user_rows(np.asarray(users, dtype=np.int64))
-        return self.split.to_candidates(self._item_scores(rows), self._items)
+        return self.split.to_candidates(self.item_scores(rows), self.items)
+
+    def update_user(self, user: int, items: IntArray) -> FloatArray:
+        """Online update: the new history row through the fitted model, no refit."""
+        scores = self.history_scores(row_matrix(items, self.items))
+        out: FloatArray = self.split.to_candidates(scores, self.items)[0]
+        return out
 
 
-class MostPop(_CollaborativeBase):
+class MostPop(CollaborativeBase):
     """Number of training positives per item, the same for every user."""
 
     name = "MostPop"
+    update_method = "none: the list does not depend on the user"
 
-    def fit(self, split: Split) -> Self:
-        x = self._fit_matrix(split)
-        self._pop = np.asarray(x.sum(axis=0), dtype=np.float64).ravel()
-        return self
+    def train(self) -> None:
+        self.pop = np.asarray(self.x.sum(axis=0), dtype=np.float64).ravel()
 
-    def _item_scores(self, rows: IntArray) -> FloatArray:
-        return np.tile(self._pop, (len(rows), 1))
+    def item_scores(self, rows: IntArray) -> FloatArray:
+        return np.tile(self.pop, (len(rows), 1))
+
+    def update_user(self, user: int, items: IntArray) -> FloatArray:
+        """A history change alters no user's list (counts change globally)."""
+        out: FloatArray = self.scores(np.array([user], dtype=np.int64))[0]
+        return out
 
 
 class RandomScores:
@@ -91,12 +136,15 @@ class RandomScores:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
+        self.fit_seconds = 0.0
         self._n = 0
         self._rng = np.random.default_rng(seed)
 
     def fit(self, split: Split) -> Self:
+        start = time.perf_counter()
         self._n = len(split.candidates)
         self._rng = np.random.default_rng(self.seed)
+        self.fit_seconds = time.perf_counter() - start
         return self
 
     def scores(self, users: IntArray) -> FloatArray:
@@ -125,13 +173,14 @@ def keep_top_k(sim: npt.NDArray[np.float64], k: int) -> sp.csr_matrix:
     return sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=sim.shape)
 
 
-class ItemKNN(_CollaborativeBase):
+class ItemKNN(CollaborativeBase):
     """Cosine item-kNN: score(u, j) = sum of sim(i, j) over the user's items i that are
     among the ``k`` nearest neighbours of the candidate j.
 
     Pruning the candidate's neighbourhood (classic item-kNN) rather than each source
     item's (implicit's CosineRecommender) matters: the latter scores ~0.01 lower on
     Recall/NDCG@10 here, and only the former reproduces the README's peer numbers.
+    ``sim``'s column j holds j's ``k`` neighbours, so ``X @ sim`` sums over them.
     """
 
     name = "ItemKNN"
@@ -139,37 +188,27 @@ class ItemKNN(_CollaborativeBase):
     def __init__(self, k: int = 100) -> None:
         super().__init__()
         self.k = k
-        self._full: npt.NDArray[np.float64] | None = None
+        self.full: npt.NDArray[np.float64] | None = None  # before pruning
 
-    def fit(self, split: Split) -> Self:
-        self._full = cosine_similarity(self._fit_matrix(split))
-        self._sim = self._prune(self._full, self.k)
-        return self
-
-    @staticmethod
-    def _prune(full: npt.NDArray[np.float64], k: int) -> sp.csr_matrix:
-        """Column j of the result holds j's ``k`` neighbours, so ``X @ S`` sums over them."""
-        return keep_top_k(full, k).T.tocsr()
+    def train(self) -> None:
+        self.full = cosine_similarity(self.x)
+        self.sim = keep_top_k(self.full, self.k).T.tocsr()
 
     def with_k(self, k: int) -> ItemKNN:
         """Same fitted similarity, other neighbourhood size (cheap tuning)."""
-        if self._full is None:
+        if self.full is None:
             raise RuntimeError("fit first")
         other = ItemKNN(k)
-        other._split, other._x, other._items, other._full = (
-            self._split,
-            self._x,
-            self._items,
-            self._full,
-        )
-        other._sim = self._prune(self._full, k)
+        other.use_matrix(self.split, self.x)
+        other.full = self.full
+        other.sim = keep_top_k(self.full, k).T.tocsr()
         return other
 
-    def _item_scores(self, rows: IntArray) -> FloatArray:
-        return np.asarray((self._x[rows] @ self._sim).toarray())
+    def history_scores(self, x: sp.csr_matrix) -> FloatArray:
+        return np.asarray((x @ self.sim).toarray())
 
 
-class EASE(_CollaborativeBase):
+class EASE(CollaborativeBase):
     """EASE (Steck 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1, diag(B) = 0.
 
     One dense inverse over the training items (~3.3k on ml-1m-half: a few seconds).
@@ -181,18 +220,16 @@ class EASE(_CollaborativeBase):
         super().__init__()
         self.lam = lam
 
-    def fit(self, split: Split) -> Self:
-        x = self._fit_matrix(split)
-        gram = (x.T @ x).toarray().astype(np.float64)
+    def train(self) -> None:
+        gram = (self.x.T @ self.x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.lam
         p = np.linalg.inv(gram)
         b = p / -np.diag(p)[None, :]
         np.fill_diagonal(b, 0.0)
-        self._b = b
-        return self
+        self.b = b
 
-    def _item_scores(self, rows: IntArray) -> FloatArray:
-        return np.asarray(self._x[rows] @ self._b)
+    def history_scores(self, x: sp.csr_matrix) -> FloatArray:
+        return np.asarray(x @ self.b)
 
 
 class Centroid:
@@ -203,15 +240,18 @@ class Centroid:
     embedding are skipped when averaging and score 0 as candidates.
     """
 
-    name = "Centroid"
+    update_method = "mean of the history's item vectors"
+    update_is_refit = False
 
-    def __init__(self, item_ids: IntArray, embeddings: FloatArray) -> None:
+    def __init__(self, item_ids: IntArray, embeddings: FloatArray, name: str = "Centroid") -> None:
+        self.name = name
         order = np.argsort(item_ids)
         self._ids = np.asarray(item_ids, dtype=np.int64)[order]
         emb = np.asarray(embeddings, dtype=np.float64)[order]
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         self._emb = emb / np.where(norms == 0, 1.0, norms)
         self._split: Split | None = None
+        self.fit_seconds = 0.0
 
     def _lookup(self, items: IntArray) -> npt.NDArray[np.float64]:
         """Unit embeddings for ``items``; unknown items get zero rows."""
@@ -222,8 +262,10 @@ class Centroid:
         return out
 
     def fit(self, split: Split) -> Self:
+        start = time.perf_counter()
         self._split = split
         self._cand = self._lookup(split.candidates)
+        self.fit_seconds = time.perf_counter() - start
         return self
 
     def scores(self, users: IntArray) -> FloatArray:
@@ -238,6 +280,13 @@ class Centroid:
         norms = np.linalg.norm(centroids, axis=1, keepdims=True)
         centroids /= np.where(norms == 0, 1.0, norms)
         return centroids @ self._cand.T
+
+    def update_user(self, user: int, items: IntArray) -> FloatArray:
+        """Mean of the history's unit vectors, cosine to the candidates."""
+        centroid = self._lookup(np.asarray(items, dtype=np.int64)).mean(axis=0)
+        norm = float(np.linalg.norm(centroid))
+        out: FloatArray = self._cand @ (centroid / (norm or 1.0))
+        return out
 
 
 @dataclass(frozen=True)

@@ -2,30 +2,33 @@
 
 Phases (each on a fresh data directory that is deleted afterwards):
 
-1. ``real``: the frozen base model (``ownrank.BaseEncoder``) embeds N synthetic
-   article-like items, upserted in batches; then the same batches again
-   (unchanged, so nothing is embedded); then text queries (embed + search).
-2. ``flat`` / ``hnsw``: a large catalog whose vectors come from a fast,
+1. ``flat`` / ``hnsw``: a large catalog whose vectors come from a fast,
    deterministic synthetic encoder (topic centroid + bag of word vectors + a
    per-text hash component, so the data is clustered like real embeddings).
    Measures ingest (store + index), search latency unfiltered / filtered by
-   topic (~1/12) / selective filter (~0.5%), HNSW recall@10 against the exact
-   flat results for the same queries, index rebuild time on reopen with the
-   index file deleted, file sizes and RSS.
+   topic (~1/12) / selective filter (~0.5%), a filtered query right after a
+   property write, HNSW recall@10 against the exact flat results for the same
+   queries, index rebuild time on reopen with the index file deleted, file and
+   LMDB database sizes and RSS.
+2. ``real``: the frozen base model (``ownrank.BaseEncoder``) embeds N synthetic
+   article-like items, upserted in batches; then the same batches again
+   (unchanged, so nothing is embedded); then text queries (embed + search).
+   Run after the synthetic phases, so their peak RSS does not include the model.
 
 Usage::
 
     python bench/catalog_bench.py --quick        # ~1 minute
     python bench/catalog_bench.py                # full: 2k real items, 100k synthetic
 
-Results are printed and written to ``bench/results/catalog_bench.json``.
+Other modules import the synthetic catalog (``SyntheticEncoder``, ``item_batches``,
+``make_query``, ``TOPIC_NAMES``) and the measuring helpers (``Watch``, ``memory``,
+``latency_stats``, ``sizes``) from here.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import resource
@@ -36,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import machine_info
 import numpy as np
 import numpy.typing as npt
@@ -44,12 +48,9 @@ from ownrank import BaseEncoder, Engine, EngineConfig
 from ownrank.engine.config import IndexKind
 from ownrank.engine.encoder import Encoder
 from ownrank.engine.engine import INDEX_FILE
-from ownrank.storage.lmdb_env import DATABASES
 
 Vectors = npt.NDArray[np.float32]
 Json = dict[str, Any]
-
-RESULTS_FILE = Path(__file__).resolve().parent / "results" / "catalog_bench.json"
 
 # -- synthetic articles ---------------------------------------------------------------------
 
@@ -356,16 +357,32 @@ class Watch:
         }
 
 
-def latency_stats(seconds: Sequence[float]) -> Json:
-    ms = np.asarray(seconds, dtype=np.float64) * 1e3
-    p50, p99 = np.percentile(ms, [50, 99])
-    return {
-        "count": int(ms.size),
-        "p50_ms": round(float(p50), 3),
-        "p99_ms": round(float(p99), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "max_ms": round(float(ms.max()), 3),
-    }
+# memory() / Watch.finish() keys -> (metric, unit)
+MEMORY_ROWS = {
+    "rss_mb": ("RSS", "MiB"),
+    "anon_mb": ("RSS anonymous", "MiB"),
+    "file_mb": ("RSS file-backed", "MiB"),
+    "peak_mb": ("RSS peak", "MiB"),
+    "process_peak_mb": ("process peak RSS", "MiB"),
+    "phase_peak_mb": ("phase peak RSS", "MiB"),
+    "phase_seconds": ("phase", "s"),
+    "other_processes_cpu_cores": ("other cores busy", "cores"),
+}
+
+
+def memory_rows(run: harness.Run, m: Json, **labels: harness.Label) -> None:
+    """The figures of a ``memory()`` or ``Watch.finish()`` as rows."""
+    for key, value in m.items():
+        metric, unit = MEMORY_ROWS[key]
+        run.add(metric, value, unit, **labels)
+
+
+def latency_rows(run: harness.Run, name: str, seconds: Sequence[float], **labels: Any) -> None:
+    """``run.latency`` (calls, p50, p99) plus the mean and the slowest call, in ms."""
+    run.latency(name, seconds, **labels)
+    if seconds:
+        run.add(f"{name} mean", 1e3 * sum(seconds) / len(seconds), "ms", **labels)
+        run.add(f"{name} max", 1e3 * max(seconds), "ms", **labels)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -376,8 +393,8 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def measure_queries(
     run: Callable[[int], list[str]], count: int, warmup: int
-) -> tuple[Json, list[list[str]]]:
-    """Latency of ``run(i)`` for i in 0..count-1 after ``warmup`` calls; and its results."""
+) -> tuple[list[float], list[list[str]]]:
+    """Seconds of ``run(i)`` for i in 0..count-1 after ``warmup`` calls; and its results."""
     for i in range(warmup):
         run(i % max(count, 1))
     latencies: list[float] = []
@@ -387,9 +404,7 @@ def measure_queries(
         ids = run(i)
         latencies.append(time.perf_counter() - start)
         results.append(ids)
-    stats = latency_stats(latencies)
-    stats["short_results"] = sum(1 for r in results if len(r) < 10)
-    return stats, results
+    return latencies, results
 
 
 def recall_at(truth: list[list[str]], found: list[list[str]], k: int = 10) -> float:
@@ -398,18 +413,20 @@ def recall_at(truth: list[list[str]], found: list[list[str]], k: int = 10) -> fl
     return round(hits / total, 4) if total else float("nan")
 
 
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
 # -- phases ---------------------------------------------------------------------------------
 
 
 def ingest(
-    engine: Engine, encoder: TimedEncoder, count: int, batch: int, seed: int, prefix: str
-) -> Json:
-    """Upsert ``count`` items in batches, timing only the upsert calls."""
-    encode_before = encoder.seconds
+    run: harness.Run,
+    engine: Engine,
+    timer: TimedEncoder,
+    spec: tuple[int, int, int, str],
+    **labels: Any,
+) -> None:
+    """Upsert ``count`` items in batches (``spec``: count, batch, seed, id prefix),
+    timing only the upsert calls."""
+    count, batch, seed, prefix = spec
+    encode_before = timer.seconds
     elapsed = 0.0
     added = unchanged = embedded = 0
     for items in item_batches(count, batch, seed, prefix):
@@ -419,216 +436,152 @@ def ingest(
         added += len(report.added) + len(report.updated)
         unchanged += len(report.unchanged)
         embedded += report.embedded
-    encode_s = encoder.seconds - encode_before
+    encode_s = timer.seconds - encode_before
     store_s = elapsed - encode_s
-    return {
-        "items": count,
-        "batch": batch,
-        "seconds": round(elapsed, 3),
-        "items_per_s": round(count / elapsed, 1),
-        "encode_seconds": round(encode_s, 3),
-        "store_index_seconds": round(store_s, 3),
-        "store_index_items_per_s": round(count / store_s, 1) if store_s > 0 else None,
-        "written": added,
-        "unchanged": unchanged,
-        "embedded": embedded,
-    }
+    run.add("ingest", count / elapsed, "items/s", **labels)
+    run.add("store+index", count / store_s if store_s > 0 else None, "items/s", **labels)
+    run.add("ingest time", elapsed, "s", **labels)
+    run.add("encode time", encode_s, "s", **labels)
+    run.add("store+index time", store_s, "s", **labels)
+    for metric, value in (("written", added), ("unchanged", unchanged), ("embedded", embedded)):
+        run.add(metric, value, "count", **labels)
 
 
 def sizes(engine: Engine) -> Json:
+    """Index and LMDB sizes (``engine.info()``) and each LMDB database's."""
     info = engine.info()
-    databases: Json = {}
-    with engine._env.read() as txn:
-        for name in DATABASES:
-            stat = txn.stat(engine._env.db(name))
-            pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
-            databases[name] = {
-                "entries": stat["entries"],
-                "pages": pages,
-                "bytes": pages * stat["psize"],
-                "bytes_per_entry": round(pages * stat["psize"] / max(stat["entries"], 1), 1),
-            }
     return {
         "index_type": info["index"]["type"],
         "index_vectors": info["index"]["vectors"],
         "index_file_bytes": info["index"]["file_bytes"],
         "lmdb_file_bytes": info["lmdb"]["file_bytes"],
         "lmdb_used_bytes": info["lmdb"]["used_bytes"],
-        "lmdb_databases": databases,
+        "lmdb_databases": engine.diagnostics.database_sizes(),
         "items": info["items"],
     }
 
 
-def run_real(args: argparse.Namespace, root: Path) -> Json:
-    say(f"\n== real encoder: {args.real_items} items, batch {args.batch}, threads {args.threads}")
+def size_rows(run: harness.Run, s: Json, **labels: Any) -> None:
+    """The figures of ``sizes(engine)`` as rows; one line per LMDB database."""
+    run.add("index file", s["index_file_bytes"] / 2**20, "MiB", **labels)
+    run.add("LMDB file", s["lmdb_file_bytes"] / 2**20, "MiB", **labels)
+    run.add("LMDB used", s["lmdb_used_bytes"] / 2**20, "MiB", **labels)
+    run.add("index vectors", s["index_vectors"], "count", **labels)
+    run.add("catalog items", s["items"], "count", **labels)
+    for name, db in s["lmdb_databases"].items():
+        run.add("entries", db["entries"], "count", db=name, **labels)
+        run.add("pages", db["pages"], "count", db=name, **labels)
+        run.add("size", db["bytes"] / 2**20, "MiB", db=name, **labels)
+        run.add("per entry", db["bytes_per_entry"], "B", db=name, **labels)
+
+
+def run_real(run: harness.Run, args: argparse.Namespace, root: Path) -> None:
+    print(f"\n== real encoder: {args.real_items} items, batch {args.batch}, threads {args.threads}")
+    labels: Any = {"encoder": "real", "items": args.real_items, "threads": args.threads}
     watch = Watch()
     data = Path(tempfile.mkdtemp(prefix="real-", dir=root))
     base = BaseEncoder(threads=args.threads)
     encoder = TimedEncoder(base)
     load_s, _ = timed(lambda: base.encode(["warm up the model"]))
-    say(f"model load + first encode: {load_s:.2f} s")
-    config = EngineConfig(encoder_threads=args.threads)
-    out: Json = {"model_load_seconds": round(load_s, 3), "threads": args.threads}
+    run.add("model load", load_s, "s", **labels)  # and the first encode
+    spec = (args.real_items, args.batch, args.seed, "r")
     try:
-        with Engine(data, config, encoder=encoder) as engine:
-            first = ingest(engine, encoder, args.real_items, args.batch, args.seed, "r")
-            say(
-                f"ingest: {first['items_per_s']:.1f} items/s end to end "
-                f"({first['seconds']:.1f} s; embedding {first['encode_seconds']:.1f} s, "
-                f"store+index {first['store_index_seconds']:.2f} s)"
-            )
-            again = ingest(engine, encoder, args.real_items, args.batch, args.seed, "r")
-            say(
-                f"re-ingest unchanged: {again['items_per_s']:.1f} items/s "
-                f"({again['seconds']:.2f} s, embedded {again['embedded']})"
-            )
+        with Engine(data, EngineConfig(encoder_threads=args.threads), encoder=encoder) as engine:
+            ingest(run, engine, encoder, spec, **labels, upsert="first")
+            ingest(run, engine, encoder, spec, **labels, upsert="unchanged")
             qrng = np.random.default_rng(args.seed + 1)
             texts = [make_query(qrng) for _ in range(args.text_queries)]
-            text_stats, _ = measure_queries(
+            seconds, _ = measure_queries(
                 lambda i: [h.item_id for h in engine.search(texts[i], 10)],
                 len(texts),
                 min(args.warmup, 10),
             )
-            say(
-                f"text query (embed + search), {text_stats['count']} queries: "
-                f"p50 {text_stats['p50_ms']:.2f} ms, p99 {text_stats['p99_ms']:.2f} ms"
-            )
+            latency_rows(run, "text query", seconds, **labels)
             engine.save_index()
-            out.update(ingest=first, reingest=again, text_query=text_stats, sizes=sizes(engine))
+            found = sizes(engine)
+            run.add("index type", found["index_type"], "", **labels)
+            size_rows(run, found, **labels)
     finally:
         shutil.rmtree(data, ignore_errors=True)
-    out["memory"] = m = watch.finish()
-    say(
-        f"RSS {m['rss_mb']:.0f} MiB, peak in this phase {m['phase_peak_mb']:.0f} MiB; "
-        f"other processes kept {m['other_processes_cpu_cores']} cores busy"
-    )
-    return out
+    memory_rows(run, watch.finish(), **labels, at="end")
 
 
 def run_synthetic(
-    kind: IndexKind, args: argparse.Namespace, root: Path, queries: Vectors
-) -> tuple[Json, dict[str, list[list[str]]]]:
-    say(f"\n== synthetic vectors, index_kind={kind}: {args.items} items, batch {args.batch}")
+    run: harness.Run, kind: IndexKind, args: argparse.Namespace, root: Path, queries: Vectors
+) -> dict[str, list[list[str]]]:
+    """One synthetic catalog with ``index_kind=kind``; the ids each query kind found."""
+    print(f"\n== synthetic vectors, index_kind={kind}: {args.items} items, batch {args.batch}")
+    labels: Any = {"encoder": "synthetic", "index": kind, "items": args.items}
     data = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))
     encoder = TimedEncoder(SyntheticEncoder())
     config = EngineConfig(index_kind=kind, index_threads=args.index_threads)
-    out: Json = {"config": config.model_dump(mode="json", exclude={"model_dir"})}
+    run.details[f"config {kind}"] = config.model_dump(mode="json", exclude={"model_dir"})
     results: dict[str, list[list[str]]] = {}
     watch = Watch()
     try:
         engine = Engine(data, config, encoder=encoder)
         try:
-            report = ingest(engine, encoder, args.items, args.batch, args.seed + 100, "s")
-            say(
-                f"ingest: {report['items_per_s']:.0f} items/s end to end, "
-                f"{report['store_index_items_per_s']:.0f} items/s store+index "
-                f"(synthetic encode {report['encode_seconds']:.1f} s of {report['seconds']:.1f} s)"
-            )
-            out["ingest"] = report
-            out["memory_after_ingest"] = watch.mark()
-            save_s, _, out["save_index_extra_peak_mb"] = watch.extra_peak(engine.save_index)
-            out["save_index_seconds"] = round(save_s, 3)
-            out["sizes"] = sizes(engine)
+            ingest(run, engine, encoder, (args.items, args.batch, args.seed + 100, "s"), **labels)
+            memory_rows(run, watch.mark(), **labels, at="after ingest")
+            save_s, _, peak = watch.extra_peak(engine.save_index)
+            run.add("save index", 1e3 * save_s, "ms", **labels)
+            run.add("save index peak", peak, "MiB", **labels)  # RSS above its start
+            found = sizes(engine)
+            run.add("index type", found["index_type"], "", **labels)
+            size_rows(run, found, **labels)
 
             def search(expr: Any) -> Callable[[int], list[str]]:
-                def run(i: int) -> list[str]:
-                    hits = engine.catalog.search_vector(queries[i], 10, expr)
-                    return [h.item_id for h in hits]
+                return lambda i: [
+                    h.item_id for h in engine.catalog.search_vector(queries[i], 10, expr)
+                ]
 
-                return run
-
-            n = len(queries)
-            stats, results["unfiltered"] = measure_queries(search(None), n, args.warmup)
-            out["search_unfiltered"] = stats
             topic = engine.catalog.parse_filters({"topic": "t3"})
-            first_s, _ = timed(lambda: search(topic)(0))
-            out["first_filtered_query_seconds"] = round(first_s, 3)
-            stats, results["topic"] = measure_queries(search(topic), n, args.warmup)
-            out["search_topic_filter"] = stats
             selective = engine.catalog.parse_filters({"n": 7})
-            stats, results["selective"] = measure_queries(search(selective), n, args.warmup)
-            out["search_selective_filter"] = stats
             assert topic is not None and selective is not None
-            table = engine.catalog.keeper.property_table()
-            matched = {
-                "topic": int(table.matching_rows(topic).size),
-                "selective": int(table.matching_rows(selective).size),
-            }
-            out["filter_matches"] = matched
-            for name in ("search_unfiltered", "search_topic_filter", "search_selective_filter"):
-                s = out[name]
-                say(
-                    f"{name}: p50 {s['p50_ms']:.3f} ms, p99 {s['p99_ms']:.3f} ms, "
-                    f"mean {s['mean_ms']:.3f} ms ({s['count']} queries, "
-                    f"{s['short_results']} with < 10 hits)"
-                )
-            say(
-                f"filter matches: topic {matched['topic']}, selective {matched['selective']}; "
-                f"first filtered query (builds the property table) {first_s:.2f} s"
-            )
-            out["filtered_after_write"] = after_write(engine, queries, topic, args)
-            s = out["filtered_after_write"]
-            say(
-                f"topic-filtered query right after a 1-item property write: "
-                f"p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f} ms ({s['count']} rounds)"
-            )
-            out["memory_after_search"] = watch.mark()
+            for name, expr in (("none", None), ("topic", topic), ("selective", selective)):
+                if name == "topic":  # the first filtered query builds the property table
+                    first_s, _ = timed(lambda: search(topic)(0))
+                    run.add("first filtered query", 1e3 * first_s, "ms", **labels, filter=name)
+                seconds, results[name] = measure_queries(search(expr), len(queries), args.warmup)
+                latency_rows(run, "search", seconds, **labels, filter=name)
+                short = sum(1 for r in results[name] if len(r) < 10)
+                run.add("short results", short, "count", **labels, filter=name)
+                if expr is not None:
+                    matches = engine.diagnostics.filter_matches(expr)
+                    run.add("filter matches", matches, "count", **labels, filter=name)
+            seconds = after_write(engine, queries, topic, args)
+            latency_rows(run, "after write", seconds, **labels, filter="topic")
+            memory_rows(run, watch.mark(), **labels, at="after search")
         finally:
             close_s, _ = timed(engine.close)
-        out["close_seconds"] = round(close_s, 3)
+        run.add("close", 1e3 * close_s, "ms", **labels)
 
         def reopen() -> Engine:
             return Engine(data, config, encoder=encoder)
 
-        load_s, reopened, out["reopen_with_index_extra_peak_mb"] = watch.extra_peak(reopen)
+        load_s, reopened, load_peak = watch.extra_peak(reopen)
         reopened.close()
         (data / INDEX_FILE).unlink()
-        rebuild_s, reopened, out["rebuild_extra_peak_mb"] = watch.extra_peak(reopen)
+        rebuild_s, reopened, rebuild_peak = watch.extra_peak(reopen)
         try:
-            rebuilt_vectors = reopened.catalog.keeper.index.ntotal
-            rebuilds = reopened.catalog.keeper.rebuilds
+            run.add("rebuilt vectors", reopened.catalog.keeper.index.ntotal, "count", **labels)
+            run.add("rebuilds", reopened.catalog.keeper.rebuilds, "count", **labels)
         finally:
             reopened.close()
-        out["reopen_with_index_seconds"] = round(load_s, 3)
-        out["reopen_rebuild_seconds"] = round(rebuild_s, 3)
-        out["rebuilt_vectors"] = rebuilt_vectors
-        say(
-            f"reopen with index file: {load_s:.2f} s; reopen with index file deleted "
-            f"(rebuild of {rebuilt_vectors} vectors, rebuilds={rebuilds}): {rebuild_s:.2f} s"
-        )
-        s = out["sizes"]
-        say(
-            f"index file {s['index_file_bytes'] / 2**20:.1f} MiB, LMDB file "
-            f"{s['lmdb_file_bytes'] / 2**20:.1f} MiB (used {s['lmdb_used_bytes'] / 2**20:.1f} MiB)"
-        )
-        out["memory"] = watch.finish()
-        out["peak_rss_mb"] = out["memory"]["phase_peak_mb"]
-        m = out["memory_after_search"]
-        say(
-            f"RSS after searches {m['rss_mb']:.0f} MiB (anonymous {m['anon_mb']:.0f}, "
-            f"file-backed {m['file_mb']:.0f}); peak in this phase {out['peak_rss_mb']:.0f} MiB; "
-            f"RSS peak above its start: save_index +{out['save_index_extra_peak_mb']:.0f} MiB, "
-            f"reopen with index +{out['reopen_with_index_extra_peak_mb']:.0f} MiB, "
-            f"rebuild +{out['rebuild_extra_peak_mb']:.0f} MiB"
-        )
-        say(
-            f"other processes kept {out['memory']['other_processes_cpu_cores']} cores busy "
-            f"during this phase ({out['memory']['phase_seconds']:.0f} s)"
-        )
-        say(
-            "LMDB by database: "
-            + ", ".join(
-                f"{name} {db['bytes'] / 2**20:.1f} MiB ({db['bytes_per_entry']:.0f} B/entry)"
-                for name, db in s["lmdb_databases"].items()
-            )
-        )
+        run.add("reopen", 1e3 * load_s, "ms", **labels)
+        run.add("reopen peak", load_peak, "MiB", **labels)
+        run.add("rebuild", rebuild_s, "s", **labels)  # reopen with the index file deleted
+        run.add("rebuild peak", rebuild_peak, "MiB", **labels)
+        memory_rows(run, watch.finish(), **labels, at="end")
     finally:
         shutil.rmtree(data, ignore_errors=True)
-    return out, results
+    return results
 
 
-def after_write(engine: Engine, queries: Vectors, expr: Any, args: argparse.Namespace) -> Json:
-    """A live catalog: change one item's properties, then run a filtered query."""
+def after_write(
+    engine: Engine, queries: Vectors, expr: Any, args: argparse.Namespace
+) -> list[float]:
+    """A live catalog: change one item's properties, then time a filtered query."""
     rng = np.random.default_rng(args.seed + 7)
     latencies: list[float] = []
     for r in range(args.write_rounds):
@@ -637,14 +590,10 @@ def after_write(engine: Engine, queries: Vectors, expr: Any, args: argparse.Name
         start = time.perf_counter()
         engine.catalog.search_vector(queries[r % len(queries)], 10, expr)
         latencies.append(time.perf_counter() - start)
-    return latency_stats(latencies)
+    return latencies
 
 
 # -- main -----------------------------------------------------------------------------------
-
-
-def machine() -> Json:
-    return machine_info.machine(("numpy", "faiss-cpu", "torch", "lmdb"))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -662,128 +611,78 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kinds", nargs="*", default=["flat", "hnsw"], choices=["flat", "hnsw"])
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data-dir", type=Path, help="where the temporary stores go (default: tmp)")
-    p.add_argument("--out", type=Path, default=RESULTS_FILE, help="JSON results file")
+    p.add_argument("--out", type=Path, help="JSON results file (default bench/results/...)")
     args = p.parse_args(argv)
-    quick = args.quick
-    if args.real_items is None:
-        args.real_items = 500 if quick else 2_000
-    if args.items is None:
-        args.items = 20_000 if quick else 100_000
-    if args.queries is None:
-        args.queries = 300 if quick else 1_000
+    for name, quick, full in (("real_items", 500, 2_000), ("items", 20_000, 100_000),
+                              ("queries", 300, 1_000)):  # fmt: skip
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    args.out = args.out or harness.default_out("catalog_bench", args.quick)
     return args
 
 
-def print_table(result: Json) -> None:
-    say("\n== summary")
-    say(
-        f"machine: {result['machine']['cpu_count']} CPUs ({result['machine']['cpu_model']}), "
-        f"{result['machine']['platform']}"
+def declare_tables(run: harness.Run) -> None:
+    synthetic = {"encoder": "synthetic"}
+    run.table(
+        "Synthetic catalog: ingest, reopen, sizes",
+        by=["index", "items"],
+        where=synthetic,
+        metrics=["ingest", "store+index", "rebuild", "reopen", "save index", "index file",
+                 "LMDB file", "phase peak RSS", "other cores busy"],
+    )  # fmt: skip
+    run.table(
+        "Synthetic catalog: search, k=10 (topic ~8%, selective ~0.5% of the items)",
+        by=["index", "filter"],
+        where=synthetic,
+        metrics=["search p50", "search p99", "search mean", "short results", "filter matches",
+                 "recall@10", "first filtered query", "after write p50", "after write p99"],
+        plot=True,
+    )  # fmt: skip
+    run.table(
+        "LMDB databases, synthetic catalog (MiB; entries, pages, B per entry in the JSON)",
+        by=["db"],
+        columns="index",
+        where=synthetic,
+        metrics=["size"],
     )
-    real = result.get("real")
-    if real:
-        say(
-            f"real encoder ({real['threads']} thread): ingest {real['ingest']['items_per_s']:.1f} "
-            f"items/s, re-ingest unchanged {real['reingest']['items_per_s']:.0f} items/s, "
-            f"text query p50 {real['text_query']['p50_ms']:.1f} ms, "
-            f"phase peak RSS {real['memory']['phase_peak_mb']:.0f} MiB, "
-            f"{real['memory']['other_processes_cpu_cores']} cores busy with other work"
-        )
-    kinds = result.get("synthetic", {})
-    if not kinds:
-        return
-    rows: list[tuple[str, ...]] = [
-        ("", *kinds),
-        (
-            "ingest items/s (store+index)",
-            *(f"{k['ingest']['store_index_items_per_s']:.0f}" for k in kinds.values()),
-        ),
-        (
-            "ingest items/s (end to end)",
-            *(f"{k['ingest']['items_per_s']:.0f}" for k in kinds.values()),
-        ),
-    ]
-    for label, key in (
-        ("unfiltered", "search_unfiltered"),
-        ("topic ~8%", "search_topic_filter"),
-        ("selective ~0.5%", "search_selective_filter"),
-    ):
-        rows.append(
-            (
-                f"{label} p50 / p99 ms",
-                *(f"{k[key]['p50_ms']:.2f} / {k[key]['p99_ms']:.2f}" for k in kinds.values()),
-            )
-        )
-    rows += [
-        (
-            "filtered after write p50 ms",
-            *(f"{k['filtered_after_write']['p50_ms']:.1f}" for k in kinds.values()),
-        ),
-        (
-            "recall@10 vs flat (unfilt.)",
-            *(str(k.get("recall_at_10", {}).get("unfiltered", "-")) for k in kinds.values()),
-        ),
-        ("rebuild on reopen s", *(f"{k['reopen_rebuild_seconds']:.2f}" for k in kinds.values())),
-        ("reopen with index s", *(f"{k['reopen_with_index_seconds']:.2f}" for k in kinds.values())),
-        (
-            "index file MiB",
-            *(f"{k['sizes']['index_file_bytes'] / 2**20:.1f}" for k in kinds.values()),
-        ),
-        (
-            "LMDB file MiB",
-            *(f"{k['sizes']['lmdb_file_bytes'] / 2**20:.1f}" for k in kinds.values()),
-        ),
-        ("peak RSS MiB (this phase)", *(f"{k['peak_rss_mb']:.0f}" for k in kinds.values())),
-        (
-            "cores busy with other work",
-            *(str(k["memory"]["other_processes_cpu_cores"]) for k in kinds.values()),
-        ),
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        say(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-    say(f"peak RSS of the whole run: {result['memory']['process_peak_mb']:.0f} MiB")
+    run.table(
+        "Real encoder: ingest (first pass embeds, the unchanged pass does not)",
+        by=["items", "threads", "upsert"],
+        where={"encoder": "real"},
+        metrics=["ingest", "ingest time", "encode time", "store+index time", "embedded"],
+    )
+    run.table(
+        "Real encoder: text queries (embed + search)",
+        by=["items", "threads"],
+        where={"encoder": "real"},
+        metrics=["model load", "text query p50", "text query p99", "text query mean",
+                 "phase peak RSS", "other cores busy"],
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.time()
-    result: Json = {
-        "machine": machine(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    say(f"machine: {json.dumps(result['machine'])}")
+    run = harness.Run("catalog_bench", vars(args), quick=args.quick)
+    packages = ("numpy", "faiss-cpu", "torch", "lmdb")
+    run.details["versions"] = machine_info.machine(packages)["versions"]
+    declare_tables(run)
     root = Path(tempfile.mkdtemp(prefix="ownrank-bench-", dir=args.data_dir))
     try:
         qrng = np.random.default_rng(args.seed + 2)
         query_vectors = SyntheticEncoder().encode([make_query(qrng) for _ in range(args.queries)])
-        synthetic: Json = {}
-        found: dict[str, dict[str, list[list[str]]]] = {}
-        # Synthetic phases first, so their peak RSS does not include the torch model.
-        for kind in args.kinds:
-            synthetic[kind], found[kind] = run_synthetic(kind, args, root, query_vectors)
-        if "flat" in found and "hnsw" in found:
-            recall = {
-                name: recall_at(found["flat"][name], found["hnsw"][name]) for name in found["flat"]
-            }
-            synthetic["hnsw"]["recall_at_10"] = recall
-            say(f"\nhnsw recall@10 vs flat: {recall}")
-        result["synthetic"] = synthetic
+        found = {kind: run_synthetic(run, kind, args, root, query_vectors) for kind in args.kinds}
+        if "flat" in found and "hnsw" in found:  # HNSW against the exact results
+            for name, truth in found["flat"].items():
+                value = recall_at(truth, found["hnsw"][name])
+                run.add("recall@10", value, "recall", encoder="synthetic", index="hnsw",
+                        items=args.items, filter=name)  # fmt: skip
         if args.real_items > 0:
-            result["real"] = run_real(args, root)
+            run_real(run, args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    result["memory"] = memory()
-    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["total_seconds"] = round(time.time() - started, 1)
-    print_table(result)
-    machine_info.write_results(result, args.out, " (other work on the machine skews the timings)")
+    memory_rows(run, memory(), at="end of run")
+    run.note("other work on the machine skews the timings: see 'other cores busy'")
+    run.finish(args.out)
     return 0
 
 

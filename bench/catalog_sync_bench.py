@@ -7,22 +7,21 @@ synthetic one (``SyntheticEncoder``, ``item_batches``, 384 dimensions).
 Usage::
 
     python bench/catalog_sync_bench.py              # 10k and 100k items, ~3 minutes
-    python bench/catalog_sync_bench.py --sizes 2000 # quick
-
-Results are printed and written to ``bench/results/catalog_sync_bench.json``.
+    python bench/catalog_sync_bench.py --quick      # 10k items
+    python bench/catalog_sync_bench.py --sizes 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import harness
 import machine_info
 import msgpack
 import numpy as np
@@ -31,13 +30,8 @@ from catalog_bench import SyntheticEncoder, item_batches
 from ownrank import Engine, EngineConfig
 from ownrank.engine.catalog_replica import CatalogReplica
 
-RESULTS_FILE = Path(__file__).resolve().parent / "results" / "catalog_sync_bench.json"
 PAGE_SIZE = 1_000
-Json = dict[str, Any]
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
+FORMS = [("f32", "json"), ("f32", "msgpack"), ("i8", "json")]  # (encoding, wire format)
 
 
 def open_engine(path: Path) -> Engine:
@@ -60,8 +54,9 @@ def unwire(data: bytes, form: str) -> Any:
     return msgpack.unpackb(data) if form == "msgpack" else json.loads(data)
 
 
-def run_sync(engine: Engine, replica: CatalogReplica, form: str) -> Json:
-    """One whole sync from the replica's cursor: server and client seconds, bytes."""
+def run_sync(run: harness.Run, engine: Engine, replica: CatalogReplica, **labels: Any) -> None:
+    """One whole sync from the replica's cursor: server and client time, bytes, pages."""
+    form = labels["format"]
     server = client = 0.0
     pages = items = changed = removed = size = 0
     while True:
@@ -79,16 +74,13 @@ def run_sync(engine: Engine, replica: CatalogReplica, form: str) -> Json:
         size += len(data)
         if done:
             break
-    return {
-        "server_s": round(server, 3),
-        "client_s": round(client, 3),
-        "pages": pages,
-        "items": items,
-        "changed": changed,
-        "removed": removed,
-        "bytes": size,
-        "full": page.full,
-    }
+    run.add("server", 1e3 * server, "ms", **labels)
+    run.add("client", 1e3 * client, "ms", **labels)
+    run.add("size", size / 1e6, "MB", **labels)  # 3 significant figures
+    for metric, value in (("pages", pages), ("items sent", items), ("changed", changed),
+                          ("removed", removed)):  # fmt: skip
+        run.add(metric, value, "count", **labels)
+    run.add("full", page.full, "", **labels)  # the server sent the whole catalog
 
 
 def exact(engine: Engine, replica: CatalogReplica) -> bool:
@@ -105,25 +97,21 @@ def exact(engine: Engine, replica: CatalogReplica) -> bool:
     )
 
 
-def bytes_per_item(engine: Engine) -> list[Json]:
-    out = []
+def bytes_per_item(run: harness.Run, engine: Engine, count: int) -> None:
+    """One page of ``PAGE_SIZE`` items per encoding, with and without titles: the
+    vectors' bytes (with i8 scales), and the whole page as JSON and as msgpack."""
     for encoding in ("f32", "f16", "i8"):
         for titles in (True, False):
             page = engine.catalog.changes(encoding=encoding, titles=titles, page_size=PAGE_SIZE)
-            count = len(page.items)
-            out.append(
-                {
-                    "encoding": encoding,
-                    "titles": titles,
-                    "vector_bytes": round((len(page.vectors) + len(page.scales or b"")) / count, 1),
-                    "json": round(len(wire(page, "json")) / count, 1),
-                    "msgpack": round(len(wire(page, "msgpack")) / count, 1),
-                }
-            )
-    return out
+            n = len(page.items)
+            labels: Any = {"items": count, "encoding": encoding, "titles": titles}
+            vector_bytes = (len(page.vectors) + len(page.scales or b"")) / n
+            run.add("bytes per item", vector_bytes, "B", **labels, format="vectors only")
+            for form in ("json", "msgpack"):
+                run.add("bytes per item", len(wire(page, form)) / n, "B", **labels, format=form)
 
 
-def change_one_percent(engine: Engine, count: int, seed: int) -> Json:
+def change_one_percent(run: harness.Run, engine: Engine, count: int, seed: int) -> None:
     """1% of the items: half get new properties (same row), a quarter a new text
     (a new row), a quarter are deleted."""
     rng = np.random.default_rng(seed)
@@ -137,90 +125,79 @@ def change_one_percent(engine: Engine, count: int, seed: int) -> Json:
         [{**engine.catalog.get(i).model_dump(), "title": f"Rewritten {i}"} for i in texts]
     )
     engine.catalog.delete(gone)
-    return {
-        "properties": len(props),
-        "texts": len(texts),
-        "deleted": len(gone),
-        "write_s": round(time.perf_counter() - start, 2),
-    }
+    run.add("delta write", 1e3 * (time.perf_counter() - start), "ms", items=count)
+    for name, part in (("new properties", props), ("new texts", texts), ("deleted", gone)):
+        run.add(name, len(part), "count", items=count)
 
 
-def run_size(count: int, root: Path, forms: list[tuple[str, str]]) -> Json:
+def run_size(run: harness.Run, count: int, root: Path) -> None:
     path = root / f"store-{count}"
     engine = open_engine(path)
     try:
         start = time.perf_counter()
         for batch in item_batches(count, 5_000, seed=count, prefix="it"):
             engine.catalog.upsert(batch)
-        say(f"{count:,} items ingested in {time.perf_counter() - start:.1f} s")
-        result: Json = {"items": count, "bytes_per_item": bytes_per_item(engine), "syncs": []}
+        run.add("ingest", time.perf_counter() - start, "s", items=count)
+        bytes_per_item(run, engine, count)
         replicas: dict[tuple[str, str], CatalogReplica] = {}
-        for encoding, form in forms:
-            replica = CatalogReplica(encoding=encoding)  # type: ignore[arg-type]
-            full = run_sync(engine, replica, form)
-            replicas[(encoding, form)] = replica
-            result["syncs"].append({"kind": "full", "encoding": encoding, "form": form, **full})
-            say(f"  full  {encoding} {form}: {full}")
-        result["change"] = change_one_percent(engine, count, seed=count + 1)
-        for encoding, form in forms:
-            replica = replicas[(encoding, form)]
-            delta = run_sync(engine, replica, form)
-            result["syncs"].append({"kind": "delta", "encoding": encoding, "form": form, **delta})
-            say(f"  delta {encoding} {form}: {delta}")
-            if encoding == "f32":
-                result[f"exact_{form}"] = exact(engine, replica)
-        return result
+        for sync in ("full", "delta"):
+            if sync == "delta":
+                change_one_percent(run, engine, count, seed=count + 1)
+            for encoding, form in FORMS:
+                labels: Any = {"items": count, "encoding": encoding, "format": form}
+                replica = replicas.setdefault((encoding, form), CatalogReplica(encoding=encoding))
+                run_sync(run, engine, replica, **labels, sync=sync)
+                if sync == "delta" and encoding == "f32":
+                    run.add(
+                        "bit-exact after the delta", exact(engine, replica), "", **labels, sync=sync
+                    )
     finally:
         engine.close()
         shutil.rmtree(path, ignore_errors=True)
 
 
-def table(results: list[Json]) -> str:
-    lines = ["bytes per item (one page of 1,000; vectors only / whole page as JSON / msgpack):"]
-    for res in results:
-        for row in res["bytes_per_item"]:
-            titles = "with titles" if row["titles"] else "no titles"
-            lines.append(
-                f"  {res['items']:>7,} {row['encoding']} {titles:<11} "
-                f"{row['vector_bytes']:>7} {row['json']:>8} {row['msgpack']:>8}"
-            )
-    lines.append("sync times (server = changes + serialize; client = parse + apply):")
-    for res in results:
-        for s in res["syncs"]:
-            lines.append(
-                f"  {res['items']:>7,} {s['kind']:<5} {s['encoding']} {s['form']:<7} "
-                f"server {s['server_s']:>7.3f} s  client {s['client_s']:>7.3f} s  "
-                f"{s['bytes'] / 2**20:>8.2f} MiB  {s['pages']} pages"
-            )
-        exact = {k: v for k, v in res.items() if k.startswith("exact_")}
-        lines.append(f"  {res['items']:>7,} after the delta, f32 copies bit for bit: {exact}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> Json:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--quick", action="store_true", help="10k items only")
+    parser.add_argument("--sizes", type=int, nargs="+", help="items (default 10000 100000)")
+    parser.add_argument("--out", type=Path, help="JSON results file (default bench/results/...)")
     args = parser.parse_args(argv)
-    forms = [("f32", "json"), ("f32", "msgpack"), ("i8", "json")]
-    started = time.perf_counter()
-    machine, probe = machine_info.machine(["numpy", "msgpack", "lmdb"]), machine_info.cpu_probe()
+    args.sizes = args.sizes or ([10_000] if args.quick else [10_000, 100_000])
+    args.out = args.out or harness.default_out("catalog_sync_bench", args.quick)
+    run = harness.Run("catalog_sync_bench", vars(args), quick=args.quick)
+    run.details["page_size"] = PAGE_SIZE
+    run.details["versions"] = machine_info.machine(["numpy", "msgpack", "lmdb"])["versions"]
+    probe = machine_info.cpu_probe()
+    run.add("CPU probe", probe, "ms")
+    run.table(
+        f"Bytes per item (one page of {PAGE_SIZE:,})",
+        by=["items", "encoding", "titles"],
+        columns="format",
+        metrics=["bytes per item"],
+    )
+    run.table(
+        f"Sync (server: changes + serialize; client: parse + apply; pages of {PAGE_SIZE:,})",
+        by=["items", "sync", "encoding", "format"],
+        metrics=["server", "client", "size", "pages", "items sent", "changed", "removed", "full",
+                 "bit-exact after the delta"],
+        plot=True,
+    )  # fmt: skip
+    run.table(
+        "Per size: ingest, and the 1% delta (half new properties, a quarter new texts, "
+        "a quarter deleted)",
+        by=["items"],
+        metrics=["ingest", "new properties", "new texts", "deleted", "delta write"],
+    )
     root = Path(tempfile.mkdtemp(prefix="ownrank-sync-bench-"))
     try:
-        results = [run_size(n, root, forms) for n in args.sizes]
+        for count in args.sizes:
+            run_size(run, count, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    say(table(results))
-    report: Json = {
-        "machine": machine,
-        "cpu_probe_ms": probe,
-        "page_size": PAGE_SIZE,
-        "runs": results,
-        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
-        "total_seconds": time.perf_counter() - started,
-    }
-    machine_info.write_results(report, RESULTS_FILE, f", cpu probe {probe} ms")
-    return report
+    run.note(f"CPU probe {probe} ms: compare it across runs before comparing their times")
+    run.finish(args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

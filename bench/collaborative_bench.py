@@ -15,14 +15,13 @@ ml-1m-half: the catalog and every user's ratings of the chrono20 training data
 is the one ``quality.py`` times (filtered to the protocol's candidates).
 Synthetic: ``bench/engine_bench.py``'s catalog and users (clustered vectors,
 10-150 events a user). Targets (issue 20): recommend p50 on / off <= 1.5,
-ingest events/s on / off >= 0.6, erase p99 <= 25 ms at ML-1M scale.
-Results go to ``bench/results/collaborative_bench[_synthetic].json``.
+ingest events/s on / off >= 0.6, erase p99 <= 25 ms at ML-1M scale. Results go to
+``bench/results/collaborative_bench[_synthetic][_quick].json`` unless ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -30,29 +29,27 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from catalog_bench import latency_rows
 
 from ownrank import Engine, EngineConfig
 
-RESULTS = Path(__file__).resolve().parent / "results"
-MODES = ("popularity", "collaborative")
+LAYERS = {"off": "popularity", "on": "collaborative"}  # label -> shared_statistics
 Users = list[tuple[str, list[dict[str, Any]]]]
 
 
 def ml_1m_half() -> tuple[Any, list[dict[str, Any]], Users, dict[str, Any]]:
     """Encoder, catalog, users (id, events oldest first) and the recommend filter, as
     ``bench/quality.py`` ingests and ranks them."""
+    sys.path.insert(0, str(harness.ROOT))
     from bench.eval_data import default_data_dir, load_dataset
     from bench.protocols import chrono20
-    from bench.quality import RESULTS as QUALITY_RESULTS
-    from bench.quality import CachedEncoder, catalog_items, user_histories
+    from bench.quality import cached_encoder, catalog_items, user_histories
 
     dataset = load_dataset("ml-1m-half", default_data_dir())
     split = chrono20(dataset.ratings)
-    encoder = CachedEncoder(QUALITY_RESULTS / "cache" / "ml-1m-half-embeddings.npz")
+    encoder = cached_encoder("ml-1m-half")
     return encoder, catalog_items(dataset, split), user_histories(split), {"candidate": True}
 
 
@@ -72,52 +69,29 @@ def synthetic(items: int, users: int, seed: int) -> tuple[Any, list[dict[str, An
     return SyntheticEncoder(), catalog, out, None
 
 
-def latency(seconds: Sequence[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1e3
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "calls": len(ms),
-    }
-
-
 def alternate(
     engines: dict[str, Engine], calls: Sequence[Callable[[Engine], Any]]
 ) -> dict[str, list[float]]:
     """Each call on every engine in turn (the order flips every call); wall times."""
-    times: dict[str, list[float]] = {mode: [] for mode in engines}
+    times: dict[str, list[float]] = {layer: [] for layer in engines}
     for k, call in enumerate(calls):
-        for mode in MODES if k % 2 == 0 else MODES[::-1]:
+        for layer in engines if k % 2 == 0 else reversed(engines):
             t0 = time.perf_counter()
-            call(engines[mode])
-            times[mode].append(time.perf_counter() - t0)
+            call(engines[layer])
+            times[layer].append(time.perf_counter() - t0)
     return times
 
 
-def record_sizes(engine: Engine) -> dict[str, float]:
-    with engine._env.read() as txn:
-        sizes = [len(raw) for _key, raw in engine._users.records.scan(txn)]
-    return {
-        "median_bytes": float(np.median(sizes)),
-        "p99_bytes": float(np.percentile(sizes, 99)),
-        "max_bytes": float(max(sizes)),
-    }
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def measure(run: harness.Run, args: argparse.Namespace) -> None:
     if args.synthetic:
         encoder, catalog, users, filters = synthetic(args.synthetic, args.users, args.seed)
-        label = f"synthetic {args.synthetic} items, {args.users} users"
     else:
         encoder, catalog, users, filters = ml_1m_half()
-        label = f"ml-1m-half chrono20 training data, {len(users)} users"
-    print(f"== {label}", flush=True)
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
         engines = {
-            mode: Engine(Path(tmp) / mode, EngineConfig(shared_statistics=mode), encoder=encoder)  # type: ignore[arg-type]
-            for mode in MODES
+            layer: Engine(Path(tmp) / mode, EngineConfig(shared_statistics=mode), encoder=encoder)  # type: ignore[arg-type]
+            for layer, mode in LAYERS.items()
         }
         try:
             for start in range(0, len(catalog), 1000):
@@ -136,7 +110,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             ingest_times = alternate(engines, [ingest(uid, ev) for uid, ev in users])
             print(f"ingest done in {time.perf_counter() - t0:.0f} s", flush=True)
-            n_events = sum(len(ev) for _uid, ev in users)
             picks = rng.choice(len(users), size=min(args.queries, len(users)), replace=False)
             ranked = [users[int(k)][0] for k in picks]
 
@@ -147,60 +120,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for engine in engines.values():
                     recommend(uid)(engine)
             rec_times = alternate(engines, [recommend(uid) for uid in ranked])
-            with engines["collaborative"]._env.read() as txn:
-                statistic = engines["collaborative"]._shared.co.size(txn)
-            records = {mode: record_sizes(engine) for mode, engine in engines.items()}
+            statistic = engines["on"].info(check_items=False)["shared_statistics"]["collaborative"]
+            records = {layer: e.diagnostics.record_sizes() for layer, e in engines.items()}
             victims = [users[int(k)][0] for k in rng.choice(len(users), args.erase, replace=False)]
             erase_times = alternate(engines, [lambda e, u=u: e.erase(u) for u in victims])
         finally:
             for engine in engines.values():
                 engine.close()
-    result: dict[str, Any] = {"data": label, "events": n_events, "modes": {}}
-    for mode in MODES:
-        total = sum(ingest_times[mode])
-        result["modes"][mode] = {
-            "ingest_events_per_s": round(n_events / total, 1),
-            "ingest_user_ms": latency(ingest_times[mode]),
-            "recommend": latency(rec_times[mode]),
-            "erase": latency(erase_times[mode]),
-            "records": records[mode],
-        }
-    on, off = result["modes"]["collaborative"], result["modes"]["popularity"]
-    result["collaborative_statistic"] = statistic
-    result["ratios_on_over_off"] = {
-        "recommend_p50": round(on["recommend"]["p50_ms"] / off["recommend"]["p50_ms"], 3),
-        "recommend_p99": round(on["recommend"]["p99_ms"] / off["recommend"]["p99_ms"], 3),
-        "ingest_events_per_s": round(on["ingest_events_per_s"] / off["ingest_events_per_s"], 3),
-        "erase_p99": round(on["erase"]["p99_ms"] / off["erase"]["p99_ms"], 3),
-    }
-    return result
+    events = sum(len(ev) for _uid, ev in users)
+    run.add("users", len(users), "count", layer="both")
+    run.add("events", events, "count", layer="both")
+    for layer in LAYERS:
+        run.add("ingest", events / sum(ingest_times[layer]), "events/s", layer=layer)
+        latency_rows(run, "ingest per user", ingest_times[layer], layer=layer)
+        latency_rows(run, "recommend", rec_times[layer], layer=layer)
+        latency_rows(run, "erase", erase_times[layer], layer=layer)
+        sizes = records[layer]
+        run.add("record median", float(np.median(sizes)), "B", layer=layer)
+        run.add("record p99", float(np.percentile(sizes, 99)), "B", layer=layer)
+        run.add("record max", max(sizes), "B", layer=layer)
+    run.add("statistic rows", statistic["rows"], "count", layer="on")
+    run.add("statistic pair entries", statistic["entries"], "count", layer="on")
+    run.add("statistic size", statistic["bytes"] / 2**20, "MiB", layer="on")
 
+    def on_off(times: dict[str, list[float]], q: float) -> float:
+        return harness.percentile(times["on"], q) / harness.percentile(times["off"], q)
 
-def print_result(result: dict[str, Any]) -> None:
-    print(f"\n{result['data']}: {result['events']} events")
-    columns = ("ingest ev/s", "rec p50", "rec p99", "erase p50", "erase p99", "record p50")
-    print(f"{'':14} " + " ".join(f"{c:>12}" for c in columns))
-    for mode, r in result["modes"].items():
-        print(
-            f"{mode:14} {r['ingest_events_per_s']:12.0f} {r['recommend']['p50_ms']:12.2f} "
-            f"{r['recommend']['p99_ms']:12.2f} {r['erase']['p50_ms']:12.2f} "
-            f"{r['erase']['p99_ms']:12.2f} {r['records']['median_bytes']:12.0f}"
-        )
-    ratios = result["ratios_on_over_off"]
-    print(
-        f"on / off: recommend p50 {ratios['recommend_p50']:.2f}x (target <= 1.5), "
-        f"p99 {ratios['recommend_p99']:.2f}x; ingest {ratios['ingest_events_per_s']:.2f}x "
-        f"(target >= 0.6); erase p99 {ratios['erase_p99']:.2f}x"
-    )
-    stat = result["collaborative_statistic"]
-    print(
-        f"collaborative statistic: {stat['rows']} rows, {stat['entries']} pair entries, "
-        f"{stat['bytes'] / 2**20:.1f} MiB"
-    )
+    run.add("recommend p50 on/off", on_off(rec_times, 50), "ratio")
+    run.add("recommend p99 on/off", on_off(rec_times, 99), "ratio")
+    run.add("ingest on/off", sum(ingest_times["off"]) / sum(ingest_times["on"]), "ratio")
+    run.add("erase p99 on/off", on_off(erase_times, 99), "ratio")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--synthetic", type=int, default=0, help="synthetic catalog size")
     parser.add_argument("--users", type=int, default=10_000, help="synthetic users")
     parser.add_argument("--queries", type=int, default=1000, help="recommend calls per store")
@@ -208,16 +161,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="200 calls, 100 erasures")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the stores go")
+    parser.add_argument("--out", type=Path, help="results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.queries, args.erase = 200, 100
-    result = run(args)
-    print_result(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "collaborative_bench_synthetic.json" if args.synthetic else "collaborative_bench.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2))
-    print(f"wrote {RESULTS / name}")
+    stem = "collaborative_bench_synthetic" if args.synthetic else "collaborative_bench"
+    args.out = args.out or harness.default_out(stem, args.quick)
+    run = harness.Run("collaborative_bench", vars(args), quick=args.quick)
+    data = f"synthetic, {args.synthetic:,} items" if args.synthetic else "ml-1m-half chrono20"
+    print(f"== {data}", flush=True)
+    measure(run, args)
+    latency = [f"{op} {m}" for op in ("recommend", "erase") for m in ("p50", "p99", "mean")]
+    run.table(
+        f"Layer off (popularity) vs on (collaborative): {data}",
+        by=["layer"],
+        metrics=["ingest", "ingest per user p50", *latency, "record median", "record p99"],
+        plot=True,
+    )
+    ratios = [f"{m} on/off" for m in ("recommend p50", "recommend p99", "ingest", "erase p99")]
+    run.table("On / off", by=[], metrics=ratios)
+    run.table("Also measured", by=["layer"], metrics=[
+        "users", "events", "ingest per user calls", "ingest per user p99", "ingest per user mean",
+        "ingest per user max", "recommend calls", "recommend max", "erase calls", "erase max",
+        "record max", "statistic rows", "statistic pair entries", "statistic size",
+    ])  # fmt: skip
+    run.target("ingest on/off", "ingest on/off", ">=", 0.6, source="issue 20")
+    run.target("recommend p50 on/off", "recommend p50 on/off", "<=", 1.5, source="issue 20")
+    where = {"layer": "on"}
+    run.target("erase p99, layer on", "erase p99", "<=", 25.0, where, source="issue 20")
+    run.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ Usage::
     python bench/encoder_bench.py --quick   # ~4 minutes on 2 quiet cores
     python bench/encoder_bench.py           # full: 1024/512 texts, 5 rounds, rich ml-1m texts
 
-Results are printed and written to ``bench/results/encoder_bench.json``
-(``encoder_bench_quick.json`` with ``--quick``). ONNX exports are cached in
-``--cache-dir`` (default ``~/.cache/ownrank/onnx/...``); the first run exports.
+ONNX exports are cached in ``--cache-dir`` (default ``~/.cache/ownrank/onnx/...``);
+the first run exports.
 """
 
 from __future__ import annotations
@@ -37,51 +36,46 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import harness
 import machine_info
 import numpy as np
 from eval_data import ItemInfo, item_text, load_dataset
 
 Json = dict[str, Any]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BACKENDS = ("torch-fp32", "onnx-fp32", "onnx-int8", "onnx-int8-rowwise")
 KINDS = {"short": 15, "long": 60}  # words per text
-TARGET_SHORT_TEXTS_PER_S = 600.0
-TARGET_THREADS = 2
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
+PACKAGES = ("numpy", "torch", "onnxruntime", "onnx", "tokenizers", "sentence-transformers")
+BEST = "best passing backend"  # the target's row
+AGREEMENT = (  # metric, Agreement.as_dict() key, unit
+    ("texts", "texts", "count"),
+    ("cosine min", "cosine_min", "cosine"),
+    ("cosine mean", "cosine_mean", "cosine"),
+    ("top-10 overlap", "neighbour_overlap", "share"),
+)
 
 
 # -- texts ----------------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=1)
-def _items() -> list[ItemInfo]:
+def ml1m_items() -> list[ItemInfo]:
     dataset = load_dataset("ml-1m-half")
     return [dataset.items[i] for i in sorted(dataset.items)]
 
 
 def bench_texts(kind: str, count: int, seed: int) -> list[str]:
     """``count`` texts of ``KINDS[kind]`` consecutive words of the ml-1m plots."""
-    words = " ".join(info.plot or info.title for info in _items()).split()
+    words = " ".join(info.plot or info.title for info in ml1m_items()).split()
     size = KINDS[kind]
     rng = np.random.default_rng([seed, size])
     starts = rng.integers(0, len(words) - size, count)
     return [" ".join(words[s : s + size]) for s in starts]
-
-
-def title_texts() -> list[str]:
-    return [f"{i.title} ({i.year})" if i.year else i.title for i in _items()]
-
-
-def rich_texts() -> list[str]:
-    return [item_text(i, rich=bool(i.plot or i.director)) for i in _items()]
 
 
 def demo_texts() -> list[str]:
@@ -95,7 +89,7 @@ def demo_texts() -> list[str]:
 # -- process measurements -------------------------------------------------------------------
 
 
-def _status_mb(field: str) -> float:
+def status_mib(field: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(field + ":"):
@@ -103,12 +97,12 @@ def _status_mb(field: str) -> float:
     return float("nan")
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def _busy_cpu_seconds() -> float:
+def busy_cpu_seconds() -> float:
     """CPU seconds all processes have spent busy since boot (Linux), else NaN."""
     try:
         with open("/proc/stat") as fh:
@@ -119,16 +113,16 @@ def _busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def spread(values: Sequence[float], digits: int = 1) -> Json:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-        "runs": len(values),
-    }
+# -- workers: one backend and thread count; agreement ---------------------------------------
 
 
-# -- worker: one backend, one thread count --------------------------------------------------
+def row(metric: str, values: Sequence[float] | str, unit: str, labels: Json) -> Json:
+    """A row as JSON; over several timed rounds, their median with min and max."""
+    if isinstance(values, str) or len(values) == 1:
+        value = values if isinstance(values, str) else float(f"{values[0]:.6g}")
+        return harness.Row(metric, value, unit, labels).to_json()
+    low, high, median = (round(f(values), 1) for f in (min, max, statistics.median))
+    return harness.Row(metric, median, unit, labels, low, high, len(values)).to_json()
 
 
 def make_encoder(backend: str, threads: int, cache_dir: str | None) -> Any:
@@ -145,84 +139,86 @@ def make_encoder(backend: str, threads: int, cache_dir: str | None) -> Any:
 
 
 def worker(spec: Json) -> Json:
+    """Load time, memory and texts/s (wall and CPU) per round of every configuration."""
     texts = {kind: bench_texts(kind, spec["counts"][kind], spec["seed"]) for kind in KINDS}
-    busy0, cpu0, wall0 = _busy_cpu_seconds(), _cpu_seconds(), time.perf_counter()
-    rss0 = _status_mb("VmRSS")
+    busy0, cpu0, wall0 = busy_cpu_seconds(), cpu_seconds(), time.perf_counter()
+    rss0 = status_mib("VmRSS")
     start = time.perf_counter()
     encoder = make_encoder(spec["backend"], spec["threads"], spec.get("cache_dir"))
     encoder.encode(["warm up the model"])
     load_s = time.perf_counter() - start
-    rss_loaded = _status_mb("VmRSS")
+    rss_loaded = status_mib("VmRSS")
 
     configs = [(kind, batch) for kind in KINDS for batch in spec["batches"]]
-    wall: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
-    cpu: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
-    for kind, batch in configs:  # warm-up: one batch of each shape
-        encoder.batch_size = batch
-        encoder.encode(texts[kind][:batch])
+    rounds: list[Json] = [{"text": k, "batch": b, "wall": [], "cpu": []} for k, b in configs]
+    for r in rounds:  # warm-up: one batch of each shape
+        encoder.batch_size = r["batch"]
+        encoder.encode(texts[r["text"]][: r["batch"]])
     for _ in range(spec["repeats"]):
-        for kind, batch in configs:
-            encoder.batch_size = batch
-            c0, t0 = _cpu_seconds(), time.perf_counter()
-            vectors = encoder.encode(texts[kind])
-            wall[(kind, batch)].append(len(texts[kind]) / (time.perf_counter() - t0))
-            cpu[(kind, batch)].append(len(texts[kind]) / (_cpu_seconds() - c0))
-            assert vectors.shape == (len(texts[kind]), encoder.dimension)
+        for r in rounds:
+            encoder.batch_size = r["batch"]
+            batch = texts[r["text"]]
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            vectors = encoder.encode(batch)
+            r["wall"].append(len(batch) / (time.perf_counter() - t0))
+            r["cpu"].append(len(batch) / (cpu_seconds() - c0))
+            assert vectors.shape == (len(batch), encoder.dimension)
 
     elapsed = time.perf_counter() - wall0
-    other = (_busy_cpu_seconds() - busy0) - (_cpu_seconds() - cpu0)
-    return {
-        "backend": spec["backend"],
-        "threads": spec["threads"],
-        "fingerprint": encoder.fingerprint,
-        "load_seconds": round(load_s, 3),
-        "rss_before_load_mb": round(rss0, 1),
-        "rss_delta_after_load_mb": round(rss_loaded - rss0, 1),
-        "peak_rss_mb": round(_status_mb("VmHWM"), 1),
-        "texts": {kind: len(t) for kind, t in texts.items()},
-        "texts_per_s": {f"{k}_b{b}": spread(wall[(k, b)]) for k, b in configs},
-        "texts_per_cpu_s": {f"{k}_b{b}": spread(cpu[(k, b)]) for k, b in configs},
-        "seconds": round(elapsed, 1),
-        "other_processes_cpu_cores": round(max(other, 0.0) / elapsed, 2),
-    }
+    other = (busy_cpu_seconds() - busy0) - (cpu_seconds() - cpu0)
+    labels = {"backend": spec["backend"], "threads": spec["threads"]}
+    rows = [
+        row("load", [load_s], "s", labels),
+        row("RSS before load", [rss0], "MiB", labels),
+        row("RSS growth after load", [rss_loaded - rss0], "MiB", labels),
+        row("peak RSS", [status_mib("VmHWM")], "MiB", labels),
+        row("worker time", [elapsed], "s", labels),
+        row("other processes", [max(other, 0.0) / elapsed], "cores", labels),
+    ]
+    for r in rounds:
+        config = {**labels, "text": r["text"], "batch": r["batch"]}
+        rows += [row("texts/s", r["wall"], "texts/s", config)]
+        rows += [row("texts/CPU-s", r["cpu"], "texts/CPU-s", config)]
+    return {"fingerprint": encoder.fingerprint, "rows": rows}
 
 
 def agreement_worker(spec: Json) -> Json:
     """Torch vectors once per text set, then every ONNX variant against them."""
     from ownrank.engine.onnx_encoder import VARIANTS, vector_agreement
 
-    sets = {"demo": demo_texts(), "ml1m_titles": title_texts()}
+    items = ml1m_items()
+    sets = {
+        "demo": demo_texts(),
+        "ml1m_titles": [f"{i.title} ({i.year})" if i.year else i.title for i in items],
+    }
     if spec.get("rich"):
-        sets["ml1m_rich"] = rich_texts()
+        sets["ml1m_rich"] = [item_text(i, rich=bool(i.plot or i.director)) for i in items]
     sets = {name: list(dict.fromkeys(texts)) for name, texts in sets.items()}
     torch_encoder = make_encoder("torch-fp32", spec["threads"], None)
     start = time.perf_counter()
     reference = {name: torch_encoder.encode(texts) for name, texts in sets.items()}
-    out: Json = {"torch_seconds": round(time.perf_counter() - start, 1), "variants": {}}
+    seconds = time.perf_counter() - start
+    rows = [row("torch encode", [seconds], "s", {"backend": "torch-fp32", "set": "all"})]
     for variant in VARIANTS:
         encoder = make_encoder(f"onnx-{variant}", spec["threads"], spec.get("cache_dir"))
-        result: Json = {}
         for name, texts in sets.items():
-            result[name] = vector_agreement(reference[name], encoder.encode(texts)).as_dict()
-        result["passes"] = all(r["passes"] for r in result.values())
-        out["variants"][f"onnx-{variant}"] = result
-        say(f"  onnx-{variant}: {json.dumps(result)}")
-    return out
+            a = vector_agreement(reference[name], encoder.encode(texts))
+            print(f"  onnx-{variant}, {name}: {a.as_dict()}", flush=True)
+            labels = {"backend": f"onnx-{variant}", "set": name}
+            rows += [row(m, [getattr(a, key)], unit, labels) for m, key, unit in AGREEMENT]
+            rows += [row("passes", "yes" if a.passes else "NO", "", labels)]
+    return {"rows": rows}
 
 
 def run_worker(kind: str, spec: Json) -> Json:
     """Run ``kind`` in a fresh interpreter; its last stdout line is the JSON result."""
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), f"--{kind}", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cmd = [sys.executable, str(Path(__file__).resolve()), f"--{kind}", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{kind} {spec} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     for line in lines[:-1]:
-        say(line)
+        print(line, flush=True)
     result: Json = json.loads(lines[-1])
     return result
 
@@ -230,30 +226,37 @@ def run_worker(kind: str, spec: Json) -> Json:
 # -- main -----------------------------------------------------------------------------------
 
 
-def machine() -> Json:
-    packages = ("numpy", "torch", "onnxruntime", "onnx", "tokenizers", "sentence-transformers")
-    return machine_info.machine(packages)
-
-
-def ensure_exports(cache_dir: str | None) -> Json:
+def add_exports(run: harness.Run, cache_dir: str | None) -> None:
     """Export (or find cached) every ONNX variant before any worker is timed."""
     from ownrank.engine.encoder import bundled_model_dir
     from ownrank.engine.onnx_encoder import VARIANTS, OnnxEncoder, onnx_file
 
-    out: Json = {}
     for variant in VARIANTS:
         encoder = OnnxEncoder(bundled_model_dir(), variant=variant, cache_dir=cache_dir)
         cached = onnx_file(encoder.cache_dir, variant).is_file()
         start = time.perf_counter()
         path = encoder.onnx_path
-        out[variant] = {
-            "path": str(path),
-            "bytes": path.stat().st_size,
-            "seconds": round(time.perf_counter() - start, 2),
-            "was_cached": cached,
-            "fingerprint": encoder.fingerprint,
-        }
-    return out
+        labels = {"backend": f"onnx-{variant}", "cached": cached}
+        run.add("export", time.perf_counter() - start, "s", **labels)
+        run.add("ONNX file", path.stat().st_size, "B", **labels)
+        export = {"path": str(path), "fingerprint": encoder.fingerprint}
+        run.details.setdefault("exports", {})[variant] = export
+
+
+def add_best(run: harness.Run) -> None:
+    """Per thread count and text length: the fastest backend (at its best batch) among
+    torch and the ONNX variants that pass the agreement rule (all, without agreement)."""
+    verdicts = [r for r in run.rows if r.metric == "passes"]
+    failing = {r.labels["backend"] for r in verdicts if r.value != "yes"}
+    rule = "passes the agreement rule" if verdicts else "agreement not run"
+    best: dict[tuple[Any, Any], harness.Row] = {}
+    for r in run.rows:
+        if r.metric == "texts/s" and r.labels["backend"] not in failing:
+            key = (r.labels["text"], r.labels["threads"])
+            if key not in best or float(r.value or 0) > float(best[key].value or 0):
+                best[key] = r
+    for r in best.values():
+        run.rows.append(replace(r, metric=BEST, labels={**r.labels, "rule": rule}))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -279,104 +282,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.repeats = args.repeats or (3 if quick else 5)
     if args.rich is None:
         args.rich = not quick
-    if args.out is None:
-        args.out = RESULTS_DIR / ("encoder_bench_quick.json" if quick else "encoder_bench.json")
+    args.out = args.out or harness.default_out("encoder_bench", quick)
     return args
 
 
-def _cell(stats: Json) -> str:
-    return f"{stats['median']:.0f} ({stats['min']:.0f}-{stats['max']:.0f})"
-
-
-def print_tables(result: Json) -> None:
-    m = result["machine"]
-    say(f"\n== throughput, texts/s: median (min-max) of {result['args']['repeats']} rounds")
-    say(f"machine: {m['cpu_count']} CPUs ({m['cpu_model']}), load avg {m['loadavg_at_start']}")
-    runs = result["throughput"]
-    if runs:
-        columns = list(runs[0]["texts_per_s"])
-        header = ("backend", "thr", *columns, "load s", "RSS+ MiB", "other cores")
-        rows = [header]
-        for r in runs:
-            rows.append(
-                (
-                    r["backend"],
-                    str(r["threads"]),
-                    *(_cell(r["texts_per_s"][c]) for c in columns),
-                    f"{r['load_seconds']:.2f}",
-                    f"{r['rss_delta_after_load_mb']:.0f}",
-                    f"{r['other_processes_cpu_cores']:.2f}",
-                )
-            )
-        _print_rows(rows)
-        say("\ntexts per CPU-second (less sensitive to other processes), median:")
-        rows = [("backend", "thr", *columns)]
-        for r in runs:
-            rows.append(
-                (
-                    r["backend"],
-                    str(r["threads"]),
-                    *(f"{r['texts_per_cpu_s'][c]['median']:.0f}" for c in columns),
-                )
-            )
-        _print_rows(rows)
-    agreement = result.get("agreement")
-    if agreement:
-        say("\n== agreement with torch (cosine per text; top-10 neighbour overlap)")
-        rows = [("variant", "set", "texts", "cos min", "cos mean", "overlap", "passes")]
-        for variant, sets in agreement["variants"].items():
-            for name, a in sets.items():
-                if name == "passes":
-                    continue
-                rows.append(
-                    (
-                        variant,
-                        name,
-                        str(a["texts"]),
-                        f"{a['cosine_min']:.4f}",
-                        f"{a['cosine_mean']:.5f}",
-                        f"{a['neighbour_overlap']:.4f}",
-                        "yes" if a["passes"] else "NO",
-                    )
-                )
-        _print_rows(rows)
-    say("\n" + result["verdict"])
-
-
-def _print_rows(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        say(
-            "  ".join(
-                cell.ljust(w) if i < 2 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(r, widths, strict=True))
-            )
-        )
-
-
-def verdict(result: Json) -> str:
-    """Which backends meet the speed target, and which pass the acceptance rule."""
-    passing = {"torch-fp32"} | {
-        v for v, r in result.get("agreement", {}).get("variants", {}).items() if r["passes"]
-    }
-    lines = []
-    for r in result["throughput"]:
-        if r["threads"] != TARGET_THREADS:
-            continue
-        best = max(
-            (s["median"], key) for key, s in r["texts_per_s"].items() if key.startswith("short")
-        )
-        ok = "meets" if best[0] >= TARGET_SHORT_TEXTS_PER_S else "misses"
-        accepted = (
-            "passes the acceptance rule"
-            if r["backend"] in passing
-            else ("fails the acceptance rule" if result.get("agreement") else "agreement not run")
-        )
-        lines.append(
-            f"{r['backend']}: {best[0]:.0f} short texts/s ({best[1]}, {TARGET_THREADS} threads), "
-            f"{ok} the {TARGET_SHORT_TEXTS_PER_S:.0f}/s target; {accepted}"
-        )
-    return "verdict:\n  " + "\n  ".join(lines) if lines else "verdict: no 2-thread runs"
+def declare(run: harness.Run, repeats: int) -> None:
+    """The tables and the issue-5 target."""
+    by = ["backend", "threads", "batch"]
+    title = f"Texts/s: median (min to max) of {repeats} rounds"
+    run.table(title, by, "text", {"metric": "texts/s"}, plot=True)
+    title = "Texts per CPU-second (less sensitive to other processes)"
+    run.table(title, by, "text", {"metric": "texts/CPU-s"})
+    process = ["load", "RSS before load", "RSS growth after load", "peak RSS", "worker time"]
+    title = "Worker process: load (imports, weights, first text), memory, others' CPU"
+    run.table(title, ["backend", "threads"], metrics=[*process, "other processes"])
+    agreement = ["torch encode", "texts", "cosine min", "cosine mean", "top-10 overlap", "passes"]
+    title = "Agreement with torch (per-text cosine; top-10 neighbour overlap)"
+    run.table(title, ["backend", "set"], metrics=agreement)
+    run.table("ONNX exports", ["backend", "cached"], metrics=["export", "ONNX file"])
+    run.table(
+        "Fastest backend passing the agreement rule",
+        ["text", "threads", "backend", "batch", "rule"],
+        where={"metric": BEST},
+    )
+    name = "encoder, short texts, 2 threads, best backend passing the agreement rule"
+    where = {"text": "short", "threads": 2}
+    run.target(name, BEST, ">=", 600.0, where, source="issue 5")
+    run.note("Other work on the machine skews wall-clock texts/s; texts per CPU-second and "
+             "the other processes' cores say how much.")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -387,42 +320,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.agreement_worker:
         print(json.dumps(agreement_worker(json.loads(args.agreement_worker))))
         return 0
-    started = time.time()
-    result: Json = {
-        "machine": machine(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    say(f"machine: {json.dumps(result['machine'])}")
-    result["exports"] = ensure_exports(args.cache_dir)
-    say(f"exports: {json.dumps(result['exports'])}")
+    run = harness.Run("encoder_bench", vars(args), quick=args.quick)
+    run.machine = machine_info.machine(PACKAGES)
+    add_exports(run, args.cache_dir)
     counts = {"short": args.short_texts, "long": args.long_texts}
-    result["throughput"] = []
     for threads in args.threads:
         for backend in args.backends:
-            spec = {
-                "backend": backend,
-                "threads": threads,
-                "batches": args.batches,
-                "repeats": args.repeats,
-                "counts": counts,
-                "seed": args.seed,
-                "cache_dir": args.cache_dir,
-            }
-            say(f"\n-- {backend}, {threads} thread(s)")
-            run = run_worker("worker", spec)
-            say(json.dumps({k: run[k] for k in ("load_seconds", "texts_per_s")}))
-            result["throughput"].append(run)
+            print(f"-- {backend}, {threads} thread(s)", flush=True)
+            spec = {"backend": backend, "threads": threads, "batches": args.batches,
+                    "repeats": args.repeats, "counts": counts, "seed": args.seed,
+                    "cache_dir": args.cache_dir}  # fmt: skip
+            result = run_worker("worker", spec)
+            run.details.setdefault("fingerprints", {})[backend] = result["fingerprint"]
+            run.rows += [harness.Row.from_json(r) for r in result["rows"]]
     if not args.no_agreement:
-        say("\n-- agreement with torch")
+        print("-- agreement with torch", flush=True)
         # One thread: the figures do not depend on it, and it suffers least from other work.
         spec = {"threads": 1, "rich": args.rich, "cache_dir": args.cache_dir}
-        result["agreement"] = run_worker("agreement-worker", spec)
-    result["verdict"] = verdict(result)
-    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["total_seconds"] = round(time.time() - started, 1)
-    print_tables(result)
-    machine_info.write_results(result, args.out, " (other work on the machine skews the timings)")
+        run.rows += [harness.Row.from_json(r) for r in run_worker("agreement-worker", spec)["rows"]]
+    add_best(run)
+    declare(run, args.repeats)
+    run.finish(args.out)
     return 0
 
 

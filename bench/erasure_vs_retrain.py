@@ -23,69 +23,44 @@ data, on this machine::
    matrix without that user; the fit time (matrix built from the training log
    included) is the cost of the same removal.
 
-Ratios are retrain seconds / erase p50 seconds (and / erase p99). Results go to
-``bench/results/erasure_vs_retrain.json`` (``erasure_vs_retrain_quick.json``).
-Expected run time on 2 cores: quick ~1-2 minutes (the store build is most of
-it), full ~3 minutes.
+Ratios are the median refit seconds / erase p50 (and / erase p99). Expected run
+time on 2 cores: quick ~1-2 minutes (the store build is most of it), full ~3 minutes.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import harness
+import machine_info
 import numpy as np
-import scipy.sparse as sp  # type: ignore[import-untyped]
+from baselines import EASE
+from eval_data import DATASETS, DatasetName, default_data_dir, load_dataset
+from peers import ALS, ALSParams, unavailable_reason
+from protocols import Split, chrono20
+from quality import build_store, cached_encoder
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench import machine_info
-from bench.baselines import EASE
-from bench.eval_data import DATASETS, DatasetName, default_data_dir, load_dataset
-from bench.protocols import Split, chrono20
-from bench.quality import CachedEncoder, build_store
 from ownrank import Engine, EngineConfig
 
-Json = dict[str, Any]
-
-RESULTS = Path(__file__).resolve().parent / "results"
 EASE_LAMBDA = 2000.0  # tuned on ml-1m-half chrono20 (bench/quality.py, README peer table)
 ALS_FACTORS, ALS_REG, ALS_ALPHA, ALS_ITERATIONS = 128, 10.0, 0.5, 15  # README peer row
 WARMUP_ERASURES = 3
 SEED = 0
 
 
-def latency_stats(seconds: Sequence[float]) -> Json:
-    """p50 / p99 / mean / max in milliseconds (p99 of few samples is close to the max)."""
-    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    return {
-        "count": len(ms),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-        "mean_ms": round(float(ms.mean()), 3),
-        "min_ms": round(float(ms.min()), 3),
-        "max_ms": round(float(ms.max()), 3),
-    }
-
-
 def without_user(split: Split, user: int) -> Split:
     """The same split with every rating of ``user`` gone (what a retrain would see)."""
-    return Split(
-        split.protocol,
-        split.train.take(split.train.user != user),
-        split.train_all.take(split.train_all.user != user),
-        {u: items for u, items in split.test.items() if u != user},
-        split.candidates,
-        split.exclude_train,
+    return replace(
+        split,
+        train=split.train.take(split.train.user != user),
+        train_all=split.train_all.take(split.train_all.user != user),
+        test={u: items for u, items in split.test.items() if u != user},
     )
 
 
@@ -94,79 +69,46 @@ def fit_ease(split: Split) -> None:
     EASE(EASE_LAMBDA).fit(split)
 
 
-def fit_als(split: Split, threads: int) -> str:
-    """ALS from scratch, through ``bench.peers.ALS`` if it imports, else implicit
-    directly with the same settings; returns which one ran."""
-    try:
-        from bench.peers import ALS, ALSParams, unavailable_reason
-    except ImportError:  # bench/peers.py absent or broken: implicit directly below
-        pass
-    else:
-        if unavailable_reason("implicit") is None:
-            params = ALSParams(
-                factors=ALS_FACTORS,
-                regularization=ALS_REG,
-                alpha=ALS_ALPHA,
-                confidence="scaled",  # positives weigh alpha, as in the README's row
-                iterations=ALS_ITERATIONS,
-            )
-            ALS(params, num_threads=threads).fit(split)
-            return "bench.peers.ALS"
-    from implicit.cpu.als import AlternatingLeastSquares  # type: ignore[import-untyped]
-
-    x = split.train_matrix().astype(np.float32)
-    confidence = sp.csr_matrix(x)
-    confidence.data[:] = ALS_ALPHA
-    AlternatingLeastSquares(
+def fit_als(split: Split, threads: int) -> None:
+    """implicit's ALS from scratch through ``peers.ALS``, confidence alpha on positives."""
+    params = ALSParams(
         factors=ALS_FACTORS,
         regularization=ALS_REG,
-        alpha=1.0,
+        alpha=ALS_ALPHA,
+        confidence="scaled",  # positives weigh alpha, as in the README's row
         iterations=ALS_ITERATIONS,
-        num_threads=threads,
-        random_state=SEED,
-    ).fit(confidence, show_progress=False)
-    return "implicit.cpu.als.AlternatingLeastSquares"
+    )
+    ALS(params, num_threads=threads).fit(split)
 
 
-def time_retrain(fit: Callable[[Split], object], split: Split, users: Sequence[int]) -> Json:
-    """Seconds to refit on ``split`` minus each user, one refit per user."""
+def time_retrain(
+    run: harness.Run,
+    fit: Callable[[Split], None],
+    split: Split,
+    users: Sequence[int],
+    **labels: Any,
+) -> list[float]:
+    """Seconds to refit on ``split`` minus each user, one refit per user (rows ``refit``)."""
     seconds = []
     for user in users:
         reduced = without_user(split, user)
         start = time.perf_counter()
         fit(reduced)
         seconds.append(time.perf_counter() - start)
-        print(f"  refit without user {user}: {seconds[-1]:.2f} s", flush=True)
-    return {
-        "users": [int(u) for u in users],
-        "seconds": [round(s, 3) for s in seconds],
-        "median_s": round(float(np.median(seconds)), 3),
-        "min_s": round(min(seconds), 3),
-        "max_s": round(max(seconds), 3),
-    }
+        run.add("refit", seconds[-1], "s", **labels, user=int(user))
+        print(f"  {labels['model']} refit without user {user}: {seconds[-1]:.2f} s", flush=True)
+    return seconds
 
 
-def time_erasures(engine: Engine, users: Sequence[int]) -> tuple[list[float], Json]:
-    """Erase each user; wall seconds per call and what the receipts state."""
+def time_erasures(engine: Engine, users: Sequence[int]) -> tuple[list[float], list[Any]]:
+    """Erase each user; wall seconds per call and the receipts."""
     seconds: list[float] = []
-    existed = destroyed = events = 0
+    receipts = []
     for user in users:
         start = time.perf_counter()
-        receipt = engine.erase(str(user))
+        receipts.append(engine.erase(str(user)))
         seconds.append(time.perf_counter() - start)
-        existed += receipt.existed
-        destroyed += receipt.data_key_destroyed
-        events += receipt.events_removed
-    return seconds, {
-        "existed": existed,
-        "data_key_destroyed": destroyed,
-        "mean_events_removed": round(events / max(len(users), 1), 1),
-    }
-
-
-def machine() -> Json:
-    """What the timings depend on (the machine is shared: its load is recorded too)."""
-    return machine_info.machine(("numpy", "scipy", "implicit"))
+    return seconds, receipts
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -178,41 +120,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--retrain-users", type=int, help="refits per model (default 3; quick 1)")
     p.add_argument("--threads", type=int, default=2, help="ALS threads (default 2)")
     p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--out", type=Path, help="JSON results file")
+    p.add_argument("--out", type=Path, help="JSON results file (default: bench/results/)")
     args = p.parse_args(argv)
-    quick = bool(args.quick)
-    if args.users is None:
-        args.users = 30 if quick else 200
+    args.users = args.users if args.users is not None else (30 if args.quick else 200)
     if args.retrain_users is None:
-        args.retrain_users = 1 if quick else 3
-    if args.out is None:
-        name = "erasure_vs_retrain_quick.json" if quick else "erasure_vs_retrain.json"
-        args.out = RESULTS / name
+        args.retrain_users = 1 if args.quick else 3
+    args.out = args.out or harness.default_out("erasure_vs_retrain", args.quick)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.time()
-    result: Json = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    run = harness.Run("erasure_vs_retrain", vars(args), quick=args.quick)
+    versions = {p: machine_info.package_version(p) for p in ("numpy", "scipy", "implicit")}
+    run.details["versions"] = versions
+    run.details["implementation"] = {
+        "EASE": "baselines.EASE (dense inverse of X^T X + lambda I)",
+        "ALS": "peers.ALS (implicit's CPU ALS)",
     }
-    data_dir = args.data_dir or default_data_dir()
     name: DatasetName = args.dataset
-    dataset = load_dataset(name, data_dir)
+    labels = {"dataset": name}
+    dataset = load_dataset(name, args.data_dir or default_data_dir())
     split = chrono20(dataset.ratings)
-    result["split"] = split.summary()
+    run.details["split"] = split.summary()
     print(f"[{name}] {split.summary()}", flush=True)
     store_users = np.unique(split.train_all.user)
     rng = np.random.default_rng(args.seed)
     n = min(args.users + WARMUP_ERASURES, len(store_users))
     picked = [int(u) for u in rng.choice(store_users, size=n, replace=False)]
     warmup, users = picked[:WARMUP_ERASURES], picked[WARMUP_ERASURES:]
-    encoder = CachedEncoder(RESULTS / "cache" / f"{name}-embeddings.npz")
     config = EngineConfig()
-    result["config"] = {
+    run.details["config"] = {
         "encrypt_user_records": config.encrypt_user_records,
         "shared_statistics": config.shared_statistics,
         "max_events": config.max_events,
@@ -220,61 +158,67 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="ownrank-erasure-") as tmp:
         start = time.perf_counter()
-        engine, build = build_store(Path(tmp) / "store", dataset, split, encoder, config)
-        build["seconds"] = round(time.perf_counter() - start, 2)
-        result["store"] = {"users": len(store_users), **build}
-        print(f"store: {len(store_users)} users, {build}", flush=True)
+        engine, build = build_store(
+            Path(tmp) / "store", dataset, split, cached_encoder(name), config
+        )
+        run.add("build", time.perf_counter() - start, "s", **labels)
         try:
             warm_s, _ = time_erasures(engine, warmup)
             seconds, receipts = time_erasures(engine, users)
         finally:
             engine.close()
-    erase = {
-        **latency_stats(seconds),
-        **receipts,
-        "warmup_ms": [round(s * 1000, 3) for s in warm_s],
-    }
-    result["erase"] = erase
-    print(
-        f"erase: p50 {erase['p50_ms']:.2f} ms, p99 {erase['p99_ms']:.2f} ms over "
-        f"{erase['count']} users ({receipts})",
-        flush=True,
-    )
+    run.add("users", len(store_users), "count", **labels)
+    run.add("events", build["events"], "count", **labels)
+    run.add("catalog upsert", build["catalog"], "s", **labels)
+    run.add("interact all", build["users"], "s", **labels)
+    run.latency("update", build["updates"], **labels)
+    run.latency("erase", seconds, **labels)
+    ms = np.asarray(seconds) * 1000.0
+    for stat, value in (("mean", ms.mean()), ("min", ms.min()), ("max", ms.max())):
+        run.add(f"erase {stat}", float(value), "ms", **labels)
+    run.add("existed", sum(r.existed for r in receipts), "count", **labels)
+    run.add("data key destroyed", sum(r.data_key_destroyed for r in receipts), "count", **labels)
+    removed = sum(r.events_removed for r in receipts) / max(len(receipts), 1)
+    run.add("events removed mean", removed, "events", **labels)
+    for i, s in enumerate(warm_s, 1):
+        run.add("first erase", s * 1000.0, "ms", **labels, call=i)
 
-    retrain_users = users[: args.retrain_users]
-    print(f"EASE (lambda={EASE_LAMBDA:g}) refit from scratch:", flush=True)
-    ease = time_retrain(fit_ease, split, retrain_users)
-    ease["params"] = f"lambda={EASE_LAMBDA:g}"
-    ease["implementation"] = "bench.baselines.EASE (dense inverse of X^T X + lambda I)"
-    print(f"ALS (f={ALS_FACTORS}, reg={ALS_REG:g}, alpha={ALS_ALPHA:g}) refit from scratch:")
-    used: list[str] = []
-    try:
-        als = time_retrain(lambda s: used.append(fit_als(s, args.threads)), split, retrain_users)
-    except ImportError as exc:  # implicit not installed: say so, keep the rest
-        als = {"unavailable": f"{type(exc).__name__}: {exc}"}
-        print(f"  ALS unavailable: {als['unavailable']}", flush=True)
-    als["params"] = (
-        f"factors={ALS_FACTORS} reg={ALS_REG:g} alpha={ALS_ALPHA:g} (confidence alpha) "
-        f"iterations={ALS_ITERATIONS} threads={args.threads}"
-    )
-    als["implementation"] = used[0] if used else ""
-    result["retrain"] = {"EASE": ease, "ALS": als}
+    erase_p50, erase_p99 = harness.percentile(seconds, 50), harness.percentile(seconds, 99)
+    als = (f"factors={ALS_FACTORS} reg={ALS_REG:g} alpha={ALS_ALPHA:g} (confidence alpha) "
+           f"iterations={ALS_ITERATIONS} threads={args.threads}")  # fmt: skip
+    for model, params, fit in (
+        ("EASE", f"lambda={EASE_LAMBDA:g}", fit_ease),
+        ("ALS", als, lambda s: fit_als(s, args.threads)),
+    ):
+        run.add("params", params, "", **labels, model=model)
+        if model == "ALS" and unavailable_reason("implicit") is not None:
+            run.note(f"ALS unavailable: implicit: {unavailable_reason('implicit')}")
+            continue
+        refits = time_retrain(run, fit, split, users[: args.retrain_users], **labels, model=model)
+        median = float(np.median(refits))
+        for stat, value in (("median", median), ("min", min(refits)), ("max", max(refits))):
+            run.add(f"refit {stat}", value, "s", **labels, model=model)
+        run.add("refit / erase p50", median / erase_p50, "x", **labels, model=model)
+        run.add("refit / erase p99", median / erase_p99, "x", **labels, model=model)
 
-    p50_s, p99_s = erase["p50_ms"] / 1000.0, erase["p99_ms"] / 1000.0
-    result["ratios"] = {
-        f"{model}_over_erase_{q}": round(r["median_s"] / s, 1)
-        for model, r in (("EASE", ease), ("ALS", als))
-        for q, s in (("p50", p50_s), ("p99", p99_s))
-        if s > 0 and "median_s" in r
-    }
-    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["total_seconds"] = round(time.time() - started, 1)
-    for key, value in result["ratios"].items():
-        print(f"  {key}: {value:,.0f}x")
-    out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out} (total {result['total_seconds']:.0f} s)", flush=True)
+    run.table("Store built as bench/quality.py does (default EngineConfig)", ["dataset"],
+              metrics=["users", "events", "build", "catalog upsert", "interact all",
+                       "update p50", "update p99"])  # fmt: skip
+    run.table(
+        "ownrank Engine.erase per user (durable commit, data key destroyed, signed receipt)",
+        ["dataset"],
+        metrics=["erase calls", "erase p50", "erase p99", "erase mean", "erase min", "erase max",
+                 "existed", "data key destroyed", "events removed mean"],
+    )  # fmt: skip
+    run.table("First erasures of the store (set-up; not in the figures above)", ["dataset"],
+              "call", {"metric": "first erase"})  # fmt: skip
+    run.table("Refit from scratch without one user", ["dataset", "model"],
+              metrics=["params", "refit median", "refit min", "refit max"])  # fmt: skip
+    run.table("Each refit", ["dataset", "model", "user"], metrics=["refit"])
+    run.table("One refit costs this many erasures (median refit / erase p50, p99)",
+              ["dataset", "model"], metrics=["refit / erase p50", "refit / erase p99"],
+              plot=True)  # fmt: skip
+    run.finish(args.out)
     return 0
 
 

@@ -132,11 +132,9 @@ def _split_title(raw: str) -> tuple[str, int | None]:
 
 def _iso_date(raw: str, fmt: str) -> str | None:
     """Parse ``raw`` with ``fmt`` into an ISO date; unknown or malformed dates give None."""
-    raw = raw.strip()
-    if not raw or raw == "N/A":
-        return None
+    known = _known(raw)
     try:
-        return datetime.strptime(raw, fmt).date().isoformat()
+        return datetime.strptime(known, fmt).date().isoformat() if known else None
     except ValueError:
         return None
 
@@ -147,19 +145,14 @@ def _known(raw: str) -> str | None:
     return None if not raw or raw == "N/A" else raw
 
 
-def _int_table(path: Path, sep: bytes) -> IntArray:
-    """Parse a file of integer rows fast (one split over the whole file)."""
-    data = path.read_bytes().replace(sep, b" ")
-    values = np.array(data.split(), dtype=np.int64)
-    return values.reshape(-1, 4)
-
-
-def _ratings(table: IntArray) -> Ratings:
-    return Ratings(table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy(), table[:, 3].copy())
+def _ratings(path: Path, sep: bytes) -> Ratings:
+    """Parse a file of user, item, rating, timestamp rows fast (one split over the file)."""
+    table = np.array(path.read_bytes().replace(sep, b" ").split(), dtype=np.int64).reshape(-1, 4)
+    return Ratings(*(table[:, i].copy() for i in range(4)))
 
 
 def _load_ml1m(path: Path) -> Dataset:
-    ratings = _ratings(_int_table(path / "ratings.dat", b"::"))
+    ratings = _ratings(path / "ratings.dat", b"::")
     items: dict[int, ItemInfo] = {}
     for line in (path / "movies.dat").read_text(encoding="iso-8859-1").splitlines():
         if not line.strip():
@@ -202,7 +195,7 @@ def _merge_extrainfos(items: dict[int, ItemInfo], path: Path) -> None:
 
 
 def _load_ml100k(path: Path) -> Dataset:
-    ratings = _ratings(_int_table(path / "u.data", b"\t"))
+    ratings = _ratings(path / "u.data", b"\t")
     genre_names: dict[int, str] = {}
     for line in (path / "u.genre").read_text(encoding="iso-8859-1").splitlines():
         if "|" in line:

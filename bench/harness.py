@@ -49,7 +49,7 @@ Value = float | int | str | None
 # Decimal places by unit; a unit not listed shows 3 significant figures.
 DIGITS = {
     "ms": 2, "us": 1, "s": 1, "B": 0, "KiB": 1, "MiB": 1, "GiB": 2, "ratio": 2, "x": 2,
-    "%": 1, "count": 0, "NDCG@10": 4, "recall": 3, "events/s": 0, "items/s": 0,
+    "%": 1, "count": 0, "NDCG@10": 4, "recall": 3, "cosine": 4, "events/s": 0, "items/s": 0,
     "calls/s": 0, "texts/s": 0, "req/s": 0, "queries/s": 0,
 }  # fmt: skip
 

@@ -18,8 +18,8 @@ efSearch, FAISS threads), this measures:
   ``IndexKeeper`` calls the index with a filter): each query admits one topic
   (~1/12 of the items), with efSearch = max(ef_search, 4k) as the engine uses.
   The engine takes this path for HNSW only when more than
-  ``exact_filter_limit`` rows match (smaller sets are scored exactly); the JSON
-  says which path the engine would take at each size.
+  ``exact_filter_limit`` rows match (smaller sets are scored exactly); the
+  ``route`` row says which path the engine takes at each size (``path=engine``).
 
 Data: the clustered synthetic 384-d vectors of ``bench/catalog_bench.py``
 (``SyntheticEncoder`` over ``item_batches`` texts, the same items as the catalog
@@ -29,33 +29,22 @@ brute force (``faiss.knn``, BLAS) over the raw vectors, independent of the index
 under test; a result whose score ties the k-th exact score within ``TIE_TOLERANCE``
 counts as a hit (SIMD and BLAS inner products differ in the last bits).
 
-Memory. Measured at 100k items: a flat index takes 1,543 B/vector in its file
-(RSS +1,594 B/vector: float32 vectors, id map, IndexIDMap2's reverse hash map);
-HNSW (M=32) 1,816 B/vector (RSS +1,867: ~272 B/vector more of links, levels,
-offsets). At 1M x 384 float32 the raw vectors are 1.43 GiB and are kept for the
-whole size (both kinds are built from them; the ground truth needs them). One
-index lives at a time and is freed (``del``, ``gc.collect``, ``malloc_trim``)
-before the next kind and the next size; vectors are generated into one
-preallocated array and added as views, so no second copy exists. Expected peak
-RSS at 1M: 1.43 GiB (vectors) + ~1.74 GiB (HNSW; flat ~1.48) + ~0.3 GiB
-(Python, FAISS, queries, one 83k-row filtered slice) = ~3.5 GiB, up to ~3.7 GiB
-while FAISS grows its storage (the build peaked 1.5x the final index at 100k; at
-1M the last doubling happens at ~half the final size, so the transient is ~1x).
+Memory: one index lives at a time and is freed (``del``, ``gc.collect``,
+``malloc_trim``) before the next kind and size; the vectors are generated into one
+preallocated array and added as views (no second copy). At 1M x 384 the raw vectors
+take 1.43 GiB, HNSW (M=32) ~1.74 GiB (1,816 B/vector in its file at 100k; flat
+1,543), Python, FAISS and the queries ~0.3 GiB: a ~3.5 GiB peak, up to ~3.7 GiB
+while FAISS grows its storage (the build peaked 1.5x the final index at 100k).
 
-Run time of the full mode (10k, 100k, 1M; 1000 queries), estimated from 10k /
-100k runs on a shared 2-core machine: ~2.5 min generating data, ~2 min exact
-ground truth, ~4-5 min of flat single-query scans at 1M (~95 ms each, 3 x 1050),
-and the single-threaded HNSW build at 1M, the bulk: ~1000 vectors/s, 15-30 min.
-About 30-40 minutes in all; ``--flat-queries 300`` saves ~3 minutes.
+Run time of the full mode: 30-40 minutes on a shared 2-core machine, mostly the
+single-threaded HNSW build at 1M (~1000 vectors/s, 15-30 min) and the flat scans
+at 1M (~95 ms a query); ``--flat-queries 300`` saves ~3 minutes.
 
 Usage::
 
     python bench/index_bench.py --quick        # 10k and 100k items, 300 queries
     python bench/index_bench.py                # 10k, 100k and 1M items, 1000 queries
     python bench/index_bench.py --sizes 10000,50000 --kinds hnsw
-
-Results are printed and written to ``bench/results/index_bench.json``
-(``index_bench_quick.json`` with --quick).
 """
 
 from __future__ import annotations
@@ -64,20 +53,17 @@ import argparse
 import contextlib
 import ctypes
 import gc
-import json
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import faiss
 
 # bench/ is sys.path[0] when this file is run as a script
-import machine_info
+import harness
 import numpy as np
 import numpy.typing as npt
 from catalog_bench import (
@@ -85,11 +71,10 @@ from catalog_bench import (
     SyntheticEncoder,
     Watch,
     item_batches,
-    latency_stats,
-    machine,
+    latency_rows,
     make_query,
     memory,
-    say,
+    memory_rows,
 )
 from threadpoolctl import threadpool_limits
 
@@ -100,9 +85,7 @@ from ownrank.storage.vector_index import IndexType, VectorIndex
 Vectors = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
-Json = dict[str, Any]
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FULL_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
 KINDS: tuple[IndexType, ...] = ("flat", "hnsw")
@@ -115,8 +98,6 @@ FINGERPRINT = "bench:index"
 class Settings:
     """What one run measures; the defaults are the engine's own parameters."""
 
-    queries: int = 1_000
-    warmup: int = 50
     flat_queries: int | None = None  # timed flat queries (None: ``queries``)
     kinds: tuple[IndexType, ...] = KINDS
     filter_topics: int = 1  # topics (of 12) a filtered query admits
@@ -220,7 +201,7 @@ def estimate_index_bytes(kind: IndexType, count: int, dimension: int, hnsw_m: in
 
 
 def build_index(kind: IndexType, vectors: Vectors, settings: Settings) -> VectorIndex:
-    """A ``VectorIndex`` as ``IndexKeeper._build`` makes it: engine parameters, batched adds."""
+    """A ``VectorIndex`` as ``IndexKeeper`` builds it: engine parameters, batched adds."""
     cfg = settings.config
     index = VectorIndex(
         kind,
@@ -258,25 +239,23 @@ SearchOne = Callable[[int, Vectors], tuple[Scores, Rows]]
 
 def time_search(
     search: SearchOne, queries: Vectors, warmup: Vectors, k: int
-) -> tuple[Json, Scores, Rows]:
-    """Latency of one ``search`` call per query (after untimed warm-up calls), and the
-    results padded to ``k`` (-1 rows); ``short_results`` counts queries with fewer."""
+) -> tuple[list[float], tuple[Scores, Rows]]:
+    """Seconds of one ``search`` call per query (after untimed warm-up calls), and the
+    results (scores, rows) padded to ``k`` (-1 rows)."""
     for i in range(len(warmup)):
         search(i, warmup[i : i + 1])
     n = len(queries)
-    seconds = np.empty(n, dtype=np.float64)
+    seconds: list[float] = []
     scores = np.full((n, k), -np.inf, dtype=np.float32)
     rows = np.full((n, k), -1, dtype=np.int64)
     for i in range(n):
         q = queries[i : i + 1]
         start = time.perf_counter()
         s, r = search(i, q)
-        seconds[i] = time.perf_counter() - start
+        seconds.append(time.perf_counter() - start)
         width = min(k, r.shape[0])
         scores[i, :width], rows[i, :width] = s[:width], r[:width]
-    stats = latency_stats(seconds.tolist())
-    stats["short_results"] = int(((rows >= 0).sum(axis=1) < k).sum())
-    return stats, scores, rows
+    return seconds, (scores, rows)
 
 
 def index_search(
@@ -331,144 +310,118 @@ def index_file_bytes(index: VectorIndex, settings: Settings) -> tuple[int, float
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def search_rows(
+    run: harness.Run,
+    seconds: list[float],
+    found: tuple[Scores, Rows],
+    truth: tuple[Scores, Rows],
+    k: int,
+    **labels: harness.Label,
+) -> int:
+    """Latency, recall@k and short answers (fewer than k rows) of one timed search;
+    returns the short answers."""
+    scores, rows = found
+    n = len(seconds)
+    latency_rows(run, "search", seconds, k=k, **labels)
+    run.add(f"recall@{k}", recall(rows, scores, truth[1][:n], truth[0][:n], k), "recall",
+            k=k, **labels)  # fmt: skip
+    short = int(((rows >= 0).sum(axis=1) < k).sum())
+    run.add("short results", short, "count", k=k, **labels)
+    return short
+
+
 def measure_kind(
+    run: harness.Run,
     kind: IndexType,
-    vectors: Vectors,
-    queries: Vectors,
-    warmup: Vectors,
+    data: tuple[Vectors, Sequence[Rows]],
+    queries: tuple[Vectors, Vectors],
     truth: dict[str, tuple[Scores, Rows]],
-    allowed: Sequence[Rows],
     settings: Settings,
     watch: Watch,
-) -> Json:
-    """Build one index kind over ``vectors`` and measure it; the index is freed on return."""
+) -> None:
+    """Build one index kind over the vectors (``data``: vectors, each filter's admitted
+    rows; ``queries``: timed, warm-up) and measure it; the index is freed on return."""
+    vectors, allowed = data
+    timed, warmup = queries
     cfg = settings.config
+    count, dim = vectors.shape
+    labels: dict[str, harness.Label] = {"index": kind, "items": count}
     release_memory()
     before = watch.mark()
     build_s, index, build_peak = watch.extra_peak(lambda: build_index(kind, vectors, settings))
     release_memory()
     after = watch.mark()
-    count, dim = vectors.shape
-    out: Json = {
-        "kind": kind,
-        "build": {
-            "seconds": round(build_s, 3),
-            "vectors_per_s": round(count / build_s, 1) if build_s > 0 else None,
-            "batch": settings.batch,
-        },
-    }
-    mem: Json = {
-        "rss_before_mb": before["rss_mb"],
-        "rss_after_mb": after["rss_mb"],
-        "rss_delta_mb": round(after["rss_mb"] - before["rss_mb"], 1),
-        "build_peak_above_start_mb": build_peak,
-        "estimated_bytes": estimate_index_bytes(kind, count, dim, cfg.hnsw_m),
-        "raw_vector_bytes": count * dim * 4,
-    }
+    run.add("build", build_s, "s", **labels)
+    run.add("build rate", count / build_s if build_s > 0 else None, "items/s", **labels)
+    run.add("RSS before", before["rss_mb"], "MiB", **labels)
+    run.add("RSS after", after["rss_mb"], "MiB", **labels)
+    run.add("RSS growth", after["rss_mb"] - before["rss_mb"], "MiB", **labels)
+    run.add("build peak", build_peak, "MiB", **labels)  # RSS peak above the build's start
+    estimate = estimate_index_bytes(kind, count, dim, cfg.hnsw_m)
+    run.add("estimate", estimate / 2**20, "MiB", **labels)
     if settings.save:
         size, save_s = index_file_bytes(index, settings)
-        mem.update(
-            index_file_bytes=size,
-            file_bytes_per_vector=round(size / count, 1),
-            save_seconds=round(save_s, 3),
-        )
-    out["memory"] = mem
-    n_timed = len(queries)
+        run.add("index file", size / 2**20, "MiB", **labels)
+        run.add("file per vector", size / count, "B", **labels)
+        run.add("save", 1e3 * save_s, "ms", **labels)
     if kind == "flat" and settings.flat_queries is not None:
-        n_timed = min(n_timed, settings.flat_queries)
-    timed_queries = queries[:n_timed]
-    search: Json = {}
+        timed = timed[: settings.flat_queries]
     for k in (10, 100):
-        stats, scores, rows = time_search(index_search(index, k), timed_queries, warmup, k)
-        ts, tr = truth["unfiltered"]
-        stats["recall"] = recall(rows, scores, tr[:n_timed], ts[:n_timed], k)
-        search[f"k{k}"] = stats
+        seconds, found = time_search(index_search(index, k), timed, warmup, k)
+        search_rows(run, seconds, found, truth["unfiltered"], k, **labels, filter="none",
+                    path="index")  # fmt: skip
     # filtered: the index's own filtered search, as IndexKeeper calls it ...
-    k = 10
+    k, topic = 10, {**labels, "filter": "topic"}
     ef = max(cfg.hnsw_ef_search, 4 * k) if kind == "hnsw" else None
-    ts, tr = truth["filtered"][0][:n_timed], truth["filtered"][1][:n_timed]
     admitted = int(np.mean([a.size for a in allowed]))
-    stats, scores, rows = time_search(index_search(index, k, allowed, ef), timed_queries, warmup, k)
-    stats.update(recall=recall(rows, scores, tr, ts, k), ef_search=ef, mean_allowed_rows=admitted)
-    search["filtered_k10"] = stats
+    seconds, found = time_search(index_search(index, k, allowed, ef), timed, warmup, k)
+    short = search_rows(run, seconds, found, truth["filtered"], k, **topic, path="index")
+    run.add("ef search", ef, "count", k=k, **topic, path="index")
+    run.add("admitted rows", admitted, "count", k=k, **topic, path="index")  # mean per filter
     # ... and the engine's whole filtered path (exact scoring / fallback included)
     if kind == "flat":  # IndexKeeper makes exactly the call above
-        stats = {**stats, "path": "flat search with an ID selector (the call above)"}
+        route = "flat search with an ID selector (the call above)"
     else:
-        stats, scores, rows = time_search(
-            engine_filtered_search(index, cfg, k, allowed), timed_queries, warmup, k
+        seconds, found = time_search(
+            engine_filtered_search(index, cfg, k, allowed), timed, warmup, k
         )
-        stats["recall"] = recall(rows, scores, tr, ts, k)
         if admitted > cfg.exact_filter_limit:
-            stats["path"] = (
-                "hnsw search with an ID selector, exact scoring for the "
-                f"{search['filtered_k10']['short_results']} queries it left short"
-            )
+            route = "hnsw search with an ID selector, exact scoring for the "
+            route += f"{short} queries it left short"
         else:
-            stats["path"] = (
-                f"exact scoring (admitted rows <= exact_filter_limit {cfg.exact_filter_limit})"
-            )
-    search["engine_filtered_k10"] = stats
-    out["search"] = search
+            route = f"exact scoring (admitted rows <= exact_filter_limit {cfg.exact_filter_limit})"
+    search_rows(run, seconds, found, truth["filtered"], k, **topic, path="engine")
+    run.add("route", route, "", k=k, **topic, path="engine")
     del index
     release_memory()
-    return out
 
 
-def measure_size(count: int, settings: Settings, queries: Vectors, warmup: Vectors) -> Json:
+def measure_size(
+    run: harness.Run, count: int, settings: Settings, queries: Vectors, warmup: Vectors
+) -> None:
     """Every kind at one catalog size; the catalog is freed on return."""
-    say(f"\n== {count} items (kinds {', '.join(settings.kinds)})")
+    print(f"== {count} items (kinds {', '.join(settings.kinds)})")
     watch = Watch()
     start = time.perf_counter()
     vectors, topics = make_catalog(count, settings.seed + 100)
-    gen_s = time.perf_counter() - start
-    allowed = filter_sets(topics, settings.filter_topics)
+    run.add("generate", time.perf_counter() - start, "s", items=count)
+    allowed = filter_sets(topics, settings.filter_topics)  # query i admits allowed[i % 12]
     del topics
-    say(f"generated {count} x {vectors.shape[1]} vectors in {gen_s:.1f} s")
     start = time.perf_counter()
-    k_max = min(100, count)
     truth = {
-        "unfiltered": exact_top(queries, vectors, k_max),
+        "unfiltered": exact_top(queries, vectors, min(100, count)),
         "filtered": exact_filtered_top(queries, vectors, allowed, 10),
     }
-    truth_s = time.perf_counter() - start
-    say(f"exact ground truth for {len(queries)} queries in {truth_s:.1f} s")
-    cfg = settings.config
-    out: Json = {
-        "items": count,
-        "engine_auto_kind": "hnsw" if count >= cfg.hnsw_threshold else "flat",
-        "generate_seconds": round(gen_s, 2),
-        "truth_seconds": round(truth_s, 2),
-        "raw_vector_bytes": int(vectors.nbytes),
-        "memory_with_data": watch.mark(),
-        "kinds": {},
-    }
+    run.add("ground truth", time.perf_counter() - start, "s", items=count)
+    auto = "hnsw" if count >= settings.config.hnsw_threshold else "flat"
+    run.add("auto index", auto, "", items=count)  # what index_kind="auto" picks
+    run.add("raw vectors", vectors.nbytes / 2**20, "MiB", items=count)
+    memory_rows(run, watch.mark(), items=count, at="with data")
     for kind in settings.kinds:
-        say(f"-- {kind} (load average {[round(x, 2) for x in os.getloadavg()]})")
-        # filtered query i admits allowed[i % 12]
-        result = measure_kind(kind, vectors, queries, warmup, truth, allowed, settings, watch)
-        out["kinds"][kind] = result
-        say_kind(count, result)
+        measure_kind(run, kind, (vectors, allowed), (queries, warmup), truth, settings, watch)
     del vectors, truth, allowed
     release_memory()
-    out["memory"] = watch.finish()
-    return out
-
-
-def say_kind(count: int, r: Json) -> None:
-    b, m, s = r["build"], r["memory"], r["search"]
-    file_mb = f"{m['index_file_bytes'] / 2**20:.1f}" if "index_file_bytes" in m else "-"
-    say(
-        f"build {b['seconds']:.2f} s ({b['vectors_per_s']:.0f} vectors/s); RSS +"
-        f"{m['rss_delta_mb']:.0f} MiB (build peak +{m['build_peak_above_start_mb']:.0f}), "
-        f"file {file_mb} MiB, estimate {m['estimated_bytes'] / 2**20:.1f} MiB"
-    )
-    for name, st in s.items():
-        say(
-            f"{name}: p50 {st['p50_ms']:.3f} ms, p99 {st['p99_ms']:.3f} ms, mean "
-            f"{st['mean_ms']:.3f} ms, recall {st['recall']} ({st['count']} queries, "
-            f"{st['short_results']} short)"
-        )
+    memory_rows(run, watch.finish(), items=count, at="end")
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -503,7 +456,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-save", dest="save", action="store_false", help="skip index file sizes")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data-dir", type=Path, help="where index files are written (default: tmp)")
-    p.add_argument("--out", type=Path, help="JSON results file")
+    p.add_argument("--out", type=Path, help="JSON results file (default bench/results/...)")
     args = p.parse_args(argv)
     if args.sizes is None:
         args.sizes = QUICK_SIZES if args.quick else FULL_SIZES
@@ -512,88 +465,50 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.threads is None:
         args.threads = EngineConfig().index_threads
     if args.out is None:
-        args.out = RESULTS_DIR / ("index_bench_quick.json" if args.quick else "index_bench.json")
+        args.out = harness.default_out("index_bench", args.quick)
     return args
 
 
-def print_table(result: Json) -> None:
-    say("\n== summary")
-    m = result["machine"]
-    say(
-        f"machine: {m['cpu_count']} CPUs ({m['cpu_model']}), {result['threads']} FAISS/BLAS "
-        f"thread(s); load average at start {m['loadavg_at_start']}, at end "
-        f"{result['loadavg_at_end']}"
-    )
-    c = result["config"]
-    say(
-        f"engine parameters: hnsw M={c['hnsw_m']}, efConstruction={c['hnsw_ef_construction']}, "
-        f"efSearch={c['hnsw_ef_search']} (filtered: max(efSearch, 4k)); auto picks hnsw at >= "
-        f"{c['hnsw_threshold']} items"
-    )
-    rows: list[tuple[str, ...]] = [
-        (
-            "items",
-            "kind",
-            "build s",
-            "file MiB",
-            "RSS+ MiB",
-            "k10 p50/p99 ms",
-            "k100 p50/p99 ms",
-            "R@10",
-            "R@100",
-            "index filt p50/p99 ms",
-            "R@10",
-            "short",
-            "engine filt p50/p99 ms",
-            "R@10",
+def declare(run: harness.Run, filter_topics: int) -> None:
+    """The tables and the targets (issue 24: HNSW recall@10 at 100k and 1M items)."""
+    run.table(
+        "Build and memory",
+        by=["items", "index"],
+        metrics=["build", "build rate", "index file", "file per vector", "estimate",
+                 "RSS growth", "build peak", "save"],
+    )  # fmt: skip
+    for k in (10, 100):
+        run.table(
+            f"Search, one query per call, k={k}",
+            by=["items", "index"],
+            where={"k": k, "filter": "none"},
+            metrics=["search p50", "search p99", "search mean", f"recall@{k}", "short results"],
+            plot=k == 10,
         )
-    ]
-    for size in result["sizes"].values():
-        for kind, r in size["kinds"].items():
-            s = r["search"]
-            f, e = s["filtered_k10"], s["engine_filtered_k10"]
-            rows.append(
-                (
-                    str(size["items"]),
-                    kind + ("*" if size["engine_auto_kind"] == kind else ""),
-                    f"{r['build']['seconds']:.2f}",
-                    f"{r['memory']['index_file_bytes'] / 2**20:.1f}"
-                    if "index_file_bytes" in r["memory"]
-                    else "-",
-                    f"{r['memory']['rss_delta_mb']:.0f}",
-                    f"{s['k10']['p50_ms']:.3f} / {s['k10']['p99_ms']:.3f}",
-                    f"{s['k100']['p50_ms']:.3f} / {s['k100']['p99_ms']:.3f}",
-                    f"{s['k10']['recall']:.4f}",
-                    f"{s['k100']['recall']:.4f}",
-                    f"{f['p50_ms']:.3f} / {f['p99_ms']:.3f}",
-                    f"{f['recall']:.4f}",
-                    str(f["short_results"]),
-                    f"{e['p50_ms']:.3f} / {e['p99_ms']:.3f}",
-                    f"{e['recall']:.4f}",
-                )
-            )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        say("  ".join(cell.rjust(w) for cell, w in zip(r, widths, strict=True)))
-    say(
-        "* the kind EngineConfig(index_kind='auto') uses at that size. Filtered (k=10, "
-        f"{result['settings']['filter_topics']} topic(s) of 12 admitted): "
-        "'index' = VectorIndex.search(allowed=...), 'short' = queries "
-        "it returned < 10 rows for; 'engine' = IndexKeeper.search_within, i.e. what a "
-        "filtered query costs in the engine:"
-    )
-    for size in result["sizes"].values():
-        for kind, r in size["kinds"].items():
-            say(f"  {size['items']} {kind}: {r['search']['engine_filtered_k10']['path']}")
-    say(f"peak RSS of the whole run: {result['memory']['process_peak_mb']:.0f} MiB")
+    run.table(
+        f"Filtered search, k=10, {filter_topics} topic(s) of 12 admitted (path index: "
+        "VectorIndex.search(allowed=...); engine: IndexKeeper.search_within)",
+        by=["items", "index", "path"],
+        where={"filter": "topic"},
+        metrics=["search p50", "search p99", "recall@10", "short results", "admitted rows",
+                 "ef search", "route"],
+    )  # fmt: skip
+    run.table(
+        "Per catalog size",
+        by=["items"],
+        metrics=["auto index", "raw vectors", "generate", "ground truth", "phase peak RSS",
+                 "other cores busy"],
+    )  # fmt: skip
+    for items, bound in ((100_000, 0.97), (1_000_000, 0.95)):
+        where: dict[str, harness.Label] = {"index": "hnsw", "items": items, "filter": "none"}
+        run.target(f"HNSW recall@10 at {items:,} items", "recall@10", ">=", bound, where,
+                   source="issue 24")  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> Json:
-    """Measure every size; the result is also what ``main`` writes as JSON."""
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     config = EngineConfig(index_threads=args.threads)
     settings = Settings(
-        queries=args.queries,
-        warmup=args.warmup,
         flat_queries=args.flat_queries,
         kinds=tuple(args.kinds),
         filter_topics=args.filter_topics,
@@ -602,49 +517,21 @@ def run(args: argparse.Namespace) -> Json:
         data_dir=args.data_dir,
         save=args.save,
     )
-    started = time.time()
-    result: Json = {
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "threads": args.threads,
-        "config": config.model_dump(
-            mode="json",
-            include={
-                "hnsw_threshold",
-                "hnsw_m",
-                "hnsw_ef_construction",
-                "hnsw_ef_search",
-                "index_threads",
-                "exact_filter_limit",
-            },
-        ),
-        "settings": {
-            k: str(v) if isinstance(v, Path) else v
-            for k, v in asdict(settings).items()
-            if k != "config"
-        },
-        "rebuild_batch": REBUILD_BATCH,
-        "sizes": {},
-    }
-    say(f"machine: {json.dumps(result['machine'])}")
+    run = harness.Run("index_bench", vars(args), quick=args.quick)
+    run.details["config"] = config.model_dump(mode="json", exclude={"model_dir"})
+    run.details["rebuild_batch"] = REBUILD_BATCH
+    declare(run, args.filter_topics)
     faiss.omp_set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         both = make_queries(args.queries + args.warmup, args.seed + 2)
-        queries, warmup = both[: args.queries], both[args.queries :]
         for count in args.sizes:
-            result["sizes"][str(count)] = measure_size(count, settings, queries, warmup)
-    result["memory"] = memory()
-    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["total_seconds"] = round(time.time() - started, 1)
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = run(args)
-    print_table(result)
-    machine_info.write_results(result, args.out, " (other work on the machine skews the timings)")
+            measure_size(run, count, settings, both[: args.queries], both[args.queries :])
+    memory_rows(run, memory(), at="end of run")
+    run.note(
+        f"{args.threads} FAISS/BLAS thread(s); filtered efSearch = max(efSearch, 4k); "
+        "other work on the machine skews the timings (see 'other cores busy')"
+    )
+    run.finish(args.out)
     return 0
 
 

@@ -2,14 +2,9 @@
 
 The README's peer table quotes ``implicit`` ALS and BPR; this module runs them (and a
 LightFM hybrid that can score cold20's new items from their metadata) through the
-same :class:`bench.baselines.Recommender` interface, so ownrank is compared with
-what a team would actually deploy instead of with numbers copied from elsewhere::
-
-    model.fit(split)                   # training positives of ``split`` only
-    model.scores(users)                # (len(users), len(split.candidates))
-    model.fit_seconds                  # wall time of the last fit
-    model.update_user(user, items)     # scores after ``user``'s history became ``items``
-    model.update_method                # how that update is done, in words
+interface of :mod:`baselines` (``fit``, ``scores``, ``fit_seconds``, ``update_user``,
+``update_method``), so ownrank is compared with what a team would actually deploy
+instead of with numbers copied from elsewhere.
 
 ``update_user`` is what the model would do online when one user's history changes:
 ALS solves one least-squares system for that user (exact for fixed item factors);
@@ -17,10 +12,9 @@ LightFM runs ``fit_partial`` on that user's rows; ``implicit``'s BPR has no per-
 update, so it refits everything. :func:`measure_update` times it.
 
 Both libraries are optional: if one cannot be imported this module still imports,
-and its peers report why through :func:`unavailable_reason` (the bench prints that
-and falls back to a content centroid).
-
-Hyperparameters are tuned on :func:`protocols.inner_validation` only, never on test.
+and its peers report why through :func:`unavailable_reason` (the bench says so and
+falls back to a content centroid). Hyperparameters are tuned on
+:func:`protocols.inner_validation` only, never on test.
 """
 
 from __future__ import annotations
@@ -28,25 +22,25 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol, Self
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
-
-from bench.baselines import (
-    EASE,
+from baselines import (
+    EASE_GRID,
+    ITEMKNN_GRID,
     TUNE_METRIC,
     Centroid,
-    ItemKNN,
+    CollaborativeBase,
     Recommender,
     TuneResult,
-    _CollaborativeBase,
+    row_matrix,
     tune,
 )
-from bench.eval_data import IntArray, ItemInfo
-from bench.protocols import FloatArray, Split, evaluate_scores, inner_validation
+from eval_data import IntArray, ItemInfo
+from protocols import FloatArray, Split, evaluate_scores, inner_validation
 
 _IMPORT_ERRORS: dict[str, str] = {}
 try:
@@ -82,21 +76,11 @@ def _require(library: Library) -> None:
         raise PeerUnavailable(f"{library} is not importable: {reason}")
 
 
-def _blas_single_thread() -> Any:
+def blas_single_thread() -> Any:
     """implicit parallelizes itself and warns (and slows down) if BLAS does too."""
     if threadpool_limits is None:
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-class Peer(Recommender, Protocol):
-    """A :class:`Recommender` that also reports fit time and can update one user."""
-
-    fit_seconds: float
-    update_method: str
-    update_is_refit: bool
-
-    def update_user(self, user: int, items: IntArray) -> FloatArray: ...
 
 
 # --- implicit: ALS and BPR -------------------------------------------------------------
@@ -127,32 +111,30 @@ class ALSParams:
         return f"f={self.factors} reg={self.regularization:g} c={c}"
 
 
-class ALS(_CollaborativeBase):
-    """implicit's CPU ALS (conjugate gradient fit), deterministic seed."""
+class ALS(CollaborativeBase):
+    """implicit's CPU ALS (conjugate gradient fit), deterministic seed. ``model`` is
+    the fitted implicit model, ``item_factors`` its item factors (rows ``items``)."""
 
     name = "ALS"
     update_method = "recalculate_user: one exact least-squares solve, item factors fixed"
-    update_is_refit = False
 
     def __init__(self, params: ALSParams | None = None, num_threads: int = 2) -> None:
         _require("implicit")
         super().__init__()
         self.params = params or ALSParams()
         self.num_threads = num_threads
-        self.fit_seconds = 0.0
 
     def _confidence(self, x: sp.csr_matrix) -> sp.csr_matrix:
         c = x.astype(np.float32)
         c.data[:] = self.params.positive_confidence
         return c
 
-    def fit(self, split: Split) -> Self:
-        start = time.perf_counter()
+    def train(self) -> None:
         p = self.params
-        c = self._confidence(self._fit_matrix(split))
-        with _blas_single_thread():
+        c = self._confidence(self.x)
+        with blas_single_thread():
             # implicit's alpha stays 1: the confidence is already in the matrix.
-            self._model = AlternatingLeastSquares(
+            self.model = AlternatingLeastSquares(
                 factors=p.factors,
                 regularization=p.regularization,
                 alpha=1.0,
@@ -160,22 +142,19 @@ class ALS(_CollaborativeBase):
                 num_threads=self.num_threads,
                 random_state=SEED,
             )
-            self._model.fit(c, show_progress=False)
+            self.model.fit(c, show_progress=False)
         # A one-user solve gains nothing from an OpenMP team, and on a loaded machine
         # waking it costs a scheduler tick (~16 ms measured here instead of ~0.3 ms).
-        self._model.num_threads = 1
-        self._item_factors = np.asarray(self._model.item_factors)
-        self.fit_seconds = time.perf_counter() - start
-        return self
+        self.model.num_threads = 1
+        self.item_factors = np.asarray(self.model.item_factors)
 
-    def _item_scores(self, rows: IntArray) -> FloatArray:
-        return np.asarray(self._model.user_factors[rows] @ self._item_factors.T)
+    def item_scores(self, rows: IntArray) -> FloatArray:
+        return np.asarray(self.model.user_factors[rows] @ self.item_factors.T)
 
     def update_user(self, user: int, items: IntArray) -> FloatArray:
-        row = self._confidence(_row_matrix(items, self._items))
-        factors = self._model.recalculate_user(0, row)
-        scores = np.asarray(factors @ self._item_factors.T)[None, :]
-        out: FloatArray = self.split.to_candidates(scores, self._items)[0]
+        factors = self.model.recalculate_user(0, self._confidence(row_matrix(items, self.items)))
+        scores = np.asarray(factors @ self.item_factors.T)[None, :]
+        out: FloatArray = self.split.to_candidates(scores, self.items)[0]
         return out
 
 
@@ -190,16 +169,14 @@ class BPRParams:
     iterations: int = 100
 
     def __str__(self) -> str:
-        return (
-            f"f={self.factors} lr={self.learning_rate:g} reg={self.regularization:g} "
-            f"it={self.iterations}"
-        )
+        p = f"f={self.factors} lr={self.learning_rate:g} reg={self.regularization:g}"
+        return f"{p} it={self.iterations}"
 
 
 BPR_CHUNK = 50
 
 
-class BPR(_CollaborativeBase):
+class BPR(CollaborativeBase):
     """implicit's CPU BPR, one thread (its SGD is lock-free across threads, so more
     threads would make results depend on scheduling)."""
 
@@ -211,13 +188,12 @@ class BPR(_CollaborativeBase):
         _require("implicit")
         super().__init__()
         self.params = params or BPRParams()
-        self.fit_seconds = 0.0
         self.iterations_done = 0
 
-    def _new_model(self) -> Any:
+    def train(self) -> None:
         p = self.params
-        with _blas_single_thread():
-            return BayesianPersonalizedRanking(
+        with blas_single_thread():
+            self.model = BayesianPersonalizedRanking(
                 factors=p.factors,
                 learning_rate=p.learning_rate,
                 regularization=p.regularization,
@@ -225,61 +201,40 @@ class BPR(_CollaborativeBase):
                 num_threads=1,
                 random_state=SEED,
             )
-
-    def fit(self, split: Split) -> Self:
-        start = time.perf_counter()
-        x = self._fit_matrix(split).astype(np.float32)
-        self._model = self._new_model()
         self.iterations_done = 0
-        self._train(x, self.params.iterations)
-        self.fit_seconds = time.perf_counter() - start
-        return self
+        self._train(p.iterations)
 
-    def _train(self, x: sp.csr_matrix, iterations: int) -> None:
+    def _train(self, iterations: int) -> None:
         """Continue training in chunks (implicit's fit resumes from current factors)."""
+        x = self.x.astype(np.float32)
         for done in range(0, iterations, BPR_CHUNK):
-            self._model.iterations = min(BPR_CHUNK, iterations - done)
-            with _blas_single_thread():
-                self._model.fit(x, show_progress=False)
+            self.model.iterations = min(BPR_CHUNK, iterations - done)
+            with blas_single_thread():
+                self.model.fit(x, show_progress=False)
         self.iterations_done += iterations
 
     def train_more(self, iterations: int) -> Self:
         """More iterations on the same data (cheap tuning of ``iterations``)."""
-        self._train(self._x.astype(np.float32), iterations)
-        self.params = BPRParams(
-            self.params.factors,
-            self.params.learning_rate,
-            self.params.regularization,
-            self.iterations_done,
-        )
+        self._train(iterations)
+        self.params = replace(self.params, iterations=self.iterations_done)
         return self
 
-    def _item_scores(self, rows: IntArray) -> FloatArray:
-        return np.asarray(self._model.user_factors[rows] @ self._model.item_factors.T)
+    def item_scores(self, rows: IntArray) -> FloatArray:
+        return np.asarray(self.model.user_factors[rows] @ self.model.item_factors.T)
 
     def update_user(self, user: int, items: IntArray) -> FloatArray:
         """Refit on the training matrix with ``user``'s row replaced (what implicit's BPR
         needs; a hand-written fold-in with frozen item factors would be cheaper, but
         it is not what the library offers)."""
-        x = self._x.tolil()
+        x = self.x.tolil()
         row = int(self.split.user_rows(np.array([user], dtype=np.int64))[0])
-        x[row] = _row_matrix(items, self._items)
+        x[row] = row_matrix(items, self.items)
         refit = BPR(self.params)
-        refit._split, refit._items, refit._x = self._split, self._items, x.tocsr()
-        refit._model = refit._new_model()
-        refit._train(refit._x.astype(np.float32), self.params.iterations)
-        scores = refit._item_scores(np.array([row], dtype=np.int64))
-        out: FloatArray = refit.split.to_candidates(scores, self._items)[0]
+        refit.use_matrix(self.split, x.tocsr())
+        refit.train()
+        scores = refit.item_scores(np.array([row], dtype=np.int64))
+        out: FloatArray = self.split.to_candidates(scores, self.items)[0]
         return out
-
-
-def _row_matrix(items: IntArray, columns: IntArray) -> sp.csr_matrix:
-    """One binary row over ``columns`` (sorted ids); items not among them are dropped."""
-    items = np.asarray(items, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(columns, items), max(len(columns) - 1, 0))
-    cols = np.unique(pos[columns[pos] == items]) if len(columns) else pos[:0]
-    data = np.ones(len(cols), dtype=np.float32)
-    return sp.csr_matrix((data, (np.zeros(len(cols), dtype=np.int64), cols)), (1, len(columns)))
 
 
 # --- LightFM hybrid --------------------------------------------------------------------
@@ -324,9 +279,6 @@ class ItemFeatures:
                 vocab.setdefault(token, len(vocab))
         self.vocab = vocab
 
-    def __len__(self) -> int:
-        return len(self.vocab)
-
     def matrix(self, items: IntArray) -> sp.csr_matrix:
         """float32 CSR, one row per ``items`` entry (in order)."""
         rows: list[int] = []
@@ -358,7 +310,7 @@ class LightFMParams:
         return f"dim={self.no_components} ep={self.epochs}"
 
 
-class LightFMHybrid:
+class LightFMHybrid(CollaborativeBase):
     """LightFM (WARP) with item features = identity + metadata tokens, users = identity.
 
     Trained on the training items' columns only: WARP samples its negatives among
@@ -372,7 +324,6 @@ class LightFMHybrid:
         "fit_partial on the user's rows only, as many epochs as the fit "
         "(also moves the item embeddings it samples)"
     )
-    update_is_refit = False
 
     def __init__(
         self,
@@ -382,30 +333,20 @@ class LightFMHybrid:
         identity: bool = True,
     ) -> None:
         _require("lightfm")
+        super().__init__()
         self.params = params or LightFMParams()
         self.num_threads = num_threads
         self.identity = identity
         self._tokens = {item: item_tokens(info) for item, info in item_info.items()}
-        self._split: Split | None = None
-        self.fit_seconds = 0.0
         self.epochs_done = 0
 
-    @property
-    def split(self) -> Split:
-        if self._split is None:
-            raise RuntimeError("LightFM: call fit() first")
-        return self._split
-
-    def fit(self, split: Split) -> Self:
-        start = time.perf_counter()
-        self._split = split
-        self._items = split.train_items
-        self._features = ItemFeatures(self._tokens, self._items, self.identity)
-        self._item_matrix = self._features.matrix(self._items)
-        self._cand_matrix = self._features.matrix(split.candidates)
-        self._interactions = split.train_matrix(self._items).tocoo().astype(np.float32)
+    def train(self) -> None:
+        features = ItemFeatures(self._tokens, self.items, self.identity)
+        self._item_matrix = features.matrix(self.items)
+        self._cand_matrix = features.matrix(self.split.candidates)
+        self._interactions = self.x.tocoo().astype(np.float32)
         p = self.params
-        self._model = LightFM(
+        self.model = LightFM(
             no_components=p.no_components,
             loss="warp",
             learning_rate=p.learning_rate,
@@ -415,31 +356,23 @@ class LightFMHybrid:
         )
         self.epochs_done = 0
         self._train(p.epochs)
-        self.fit_seconds = time.perf_counter() - start
-        return self
 
     def _train(self, epochs: int) -> None:
-        self._model.fit_partial(
+        """``epochs`` more epochs, then cache the candidates' and users' representations."""
+        self.model.fit_partial(
             self._interactions,
             item_features=self._item_matrix,
             epochs=epochs,
             num_threads=self.num_threads,
         )
         self.epochs_done += epochs
-        self._refresh()
-
-    def _refresh(self) -> None:
-        """Cache the candidates' and users' representations for scoring."""
-        self._cand_bias, self._cand_emb = self._model.get_item_representations(self._cand_matrix)
-        self._user_emb = np.asarray(self._model.user_embeddings)
+        self._cand_bias, self._cand_emb = self.model.get_item_representations(self._cand_matrix)
+        self._user_emb = np.asarray(self.model.user_embeddings)
 
     def train_more(self, epochs: int) -> Self:
         """More epochs on the same data (cheap tuning of ``epochs``)."""
         self._train(epochs)
-        p = self.params
-        self.params = LightFMParams(
-            p.no_components, self.epochs_done, p.learning_rate, p.item_alpha, p.max_sampled
-        )
+        self.params = replace(self.params, epochs=self.epochs_done)
         return self
 
     def scores(self, users: IntArray) -> FloatArray:
@@ -453,19 +386,19 @@ class LightFMHybrid:
         updated user and (re-derived) item representations. Mutates the model. Only
         for a known user: a new one needs a new identity feature, i.e. a bigger model."""
         row = int(self.split.user_rows(np.array([user], dtype=np.int64))[0])
-        x = _row_matrix(items, self._items).tocoo()
+        x = row_matrix(items, self.items).tocoo()
         one = sp.coo_matrix(
             (x.data, (np.full(len(x.data), row, dtype=np.int32), x.col.astype(np.int32))),
             shape=self._interactions.shape,
         )
-        self._model.fit_partial(
+        self.model.fit_partial(
             one,
             item_features=self._item_matrix,
             epochs=self.params.epochs,
             num_threads=self.num_threads,
         )
-        bias, emb = self._model.get_item_representations(self._cand_matrix)
-        return np.asarray(emb @ self._model.user_embeddings[row] + bias)
+        bias, emb = self.model.get_item_representations(self._cand_matrix)
+        return np.asarray(emb @ self.model.user_embeddings[row] + bias)
 
 
 def token_centroid(item_info: Mapping[int, ItemInfo], min_count: int = 2) -> Centroid:
@@ -481,23 +414,29 @@ def token_centroid(item_info: Mapping[int, ItemInfo], min_count: int = 2) -> Cen
         for t in set(ts):
             if t in vocab:
                 emb[r, vocab[t]] = np.log(len(ids) / counts[t])
-    return Centroid(ids, emb)
-
-
-# --- timing one user's update ----------------------------------------------------------
+    return Centroid(ids, emb, name="Centroid(tokens)")
 
 
 @dataclass(frozen=True)
 class UpdateCost:
-    """Median wall time to produce one user's candidate scores after their history
-    changed, done the way the model would do it online."""
+    """Wall times to produce one user's candidate scores after their history changed,
+    done the way the model would do it online."""
 
     method: str
-    ms: float
-    n_users: int
+    seconds: list[float]
+
+    @property
+    def ms(self) -> float:
+        return 1000.0 * float(np.median(self.seconds))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.seconds)
 
 
-def measure_update(model: Peer, split: Split, n_users: int = 50, max_refits: int = 1) -> UpdateCost:
+def measure_update(
+    model: Recommender, split: Split, n_users: int = 50, max_refits: int = 1
+) -> UpdateCost:
     """Time ``model.update_user`` for evaluated users whose history gains one item.
 
     The gained item is the user's first test positive (their next real event), so
@@ -520,72 +459,7 @@ def measure_update(model: Peer, split: Split, n_users: int = 50, max_refits: int
         times.append(time.perf_counter() - start)
         if out.shape != (len(split.candidates),) or not np.all(np.isfinite(out)):
             raise RuntimeError(f"{model.name}: update_user returned bad scores")
-    return UpdateCost(model.update_method, 1000.0 * float(np.median(times)), len(times))
-
-
-def item_item_update(model: ItemKNN | EASE, user: int, items: IntArray) -> FloatArray:
-    """ItemKNN / EASE online update: the new history row times the item-item matrix.
-
-    Reads the fitted matrices of :mod:`bench.baselines` (``_sim`` / ``_b``), which
-    the baselines do not expose publicly.
-    """
-    matrix = model._sim if isinstance(model, ItemKNN) else model._b
-    row = _row_matrix(items, model._items)
-    product = row @ matrix
-    scores = product.toarray() if sp.issparse(product) else np.asarray(product).reshape(1, -1)
-    out: FloatArray = model.split.to_candidates(scores, model._items)[0]
-    return out
-
-
-def centroid_update(model: Centroid, user: int, items: IntArray) -> FloatArray:
-    """Centroid online update: mean of the history's unit vectors, cosine to candidates."""
-    centroid = model._lookup(np.asarray(items, dtype=np.int64)).mean(axis=0)
-    norm = float(np.linalg.norm(centroid))
-    out: FloatArray = model._cand @ (centroid / (norm or 1.0))
-    return out
-
-
-def same_for_everyone(model: Recommender, user: int, items: IntArray) -> FloatArray:
-    """MostPop: a history change alters no user's list (counts change globally)."""
-    out: FloatArray = model.scores(np.array([user], dtype=np.int64))[0]
-    return out
-
-
-UpdateFn = Callable[[Any, int, IntArray], FloatArray]
-
-
-class OnlineBaseline:
-    """A :mod:`bench.baselines` model with fit time and an online per-user update, so
-    every row of the bench's table is timed the same way."""
-
-    update_is_refit = False
-
-    def __init__(self, model: Recommender) -> None:
-        self.model = model
-        self.name = model.name
-        self.fit_seconds = 0.0
-        self._update: UpdateFn
-        if isinstance(model, ItemKNN | EASE):
-            self._update = item_item_update
-            self.update_method = "history row x item-item matrix (sparse, no refit)"
-        elif isinstance(model, Centroid):
-            self._update = centroid_update
-            self.update_method = "mean of the history's item vectors"
-        else:
-            self._update = same_for_everyone
-            self.update_method = "none: the list does not depend on the user"
-
-    def fit(self, split: Split) -> Self:
-        start = time.perf_counter()
-        self.model.fit(split)
-        self.fit_seconds = time.perf_counter() - start
-        return self
-
-    def scores(self, users: IntArray) -> FloatArray:
-        return self.model.scores(users)
-
-    def update_user(self, user: int, items: IntArray) -> FloatArray:
-        return self._update(self.model, user, items)
+    return UpdateCost(model.update_method, times)
 
 
 # --- tuning on the inner validation split ----------------------------------------------
@@ -610,13 +484,17 @@ ALS_GRID_QUICK: tuple[ALSParams, ...] = (
 BPR_GRID: tuple[BPRParams, ...] = tuple(
     BPRParams(f, lr, 0.01, 100) for f in (64, 128) for lr in (0.005, 0.01)
 )
-BPR_GRID_QUICK: tuple[BPRParams, ...] = (BPRParams(64, 0.01, 0.01, 100),)
 BPR_ITERATIONS = (50, 100, 200)
-BPR_ITERATIONS_QUICK = (50, 100)
 LIGHTFM_COMPONENTS = (32, 64)
 LIGHTFM_EPOCHS = (10, 20, 40)
-LIGHTFM_COMPONENTS_QUICK = (64,)
-LIGHTFM_EPOCHS_QUICK = (10, 20)
+# The tuning points of bench/run_peers.py: name -> (full, quick).
+GRIDS: dict[str, tuple[Any, Any]] = {
+    "itemknn": (ITEMKNN_GRID, (50, 200, 400)),
+    "ease": (EASE_GRID, (250.0, 2000.0)),
+    "als": (ALS_GRID, ALS_GRID_QUICK),
+    "bpr": ((BPR_GRID, BPR_ITERATIONS), ((BPRParams(64, 0.01, 0.01, 100),), (50, 100))),
+    "lightfm": ((LIGHTFM_COMPONENTS, LIGHTFM_EPOCHS), ((64,), (10, 20))),
+}
 
 
 def tune_als(
@@ -664,7 +542,7 @@ def tune_bpr(
     grid point; ``grid``'s own iteration counts are ignored)."""
 
     def start(p: BPRParams, it: int) -> BPR:
-        return BPR(BPRParams(p.factors, p.learning_rate, p.regularization, it))
+        return BPR(replace(p, iterations=it))
 
     return _staged(split, inner, grid, iterations, start, BPR.train_more)
 

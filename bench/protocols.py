@@ -40,8 +40,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped]
-
-from bench.eval_data import IntArray, Ratings
+from eval_data import IntArray, Ratings
 
 ProtocolName = Literal["chrono20", "cold20"]
 FloatArray = npt.NDArray[np.floating]
@@ -81,9 +80,7 @@ class Split:
     @cached_property
     def train_positives(self) -> dict[int, IntArray]:
         """User -> training positive items in (timestamp, item) order."""
-        users, starts = np.unique(self.train.user, return_index=True)
-        bounds = [*starts.tolist(), len(self.train)]
-        return {int(u): self.train.item[bounds[i] : bounds[i + 1]] for i, u in enumerate(users)}
+        return _group(self.train.item, self.train.user)
 
     def user_rows(self, users: IntArray) -> IntArray:
         """Row indices of ``users`` in :meth:`train_matrix` (every user must have one)."""
@@ -112,14 +109,17 @@ class Split:
         return out
 
     @cached_property
-    def _test_matrix(self) -> sp.csr_matrix:
+    def test_matrix(self) -> sp.csr_matrix:
+        """Binary ``users x candidates`` matrix of the test positives."""
         users = np.repeat(self.users, [len(self.test[int(u)]) for u in self.users])
         items = np.concatenate([self.test[int(u)] for u in self.users] or [np.zeros(0, int)])
         pairs = Ratings(users, items, np.ones_like(users), np.zeros_like(users))
         return _binary_matrix(pairs, self.users, self.candidates)
 
     @cached_property
-    def _exclude_matrix(self) -> sp.csr_matrix:
+    def exclude_matrix(self) -> sp.csr_matrix:
+        """Binary ``users x candidates`` matrix of what ranking excludes (training
+        positives with ``exclude_train``, else nothing)."""
         if not self.exclude_train:
             return sp.csr_matrix((len(self.users), len(self.candidates)), dtype=np.float32)
         return _binary_matrix(self.train, self.users, self.candidates)
@@ -274,7 +274,7 @@ def top_k(split: Split, users: IntArray, scores: FloatArray, k: int = 10) -> npt
     s[np.isnan(s)] = -np.inf
     if split.exclude_train:
         rows = np.searchsorted(split.users, users)
-        excl = split._exclude_matrix[rows].tocoo()
+        excl = split.exclude_matrix[rows].tocoo()
         s[excl.row, excl.col] = -np.inf
     kk = min(k, s.shape[1])
     part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
@@ -291,7 +291,11 @@ def evaluate(split: Split, rank_fn: RankFn | FloatArray, k: int = 10) -> dict[st
     ``split.users`` and columns ``split.candidates`` (exclusions are applied here).
     """
     if isinstance(rank_fn, np.ndarray):
-        return evaluate_scores(split, _rows_of(split, rank_fn), k=k)
+        shape = (len(split.users), len(split.candidates))
+        if rank_fn.shape != shape:
+            raise ValueError(f"score matrix shape {rank_fn.shape} != (users, candidates) {shape}")
+        matrix = rank_fn
+        return evaluate_scores(split, lambda users: matrix[np.searchsorted(split.users, users)], k)
     n_rel = np.array([len(split.test[int(u)]) for u in split.users], dtype=np.float64)
     hits = np.zeros((len(split.users), k))
     for i, u in enumerate(split.users):
@@ -299,20 +303,6 @@ def evaluate(split: Split, rank_fn: RankFn | FloatArray, k: int = 10) -> dict[st
         ranked = list(rank_fn(int(u)))[:k]
         hits[i, : len(ranked)] = [int(item) in test for item in ranked]
     return _aggregate(hits, n_rel, k)
-
-
-def _rows_of(split: Split, matrix: FloatArray) -> ScoreFn:
-    """Adapt a full score matrix (rows = ``split.users``) to a batch scorer."""
-    if matrix.shape != (len(split.users), len(split.candidates)):
-        raise ValueError(
-            f"score matrix shape {matrix.shape} != (users, candidates) "
-            f"{(len(split.users), len(split.candidates))}"
-        )
-
-    def rows(users: IntArray) -> FloatArray:
-        return matrix[np.searchsorted(split.users, users)]
-
-    return rows
 
 
 def evaluate_scores(
@@ -324,7 +314,7 @@ def evaluate_scores(
     """
     n_rel = np.array([len(split.test[int(u)]) for u in split.users], dtype=np.float64)
     hits = np.zeros((len(split.users), k))
-    test = split._test_matrix
+    test = split.test_matrix
     for start in range(0, len(split.users), batch_size):
         index = np.arange(start, min(start + batch_size, len(split.users)))
         users = split.users[index]

@@ -10,11 +10,12 @@ with the old and the new code over the same store and compare the files
 (``cmp``): equal files mean equal results, bit for bit. The last line is the
 SHA-256 of the lines before it, printed too.
 
-    python bench/ranking_dump.py --compare A.jsonl B.jsonl
+    python bench/ranking_dump.py --compare A.jsonl B.jsonl [--out PATH]
 
 compares two dumps of the same users where they are not meant to be equal
 (another index kind, say): per kind of call, how many results are identical
-and the mean share of A's items that B also returned.
+and the mean share of A's items that B also returned (a result file, by default
+``bench/results/ranking_dump.json``).
 
 ``STORE_DIR`` is a data directory with the benchmark's synthetic encoder (the
 service benchmark's cached store, ``bench/results/service-store/*/data``). It
@@ -29,22 +30,17 @@ import hashlib
 import itertools
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import harness
 import numpy as np
+from catalog_bench import TOPIC_NAMES, SyntheticEncoder
+from engine_bench import user_id
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
-
-from catalog_bench import TOPIC_NAMES, SyntheticEncoder  # noqa: E402
-from engine_bench import user_id  # noqa: E402
-
-from ownrank import Engine, EngineConfig  # noqa: E402
+from ownrank import Engine, EngineConfig
 
 
 def population(store: Path) -> int:
@@ -117,15 +113,21 @@ def compare(first: Path, second: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def compare_run(first: Path, second: Path, params: dict[str, Any]) -> harness.Run:
+    """``compare`` as result rows, one line per kind of call."""
+    run = harness.Run("ranking_dump", params, quick=False)
+    for kind, entry in compare(first, second).items():
+        run.add("calls", entry["calls"], "count", call=kind)
+        run.add("identical", entry["identical"], "count", call=kind)
+        run.add("overlap", entry["overlap"], "share", call=kind)
+    run.table(f"{first.name} vs {second.name} (overlap: share of A's ids B returned)", ["call"])
+    return run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["--compare"] and len(argv) == 3:
-        for kind, entry in compare(Path(argv[1]), Path(argv[2])).items():
-            print(f"{kind}: {entry}")
-        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("store", type=Path, help="data directory (copied first)")
-    p.add_argument("out", type=Path, help="JSON lines file to write")
+    p.add_argument("store", type=Path, nargs="?", help="data directory (copied first)")
+    p.add_argument("dump", type=Path, nargs="?", metavar="OUT", help="JSON lines file to write")
     p.add_argument("--users", type=int, default=200)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument(
@@ -134,7 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default={},
         help="EngineConfig fields as JSON, e.g. '{\"exact_filter_limit\": 1000}'",
     )
+    p.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"), help="compare two dumps")
+    p.add_argument("--out", type=Path, default=harness.default_out("ranking_dump", False),
+                   help="--compare's result file")  # fmt: skip
     args = p.parse_args(argv)
+    if args.compare:
+        compare_run(*args.compare, vars(args)).finish(args.out)
+        return 0
+    if args.store is None or args.dump is None:
+        p.error("give STORE and OUT, or --compare A B")
     with tempfile.TemporaryDirectory(prefix="ranking-dump-") as tmp:
         data = Path(tmp) / "data"
         shutil.copytree(args.store, data)
@@ -142,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             users = known_users(engine, population(args.store), args.users, args.seed)
             lines = dump(engine, users, args.seed)
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    args.out.write_text("\n".join([*lines, json.dumps({"sha256": digest})]) + "\n")
+    args.dump.write_text("\n".join([*lines, json.dumps({"sha256": digest})]) + "\n")
     print(f"{len(lines)} calls, {len(users)} users, sha256 {digest}")
     return 0
 

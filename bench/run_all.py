@@ -43,10 +43,8 @@ a full-mode ``quality.json`` that was there is put back.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -54,17 +52,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+import harness
 import machine_info
 
-Json = dict[str, Any]
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-LOGS = RESULTS / "logs"
+ROOT = harness.ROOT
+RESULTS = harness.RESULTS
 PACKAGES = (
     "numpy",
     "scipy",
@@ -81,128 +76,89 @@ PACKAGES = (
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One benchmark script and how run_all drives it."""
+    """One benchmark script and how run_all drives it. Every script takes ``--out``."""
 
     name: str
     script: str  # relative to the project root
-    stem: str  # results file stem: <stem>.json, quick <stem>_quick.json
+    stem: str  # results file: <stem>.json, quick <stem>_quick.json
     timeout_quick_s: int
     timeout_full_s: int
     repeatable: bool = False  # noisy speed figures: run --repeats times
     full_repeats: int = 3  # runs in full mode when --repeats is not given (repeatable only)
     data_dir: bool = False  # takes --data-dir (evaluation data)
-    args: tuple[str, ...] = ()
-    out_flag: str | None = None  # the script's option naming its JSON output
-    fixed_output: bool = False  # writes <stem>.json in quick mode too (no option to change it)
-    shell: bool = False  # a bash script rather than a Python one
-    # in --quick mode, after the script's own --quick: smaller sizes, so the whole
-    # quick run takes minutes (its figures are smoke checks, not the headline)
-    quick_args: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()  # in both modes
+    quick_args: tuple[str, ...] = ("--quick",)  # in --quick mode (smaller sizes)
 
-    def results_file(self, quick: bool) -> str:
-        return f"{self.stem}_quick.json" if quick else f"{self.stem}.json"
+    def out(self, quick: bool, repeat: int | None = None) -> str:
+        """The results file, relative to bench/results."""
+        name = harness.default_out(self.stem, quick).stem
+        return f"{name}_r{repeat}.json" if repeat else f"{name}.json"
 
 
 ENGINE_QUICK = (
-    *("--items", "10000", "--users", "500", "--queries", "200"),
+    *("--quick", "--items", "10000", "--users", "500", "--queries", "200"),
     *("--erase", "200", "--bulk-users", "300", "--profile-calls", "0"),
 )
 
 # In run order: the headline benchmarks first, so a partial run is still useful.
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
-        "engine",
-        "bench/engine_bench.py",
-        "engine_bench",
-        900,
-        3600,
-        True,
-        args=("--no-progress",),
-        quick_args=ENGINE_QUICK,
+        "engine", "bench/engine_bench.py", "engine_bench", 900, 3600, True,
+        args=("--no-progress",), quick_args=ENGINE_QUICK,
     ),
     Benchmark(
-        "engine_noencrypt",
-        "bench/engine_bench.py",
-        "engine_bench_noencrypt",
-        900,
-        3600,
-        args=("--no-progress", "--no-encrypt"),
-        out_flag="--out",
-        quick_args=ENGINE_QUICK,
+        "engine_noencrypt", "bench/engine_bench.py", "engine_bench_noencrypt", 900, 3600,
+        args=("--no-progress", "--no-encrypt"), quick_args=ENGINE_QUICK,
     ),
     Benchmark(
-        "erasure_vs_retrain",
-        "bench/erasure_vs_retrain.py",
-        "erasure_vs_retrain",
-        900,
-        1800,
-        data_dir=True,
-        quick_args=("--dataset", "ml-100k"),
+        "erasure_vs_retrain", "bench/erasure_vs_retrain.py", "erasure_vs_retrain", 900, 1800,
+        data_dir=True, quick_args=("--quick", "--dataset", "ml-100k"),
     ),
     Benchmark(
-        "encoder",
-        "bench/encoder_bench.py",
-        "encoder_bench",
-        900,
-        3600,
-        True,
+        "encoder", "bench/encoder_bench.py", "encoder_bench", 900, 3600, True,
         full_repeats=1,  # already the median of 5 timed rounds per configuration
-        quick_args=("--batches", "32"),
+        quick_args=("--quick", "--batches", "32"),
     ),
     Benchmark(
-        "index",
-        "bench/index_bench.py",
-        "index_bench",
-        900,
-        5400,
-        True,
+        "index", "bench/index_bench.py", "index_bench", 900, 5400, True,
         full_repeats=1,  # 1000 timed queries per figure; its 1M HNSW build takes ~13 min
-        quick_args=("--sizes", "10000,30000", "--queries", "200"),
+        quick_args=("--quick", "--sizes", "10000,30000", "--queries", "200"),
     ),
     Benchmark(
-        "scale",
-        "bench/scale_bench.py",
-        "scale_bench",
-        900,
-        5400,
-        quick_args=("--sizes", "5000,10000", "--users", "300", "--queries", "200"),
+        "scale", "bench/scale_bench.py", "scale_bench", 900, 5400,
+        quick_args=("--quick", "--sizes", "5000,10000", "--users", "300", "--queries", "200"),
     ),
     Benchmark(
-        "service",
-        "scripts/bench_service.sh",
-        "service_bench",
-        1200,
-        5400,
-        shell=True,
-        quick_args=("--items", "10000", "--users", "1000", "--duration", "8", "--warmup", "2"),
+        "service", "scripts/bench_service.sh", "service_bench", 1200, 5400,
+        quick_args=(
+            *("--quick", "--items", "10000", "--users", "1000"),
+            *("--duration", "8", "--warmup", "2"),
+        ),
     ),
-    Benchmark("catalog", "bench/catalog_bench.py", "catalog_bench", 900, 2400, out_flag="--out"),
+    Benchmark("catalog", "bench/catalog_bench.py", "catalog_bench", 900, 2400),
     Benchmark(
-        "quality",
-        "bench/quality.py",
-        "quality",
-        1800,
-        7200,
-        data_dir=True,
-        fixed_output=True,
-        quick_args=("--datasets", "ml-1m-half"),  # the dataset the targets are stated on
+        "quality", "bench/quality.py", "quality", 1800, 7200, data_dir=True,
+        quick_args=("--quick", "--datasets", "ml-1m-half"),  # the targets' dataset
     ),
     Benchmark(
-        "peers",
-        "bench/run_peers.py",
-        "peers",
-        1800,
-        5400,
-        data_dir=True,
-        quick_args=("--datasets", "ml-100k"),
+        "peers", "bench/run_peers.py", "peers", 1800, 5400, data_dir=True,
+        quick_args=("--quick", "--datasets", "ml-100k"),
     ),
-)
+    Benchmark(
+        "collaborative", "bench/collaborative_bench.py", "collaborative_bench", 1800, 5400
+    ),
+    Benchmark(
+        "tune_defaults", "bench/tune_defaults.py", "tune_defaults", 3600, 14400, data_dir=True
+    ),
+    Benchmark("record_size", "bench/record_size.py", "record_size", 900, 900, quick_args=()),
+    Benchmark(
+        "sync", "bench/sync_bench.py", "sync_bench", 600, 900, quick_args=("--calls", "100")
+    ),
+    Benchmark(
+        "catalog_sync", "bench/catalog_sync_bench.py", "catalog_sync_bench", 900, 1800
+    ),
+)  # fmt: skip
 NAMES = tuple(b.name for b in BENCHMARKS)
-
-
-def noencrypt_file(quick: bool) -> str:
-    """engine_bench --no-encrypt's results file (the report reads it by this name)."""
-    return "engine_bench_quick_noencrypt.json" if quick else "engine_bench_noencrypt.json"
 
 
 @dataclass(frozen=True)
@@ -211,15 +167,12 @@ class Step:
 
     name: str  # the benchmark's name (what --only / --skip select)
     label: str  # unique: name, or name_r<i> for a repeat
-    command: tuple[str, ...]  # run from the project root
+    command: tuple[str, ...]  # run from the project root; ends with --out <out>
     script: str
+    out: str  # the results file it writes, relative to bench/results
     log: str  # relative to bench/results
     timeout_s: int
-    produces: str | None  # the JSON file the command writes (relative to bench/results)
-    save_as: str | None  # where run_all keeps it, if not where it was written
-    restore_previous: bool = False  # put back what ``produces`` held before
-    repeat: int | None = None
-    clear_glob: str | None = None  # stale repeat files removed before repeat 1
+    clear_glob: str | None = None  # an earlier run's repeat files, removed before repeat 1
 
 
 def select(only: Sequence[str] | None, skip: Sequence[str] | None) -> list[str]:
@@ -232,10 +185,6 @@ def select(only: Sequence[str] | None, skip: Sequence[str] | None) -> list[str]:
     return [n for n in chosen if n not in (skip or ())]
 
 
-def _split_names(text: str | None) -> list[str] | None:
-    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
-
-
 def plan(
     quick: bool,
     only: Sequence[str] | None = None,
@@ -245,125 +194,38 @@ def plan(
 ) -> list[Step]:
     """The commands a run executes, in order (nothing is run here).
 
-    Repeats of ``engine`` are interleaved with ``engine_noencrypt``: the unsealed run
-    comes right after the first sealed one, so both see the machine in a similar state.
-    """
+    The unsealed engine run comes right after the first sealed one, so both see the
+    machine in a similar state."""
     if repeats is not None and repeats < 1:
         raise ValueError("--repeats must be >= 1")
-    names = select(only, skip)
     by_name = {b.name: b for b in BENCHMARKS}
-    suffix = "_quick" if quick else ""
     steps: list[Step] = []
-    for name in names:
+    for name in select(only, skip):
         bench = by_name[name]
-        command = _command(bench, quick, data_dir)
-        timeout = bench.timeout_quick_s if quick else bench.timeout_full_s
-        if name == "engine_noencrypt":
-            produces = noencrypt_file(quick)
+        runs = (repeats or (1 if quick else bench.full_repeats)) if bench.repeatable else 0
+        for repeat in range(1, runs + 1) if runs else [None]:
+            out = bench.out(quick, repeat)
+            head = ("bash",) if bench.script.endswith(".sh") else (sys.executable,)
+            args = [*bench.args, *(bench.quick_args if quick else ())]
+            if bench.data_dir and data_dir is not None:
+                args += ["--data-dir", str(data_dir)]
+            label = f"{name}_r{repeat}" if repeat else name
             step = Step(
                 name,
-                name,
-                (*command, bench.out_flag or "--out", f"bench/results/{produces}"),
+                label,
+                (*head, bench.script, *args, "--out", f"bench/results/{out}"),
                 bench.script,
-                f"logs/{name}{suffix}.log",
-                timeout,
-                produces,
-                None,
+                out,
+                f"logs/{Path(out).stem}.log",
+                bench.timeout_quick_s if quick else bench.timeout_full_s,
+                f"{Path(bench.out(quick)).stem}_r*.json" if repeat == 1 else None,
             )
-            # right after the first sealed engine run, if that runs
-            at = next((i + 1 for i, s in enumerate(steps) if s.label == "engine_r1"), len(steps))
-            steps.insert(at, step)
-            continue
-        produces = bench.results_file(quick)
-        if bench.out_flag:
-            command = (*command, bench.out_flag, f"bench/results/{produces}")
-        if bench.repeatable:
-            n_repeats = repeats or (1 if quick else bench.full_repeats)
-            stem = Path(produces).stem
-            for i in range(1, n_repeats + 1):
-                steps.append(
-                    Step(
-                        name,
-                        f"{name}_r{i}",
-                        command,
-                        bench.script,
-                        f"logs/{name}{suffix}_r{i}.log",
-                        timeout,
-                        produces,
-                        f"{stem}_r{i}.json",
-                        repeat=i,
-                        clear_glob=f"{stem}_r*.json" if i == 1 else None,
-                    )
-                )
-            continue
-        fixed = bench.fixed_output and quick
-        steps.append(
-            Step(
-                name,
-                name,
-                command,
-                bench.script,
-                f"logs/{name}{suffix}.log",
-                timeout,
-                f"{bench.stem}.json" if fixed else produces,
-                produces if fixed else None,
-                restore_previous=fixed,
-            )
-        )
+            if name == "engine_noencrypt":
+                at = next((i + 1 for i, s in enumerate(steps) if s.label == "engine_r1"), None)
+                steps.insert(len(steps) if at is None else at, step)
+            else:
+                steps.append(step)
     return steps
-
-
-def _command(bench: Benchmark, quick: bool, data_dir: Path | None) -> tuple[str, ...]:
-    head = ("bash", bench.script) if bench.shell else (sys.executable, bench.script)
-    args = [*bench.args, *(["--quick", *bench.quick_args] if quick else [])]
-    if bench.data_dir and data_dir is not None:
-        args += ["--data-dir", str(data_dir)]
-    return (*head, *args)
-
-
-# -- machine --------------------------------------------------------------------------------
-
-
-def _git(*args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.rstrip("\n")  # not strip(): porcelain lines start with a space
-
-
-def _proc_field(path: str, key: str) -> str:
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip() if ":" in line else line.split("=", 1)[1]
-    except OSError:
-        pass
-    return ""
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def describe_machine() -> Json:
-    """What every timing depends on: hardware, OS, library versions, code version."""
-    mem_kb = _proc_field("/proc/meminfo", "MemTotal").split()
-    status = _git("status", "--porcelain")
-    base = machine_info.machine(PACKAGES)
-    del base["loadavg_at_start"]  # recorded per step instead
-    return {
-        **base,
-        "ram_gib": round(int(mem_kb[0]) / 2**20, 1) if mem_kb else None,
-        "os": _proc_field("/etc/os-release", "PRETTY_NAME").strip('"') or platform.system(),
-        "git": {
-            "commit": _git("rev-parse", "HEAD").strip(),
-            "dirty": bool(status),
-            "modified_files": [ln[3:] for ln in status.splitlines() if not ln.startswith("??")],
-        },
-    }
 
 
 # -- running --------------------------------------------------------------------------------
@@ -378,112 +240,101 @@ def _stream(pipe: TextIO, log: TextIO, label: str, echo: bool) -> None:
             sys.stdout.flush()
 
 
-def run_step(step: Step, results: Path, echo: bool = True) -> Json:
-    """Run one step; its record for run_all.json (status ok / failed / timeout / skipped)."""
-    record: Json = {
-        "name": step.name,
-        "label": step.label,
-        "command": " ".join(step.command),
-        "log": step.log,
-        "json": step.save_as or step.produces,
-        "repeat": step.repeat,
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    if not (ROOT / step.script).exists():
-        record["status"] = "skipped"
-        record["reason"] = f"{step.script} does not exist"
-        print(f"== {step.label}: skipped, {step.script} does not exist", flush=True)
-        return record
-    if step.clear_glob:
-        for stale in results.glob(step.clear_glob):
-            stale.unlink()
-    produced = results / step.produces if step.produces else None
-    backup = None
-    if step.restore_previous and produced is not None and produced.exists():
-        backup = produced.with_name(produced.name + ".run_all-backup")
-        shutil.copy2(produced, backup)
-    log_path = results / step.log
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    record["loadavg_before"] = loadavg()
-    record["cpu_probe_ms_before"] = machine_info.cpu_probe()
-    print(f"\n== {step.label}: {record['command']} (timeout {step.timeout_s} s)", flush=True)
-    start, started_wall = time.perf_counter(), time.time()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    code: int | None = None
-    try:
-        with log_path.open("w") as log:
-            log.write(f"$ {record['command']}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                step.command,
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group: a timeout kills all of it
-            )
-            assert proc.stdout is not None
-            reader = threading.Thread(target=_stream, args=(proc.stdout, log, step.label, echo))
-            reader.start()
-            try:
-                code = proc.wait(timeout=step.timeout_s)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-            except BaseException:  # Ctrl-C reaches only us (new session): stop it too
-                _kill_group(proc)
-                raise
-            finally:
-                reader.join(timeout=30)
-        # written by this run (not a file an earlier run left there)
-        fresh = (
-            produced is not None
-            and produced.exists()
-            and produced.stat().st_mtime >= started_wall - 1.0
-        )
-        if code == 0 and fresh and step.save_as and produced is not None:
-            shutil.copy2(produced, results / step.save_as)
-    finally:
-        if step.restore_previous and produced is not None:
-            if backup is not None:
-                shutil.move(backup, produced)
-            elif step.save_as and produced.exists():
-                produced.unlink()
-    record["seconds"] = round(time.perf_counter() - start, 1)
-    record["loadavg_after"] = loadavg()
-    record["cpu_probe_ms_after"] = machine_info.cpu_probe()
-    record["returncode"] = code
-    record["status"] = "timeout" if code is None else ("ok" if code == 0 else "failed")
-    record["json_written"] = bool(code == 0 and fresh)
-    if code == 0 and not fresh and produced is not None:
-        record["status"] = "failed"
-        record["reason"] = f"exited 0 but wrote no new {produced.name}"
-    print(f"== {step.label}: {record['status']} in {record['seconds']} s", flush=True)
-    return record
-
-
 def _kill_group(proc: subprocess.Popen[str]) -> None:
     """Stop the benchmark we started and its children (its own process group)."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+            proc.wait(timeout=10)
             return
-        try:
-            proc.wait(timeout=wait)
+        except ProcessLookupError:
             return
         except subprocess.TimeoutExpired:
             continue
 
 
-def manifest_path(results: Path, quick: bool) -> Path:
-    return results / ("run_all_quick.json" if quick else "run_all.json")
+def run_step(step: Step, results: Path, echo: bool = True) -> dict[str, object]:
+    """Run one step; its record (status ok / failed / timeout / skipped)."""
+    record: dict[str, object] = {"step": step.label, "command": " ".join(step.command)}
+    if not (ROOT / step.script).exists():
+        print(f"== {step.label}: skipped, {step.script} does not exist", flush=True)
+        return {**record, "status": "skipped", "reason": f"{step.script} does not exist"}
+    out, log_path = results / step.out, results / step.log
+    for stale in results.glob(step.clear_glob) if step.clear_glob else ():
+        stale.unlink()  # not to be mixed with this run's repeats
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    record["cpu probe before"] = machine_info.cpu_probe()
+    print(f"\n== {step.label}: {record['command']} (timeout {step.timeout_s} s)", flush=True)
+    start, started_wall = time.perf_counter(), time.time()
+    code: int | None = None
+    with log_path.open("w") as log:
+        log.write(f"$ {record['command']}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            step.command,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: a timeout kills all of it
+        )
+        assert proc.stdout is not None
+        reader = threading.Thread(target=_stream, args=(proc.stdout, log, step.label, echo))
+        reader.start()
+        try:
+            code = proc.wait(timeout=step.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+        except BaseException:  # Ctrl-C reaches only us (new session): stop it too
+            _kill_group(proc)
+            raise
+        finally:
+            reader.join(timeout=30)
+    fresh = out.exists() and out.stat().st_mtime >= started_wall - 1.0
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    record["cpu probe after"] = machine_info.cpu_probe()
+    record["status"] = "timeout" if code is None else ("ok" if code == 0 else "failed")
+    if code == 0 and not fresh:
+        record["status"] = "failed"
+        record["reason"] = f"exited 0 but wrote no new {step.out}"
+    print(f"== {step.label}: {record['status']} in {record['seconds']} s", flush=True)
+    return record
 
 
-def merge_steps(previous: Sequence[Json], current: Sequence[Json]) -> list[Json]:
-    """Records of this run, plus earlier runs' records of benchmarks not run now."""
-    ran = {r["name"] for r in current}
-    return [r for r in previous if r.get("name") not in ran] + list(current)
+def describe_machine() -> dict[str, object]:
+    """What every timing depends on beyond the CPU: RAM, OS, library versions."""
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    kb = next((ln.split()[1] for ln in meminfo.splitlines() if ln.startswith("MemTotal")), None)
+    os_release = Path("/etc/os-release")
+    pretty = next(
+        (
+            ln.split("=", 1)[1].strip('"')
+            for ln in (os_release.read_text().splitlines() if os_release.exists() else [])
+            if ln.startswith("PRETTY_NAME=")
+        ),
+        platform.system(),
+    )
+    return {
+        **machine_info.machine(PACKAGES),
+        "ram_gib": round(int(kb) / 2**20, 1) if kb else None,
+        "os": pretty,
+    }
+
+
+def record_run(run: harness.Run, records: Sequence[dict[str, object]]) -> None:
+    """Each step's time, status and CPU probes as rows of run_all's own result file."""
+    for r in records:
+        step = str(r["step"])
+        run.add("status", str(r["status"]), "", step=step)
+        for metric, unit in (
+            ("seconds", "s"),
+            ("cpu probe before", "ms"),
+            ("cpu probe after", "ms"),
+        ):
+            if metric in r:
+                run.add(metric, r[metric], unit, step=step)  # type: ignore[arg-type]
+    run.details["steps"] = list(records)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -500,58 +351,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     p.add_argument("--quiet", action="store_true", help="only the logs get benchmark output")
     args = p.parse_args(argv)
-    quick = bool(args.quick)
+
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
     try:
-        steps = plan(
-            quick, _split_names(args.only), _split_names(args.skip), args.repeats, args.data_dir
-        )
+        steps = plan(args.quick, names(args.only), names(args.skip), args.repeats, args.data_dir)
     except ValueError as exc:
         p.error(str(exc))
     if args.dry_run:
         for step in steps:
-            print(f"{step.label:<22} {' '.join(step.command)}  -> {step.save_as or step.produces}")
+            print(f"{step.label:<22} {' '.join(step.command)}")
         return 0
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = manifest_path(RESULTS, quick)
-    previous: list[Json] = []
-    if path.exists():
-        try:
-            previous = list(json.loads(path.read_text()).get("steps", []))
-        except (ValueError, AttributeError):
-            previous = []
-    manifest: Json = {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": quick,
-        "argv": list(sys.argv[1:] if argv is None else argv),
-        "repeats": {s.name: s.repeat for s in steps if s.repeat is not None},  # runs per name
-        "machine": describe_machine(),
-        "loadavg_at_start": loadavg(),
-        "steps": [],
-    }
-    print(f"machine: {json.dumps(manifest['machine'])}", flush=True)
-    started = time.perf_counter()
-    records: list[Json] = []
-    for step in steps:
-        records.append(run_step(step, RESULTS, echo=not args.quiet))
-        manifest["steps"] = merge_steps(previous, records)
-        manifest["total_seconds"] = round(time.perf_counter() - started, 1)
-        path.write_text(json.dumps(manifest, indent=2) + "\n")  # kept current as we go
-    manifest["loadavg_at_end"] = loadavg()
-    manifest["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"\nwrote {path.relative_to(ROOT)}")
-    for r in records:
-        extra = f" ({r['reason']})" if "reason" in r else ""
-        print(f"  {r['label']:<22} {r['status']:<8} {r.get('seconds', 0):>8} s{extra}")
-    bad = [r for r in records if r["status"] in ("failed", "timeout")]
+    run = harness.Run("run_all", vars(args), quick=args.quick)
+    run.machine = describe_machine()
+    run.table(
+        "Steps", by=["step"], metrics=["status", "seconds", "cpu probe before", "cpu probe after"]
+    )
+    run.note("compare the CPU probe of two runs before comparing their latencies")
+    records = [run_step(step, RESULTS, echo=not args.quiet) for step in steps]
+    record_run(run, records)
+    run.finish(harness.default_out("run_all", args.quick))
     if args.report:
-        command = [sys.executable, "bench/report.py", *(["--quick"] if quick else [])]
+        command = [sys.executable, "bench/report.py", *(["--quick"] if args.quick else [])]
         print(f"\n$ {' '.join(command)}", flush=True)
-        done = subprocess.run(command, cwd=ROOT, check=False)
-        if done.returncode != 0:
+        if subprocess.run(command, cwd=ROOT, check=False).returncode != 0:
             print("report failed", file=sys.stderr)
             return 1
-    return 1 if bad else 0
+    return 1 if any(r["status"] in ("failed", "timeout") for r in records) else 0
 
 
 if __name__ == "__main__":

@@ -2,14 +2,13 @@
 
 Runs ``bench/engine_bench.py`` once per catalog size, each in its own process (so
 one size's memory is gone before the next starts, and a crash at 1M leaves the
-smaller sizes' results), with its JSON written to
-``bench/results/scale_engine_<items>.json`` (``scale_engine_quick_<items>.json``
+smaller sizes' results), with its result file written to
+``<results-dir>/scale_engine_<items>.json`` (``scale_engine_quick_<items>.json``
 with --quick) and its output to the ``.log`` beside it. Then collects, per size:
-recommend p50 / p99 / mean (plain, topic-filtered, diversity, cold start, from a
-history), personalized search, interact events/s and call latency, the median
-(and p90 / p99) user record size, catalog upsert rate, erase latency, peak RSS,
-and how busy other processes kept the CPUs, into ``bench/results/scale_bench.json``
-(``scale_bench_quick.json``), and prints a table.
+recommend latency (plain, topic-filtered, diversity, cold start, from a history),
+search, interact events/s and call latency, the median (and p90 / p99 / max) user
+record size, catalog upsert rate, erase latency, peak RSS, and how busy other
+processes kept the CPUs in each phase, as rows labelled with ``items``.
 
 Users stay at 2000 at every size (so the sizes differ only in the catalog) with
 1000 timed calls per kind, 300 at 1M; no cProfile samples (``--profile-calls 0``).
@@ -30,28 +29,44 @@ Usage::
 
     python bench/scale_bench.py --quick        # 10k and 20k items, 500 users (~2-3 minutes)
     python bench/scale_bench.py                # 10k, 100k and 1M items, 2000 users
-    python bench/scale_bench.py --collect-only # re-read the per-size JSON files, print
+    python bench/scale_bench.py --collect-only # re-read the per-size result files
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-Json = dict[str, Any]
+import harness
 
 BENCH_DIR = Path(__file__).resolve().parent
 ENGINE_BENCH = BENCH_DIR / "engine_bench.py"
-RESULTS_DIR = BENCH_DIR / "results"
 RECOMMEND_KINDS = ("plain", "topic_filter", "diversity_0.3", "cold_start", "from_history_50_events")
+LATENCY = ("calls", "p50", "p99", "mean")
+
+# The engine_bench rows collected per size: (metric, labels the row must have; None:
+# the label must be absent).
+Where = dict[str, harness.Label]
+RECOMMEND: Where = {"phase": "recommend"}
+SEARCH: Where = {"phase": "search"}
+INTERACT: Where = {"phase": "interact", "stored": None}
+RECORDS: Where = {"phase": "records", "users": "all"}
+COLLECTED: tuple[tuple[str, Mapping[str, harness.Label]], ...] = (
+    *((f"recommend {q}", {**RECOMMEND, "kind": k}) for k in RECOMMEND_KINDS for q in LATENCY),
+    *((f"search {q}", {**SEARCH, "kind": k}) for k in ("personalized", "unpersonalized")
+      for q in LATENCY),
+    *((m, INTERACT) for m in ("users", "ingest", "ingest in calls", "call p50", "call p99")),
+    *((f"record {q}", RECORDS) for q in ("median", "p90", "p99", "max")),
+    *((m, {"phase": "catalog"}) for m in ("upsert", "upsert time")),
+    *((f"erase {q}", {"phase": "erase", "user": "known"}) for q in LATENCY),
+    ("process peak RSS", {"phase": "end"}),
+    ("index type", {"phase": "records"}),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,43 +112,16 @@ def result_path(results_dir: Path, items: int, quick: bool) -> Path:
     return results_dir / f"scale_engine_{'quick_' if quick else ''}{items}.json"
 
 
-def engine_bench_command(
-    plan: SizePlan,
-    out: Path,
-    *,
-    seed: int | None = None,
-    warmup: int | None = None,
-    data_dir: Path | None = None,
-    blas_threads: int | None = None,
-) -> list[str]:
-    """The engine_bench command line of one size (same interpreter as this process)."""
-    cmd = [
-        sys.executable,
-        str(ENGINE_BENCH),
-        "--items",
-        str(plan.items),
-        "--users",
-        str(plan.users),
-        "--queries",
-        str(plan.queries),
-        "--erase",
-        str(plan.erase),
-        "--cap-users",
-        str(plan.cap_users),
-        "--profile-calls",
-        "0",
-        "--no-progress",
-        "--out",
-        str(out),
-    ]
-    for flag, value in (
-        ("--seed", seed),
-        ("--warmup", warmup),
-        ("--data-dir", data_dir),
-        ("--blas-threads", blas_threads),
-    ):
+def engine_bench_command(plan: SizePlan, out: Path, **options: object) -> list[str]:
+    """The engine_bench command line of one size (same interpreter as this process);
+    ``options`` are further engine_bench options (``data_dir=...``; None: its default)."""
+    cmd = [sys.executable, str(ENGINE_BENCH), "--items", str(plan.items), "--users",
+           str(plan.users), "--queries", str(plan.queries), "--erase", str(plan.erase),
+           "--cap-users", str(plan.cap_users), "--profile-calls", "0", "--no-progress",
+           "--out", str(out)]  # fmt: skip
+    for name, value in options.items():
         if value is not None:
-            cmd += [flag, str(value)]
+            cmd += ["--" + name.replace("_", "-"), str(value)]
     return cmd
 
 
@@ -149,6 +137,7 @@ def run_engine_bench(cmd: Sequence[str], log: Path, prefix: str, echo: bool = Tr
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},  # its progress, as it comes
         ) as proc,
     ):
         assert proc.stdout is not None
@@ -159,121 +148,27 @@ def run_engine_bench(cmd: Sequence[str], log: Path, prefix: str, echo: bool = Tr
         return proc.wait()
 
 
-def _get(data: Json, *path: str) -> Any:
-    """``data[path[0]][path[1]]...``, or a ValueError naming the missing field."""
-    node: Any = data
-    for i, key in enumerate(path):
-        if not isinstance(node, dict) or key not in node:
-            raise ValueError(f"engine_bench JSON has no {'.'.join(path[: i + 1])}")
-        node = node[key]
-    return node
-
-
-def _latency(stats: Json) -> Json:
-    return {k: stats[k] for k in ("count", "p50_ms", "p99_ms", "mean_ms") if k in stats}
-
-
-def collect(path: Path) -> Json:
-    """The figures of one engine_bench JSON this benchmark compares across sizes."""
-    data = json.loads(path.read_text())
-    recommend = {name: _latency(_get(data, "recommend", name)) for name in RECOMMEND_KINDS}
-    records = _get(data, "records", "all_users")
-    interact = _get(data, "interact")
-    phases = _get(data, "phase_memory")
-    return {
-        "source": str(path),
-        "items": _get(data, "catalog", "items"),
-        "users": _get(data, "interact", "users"),
-        "queries": _get(data, "args", "queries"),
-        "index_type": _get(data, "sizes", "index_type"),
-        "recommend": recommend,
-        "search": {
-            name: _latency(_get(data, "search", name))
-            for name in ("personalized", "unpersonalized")
-        },
-        "interact": {
-            "events_per_s": _get(interact, "events_per_s"),
-            "events_per_s_in_calls": _get(interact, "events_per_s_in_calls"),
-            "call_p50_ms": _get(interact, "call_latency", "p50_ms"),
-            "call_p99_ms": _get(interact, "call_latency", "p99_ms"),
-        },
-        "record_bytes": {
-            "median": _get(records, "median_bytes"),
-            "p90": _get(records, "p90_bytes"),
-            "p99": _get(records, "p99_bytes"),
-            "max": _get(records, "max_bytes"),
-        },
-        "catalog": {
-            "upsert_items_per_s": _get(data, "catalog", "items_per_s"),
-            "upsert_seconds": _get(data, "catalog", "seconds"),
-        },
-        "erase": _latency(_get(data, "erase")),
-        "peak_rss_mb": _get(data, "memory", "process_peak_mb"),
-        "other_processes_cpu_cores": {
-            name: phase.get("other_processes_cpu_cores") for name, phase in phases.items()
-        },
-        "loadavg_at_start": _get(data, "machine", "loadavg_at_start"),
-        "loadavg_at_end": _get(data, "loadavg_at_end"),
-        "total_seconds": _get(data, "total_seconds"),
-    }
-
-
-def print_table(sizes: Sequence[Json]) -> None:
-    """One column per catalog size."""
-    if not sizes:
-        print("no results")
-        return
-
-    def lat(s: Json) -> str:
-        return f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}"
-
-    rows: list[tuple[str, ...]] = [
-        ("items", *(f"{s['items']:,}" for s in sizes)),
-        ("index", *(str(s["index_type"]) for s in sizes)),
-        ("users / timed calls", *(f"{s['users']} / {s['queries']}" for s in sizes)),
+def collect(path: Path) -> list[harness.Row]:
+    """The rows of one engine_bench result this benchmark compares across sizes, each
+    labelled with the catalog size; a ValueError names a row that is missing."""
+    doc = harness.load(path)
+    rows = harness.rows_of(doc)
+    items = doc["params"]["items"]
+    out: list[harness.Row] = []
+    for metric, where in COLLECTED:
+        row = next((r for r in rows if r.matches({"metric": metric, **where})), None)
+        if row is None:
+            raise ValueError(f"engine_bench result {path.name} has no {metric!r} row {where}")
+        out.append(row)
+    out += [r for r in rows if r.metric == "other cores busy"]  # one per phase
+    load = (doc["machine"]["loadavg_at_start"][0], doc["loadavg_at_end"][0])
+    out += [
+        harness.Row("queries", doc["params"]["queries"], "count"),
+        harness.Row("load average at start", load[0], "load"),
+        harness.Row("load average at end", load[1], "load"),
+        harness.Row("run time", doc["seconds"], "s"),
     ]
-    labels = {
-        "plain": "recommend p50 / p99 ms",
-        "topic_filter": "  topic-filtered",
-        "diversity_0.3": "  diversity 0.3",
-        "cold_start": "  cold start",
-        "from_history_50_events": "  from history (50 ev.)",
-    }
-    for name, label in labels.items():
-        rows.append((label, *(lat(s["recommend"][name]) for s in sizes)))
-    rows += [
-        ("search personalized p50 / p99", *(lat(s["search"]["personalized"]) for s in sizes)),
-        ("interact events/s", *(f"{s['interact']['events_per_s']:.0f}" for s in sizes)),
-        (
-            "interact call p50 / p99 ms",
-            *(
-                f"{s['interact']['call_p50_ms']:.2f} / {s['interact']['call_p99_ms']:.2f}"
-                for s in sizes
-            ),
-        ),
-        ("record bytes median", *(f"{s['record_bytes']['median']:.0f}" for s in sizes)),
-        ("erase p50 / p99 ms", *(lat(s["erase"]) for s in sizes)),
-        ("catalog upsert items/s", *(f"{s['catalog']['upsert_items_per_s']:.0f}" for s in sizes)),
-        ("peak RSS MiB", *(f"{s['peak_rss_mb']:.0f}" for s in sizes)),
-        (
-            "other cores busy (recommend)",
-            *(str(s["other_processes_cpu_cores"].get("recommend")) for s in sizes),
-        ),
-        (
-            "load avg start -> end",
-            *(f"{s['loadavg_at_start'][0]} -> {s['loadavg_at_end'][0]}" for s in sizes),
-        ),
-        ("run seconds", *(f"{s['total_seconds']:.0f}" for s in sizes)),
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w)
-                for i, (cell, w) in enumerate(zip(r, widths, strict=True))
-            ),
-            flush=True,
-        )
+    return [harness.Row(r.metric, r.value, r.unit, {**r.labels, "items": items}) for r in out]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -286,9 +181,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="engine_bench --seed (its default)")
     p.add_argument("--blas-threads", type=int, help="engine_bench --blas-threads")
     p.add_argument("--data-dir", type=Path, help="where engine_bench's stores go (default: tmp)")
-    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    p.add_argument("--collect-only", action="store_true", help="re-read earlier runs' JSON only")
-    p.add_argument("--out", type=Path, help="JSON results file")
+    p.add_argument("--results-dir", type=Path, default=harness.RESULTS,
+                   help="where the per-size engine_bench results and logs go")  # fmt: skip
+    p.add_argument("--collect-only", action="store_true", help="re-read earlier runs' results")
+    p.add_argument("--out", type=Path, help="JSON results file (default bench/results/...)")
     args = p.parse_args(argv)
     plans: tuple[SizePlan, ...] = QUICK_PLAN if args.quick else FULL_PLAN
     if args.sizes:
@@ -299,62 +195,77 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 p.items,
                 args.users if args.users is not None else p.users,
                 args.queries if args.queries is not None else p.queries,
-                min(p.erase, args.users) if args.users is not None else p.erase,
+                # half the users at most: engine_bench's reopen phase needs some left
+                min(p.erase, args.users // 2) if args.users is not None else p.erase,
                 p.cap_users,
             )
             for p in plans
         )
     args.plans = plans
     if args.out is None:
-        args.out = args.results_dir / (
-            "scale_bench_quick.json" if args.quick else "scale_bench.json"
-        )
+        args.out = harness.default_out("scale_bench", args.quick)
     return args
+
+
+def declare(run: harness.Run) -> None:
+    """One line per catalog size (and kind); the recommend target of issue 5."""
+    for op in ("recommend", "search"):
+        run.table(
+            f"{op.capitalize()} latency by catalog size",
+            by=["items", "kind"],
+            where={"phase": op},
+            metrics=[f"{op} {q}" for q in LATENCY],
+            plot=op == "recommend",
+        )
+    run.table(
+        "Engine by catalog size (interact: calls of 25 events; erase: known users)",
+        by=["items"],
+        metrics=["index type", "users", "queries", "ingest", "ingest in calls", "call p50",
+                 "call p99", "record median", "record p90", "record p99", "record max",
+                 "erase p50", "erase p99", "upsert", "process peak RSS"],
+    )  # fmt: skip
+    run.table(
+        "Cores other processes kept busy, per engine_bench phase",
+        by=["items"],
+        columns="phase",
+        metrics=["other cores busy"],
+    )
+    run.table(
+        "Runs", by=["items"], metrics=["run time", "load average at start", "load average at end"]
+    )
+    where: Where = {"phase": "recommend", "kind": "plain", "items": 100_000}
+    run.target("recommend p99 at 100k items", "recommend p99", "<=", 10.0, where, "issue 5")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.time()
-    result: Json = {
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "plan": [asdict(p) for p in args.plans],
-        "sizes": {},
-        "failed": {},
-    }
+    run = harness.Run("scale_bench", vars(args), quick=args.quick)
+    run.details["plan"] = [asdict(p) for p in args.plans]
+    failed: dict[str, str] = {}
+    declare(run)
     for plan in args.plans:
         out = result_path(args.results_dir, plan.items, args.quick)
         if not args.collect_only:
-            cmd = engine_bench_command(
-                plan,
-                out,
-                seed=args.seed,
-                warmup=args.warmup,
-                data_dir=args.data_dir,
-                blas_threads=args.blas_threads,
-            )
+            options = {k: getattr(args, k) for k in ("seed", "warmup", "data_dir", "blas_threads")}
+            cmd = engine_bench_command(plan, out, **options)
             print(f"\n== {plan.items} items: {' '.join(cmd[1:])}", flush=True)
             rc = run_engine_bench(cmd, out.with_suffix(".log"), f"[{plan.items}] ")
             if rc != 0:
-                result["failed"][str(plan.items)] = (
-                    f"engine_bench exited {rc}; see {out.with_suffix('.log')}"
-                )
+                failed[str(plan.items)] = f"engine_bench exited {rc}; see {out.with_suffix('.log')}"
                 continue
         try:
-            result["sizes"][str(plan.items)] = collect(out)
+            for row in collect(out):
+                run.add(row.metric, row.value, row.unit, **row.labels)
         except (OSError, ValueError) as exc:
-            result["failed"][str(plan.items)] = f"{type(exc).__name__}: {exc}"
-    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["total_seconds"] = round(time.time() - started, 1)
-    print("\n== scale summary (CPU shared with other work: see load and busy cores)")
-    print_table(list(result["sizes"].values()))
-    for items, why in result["failed"].items():
-        print(f"FAILED {items}: {why}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} (total {result['total_seconds']:.0f} s)", flush=True)
-    return 1 if result["failed"] else 0
+            failed[str(plan.items)] = f"{type(exc).__name__}: {exc}"
+    run.details["failed"] = failed
+    run.details["sources"] = [str(result_path(args.results_dir, p.items, args.quick))
+                              for p in args.plans]  # fmt: skip
+    for items, why in failed.items():
+        run.note(f"FAILED at {items} items: {why}")
+    run.note("the CPU is shared with other work: see the cores other processes kept busy")
+    run.finish(args.out)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

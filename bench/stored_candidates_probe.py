@@ -10,11 +10,12 @@ a benchmark store (``bench/results/service-store/*/data``, copied first):
 1. recommend as it is, for ``--users`` random users (p50 / p99);
 2. the same calls with ``IndexKeeper.search_many`` answered from memory (each
    user's answer recorded in a first pass), as if read from the record;
-3. the time per call of each remaining part in (2).
+3. the time per call of each remaining step in (2)
+   (``engine.diagnostics.recommend_steps()``).
 
 (2) still scores neighbours for every candidate, where the design would keep
 the personal candidates' scores in the record and score only the shared
-(popular) ones: the parts in (3) say how much that could save at most.
+(popular) ones: the steps in (3) say how much that could save at most.
 """
 
 from __future__ import annotations
@@ -22,59 +23,30 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR) not in sys.path:
-    sys.path.insert(0, str(BENCH_DIR))
+import harness
+from catalog_bench import SyntheticEncoder, timed
+from engine_bench import user_id
+from ranking_dump import population
 
-from catalog_bench import SyntheticEncoder  # noqa: E402
-from engine_bench import user_id  # noqa: E402
-from ranking_dump import population  # noqa: E402
-
-from ownrank import Engine, EngineConfig  # noqa: E402
-
-PARTS = ("neighbours", "pool", "popularity", "record", "user vectors", "retrieve")
+from ownrank import Engine, EngineConfig
 
 
-def parts_of(engine: Engine) -> dict[str, tuple[Any, str]]:
-    """Where each timed part of a recommend lives: (object, method name)."""
-    users = engine._users
-    ranking = users.ranking
-    neighbours = next(s for s in ranking.scorers if s.name == "neighbours")
-    return {
-        "neighbours": (neighbours, "neighbours"),
-        "pool": (ranking.candidates, "pool_of"),
-        "popularity": (ranking.popularity, "scores"),
-        "record": (users.records, "read"),
-        "user vectors": (ranking.candidates, "user_vectors"),
-        "retrieve": (ranking.candidates, "retrieve"),
-    }
+def timings(fn: Callable[[str], Any], users: Sequence[str]) -> list[float]:
+    """Seconds of ``fn(user)`` for each user."""
+    return [timed(lambda u=user: fn(u))[0] for user in users]
 
 
-def latency(fn: Callable[[str], Any], users: Sequence[str]) -> tuple[float, float]:
-    """p50 and p99 in ms of ``fn`` over ``users``."""
-    times = []
-    for user in users:
-        start = time.perf_counter()
-        fn(user)
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return statistics.median(times), times[max(0, int(0.99 * len(times)) - 1)]
-
-
-def probe(engine: Engine, users: Sequence[str]) -> None:
+def probe(run: harness.Run, engine: Engine, users: Sequence[str]) -> None:
     keeper = engine.catalog.keeper
     for user in users[:50]:  # warm-up
         engine.recommend(user, 10)
-    p50, p99 = latency(lambda u: engine.recommend(u, 10), users)
-    print(f"recommend as it is:              p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    run.latency("recommend", timings(lambda u: engine.recommend(u, 10), users), path="as it is")
 
     # search_shared (the popular direction) also goes through search_many when its kept
     # answer misses; the pass above filled it, so each recommend now makes exactly one
@@ -99,29 +71,31 @@ def probe(engine: Engine, users: Sequence[str]) -> None:
         if len(answers[user]) != 1:
             raise SystemExit(f"{user}: {len(answers[user])} search_many calls, expected 1")
     keeper.search_many = lambda *_a, **_k: answers[current["user"]][0]  # type: ignore[method-assign]
-    p50, p99 = latency(stored, users)
-    print(f"personal searches from memory:   p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    run.latency("recommend", timings(stored, users), path="personal searches from memory")
 
-    spent = dict.fromkeys(PARTS, 0.0)
+    steps = engine.diagnostics.recommend_steps()
+    for name, (owner, method) in list(steps.items()):
+        if not hasattr(owner, method):  # a step the engine no longer has: say so
+            run.note(f"step {name}: {type(owner).__name__}.{method} not found, not timed")
+            del steps[name]
+    spent = dict.fromkeys(steps, 0.0)
 
-    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
+    def timing(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 spent[name] += time.perf_counter() - start
 
-        return run
+        return call
 
-    for name, (owner, method) in parts_of(engine).items():
-        setattr(owner, method, timed(name, getattr(owner, method)))
+    for name, (owner, method) in steps.items():
+        setattr(owner, method, timing(name, getattr(owner, method)))
     for user in users:
         stored(user)
-    print(
-        "parts left, ms per call:",
-        ", ".join(f"{n} {s / len(users) * 1000:.3f}" for n, s in spent.items()),
-    )
+    for name, seconds in spent.items():
+        run.add("per call", seconds / len(users) * 1e6, "us", step=name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,7 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("store", type=Path, help="a benchmark store's data directory (copied first)")
     p.add_argument("--users", type=int, default=600)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--out", type=Path, default=harness.default_out("stored_candidates_probe", False)
+    )
     args = p.parse_args(argv)
+    run = harness.Run("stored_candidates_probe", vars(args), quick=False)
+    run.table(
+        "Recommend", by=["path"], metrics=["recommend calls", "recommend p50", "recommend p99"]
+    )
+    run.table("Steps left, personal searches from memory", by=["step"], metrics=["per call"])
     rng = random.Random(args.seed)
     among = population(args.store)
     users = [user_id(rng.randrange(among)) for _ in range(args.users)]
@@ -137,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = Path(tmp) / "data"
         shutil.copytree(args.store, data)
         with Engine(data, EngineConfig(), encoder=SyntheticEncoder()) as engine:
-            probe(engine, users)
+            probe(run, engine, users)
+    run.finish(args.out)
     return 0
 
 

@@ -14,15 +14,13 @@ events through sync pushes, then times, alternating:
     python bench/sync_bench.py            # 300 round trips each
     python bench/sync_bench.py --calls 50
 
-Prints p50 / p99 in ms and the answer's bytes; results go to
-``bench/results/sync_bench.json``. Loopback and one worker: the figures are the
-service's own cost, no network.
+Rows: p50 / p99 in ms and the answer's bytes per round trip kind. Loopback and one
+worker: the figures are the service's own cost, no network.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -34,11 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import harness
 import httpx
-import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 ADMIN_KEY = "sync-bench-admin-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
@@ -50,6 +46,7 @@ def free_port() -> int:
 
 
 def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``ownrank serve`` on a free loopback port, once it answers /ready."""
     port = free_port()
     env = {**os.environ, "OWNRANK_ADMIN_KEYS": ADMIN_KEY, "HF_HUB_OFFLINE": "1"}
     ownrank = Path(sys.executable).with_name("ownrank")
@@ -71,21 +68,15 @@ def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the service did not become ready")
 
 
-def stats(ms: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
-    }
-
-
 def event(k: int, t: int) -> dict[str, Any]:
     kind = "like" if k % 3 else "dislike"
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
     return {"kind": kind, "item_id": f"item-{k % 300}", "id": str(uuid.uuid4()), "timestamp": when}
 
 
-def run(calls: int) -> dict[str, Any]:
-    sys.path[:0] = [str(ROOT)]
+def measure(run: harness.Run, calls: int) -> int:
+    """The three round trips, ``calls`` times each, as rows of ``run``; the user's
+    events at the end."""
     from ownrank import DeviceClient
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,27 +111,27 @@ def run(calls: int) -> dict[str, Any]:
                 body = {"generation": 0, "count": count, "checksum": f"{checksum:016x}"}
                 started = time.perf_counter()
                 answer = http.post("/users/bench/sync", json=body, headers=auth)
-                times["in sync"].append((time.perf_counter() - started) * 1e3)
+                times["in sync"].append(time.perf_counter() - started)
                 assert answer.json()["in_sync"], answer.text
                 sizes["in sync"] = len(answer.content)
 
                 push = {"generation": 0, "push": [event(k, t0 + 300 + k)]}
                 started = time.perf_counter()
                 answer = http.post("/users/bench/sync", json=push, headers=auth)
-                times["push 1"].append((time.perf_counter() - started) * 1e3)
+                times["push 1"].append(time.perf_counter() - started)
                 assert answer.json()["record"] is not None, answer.text
                 sizes["push 1"] = len(answer.content)
 
                 device.interact([event(k + 1, t0 + 5_000 + k)])
                 started = time.perf_counter()
                 assert device.sync() == "ok"
-                times["client sync"].append((time.perf_counter() - started) * 1e3)
-            return {
-                "calls": calls,
-                "events": len(device.events()),
-                "round_trips": {name: stats(ms) for name, ms in times.items()},
-                "answer_bytes": sizes,
-            }
+                times["client sync"].append(time.perf_counter() - started)
+            for kind, seconds in times.items():
+                run.latency("round trip", seconds, kind=kind)
+                if kind in sizes:
+                    run.add("answer", sizes[kind], "B", kind=kind)
+            run.add("user's events", len(device.events()), "count")
+            return len(device.events())
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
@@ -149,16 +140,17 @@ def run(calls: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=harness.default_out("sync_bench", False))
     args = parser.parse_args(argv)
-    result = run(args.calls)
-    print(f"user with {result['events']} events, {result['calls']} calls each, loopback")
-    print(f"{'round trip':14} {'p50 ms':>8} {'p99 ms':>8} {'answer bytes':>13}")
-    for name, entry in result["round_trips"].items():
-        size = result["answer_bytes"].get(name)
-        shown = "-" if size is None else f"{size:,}"
-        print(f"{name:14} {entry['p50_ms']:8.2f} {entry['p99_ms']:8.2f} {shown:>13}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sync_bench.json").write_text(json.dumps(result, indent=2))
+    run = harness.Run("sync_bench", vars(args), quick=False)
+    events = measure(run, args.calls)
+    run.table(
+        f"Sync round trips on loopback (one worker, a user with {events} events)",
+        by=["kind"],
+        metrics=["round trip calls", "round trip p50", "round trip p99", "answer"],
+    )
+    run.note("`client sync` has no answer size: it is a catalog request and the exchange.")
+    run.finish(args.out)
     return 0
 
 

@@ -22,18 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import harness
+from eval_data import default_data_dir, load_dataset
+from protocols import chrono20, cold20, inner_validation
+from quality import build_store, cached_encoder, evaluated, ownrank_metrics
 
-from bench.eval_data import default_data_dir, load_dataset
-from bench.protocols import chrono20, cold20, inner_validation
-from bench.quality import RESULTS, CachedEncoder, build_store, evaluate_subset
 from ownrank import Engine, EngineConfig
 from ownrank.engine.config import RankingConfig
 
@@ -66,37 +64,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="500 inner users a setting")
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/")
     args = parser.parse_args(argv)
+    args.out = args.out or harness.default_out("tune_defaults", args.quick)
+    run = harness.Run("tune_defaults", vars(args), quick=args.quick)
     dataset = load_dataset("ml-1m-half", args.data_dir or default_data_dir())
-    encoder = CachedEncoder(RESULTS / "cache" / "ml-1m-half-embeddings.npz")
-    base = EngineConfig(shared_statistics="collaborative", lmdb_sync=False)
-    rows: dict[str, dict[str, float]] = {json.dumps(g): {} for g in GRID}
+    encoder = cached_encoder("ml-1m-half")
+    settings: dict[str, Any] = {"shared_statistics": "collaborative", "lmdb_sync": False}
+    base = EngineConfig(**settings)
     for protocol, make in (("chrono20", chrono20), ("cold20", cold20)):
         inner = inner_validation(make(dataset.ratings))
         with tempfile.TemporaryDirectory() as tmp:
             engine, _ = build_store(Path(tmp) / "inner", dataset, inner, encoder, base)
             engine.close()
             for change in GRID:
-                config = EngineConfig(
-                    shared_statistics="collaborative",
-                    lmdb_sync=False,
-                    ranking=RankingConfig(**change),
-                )
+                config = EngineConfig(**settings, ranking=RankingConfig(**change))
                 engine = Engine(Path(tmp) / "inner", config, encoder=encoder)
-                ndcg = evaluate_subset(engine, inner, args.quick)["NDCG@10"]
+                ndcg = ownrank_metrics(engine, evaluated(inner, args.quick))["NDCG@10"]
                 engine.close()
-                rows[json.dumps(change)][protocol] = ndcg
-                print(
-                    f"{protocol} {json.dumps(change) or 'defaults'}: NDCG@10 {ndcg:.4f}", flush=True
-                )
-    print(f"\n{'setting (defaults, changed)':70} {'chrono20':>9} {'cold20':>9}")
-    for key, found in rows.items():
-        name = "defaults" if key == "{}" else key
-        print(f"{name:70} {found['chrono20']:9.4f} {found['cold20']:9.4f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "tune_defaults.json"
-    out.write_text(json.dumps({"inner_ndcg@10": rows, "quick": args.quick}, indent=2))
-    print(f"wrote {out}")
+                setting = json.dumps(change) if change else "defaults"
+                labels = {"dataset": dataset.name, "protocol": protocol, "setting": setting}
+                run.add("inner NDCG@10", ndcg, "NDCG@10", **labels)
+                print(f"{protocol} {setting}: NDCG@10 {ndcg:.4f}", flush=True)  # progress
+    run.table("ml-1m-half inner validation, collaborative mode: the defaults, one change a line",
+              ["setting"], "protocol", {"metric": "inner NDCG@10"})  # fmt: skip
+    run.finish(args.out)
 
 
 if __name__ == "__main__":

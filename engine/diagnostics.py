@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 RECOMMEND_STEPS = {
     "neighbours": ("ranking.scorers:neighbours", "neighbours"),
     "pool": ("ranking.candidates", "pool_of"),
-    "popularity": ("ranking.popularity", "scores"),
+    "popularity": ("ranking.popularity", "score"),
     "record": ("records", "read"),
     "user vectors": ("ranking.candidates", "user_vectors"),
     "retrieve": ("ranking.candidates", "retrieve"),

@@ -2,16 +2,19 @@
 
 ``bench/index_bench.py``: exact search finds the exact top-k (recall 1.0), HNSW
 with the engine's parameters nearly so on clustered data, latencies are real.
-``bench/scale_bench.py``: a tiny real ``engine_bench.py`` run (a few seconds)
-produces JSON the collector reads, so a renamed engine_bench field fails here
-and not after an hour-long 1M run.
+``bench/scale_bench.py``: a tiny real ``engine_bench.py`` run produces a result the
+collector reads, so a renamed engine_bench row fails here and not after an
+hour-long 1M run.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import faiss
+import harness
 import index_bench
 import numpy as np
 import pytest
@@ -20,50 +23,64 @@ import scale_bench
 ITEMS = 2_000
 
 
+def value(rows: list[harness.Row], metric: str, **labels: Any) -> Any:
+    """The value of the one row with this metric and (at least) these labels."""
+    found = [r for r in rows if r.matches({"metric": metric, **labels})]
+    assert len(found) == 1, (metric, labels, found)
+    return found[0].value
+
+
 @pytest.fixture(scope="module")
-def size_result(tmp_path_factory: pytest.TempPathFactory) -> index_bench.Json:
+def rows(tmp_path_factory: pytest.TempPathFactory) -> list[harness.Row]:
     faiss.omp_set_num_threads(1)
-    settings = index_bench.Settings(
-        queries=60, warmup=5, data_dir=tmp_path_factory.mktemp("index-bench")
-    )
+    settings = index_bench.Settings(data_dir=tmp_path_factory.mktemp("index-bench"))
+    run = harness.Run("index_bench", {}, quick=True)
     both = index_bench.make_queries(65, seed=7)
-    return index_bench.measure_size(ITEMS, settings, both[:60], both[60:])
+    index_bench.measure_size(run, ITEMS, settings, both[:60], both[60:])
+    return run.rows
 
 
-def test_flat_is_exact(size_result: index_bench.Json) -> None:
-    search = size_result["kinds"]["flat"]["search"]
-    assert search["k100"]["recall"] == 1.0
-    assert search["k10"]["recall"] == 1.0
-    assert search["filtered_k10"]["recall"] == 1.0
-    assert search["k100"]["short_results"] == 0
+def test_flat_is_exact(rows: list[harness.Row]) -> None:
+    flat: Any = {"index": "flat", "items": ITEMS}
+    assert value(rows, "recall@100", **flat, filter="none") == 1.0
+    assert value(rows, "recall@10", **flat, filter="none") == 1.0
+    assert value(rows, "recall@10", **flat, filter="topic", path="index") == 1.0
+    assert value(rows, "recall@10", **flat, filter="topic", path="engine") == 1.0
+    assert value(rows, "short results", **flat, k=100, filter="none") == 0
 
 
-def test_hnsw_recall_is_high_on_clustered_data(size_result: index_bench.Json) -> None:
-    search = size_result["kinds"]["hnsw"]["search"]
-    for name in ("k10", "k100", "filtered_k10", "engine_filtered_k10"):
-        assert 0.0 <= search[name]["recall"] <= 1.0, name
-    assert search["k10"]["recall"] > 0.8
-    assert search["k100"]["recall"] > 0.8
+def test_hnsw_recall_is_high_on_clustered_data(rows: list[harness.Row]) -> None:
+    recalls = [r for r in rows if r.metric.startswith("recall@") and r.labels["index"] == "hnsw"]
+    assert len(recalls) == 4  # k=10, k=100, filtered (index), filtered (engine)
+    assert all(0.0 <= r.value <= 1.0 for r in recalls)  # type: ignore[operator]
+    assert value(rows, "recall@10", index="hnsw", filter="none") > 0.8
+    assert value(rows, "recall@100", index="hnsw", filter="none") > 0.8
     # ~170 admitted rows <= exact_filter_limit: the engine scores them exactly
-    assert search["engine_filtered_k10"]["recall"] == 1.0
-    assert "exact scoring" in search["engine_filtered_k10"]["path"]
+    engine: Any = {"index": "hnsw", "filter": "topic", "path": "engine"}
+    assert value(rows, "recall@10", **engine) == 1.0
+    assert "exact scoring" in value(rows, "route", **engine)
 
 
-def test_latencies_build_and_memory_are_measured(size_result: index_bench.Json) -> None:
-    assert size_result["items"] == ITEMS
-    assert size_result["engine_auto_kind"] == "flat"
-    for kind, r in size_result["kinds"].items():
-        assert r["build"]["seconds"] > 0, kind
-        for name, stats in r["search"].items():
-            assert stats["count"] == 60, (kind, name)
-            assert 0 < stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"], (kind, name)
-            assert stats["mean_ms"] > 0, (kind, name)
-        mem = r["memory"]
-        assert mem["index_file_bytes"] > mem["raw_vector_bytes"], kind
+def test_latencies_build_and_memory_are_measured(rows: list[harness.Row]) -> None:
+    assert value(rows, "auto index", items=ITEMS) == "flat"
+    assert {r.labels["items"] for r in rows} == {ITEMS}
+    raw = value(rows, "raw vectors", items=ITEMS)
+    for kind in ("flat", "hnsw"):
+        assert value(rows, "build", index=kind) > 0, kind
+        searches = [r for r in rows if r.metric == "search calls" and r.labels["index"] == kind]
+        assert len(searches) == 4, kind  # k=10, k=100, filtered (index), filtered (engine)
+        for calls in searches:
+            labels = dict(calls.labels)
+            assert calls.value == 60, labels
+            p50, p99, top = (value(rows, f"search {q}", **labels) for q in ("p50", "p99", "max"))
+            assert 0 < p50 <= p99 <= top, labels
+            assert value(rows, "search mean", **labels) > 0, labels
+        size = value(rows, "index file", index=kind)
+        assert size > raw, kind
         # the layout estimate is within 10% of what FAISS writes
-        assert abs(mem["estimated_bytes"] / mem["index_file_bytes"] - 1) < 0.1, kind
-    hnsw, flat = (size_result["kinds"][k]["memory"] for k in ("hnsw", "flat"))
-    assert hnsw["index_file_bytes"] > flat["index_file_bytes"]  # the graph's links
+        assert abs(value(rows, "estimate", index=kind) / size - 1) < 0.1, kind
+    # the graph's links
+    assert value(rows, "index file", index="hnsw") > value(rows, "index file", index="flat")
 
 
 def test_recall_counts_ties_and_misses() -> None:
@@ -83,6 +100,14 @@ def test_parse_sizes() -> None:
     assert scale_bench.parse_sizes("2k, 20000") == [2_000, 20_000]
 
 
+def rendered(collected: list[harness.Row]) -> str:
+    """The scale tables over collected rows (every collected row formats)."""
+    run = harness.Run("scale_bench", {}, quick=True)
+    run.rows += collected
+    scale_bench.declare(run)
+    return harness.render(run.document())
+
+
 def test_scale_bench_collects_a_real_engine_bench_run(tmp_path: Path) -> None:
     plan = scale_bench.SizePlan(items=ITEMS, users=50, queries=20, erase=10, cap_users=1)
     out = tmp_path / "engine.json"
@@ -90,65 +115,93 @@ def test_scale_bench_collects_a_real_engine_bench_run(tmp_path: Path) -> None:
     rc = scale_bench.run_engine_bench(cmd, tmp_path / "engine.log", "", echo=False)
     assert rc == 0, (tmp_path / "engine.log").read_text()[-3000:]
     got = scale_bench.collect(out)
-    assert got["items"] == ITEMS and got["users"] == 50 and got["queries"] == 20
-    assert got["index_type"] == "flat"
-    for name in scale_bench.RECOMMEND_KINDS:
-        stats = got["recommend"][name]
-        assert 0 < stats["p50_ms"] <= stats["p99_ms"], name
-    assert got["recommend"]["plain"]["count"] == 20
-    assert got["interact"]["events_per_s"] > 0
-    assert got["record_bytes"]["median"] > 0
-    assert got["peak_rss_mb"] > 0
-    scale_bench.print_table([got])  # the table formats every collected field
+    assert {r.labels["items"] for r in got} == {ITEMS}
+    assert value(got, "users") == 50 and value(got, "queries") == 20
+    assert value(got, "index type") == "flat"
+    for kind in scale_bench.RECOMMEND_KINDS:
+        p50, p99 = (value(got, f"recommend {q}", kind=kind) for q in ("p50", "p99"))
+        assert 0 < p50 <= p99, kind
+    assert value(got, "recommend calls", kind="plain") == 20
+    assert value(got, "ingest") > 0
+    assert value(got, "record median") > 0
+    assert value(got, "process peak RSS") > 0
+    assert "| 2000 | plain |" in rendered(got)
 
 
-# The fields scale_bench reads, cut from a real `engine_bench.py --items 2000 --users 50
-# --queries 20 --erase 10` output: the collector is checked against this even when a
-# real run cannot happen (the real run above checks the fields still exist).
-ENGINE_BENCH_JSON_FIXTURE = """
-{"args": {"queries": 20, "items": 2000, "users": 50},
- "machine": {"loadavg_at_start": [1.93, 1.05, 0.99]},
- "catalog": {"items": 2000, "items_per_s": 5731.0, "seconds": 0.35},
- "interact": {"users": 50, "events_per_s": 1925.5, "events_per_s_in_calls": 2018.1,
-              "call_latency": {"count": 181, "p50_ms": 11.491, "p99_ms": 18.284,
-                               "mean_ms": 10.71}},
- "records": {"all_users": {"median_bytes": 3024.5, "p90_bytes": 3857.2, "p99_bytes": 4319.0,
-                           "max_bytes": 4415.0}},
- "recommend": {"plain": {"count": 20, "p50_ms": 29.715, "p99_ms": 48.953, "mean_ms": 30.749},
-               "topic_filter": {"count": 20, "p50_ms": 9.28, "p99_ms": 14.985, "mean_ms": 8.388},
-               "diversity_0.3": {"count": 20, "p50_ms": 42.987, "p99_ms": 126.951,
-                                 "mean_ms": 54.926},
-               "cold_start": {"count": 20, "p50_ms": 8.725, "p99_ms": 15.258, "mean_ms": 8.206},
-               "from_history_50_events": {"count": 50, "p50_ms": 29.488, "p99_ms": 48.354,
-                                          "mean_ms": 29.679}},
- "search": {"personalized": {"count": 20, "p50_ms": 1.348, "p99_ms": 13.611, "mean_ms": 3.96},
-            "unpersonalized": {"count": 20, "p50_ms": 0.281, "p99_ms": 11.877,
-                               "mean_ms": 1.359}},
- "erase": {"count": 10, "p50_ms": 9.515, "p99_ms": 15.742, "mean_ms": 8.802},
- "sizes": {"index_type": "flat"},
- "memory": {"process_peak_mb": 118.7},
- "phase_memory": {"catalog": {"other_processes_cpu_cores": 1.26},
-                  "recommend": {"other_processes_cpu_cores": 1.34}},
- "loadavg_at_end": [2.25, 1.15, 1.02], "total_seconds": 10.4}
-"""
+# engine_bench rows scale_bench reads, figures cut from a real `engine_bench.py --items
+# 2000 --users 50 --queries 20 --erase 10` run: the collector is checked against these
+# even when a real run cannot happen (the real run above checks the rows still exist).
+# Decoys come first: a row of another phase or with a further label must not be taken.
+LATENCIES = [  # operation, labels: calls, p50, p99, mean (ms)
+    ("recommend", {"phase": "neighbour_paths", "kind": "plain"}, (20, 99.0, 99.0, 99.0)),
+    ("recommend", {"phase": "recommend", "kind": "plain"}, (20, 29.715, 48.953, 30.749)),
+    ("recommend", {"phase": "recommend", "kind": "topic_filter"}, (20, 9.28, 14.985, 8.388)),
+    ("recommend", {"phase": "recommend", "kind": "diversity_0.3"}, (20, 42.987, 126.951, 54.926)),
+    ("recommend", {"phase": "recommend", "kind": "cold_start"}, (20, 8.725, 15.258, 8.206)),
+    ("recommend", {"phase": "recommend", "kind": "from_history_50_events"},
+     (50, 29.488, 48.354, 29.679)),
+    ("search", {"phase": "search", "kind": "personalized"}, (20, 1.348, 13.611, 3.96)),
+    ("search", {"phase": "search", "kind": "unpersonalized"}, (20, 0.281, 11.877, 1.359)),
+    ("erase", {"phase": "erase", "user": "known"}, (10, 9.515, 15.742, 8.802)),
+]  # fmt: skip
+OTHER_ROWS = [  # metric, value, unit, labels
+    ("call p50", 3.0, "ms", {"phase": "interact", "stored": "0-24"}),
+    ("call p50", 11.491, "ms", {"phase": "interact"}),
+    ("users", 50, "count", {"phase": "interact"}),
+    ("call p99", 18.284, "ms", {"phase": "interact"}),
+    ("ingest", 2986.0, "events/s", {"phase": "interact_bulk"}),
+    ("ingest", 1925.5, "events/s", {"phase": "interact"}),
+    ("ingest in calls", 2018.1, "events/s", {"phase": "interact"}),
+    *((f"record {q}", v, "B", {"phase": "records", "users": "all"})
+      for q, v in (("median", 3024.5), ("p90", 3857.2), ("p99", 4319.0), ("max", 4415.0))),
+    ("upsert", 5731.0, "items/s", {"phase": "catalog"}),
+    ("upsert time", 0.35, "s", {"phase": "catalog"}),
+    ("index type", "flat", "", {"phase": "records"}),
+    ("process peak RSS", 100.0, "MiB", {"phase": "recommend"}),
+    ("process peak RSS", 118.7, "MiB", {"phase": "end"}),
+    ("other cores busy", 1.26, "cores", {"phase": "catalog"}),
+    ("other cores busy", 1.34, "cores", {"phase": "recommend"}),
+]  # fmt: skip
 
 
-def test_collect_reads_the_engine_bench_fields_fixture(tmp_path: Path) -> None:
+def engine_doc(rows: list[tuple[str, Any, str, dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "format": harness.FORMAT,
+        "params": {"items": ITEMS, "users": 50, "queries": 20},
+        "machine": {"loadavg_at_start": [1.93, 1.05, 0.99]},
+        "loadavg_at_end": [2.25, 1.15, 1.02],
+        "seconds": 10.4,
+        "rows": [{"metric": m, "value": v, "unit": u, "labels": lab} for m, v, u, lab in rows],
+    }
+
+
+def test_collect_reads_the_engine_bench_rows_fixture(tmp_path: Path) -> None:
+    rows = list(OTHER_ROWS)
+    for op, labels, figures in LATENCIES:
+        for q, v in zip(scale_bench.LATENCY, figures, strict=True):
+            rows.append((f"{op} {q}", v, "count" if q == "calls" else "ms", labels))
     path = tmp_path / "engine_bench_fixture.json"
-    path.write_text(ENGINE_BENCH_JSON_FIXTURE)
+    path.write_text(json.dumps(engine_doc(rows)))
     got = scale_bench.collect(path)
-    assert got["items"] == ITEMS and got["index_type"] == "flat"
-    assert got["recommend"]["plain"]["p99_ms"] == 48.953
-    assert got["recommend"]["topic_filter"]["p50_ms"] == 9.28
-    assert got["recommend"]["cold_start"]["p50_ms"] == 8.725
-    assert got["interact"]["events_per_s"] == 1925.5
-    assert got["record_bytes"]["median"] == 3024.5
-    assert got["other_processes_cpu_cores"]["recommend"] == 1.34
-    scale_bench.print_table([got, got])
+    assert value(got, "index type") == "flat" and value(got, "queries") == 20
+    assert value(got, "recommend p99", kind="plain") == 48.953
+    assert value(got, "recommend p50", kind="topic_filter") == 9.28
+    assert value(got, "recommend p50", kind="cold_start") == 8.725
+    assert value(got, "ingest") == 1925.5
+    assert value(got, "call p50") == 11.491
+    assert value(got, "record median") == 3024.5
+    assert value(got, "erase p99") == 15.742
+    assert value(got, "process peak RSS") == 118.7
+    assert value(got, "other cores busy", phase="recommend") == 1.34
+    assert value(got, "load average at end") == 2.25
+    assert "| 2000 | topic_filter | 20 | 9.28 | 14.98 | 8.39 |" in rendered(got)
 
 
-def test_collect_names_a_missing_field(tmp_path: Path) -> None:
+def test_collect_names_a_missing_row(tmp_path: Path) -> None:
     path = tmp_path / "partial.json"
-    path.write_text('{"recommend": {}}')
-    with pytest.raises(ValueError, match=r"recommend\.plain"):
+    path.write_text(json.dumps(engine_doc([])))
+    with pytest.raises(ValueError, match="recommend calls"):
+        scale_bench.collect(path)
+    path.write_text('{"recommend": {}}')  # an engine_bench result of the old format
+    with pytest.raises(ValueError, match="not an ownrank-bench/1 result"):
         scale_bench.collect(path)

@@ -11,16 +11,13 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import harness
 import numpy as np
 import pytest
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:
-    # `bench` is a folder of the repository, not an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.baselines import EASE, ItemKNN, MostPop, RandomScores
-from bench.eval_data import ItemInfo, Ratings
-from bench.peers import (
+import run_peers
+from baselines import EASE, ItemKNN, MostPop, RandomScores
+from eval_data import Dataset, ItemInfo, Ratings
+from peers import (
     ALS,
     BPR,
     ALSParams,
@@ -28,7 +25,6 @@ from bench.peers import (
     ItemFeatures,
     LightFMHybrid,
     LightFMParams,
-    OnlineBaseline,
     item_tokens,
     measure_update,
     token_centroid,
@@ -36,7 +32,7 @@ from bench.peers import (
     tune_bpr,
     tune_lightfm,
 )
-from bench.protocols import Split, chrono20, cold20, evaluate_scores
+from protocols import Split, chrono20, cold20, evaluate_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 N_USERS, N_ITEMS = 40, 40  # users 1..40, items 101..140; the first half is block A
@@ -236,23 +232,74 @@ def test_peers_module_imports_without_lightfm(monkeypatch: pytest.MonkeyPatch) -
         module.LightFMHybrid(item_info())
 
 
-def test_online_baselines_update_like_a_fresh_score(chrono: Split, cold: Split) -> None:
+def test_baselines_update_like_a_fresh_score(chrono: Split, cold: Split) -> None:
     for split, model in (
         (chrono, ItemKNN(10)),
         (chrono, EASE(10.0)),
         (chrono, MostPop()),
         (cold, token_centroid(item_info())),
     ):
-        online = OnlineBaseline(model).fit(split)
+        model.fit(split)
         u = int(split.users[0])
         np.testing.assert_allclose(
-            online.update_user(u, split.train_positives[u]),
-            online.scores(np.array([u]))[0],
+            model.update_user(u, split.train_positives[u]),
+            model.scores(np.array([u]))[0],
             atol=1e-9,
         )
-        assert measure_update(online, split, n_users=3).ms >= 0
+        assert model.fit_seconds > 0 and model.update_method and not model.update_is_refit
+        assert measure_update(model, split, n_users=3).ms >= 0
+
+
+def test_itemknn_with_k_equals_a_direct_fit(chrono: Split) -> None:
+    """ItemKNN's tuning prunes one similarity at several k; that must be a direct fit."""
+    pruned = ItemKNN(50).fit(chrono).with_k(5)
+    np.testing.assert_allclose(
+        pruned.scores(chrono.users), ItemKNN(5).fit(chrono).scores(chrono.users)
+    )
 
 
 def test_token_centroid_prefers_the_users_block(cold: Split) -> None:
     model = token_centroid(item_info()).fit(cold)
     assert _own_block_margin(cold, model.scores(cold.users)) > 0
+
+
+def test_run_peers_rows_and_tables(tmp_path: Path) -> None:
+    """One synthetic dataset through run_peers: every model's rows on both protocols,
+    chrono20's settings reused on cold20, and a result file the harness renders."""
+    data = Dataset("synthetic", synthetic_ratings(), item_info())
+    grid = {
+        "itemknn": (5, 10),
+        "ease": (10.0,),
+        "als": (ALSParams(8, 1.0, 0.5, "scaled"),),
+        "bpr": ((BPRParams(8, 0.05, 0.01, 50),), (50,)),
+        "lightfm": ((8,), (5,)),
+    }
+    run = harness.Run("peers", {}, quick=True)
+    bench = run_peers.Bench(run, grid, threads=1)
+    bench.dataset(data)
+    run_peers.declare(run)
+    doc = run.finish(tmp_path / "peers.json")
+    rows = harness.rows_of(harness.load(tmp_path / "peers.json"))
+
+    def models(protocol: str, metric: str) -> set[str]:
+        where = {"protocol": protocol, "metric": metric, "rated": "allowed"}
+        return {str(r.labels["model"]) for r in rows if r.matches(where)}
+
+    content = {"Centroid(tokens)"} | ({"LightFM"} if importlib.util.find_spec("lightfm") else set())
+    collaborative = {"MostPop", "ItemKNN", "EASE"}
+    if importlib.util.find_spec("implicit"):
+        collaborative |= {"ALS", "BPR"}
+    assert models("chrono20", "NDCG@10") == collaborative | content
+    assert models("cold20", "NDCG@10") == collaborative | content | {"Random", "Random (expected)"}
+    assert models("cold20", "update p50") == collaborative | content
+    tuned = (collaborative - {"MostPop"}) | (content - {"Centroid(tokens)"})
+    assert models("chrono20", "tune") == tuned
+    assert not models("cold20", "tune") & collaborative  # chrono20's settings, not re-tuned
+    chosen = {
+        r.labels["protocol"]: r.value
+        for r in rows
+        if r.matches({"metric": "chosen", "model": "ItemKNN"})
+    }
+    assert chosen["chrono20"] == chosen["cold20"] in ("k=5", "k=10")
+    assert all(0 <= r.value <= 1 for r in rows if r.metric in ("NDCG@10", "Recall@10", "HR@10"))
+    assert "### chrono20: top-10 quality" in harness.render(doc)

@@ -1,41 +1,29 @@
-"""Per-user latency harness of bench/quality.py (bench/latency.py) on synthetic ratings.
+"""Per-user latency of bench/quality.py (bench/latency.py) on synthetic ratings.
 
 The timed per-user rankers must produce exactly the lists the batch evaluation ranks
 (EASE / ALS with every rated item excluded), so the latency measured is that of the
-real work; and quality.py must time each whole recommend call of its evaluation pass.
+real work; and quality.py must time each whole recommend call of its evaluation pass,
+and write the rows its targets are about.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 from typing import Any
 
+import harness
 import numpy as np
 import pytest
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:
-    # `bench` is a folder of the repository, not an installed package
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.baselines import EASE
-from bench.eval_data import Ratings
-from bench.latency import (
-    Latency,
-    PeerTiming,
-    als_ranker,
-    ease_ranker,
-    latency_json,
-    print_latency,
-    rated_columns,
-    time_users,
-)
-from bench.peers import ALS, ALSParams, unavailable_reason
-from bench.protocols import Split, chrono20, evaluate, top_k
-from bench.quality import evaluated, ownrank_metrics, without_rated
+import quality
+from baselines import EASE
+from eval_data import Dataset, ItemInfo, Ratings
+from latency import als_ranker, ease_ranker, peer_timings, rated_columns, time_users
+from peers import ALS, ALSParams, unavailable_reason
+from protocols import Split, chrono20, evaluate, top_k
+from quality import evaluated, ownrank_metrics, without_rated
 
 
-def synthetic_split(seed: int = 0) -> Split:
+def synthetic_ratings(seed: int = 0) -> Ratings:
     """60 users, 50 items: two taste blocks, positives on the own block, a few low
     ratings on the other (rated, so excluded from the lists, never positives)."""
     rng = np.random.default_rng(seed)
@@ -51,15 +39,16 @@ def synthetic_split(seed: int = 0) -> Split:
             users.append(u + 1)
             items.append(int(i) + 101)
             ratings.append(int(rng.integers(1, 3)))
-    n = len(users)
-    return chrono20(
-        Ratings(
-            np.array(users, dtype=np.int64),
-            np.array(items, dtype=np.int64),
-            np.array(ratings, dtype=np.int64),
-            rng.permutation(n).astype(np.int64) + 1_000_000,
-        )
+    return Ratings(
+        np.array(users, dtype=np.int64),
+        np.array(items, dtype=np.int64),
+        np.array(ratings, dtype=np.int64),
+        rng.permutation(len(users)).astype(np.int64) + 1_000_000,
     )
+
+
+def synthetic_split(seed: int = 0) -> Split:
+    return chrono20(synthetic_ratings(seed))
 
 
 def batch_lists(split: Split, scores: Any) -> dict[int, list[int]]:
@@ -78,6 +67,16 @@ def test_rated_columns_cover_low_ratings() -> None:
         assert positives <= items
         low = split.train_all.item[(split.train_all.user == user)]
         assert items == set(low.tolist()) & set(split.candidates.tolist())
+
+
+def test_without_rated_sets_every_rated_candidate_to_minus_infinity() -> None:
+    split = synthetic_split()
+    out = without_rated(split, np.zeros((len(split.users), len(split.candidates))))
+    pairs = zip(split.train_all.user.tolist(), split.train_all.item.tolist(), strict=True)
+    rated = set(pairs)
+    for row, user in enumerate(split.users.tolist()):
+        for col, item in enumerate(split.candidates.tolist()):
+            assert (out[row, col] == -np.inf) == ((user, item) in rated)
 
 
 def test_ease_ranker_matches_batch_lists() -> None:
@@ -105,6 +104,23 @@ def test_als_ranker_matches_batch_lists() -> None:
     assert same >= 0.95 * len(split.users)
 
 
+def test_peer_timings_rows() -> None:
+    split = synthetic_split()
+    model = EASE(50.0).fit(split)
+    run = harness.Run("test", {}, quick=True)
+    timed = peer_timings(run, split, split, model, "lambda=50", dataset="d", protocol="chrono20")
+    rows = {(r.metric, r.labels["model"]): r for r in run.rows}
+    n = len(split.users)
+    assert len(timed["EASE"]) == n and rows["scoring calls", "EASE"].value == n
+    expected = evaluate(split, without_rated(split, model.scores(split.users)))["NDCG@10"]
+    assert rows["scoring NDCG@10", "EASE"].value == pytest.approx(expected, rel=1e-5)
+    assert rows["scoring p50", "EASE"].unit == "ms" and rows["params", "EASE"].value == "lambda=50"
+    if unavailable_reason("implicit") is None:
+        assert len(timed["ALS"]) == n and rows["scoring calls", "ALS"].value == n
+    else:
+        assert "ALS" not in timed and any("ALS" in note for note in run.notes)
+
+
 def test_ownrank_metrics_times_each_call_on_the_evaluated_users() -> None:
     split = synthetic_split()
 
@@ -124,20 +140,34 @@ def test_ownrank_metrics_times_each_call_on_the_evaluated_users() -> None:
     assert engine.calls == [str(u) for u in split.users]
 
 
-def test_latency_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    lat = Latency.of([0.001] * 99 + [0.011])
-    assert lat.p50 == pytest.approx(1.0) and lat.p99 == pytest.approx(1.1)
-    ownrank = {"ownrank +popularity": Latency(4.0, 12.0, 100)}
-    peers = [
-        PeerTiming("EASE", "lambda=250", Latency(0.04, 0.2, 100), 0.19),
-        PeerTiming("ALS", "", unavailable="implicit not importable"),
-    ]
-    doc = latency_json(ownrank, peers)
-    assert doc["ownrank"]["ownrank +popularity"] == {"p50": 4.0, "p99": 12.0, "n": 100}
-    assert doc["ratio"] == {"ownrank +popularity / EASE": {"p50": 100.0, "p99": 60.0}}
-    assert doc["ALS"] == {"unavailable": "implicit not importable"}
-    print_latency(ownrank, peers)
-    out = capsys.readouterr().out
-    assert "ownrank recommend (SDK call)" in out
-    assert "100.0x" in out and "60.0x" in out
-    assert "ALS" in out and "unavailable" in out
+def test_run_ownrank_rows_and_targets(
+    monkeypatch: pytest.MonkeyPatch, encoder: Any, tmp_path: Any
+) -> None:
+    """One mode end to end on a real store (word-hash encoder): the quality, latency
+    and ratio rows carry the labels the targets select."""
+    monkeypatch.setattr(quality, "cached_encoder", lambda name: encoder)
+    ratings = synthetic_ratings()
+    items = {i: ItemInfo(f"movie {i}", genres=["a" if i < 126 else "b"]) for i in range(101, 151)}
+    data = Dataset("ml-1m-half", ratings, items)
+    split = chrono20(ratings)
+    run = harness.Run("quality", {}, quick=True)
+    args = argparse.Namespace(candidates=None, quick=True)
+    labels = {"dataset": "ml-1m-half", "protocol": "chrono20"}
+    peer = [0.001] * len(split.users)
+    quality.run_ownrank(run, args, data, split, "popularity", {"EASE": peer}, labels)
+    quality.declare(run)
+    where = {**labels, "model": quality.HEADLINE}
+    got = {r.metric: r for r in run.rows if r.matches(where) and "weights" not in r.labels}
+    assert got["recommend calls"].value == len(split.users) == got["users"].value
+    assert got["NDCG@10"].labels["rated"] == "excluded"
+    assert 0.0 <= float(got["NDCG@10"].value) <= 1.0  # type: ignore[arg-type]
+    recommend_p50 = float(got["recommend p50"].value)  # type: ignore[arg-type]
+    assert got["p50 / EASE"].value == pytest.approx(recommend_p50 / 1.0, rel=1e-3)  # peer: 1 ms
+    inner = [r for r in run.rows if r.metric == "inner NDCG@10"]
+    assert len(inner) == len(quality.WEIGHT_GRID["popularity"])
+    verdicts = {line[0]: line[3] for line in harness.target_lines(run.document())}
+    chrono = f"ml-1m-half chrono20 NDCG@10, {quality.HEADLINE}"
+    assert verdicts[chrono] in ("ok", "MISSES")  # measured: the target selects the row
+    assert verdicts[f"{quality.HEADLINE} recommend p50 / EASE p50"] in ("ok", "MISSES")
+    assert verdicts[f"{quality.HEADLINE} recommend p99"] in ("ok", "MISSES")
+    assert "### NDCG@10" in harness.render(run.document())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import harness
 import ranking_dump
 from api_support import TOPICS, sample_items
 from engine_bench import user_id
@@ -37,3 +38,11 @@ def test_dumps_are_equal_for_the_same_rankings_and_compare_counts_what_moved(
     assert summary["cold"]["overlap"] == round(len(set(cold_a) & set(cold_b)) / len(cold_a), 3)
     assert summary["plain"]["identical"] == 3 - sum(1 for i in changed if '"plain"' in first[i])
     assert sum(e["identical"] for e in summary.values()) == len(first) - len(changed)
+
+    # --compare writes the same figures as result rows, one line per kind of call
+    assert ranking_dump.main(["--compare", *(str(tmp_path / f) for f in ("a.jsonl", "b.jsonl")),
+                              "--out", str(tmp_path / "cmp.json")]) == 0  # fmt: skip
+    rows = harness.rows_of(harness.load(tmp_path / "cmp.json"))
+    assert {(r.metric, r.labels["call"]): r.value for r in rows} == {
+        (metric, kind): value for kind, e in summary.items() for metric, value in e.items()
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import harness
 import service_bench
 from api_support import bearer, sample_items, settings_for, token_for
 from engine_bench import user_id
@@ -41,3 +42,22 @@ def test_the_floor_server_answers_user_zeros_real_recommendations_through_the_se
             # the service's own checks still run: another user's path is refused
             other = client.post("/users/u000124/recommend", json={}, headers=bearer(token))
             assert other.status_code == 403
+
+
+def recommend_runs(*runs: tuple[int, float, float, int]) -> list[harness.Row]:
+    """The rows the rule reads: (connections, 2xx/s, p99 ms, errors) per run."""
+    rows = []
+    for connections, ok, p99, errors in runs:
+        labels = {"scenario": "recommend", "connections": connections}
+        rows += [harness.Row("2xx", ok, "req/s", labels), harness.Row("p99", p99, "ms", labels)]
+        rows += [harness.Row("errors", errors, "count", labels)]
+    return rows
+
+
+def test_the_target_row_is_the_most_recommend_calls_of_a_run_within_the_p99_budget() -> None:
+    # 16 connections answer more, but past 50 ms; 8 answer more still, with an error
+    rows = recommend_runs((2, 400.0, 20.0, 0), (16, 900.0, 61.0, 0), (8, 950.0, 30.0, 1))
+    assert service_bench.recommend_at_budget(rows) == (400.0, 2)
+    assert service_bench.recommend_at_budget(recommend_runs((16, 900.0, 61.0, 0))) == (0.0, None)
+    floor = [harness.Row("2xx", 5000.0, "req/s", {"scenario": "floor", "connections": 2})]
+    assert service_bench.recommend_at_budget(floor) is None  # no recommend run: not measured

@@ -40,7 +40,7 @@ ENGINE_PUBLIC = {
     "device_active", "devices", "refresh_device", "register_device", "revoke_device",
     # attributes and properties
     "catalog", "config", "data_dir", "encoder", "fingerprint", "last_reconcile",
-    "warm_up_seconds", "ledgers_upgraded", "sync",
+    "warm_up_seconds", "ledgers_upgraded", "sync", "diagnostics",
 }  # fmt: skip
 
 
