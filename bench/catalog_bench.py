@@ -377,14 +377,6 @@ def memory_rows(run: harness.Run, m: Json, **labels: harness.Label) -> None:
         run.add(metric, value, unit, **labels)
 
 
-def latency_rows(run: harness.Run, name: str, seconds: Sequence[float], **labels: Any) -> None:
-    """``run.latency`` (calls, p50, p99) plus the mean and the slowest call, in ms."""
-    run.latency(name, seconds, **labels)
-    if seconds:
-        run.add(f"{name} mean", 1e3 * sum(seconds) / len(seconds), "ms", **labels)
-        run.add(f"{name} max", 1e3 * max(seconds), "ms", **labels)
-
-
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter()
     result = fn()
@@ -496,7 +488,7 @@ def run_real(run: harness.Run, args: argparse.Namespace, root: Path) -> None:
                 len(texts),
                 min(args.warmup, 10),
             )
-            latency_rows(run, "text query", seconds, **labels)
+            run.latency("text query", seconds, **labels, mean_max=True)
             engine.save_index()
             found = sizes(engine)
             run.add("index type", found["index_type"], "", **labels)
@@ -543,14 +535,14 @@ def run_synthetic(
                     first_s, _ = timed(lambda: search(topic)(0))
                     run.add("first filtered query", 1e3 * first_s, "ms", **labels, filter=name)
                 seconds, results[name] = measure_queries(search(expr), len(queries), args.warmup)
-                latency_rows(run, "search", seconds, **labels, filter=name)
+                run.latency("search", seconds, **labels, filter=name, mean_max=True)
                 short = sum(1 for r in results[name] if len(r) < 10)
                 run.add("short results", short, "count", **labels, filter=name)
                 if expr is not None:
                     matches = engine.diagnostics.filter_matches(expr)
                     run.add("filter matches", matches, "count", **labels, filter=name)
             seconds = after_write(engine, queries, topic, args)
-            latency_rows(run, "after write", seconds, **labels, filter="topic")
+            run.latency("after write", seconds, **labels, filter="topic", mean_max=True)
             memory_rows(run, watch.mark(), **labels, at="after search")
         finally:
             close_s, _ = timed(engine.close)

@@ -31,7 +31,6 @@ from typing import Any
 
 import harness
 import numpy as np
-from catalog_bench import latency_rows
 
 from ownrank import Engine, EngineConfig
 
@@ -132,9 +131,9 @@ def measure(run: harness.Run, args: argparse.Namespace) -> None:
     run.add("events", events, "count", layer="both")
     for layer in LAYERS:
         run.add("ingest", events / sum(ingest_times[layer]), "events/s", layer=layer)
-        latency_rows(run, "ingest per user", ingest_times[layer], layer=layer)
-        latency_rows(run, "recommend", rec_times[layer], layer=layer)
-        latency_rows(run, "erase", erase_times[layer], layer=layer)
+        run.latency("ingest per user", ingest_times[layer], layer=layer, mean_max=True)
+        run.latency("recommend", rec_times[layer], layer=layer, mean_max=True)
+        run.latency("erase", erase_times[layer], layer=layer, mean_max=True)
         sizes = records[layer]
         run.add("record median", float(np.median(sizes)), "B", layer=layer)
         run.add("record p99", float(np.percentile(sizes, 99)), "B", layer=layer)

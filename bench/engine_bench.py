@@ -56,7 +56,6 @@ from catalog_bench import (
     TimedEncoder,
     Watch,
     item_batches,
-    latency_rows,
     make_query,
     memory,
     memory_rows,
@@ -206,7 +205,7 @@ def ingest_rows(
     run.add("events sent", sent, "count", phase=phase)
     run.add("ingest time", wall, "s", phase=phase)
     run.add("ingest", sent / wall, "events/s", phase=phase)
-    latency_rows(run, "call", calls, phase=phase)
+    run.latency("call", calls, phase=phase, mean_max=True)
 
 
 def commit_floor(run: harness.Run, root: Path, count: int, phase: str) -> None:
@@ -225,7 +224,7 @@ def commit_floor(run: harness.Run, root: Path, count: int, phase: str) -> None:
     finally:
         env.close()
         shutil.rmtree(path, ignore_errors=True)
-    latency_rows(run, "durable commit", lat, phase=phase)
+    run.latency("durable commit", lat, phase=phase, mean_max=True)
 
 
 # -- phases ---------------------------------------------------------------------------------
@@ -382,7 +381,7 @@ def phase_records(run: harness.Run, engine: Engine, pop: Population, args: Args)
         run.add("record max", max(sizes_c), "B", users=users, **labels)
         run.add("events retained min", min(retained), "count", users=users, **labels)
         run.add("events retained max", max(retained), "count", users=users, **labels)
-        latency_rows(run, "interact", lat, users=users, **labels)
+        run.latency("interact", lat, users=users, **labels, mean_max=True)
         record_rows(run, diag.record_parts(uid), record=f"{users}, last user", **labels)
 
 
@@ -408,7 +407,7 @@ def phase_recommend(run: harness.Run, engine: Engine, pop: Population, args: Arg
     for kind, fn in calls.items():
         lat, results = time_calls(fn, n_q, args.warmup)
         labels: Any = {"phase": "recommend", "kind": kind}
-        latency_rows(run, "recommend", lat, **labels)
+        run.latency("recommend", lat, **labels, mean_max=True)
         run.add("short results", sum(1 for r in results if len(r) < 10), "count", **labels)
         if kind == "topic_filter":
             run.add("first call", first_filter_s * 1e3, "ms", **labels)
@@ -426,7 +425,7 @@ def phase_recommend(run: harness.Run, engine: Engine, pop: Population, args: Arg
     lat, _res = time_calls(
         lambda i: engine.recommend_from_history(histories[i % 20], 10), max(50, n_q // 5), 10
     )
-    latency_rows(run, "recommend", lat, phase="recommend", kind="from_history_50_events")
+    run.latency("recommend", lat, phase="recommend", kind="from_history_50_events", mean_max=True)
 
 
 def phase_search(run: harness.Run, engine: Engine, pop: Population, args: Args) -> None:
@@ -446,7 +445,7 @@ def phase_search(run: harness.Run, engine: Engine, pop: Population, args: Args) 
     }
     for kind, fn in calls.items():
         lat, results = time_calls(fn, n_q, args.warmup)
-        latency_rows(run, "search", lat, phase="search", kind=kind)
+        run.latency("search", lat, phase="search", kind=kind, mean_max=True)
         if kind != "synthetic_encode_only":
             short = sum(1 for r in results if len(r) < 10)
             run.add("short results", short, "count", phase="search", kind=kind)
@@ -493,7 +492,7 @@ def phase_erase(run: harness.Run, engine: Engine, pop: Population, args: Args) -
     lat, receipts = time_calls(lambda i: engine.erase(victims[i]), count, 0)
     contributing_after = diag.contributing_users()
     labels: Any = {"phase": "erase"}
-    latency_rows(run, "erase", lat, user="known", **labels)
+    run.latency("erase", lat, user="known", **labels, mean_max=True)
     events = np.asarray([r.events_removed for r in receipts])
     units = np.asarray([r.shared_units_subtracted for r in receipts])
     effects = (
@@ -510,7 +509,7 @@ def phase_erase(run: harness.Run, engine: Engine, pop: Population, args: Args) -
         corr = float(np.corrcoef(np.asarray(lat) * 1e3, units)[0, 1])
         run.add("latency vs units correlation", corr, "r", **labels)
     lat, _r = time_calls(lambda i: engine.erase(f"never-{i}"), min(200, count), 10)
-    latency_rows(run, "erase", lat, user="unknown", **labels)
+    run.latency("erase", lat, user="unknown", **labels, mean_max=True)
     commit_floor(run, args.root, min(200, count), "erase")
 
 
@@ -571,7 +570,7 @@ def phase_neighbour_paths(
                         args.warmup,
                     )
                     labels: Any = {"phase": "neighbour_paths", "neighbours": name}
-                    latency_rows(run, "recommend", lat, round=round_, kind=kind, **labels)
+                    run.latency("recommend", lat, round=round_, kind=kind, **labels, mean_max=True)
 
 
 # -- main -----------------------------------------------------------------------------------

@@ -213,13 +213,19 @@ class Run:
             value = float(f"{value:.6g}")
         self.rows.append(Row(metric, value, unit, labels))
 
-    def latency(self, name: str, seconds: Sequence[float], **labels: Label) -> None:
-        """``<name> calls``, ``<name> p50`` and ``<name> p99`` (ms) of timed calls."""
+    def latency(
+        self, name: str, seconds: Sequence[float], *, mean_max: bool = False, **labels: Label
+    ) -> None:
+        """``<name> calls``, ``<name> p50`` and ``<name> p99`` (ms) of timed calls; with
+        ``mean_max``, also ``<name> mean`` and ``<name> max``."""
         ms = [s * 1e3 for s in seconds]
         self.add(f"{name} calls", len(ms), "count", **labels)
         if ms:
             self.add(f"{name} p50", percentile(ms, 50), "ms", **labels)
             self.add(f"{name} p99", percentile(ms, 99), "ms", **labels)
+        if ms and mean_max:
+            self.add(f"{name} mean", sum(ms) / len(ms), "ms", **labels)
+            self.add(f"{name} max", max(ms), "ms", **labels)
 
     def table(
         self,

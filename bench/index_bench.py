@@ -71,7 +71,6 @@ from catalog_bench import (
     SyntheticEncoder,
     Watch,
     item_batches,
-    latency_rows,
     make_query,
     memory,
     memory_rows,
@@ -322,7 +321,7 @@ def search_rows(
     returns the short answers."""
     scores, rows = found
     n = len(seconds)
-    latency_rows(run, "search", seconds, k=k, **labels)
+    run.latency("search", seconds, k=k, **labels, mean_max=True)
     run.add(f"recall@{k}", recall(rows, scores, truth[1][:n], truth[0][:n], k), "recall",
             k=k, **labels)  # fmt: skip
     short = int(((rows >= 0).sum(axis=1) < k).sum())
