@@ -1,25 +1,16 @@
-"""Reference recommenders for the chrono20 / cold20 protocols.
-
-They exist to validate the protocol code against the README's peer numbers and to
-give ownrank's per-user models honest baselines. Common interface::
-
-    model.fit(split)                  # training positives of ``split`` only
-    model.scores(users)               # (len(users), len(split.candidates)) float array
-    model.fit_seconds                 # wall time of the last fit
-    model.update_user(user, items)    # scores after ``user``'s history became ``items``
-    model.update_method               # how that update is done, in words
-
-Exclusion of a user's own training items is left to :func:`protocols.evaluate`.
-Hyperparameters are chosen with :func:`tune` on :func:`protocols.inner_validation`,
-never on test.
+"""Reference recommenders for the chrono20 / cold20 protocols (interface:
+:class:`Recommender`): they validate the protocol code against the README's peer
+numbers and give ownrank honest baselines. Exclusion of a user's own training items is
+left to :func:`protocols.evaluate`; hyperparameters are chosen with :func:`tune` on
+:func:`protocols.inner_validation`, never on test.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Generic, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,22 +22,6 @@ P = TypeVar("P")
 TUNE_METRIC = "NDCG@10"
 
 
-class Recommender(Protocol):
-    """What :func:`tune` and the benchmark scripts need from a model: fit, scores, fit
-    time, and the online update of one user (``update_is_refit``: a whole refit)."""
-
-    name: str
-    fit_seconds: float
-    update_method: str
-    update_is_refit: bool
-
-    def fit(self, split: Split) -> Self: ...
-
-    def scores(self, users: IntArray) -> FloatArray: ...
-
-    def update_user(self, user: int, items: IntArray) -> FloatArray: ...
-
-
 def row_matrix(items: IntArray, columns: IntArray) -> sp.csr_matrix:
     """One binary row over ``columns`` (sorted ids); items not among them are dropped."""
     items = np.asarray(items, dtype=np.int64)
@@ -56,11 +31,16 @@ def row_matrix(items: IntArray, columns: IntArray) -> sp.csr_matrix:
     return sp.csr_matrix((data, (np.zeros(len(cols), dtype=np.int64), cols)), (1, len(columns)))
 
 
-class CollaborativeBase:
-    """Shared plumbing: binary training matrix ``x`` (rows ``split.train_users``,
-    columns ``items``), a timed :meth:`fit`, and item scores mapped onto the split's
-    candidates (0 for unknown items). A subclass implements :meth:`train` and either
-    :meth:`history_scores` (item-item models) or :meth:`item_scores`."""
+class Recommender:
+    """A model of the benchmarks: :meth:`fit` on a split's training positives (timed:
+    ``fit_seconds``), :meth:`scores` (one row per user, one column per
+    ``split.candidates``; unknown items score 0) and :meth:`update_user`, the scores
+    after a user's history became ``items``, done as the model would online
+    (``update_method`` says how; ``update_is_refit``: by a whole refit).
+
+    The binary training matrix ``x`` has rows ``split.train_users`` and columns
+    ``items``. A subclass implements :meth:`train` and either :meth:`history_scores`
+    (item-item models) or :meth:`item_scores`."""
 
     name = "base"
     update_method = "history row x item-item matrix (sparse, no refit)"
@@ -84,7 +64,7 @@ class CollaborativeBase:
 
     def fit(self, split: Split) -> Self:
         start = time.perf_counter()
-        self.use_matrix(split, split.train_matrix(split.train_items))
+        self.use_matrix(split, split.train_matrix())
         self.train()
         self.fit_seconds = time.perf_counter() - start
         return self
@@ -111,7 +91,7 @@ class CollaborativeBase:
         return out
 
 
-class MostPop(CollaborativeBase):
+class MostPop(Recommender):
     """Number of training positives per item, the same for every user."""
 
     name = "MostPop"
@@ -129,58 +109,30 @@ class MostPop(CollaborativeBase):
         return out
 
 
-class RandomScores:
+class RandomScores(Recommender):
     """Uniform random scores over the candidates (the floor any model must beat)."""
 
     name = "Random"
 
     def __init__(self, seed: int = 0) -> None:
+        super().__init__()
         self.seed = seed
-        self.fit_seconds = 0.0
-        self._n = 0
-        self._rng = np.random.default_rng(seed)
 
-    def fit(self, split: Split) -> Self:
-        start = time.perf_counter()
-        self._n = len(split.candidates)
+    def train(self) -> None:
         self._rng = np.random.default_rng(self.seed)
-        self.fit_seconds = time.perf_counter() - start
-        return self
 
     def scores(self, users: IntArray) -> FloatArray:
-        return self._rng.random((len(users), self._n))
+        return self._rng.random((len(users), len(self.split.candidates)))
 
 
-def cosine_similarity(x: sp.csr_matrix) -> npt.NDArray[np.float64]:
-    """Dense item-item cosine of binary columns, zero diagonal (an item is not its own
-    neighbour)."""
-    co = (x.T @ x).toarray().astype(np.float64)
-    norms = np.sqrt(np.diag(co))
-    norms[norms == 0] = 1.0
-    sim: npt.NDArray[np.float64] = co / norms[:, None] / norms[None, :]
-    np.fill_diagonal(sim, 0.0)
-    return sim
-
-
-def keep_top_k(sim: npt.NDArray[np.float64], k: int) -> sp.csr_matrix:
-    """Keep each row's ``k`` largest entries (row j = the neighbours of item j)."""
-    n = sim.shape[0]
-    if k >= n:
-        return sp.csr_matrix(sim)
-    cols = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(sim, cols, axis=1)
-    rows = np.repeat(np.arange(n), k)
-    return sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=sim.shape)
-
-
-class ItemKNN(CollaborativeBase):
+class ItemKNN(Recommender):
     """Cosine item-kNN: score(u, j) = sum of sim(i, j) over the user's items i that are
     among the ``k`` nearest neighbours of the candidate j.
 
     Pruning the candidate's neighbourhood (classic item-kNN) rather than each source
-    item's (implicit's CosineRecommender) matters: the latter scores ~0.01 lower on
-    Recall/NDCG@10 here, and only the former reproduces the README's peer numbers.
-    ``sim``'s column j holds j's ``k`` neighbours, so ``X @ sim`` sums over them.
+    item's (implicit's CosineRecommender) matters: only the former reproduces the
+    README's peer numbers. ``sim``'s column j holds j's ``k`` neighbours, so
+    ``X @ sim`` sums over them.
     """
 
     name = "ItemKNN"
@@ -188,31 +140,44 @@ class ItemKNN(CollaborativeBase):
     def __init__(self, k: int = 100) -> None:
         super().__init__()
         self.k = k
-        self.full: npt.NDArray[np.float64] | None = None  # before pruning
 
     def train(self) -> None:
-        self.full = cosine_similarity(self.x)
-        self.sim = keep_top_k(self.full, self.k).T.tocsr()
+        """Dense cosine of the binary columns, zero diagonal (an item is not its own
+        neighbour), kept whole in ``full`` for :meth:`with_k`."""
+        co = (self.x.T @ self.x).toarray().astype(np.float64)
+        norms = np.sqrt(np.diag(co))
+        norms[norms == 0] = 1.0
+        self.full: npt.NDArray[np.float64] = co / norms[:, None] / norms[None, :]
+        np.fill_diagonal(self.full, 0.0)
+        self.prune()
+
+    def prune(self) -> None:
+        """``sim``: each row of ``full`` cut to its ``k`` largest entries, transposed."""
+        n, k = self.full.shape[0], self.k
+        if k >= n:
+            self.sim = sp.csr_matrix(self.full).T.tocsr()
+            return
+        cols = np.argpartition(-self.full, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(self.full, cols, axis=1)
+        rows = np.repeat(np.arange(n), k)
+        top = sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=self.full.shape)
+        self.sim = top.T.tocsr()
 
     def with_k(self, k: int) -> ItemKNN:
         """Same fitted similarity, other neighbourhood size (cheap tuning)."""
-        if self.full is None:
-            raise RuntimeError("fit first")
         other = ItemKNN(k)
         other.use_matrix(self.split, self.x)
         other.full = self.full
-        other.sim = keep_top_k(self.full, k).T.tocsr()
+        other.prune()
         return other
 
     def history_scores(self, x: sp.csr_matrix) -> FloatArray:
         return np.asarray((x @ self.sim).toarray())
 
 
-class EASE(CollaborativeBase):
-    """EASE (Steck 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1, diag(B) = 0.
-
-    One dense inverse over the training items (~3.3k on ml-1m-half: a few seconds).
-    """
+class EASE(Recommender):
+    """EASE (Steck 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1, diag(B) = 0
+    (one dense inverse over the training items)."""
 
     name = "EASE"
 
@@ -232,7 +197,7 @@ class EASE(CollaborativeBase):
         return np.asarray(x @ self.b)
 
 
-class Centroid:
+class Centroid(Recommender):
     """Content baseline: cosine between each candidate's embedding and the mean
     embedding of the user's training positives.
 
@@ -241,17 +206,15 @@ class Centroid:
     """
 
     update_method = "mean of the history's item vectors"
-    update_is_refit = False
 
     def __init__(self, item_ids: IntArray, embeddings: FloatArray, name: str = "Centroid") -> None:
+        super().__init__()
         self.name = name
         order = np.argsort(item_ids)
         self._ids = np.asarray(item_ids, dtype=np.int64)[order]
         emb = np.asarray(embeddings, dtype=np.float64)[order]
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         self._emb = emb / np.where(norms == 0, 1.0, norms)
-        self._split: Split | None = None
-        self.fit_seconds = 0.0
 
     def _lookup(self, items: IntArray) -> npt.NDArray[np.float64]:
         """Unit embeddings for ``items``; unknown items get zero rows."""
@@ -261,17 +224,11 @@ class Centroid:
         out[known] = self._emb[pos[known]]
         return out
 
-    def fit(self, split: Split) -> Self:
-        start = time.perf_counter()
-        self._split = split
-        self._cand = self._lookup(split.candidates)
-        self.fit_seconds = time.perf_counter() - start
-        return self
+    def train(self) -> None:
+        self._cand = self._lookup(self.split.candidates)
 
     def scores(self, users: IntArray) -> FloatArray:
-        if self._split is None:
-            raise RuntimeError("fit first")
-        positives = self._split.train_positives
+        positives = self.split.train_positives
         centroids = np.zeros((len(users), self._emb.shape[1]))
         for i, u in enumerate(users):
             items = positives.get(int(u))
@@ -298,28 +255,33 @@ class TuneResult(Generic[P]):
     seconds: float
 
 
+def tune_fitted(
+    fitted: Callable[[Split], Iterable[tuple[P, Recommender]]],
+    split: Split,
+    inner: Split | None = None,
+) -> TuneResult[P]:
+    """Evaluate each (setting, model) that ``fitted(inner)`` yields, fitted on the
+    inner training data, and pick the best inner NDCG@10. ``split``'s test is never
+    read."""
+    start = time.perf_counter()
+    inner = inner_validation(split) if inner is None else inner
+    table = [(p, evaluate_scores(inner, m.scores)[TUNE_METRIC]) for p, m in fitted(inner)]
+    best = max(table, key=lambda row: row[1])[0]
+    return TuneResult(best, table, time.perf_counter() - start)
+
+
 def tune(
     factory: Callable[[P], Recommender],
     grid: Sequence[P],
     split: Split,
     inner: Split | None = None,
-    metric: str = TUNE_METRIC,
 ) -> TuneResult[P]:
-    """Fit ``factory(p)`` on the inner training data for each ``p`` in ``grid`` and
-    pick the best inner-validation ``metric``. ``split``'s test is never read."""
-    start = time.perf_counter()
-    inner = inner_validation(split) if inner is None else inner
-    table = []
-    for p in grid:
-        model = factory(p).fit(inner)
-        table.append((p, evaluate_scores(inner, model.scores)[metric]))
-    best = max(table, key=lambda row: row[1])[0]
-    return TuneResult(best, table, time.perf_counter() - start)
+    """One fit of ``factory(p)`` per ``p`` in ``grid``."""
+    return tune_fitted(lambda data: ((p, factory(p).fit(data)) for p in grid), split, inner)
 
 
 # The peer numbers are reproduced with this grid (inner validation picks 400 on
-# ml-1m-half, 200 on ml-100k). Adding 800 makes inner validation pick 800 on
-# ml-1m-half by +0.001 inner NDCG, and test NDCG@10 drops 0.107 -> 0.105: noise level.
+# ml-1m-half, 200 on ml-100k); adding 800 changes test NDCG@10 by noise only.
 ITEMKNN_GRID = (10, 20, 50, 100, 200, 400)
 EASE_GRID = (50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 3000.0, 5000.0)
 
@@ -328,12 +290,12 @@ def tune_itemknn(
     split: Split, grid: Sequence[int] = ITEMKNN_GRID, inner: Split | None = None
 ) -> TuneResult[int]:
     """Neighbourhood size for :class:`ItemKNN`; the similarity is computed once."""
-    start = time.perf_counter()
-    inner = inner_validation(split) if inner is None else inner
-    base = ItemKNN(grid[0]).fit(inner)
-    table = [(k, evaluate_scores(inner, base.with_k(k).scores)[TUNE_METRIC]) for k in grid]
-    best = max(table, key=lambda row: row[1])[0]
-    return TuneResult(best, table, time.perf_counter() - start)
+
+    def fitted(data: Split) -> Iterable[tuple[int, Recommender]]:
+        base = ItemKNN(grid[0]).fit(data)
+        return ((k, base.with_k(k)) for k in grid)
+
+    return tune_fitted(fitted, split, inner)
 
 
 def tune_ease(

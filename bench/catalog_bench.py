@@ -2,40 +2,36 @@
 
 Phases (each on a fresh data directory that is deleted afterwards):
 
-1. ``flat`` / ``hnsw``: a large catalog whose vectors come from a fast,
-   deterministic synthetic encoder (topic centroid + bag of word vectors + a
-   per-text hash component, so the data is clustered like real embeddings).
-   Measures ingest (store + index), search latency unfiltered / filtered by
-   topic (~1/12) / selective filter (~0.5%), a filtered query right after a
-   property write, HNSW recall@10 against the exact flat results for the same
-   queries, index rebuild time on reopen with the index file deleted, file and
-   LMDB database sizes and RSS.
-2. ``real``: the frozen base model (``ownrank.BaseEncoder``) embeds N synthetic
-   article-like items, upserted in batches; then the same batches again
-   (unchanged, so nothing is embedded); then text queries (embed + search).
-   Run after the synthetic phases, so their peak RSS does not include the model.
+1. ``flat`` / ``hnsw``: a large catalog whose vectors come from a fast, deterministic
+   synthetic encoder (clustered like real embeddings, see ``SyntheticEncoder``).
+   Measures ingest (store + index), search latency unfiltered / filtered by topic
+   (~1/12) / selective filter (~0.5%), a filtered query right after a property write,
+   HNSW recall@10 against the exact flat results, index rebuild time on reopen with
+   the index file deleted, file and LMDB database sizes and RSS.
+2. ``real``: the base model (``ownrank.BaseEncoder``) embeds N article-like items in
+   batches; then the same batches again (unchanged: nothing is embedded); then text
+   queries (embed + search). Last, so the synthetic phases' peak RSS excludes the model.
 
-Usage::
+    python bench/catalog_bench.py --quick        # 500 real, 20k synthetic items
+    python bench/catalog_bench.py                # 2k real, 100k synthetic items
 
-    python bench/catalog_bench.py --quick        # ~1 minute
-    python bench/catalog_bench.py                # full: 2k real items, 100k synthetic
-
-Other modules import the synthetic catalog (``SyntheticEncoder``, ``item_batches``,
+Other benchmarks import the synthetic catalog (``SyntheticEncoder``, ``item_batches``,
 ``make_query``, ``TOPIC_NAMES``) and the measuring helpers (``Watch``, ``memory``,
-``latency_stats``, ``sizes``) from here.
+``sizes``, ``timed``) from here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
-import os
 import re
 import resource
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +47,11 @@ from ownrank.engine.engine import INDEX_FILE
 
 Vectors = npt.NDArray[np.float32]
 Json = dict[str, Any]
+PACKAGES = ("numpy", "faiss-cpu", "torch", "lmdb")  # whose versions the timings depend on
 
 # -- synthetic articles ---------------------------------------------------------------------
 
-# Each topic's own words; a word ending in ":" starts the next topic.
+# Each topic's own words, after its name and a colon.
 _TOPIC_TEXT = """
     gardening: tomato blight compost seedlings mulch pruning soil roses harvest greenhouse
         weeds watering perennials orchard
@@ -83,18 +80,11 @@ _TOPIC_TEXT = """
 """
 
 
-def _parse_topics(text: str) -> dict[str, tuple[str, ...]]:
-    topics: dict[str, list[str]] = {}
-    words: list[str] = []
-    for token in text.split():
-        if token.endswith(":"):
-            words = topics.setdefault(token[:-1], [])
-        else:
-            words.append(token)
-    return {name: tuple(ws) for name, ws in topics.items()}
-
-
-TOPICS = _parse_topics(_TOPIC_TEXT)
+_TOPIC_PARTS = re.split(r"(\w+):", _TOPIC_TEXT)[1:]  # [name, words, name, words, ...]
+TOPICS = {
+    name: tuple(words.split())
+    for name, words in zip(_TOPIC_PARTS[::2], _TOPIC_PARTS[1::2], strict=True)
+}
 TOPIC_NAMES = tuple(TOPICS)
 _GENERAL_TEXT = """
     new guide early signs simple ways why how what when best worst common mistakes
@@ -239,7 +229,6 @@ class TimedEncoder:
     def __init__(self, inner: Encoder) -> None:
         self.inner = inner
         self.seconds = 0.0
-        self.texts = 0
 
     @property
     def fingerprint(self) -> str:
@@ -250,12 +239,9 @@ class TimedEncoder:
         return self.inner.dimension
 
     def encode(self, texts: Sequence[str]) -> Vectors:
-        start = time.perf_counter()
-        try:
-            return self.inner.encode(texts)
-        finally:
-            self.seconds += time.perf_counter() - start
-            self.texts += len(texts)
+        seconds, vectors = timed(partial(self.inner.encode, texts))
+        self.seconds += seconds
+        return vectors
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -264,25 +250,11 @@ class TimedEncoder:
 _process_peak_mb = 0.0
 
 
-def _proc_status_mb() -> dict[str, float]:
-    """The memory lines of /proc/self/status (Linux), in MiB."""
-    out: dict[str, float] = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                name, _, value = line.partition(":")
-                if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
-                    out[name] = int(value.split()[0]) / 1024  # kB
-    except OSError:
-        pass
-    return out
-
-
 def memory() -> Json:
     """RSS now (anonymous / file-backed, i.e. mostly LMDB pages), peak since the last
     ``reset_peak``, and the peak of the whole process."""
     global _process_peak_mb
-    status = _proc_status_mb()
+    status = machine_info.proc_status_mib()
     ru_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     peak = status.get("VmHWM", ru_peak)
     _process_peak_mb = max(_process_peak_mb, peak, ru_peak)
@@ -295,31 +267,11 @@ def memory() -> Json:
     }
 
 
-def reset_peak() -> bool:
+def reset_peak() -> None:
     """Restart the peak-RSS watermark (Linux >= 4.0: ``5 > /proc/self/clear_refs``)."""
     memory()  # fold the peak so far into the process peak
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return False
-    return True
-
-
-def _busy_cpu_seconds() -> float:
-    """CPU seconds all processes have spent busy since boot (Linux), else NaN."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return float("nan")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
 
 
 class Watch:
@@ -329,8 +281,8 @@ class Watch:
         reset_peak()
         self.peak_mb = 0.0
         self._wall = time.perf_counter()
-        self._busy = _busy_cpu_seconds()
-        self._own = _own_cpu_seconds()
+        self._busy = machine_info.busy_cpu_seconds()
+        self._own = machine_info.own_cpu_seconds()
 
     def mark(self) -> Json:
         m = memory()
@@ -348,7 +300,8 @@ class Watch:
     def finish(self) -> Json:
         m = self.mark()
         wall = time.perf_counter() - self._wall
-        other = (_busy_cpu_seconds() - self._busy) - (_own_cpu_seconds() - self._own)
+        busy = machine_info.busy_cpu_seconds() - self._busy
+        other = busy - (machine_info.own_cpu_seconds() - self._own)
         return {
             **m,
             "phase_peak_mb": round(self.peak_mb, 1),
@@ -389,14 +342,8 @@ def measure_queries(
     """Seconds of ``run(i)`` for i in 0..count-1 after ``warmup`` calls; and its results."""
     for i in range(warmup):
         run(i % max(count, 1))
-    latencies: list[float] = []
-    results: list[list[str]] = []
-    for i in range(count):
-        start = time.perf_counter()
-        ids = run(i)
-        latencies.append(time.perf_counter() - start)
-        results.append(ids)
-    return latencies, results
+    calls = [timed(partial(run, i)) for i in range(count)]
+    return [seconds for seconds, _ in calls], [ids for _, ids in calls]
 
 
 def recall_at(truth: list[list[str]], found: list[list[str]], k: int = 10) -> float:
@@ -422,9 +369,8 @@ def ingest(
     elapsed = 0.0
     added = unchanged = embedded = 0
     for items in item_batches(count, batch, seed, prefix):
-        start = time.perf_counter()
-        report = engine.catalog.upsert(items)
-        elapsed += time.perf_counter() - start
+        seconds, report = timed(partial(engine.catalog.upsert, items))
+        elapsed += seconds
         added += len(report.added) + len(report.updated)
         unchanged += len(report.unchanged)
         embedded += report.embedded
@@ -579,9 +525,8 @@ def after_write(
     for r in range(args.write_rounds):
         item_id = f"s{int(rng.integers(args.items)):07d}"
         engine.catalog.update_properties(item_id, {"n": SELECTIVE_VALUES + r})
-        start = time.perf_counter()
-        engine.catalog.search_vector(queries[r % len(queries)], 10, expr)
-        latencies.append(time.perf_counter() - start)
+        search = partial(engine.catalog.search_vector, queries[r % len(queries)], 10, expr)
+        latencies.append(timed(search)[0])
     return latencies
 
 
@@ -614,49 +559,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def declare_tables(run: harness.Run) -> None:
-    synthetic = {"encoder": "synthetic"}
-    run.table(
-        "Synthetic catalog: ingest, reopen, sizes",
-        by=["index", "items"],
-        where=synthetic,
-        metrics=["ingest", "store+index", "rebuild", "reopen", "save index", "index file",
-                 "LMDB file", "phase peak RSS", "other cores busy"],
-    )  # fmt: skip
-    run.table(
-        "Synthetic catalog: search, k=10 (topic ~8%, selective ~0.5% of the items)",
-        by=["index", "filter"],
-        where=synthetic,
-        metrics=["search p50", "search p99", "search mean", "short results", "filter matches",
-                 "recall@10", "first filtered query", "after write p50", "after write p99"],
-        plot=True,
-    )  # fmt: skip
-    run.table(
-        "LMDB databases, synthetic catalog (MiB; entries, pages, B per entry in the JSON)",
-        by=["db"],
-        columns="index",
-        where=synthetic,
-        metrics=["size"],
-    )
-    run.table(
-        "Real encoder: ingest (first pass embeds, the unchanged pass does not)",
-        by=["items", "threads", "upsert"],
-        where={"encoder": "real"},
-        metrics=["ingest", "ingest time", "encode time", "store+index time", "embedded"],
-    )
-    run.table(
-        "Real encoder: text queries (embed + search)",
-        by=["items", "threads"],
-        where={"encoder": "real"},
-        metrics=["model load", "text query p50", "text query p99", "text query mean",
-                 "phase peak RSS", "other cores busy"],
-    )  # fmt: skip
+    synthetic, real = {"encoder": "synthetic"}, {"encoder": "real"}
+    title = "Synthetic catalog: ingest, reopen, sizes"
+    metrics = ["ingest", "store+index", "rebuild", "reopen", "save index", "index file",
+               "LMDB file", "phase peak RSS", "other cores busy"]  # fmt: skip
+    run.table(title, ["index", "items"], where=synthetic, metrics=metrics)
+    title = "Synthetic catalog: search, k=10 (topic ~8%, selective ~0.5% of the items)"
+    metrics = ["search p50", "search p99", "search mean", "short results", "filter matches",
+               "recall@10", "first filtered query", "after write p50",
+               "after write p99"]  # fmt: skip
+    run.table(title, ["index", "filter"], where=synthetic, metrics=metrics, plot=True)
+    title = "LMDB databases, synthetic catalog (MiB; entries, pages, B per entry in the JSON)"
+    run.table(title, ["db"], "index", synthetic, ["size"])
+    title = "Real encoder: ingest (first pass embeds, the unchanged pass does not)"
+    metrics = ["ingest", "ingest time", "encode time", "store+index time", "embedded"]
+    run.table(title, ["items", "threads", "upsert"], where=real, metrics=metrics)
+    title = "Real encoder: text queries (embed + search)"
+    metrics = ["model load", "text query p50", "text query p99", "text query mean",
+               "phase peak RSS", "other cores busy"]  # fmt: skip
+    run.table(title, ["items", "threads"], where=real, metrics=metrics)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     run = harness.Run("catalog_bench", vars(args), quick=args.quick)
-    packages = ("numpy", "faiss-cpu", "torch", "lmdb")
-    run.details["versions"] = machine_info.machine(packages)["versions"]
+    run.details["versions"] = machine_info.machine(PACKAGES)["versions"]
     declare_tables(run)
     root = Path(tempfile.mkdtemp(prefix="ownrank-bench-", dir=args.data_dir))
     try:

@@ -34,16 +34,6 @@ PAGE_SIZE = 1_000
 FORMS = [("f32", "json"), ("f32", "msgpack"), ("i8", "json")]  # (encoding, wire format)
 
 
-def open_engine(path: Path) -> Engine:
-    config = EngineConfig(
-        content_neighbours=0,  # the sync never reads the neighbour lists
-        index_kind="flat",
-        warm_up_on_open=False,
-        lmdb_sync=False,
-    )
-    return Engine(path, config, encoder=SyntheticEncoder())
-
-
 def wire(page: Any, form: str) -> bytes:
     if form == "msgpack":
         return bytes(msgpack.packb(page.to_wire(binary=True), use_bin_type=True))
@@ -58,8 +48,10 @@ def run_sync(run: harness.Run, engine: Engine, replica: CatalogReplica, **labels
     """One whole sync from the replica's cursor: server and client time, bytes, pages."""
     form = labels["format"]
     server = client = 0.0
-    pages = items = changed = removed = size = 0
-    while True:
+    size = 0
+    counts = dict.fromkeys(("pages", "items sent", "changed", "removed"), 0)
+    done = False
+    while not done:
         start = time.perf_counter()
         page = engine.catalog.changes(**replica.request(), page_size=PAGE_SIZE)
         data = wire(page, form)
@@ -67,18 +59,15 @@ def run_sync(run: harness.Run, engine: Engine, replica: CatalogReplica, **labels
         done = replica.apply(unwire(data, form))
         client += time.perf_counter() - middle
         server += middle - start
-        pages += 1
-        items += len(page.items)
-        changed += len(page.changed)
-        removed += len(page.removed)
         size += len(data)
-        if done:
-            break
+        counts["pages"] += 1
+        counts["items sent"] += len(page.items)
+        counts["changed"] += len(page.changed)
+        counts["removed"] += len(page.removed)
     run.add("server", 1e3 * server, "ms", **labels)
     run.add("client", 1e3 * client, "ms", **labels)
     run.add("size", size / 1e6, "MB", **labels)  # 3 significant figures
-    for metric, value in (("pages", pages), ("items sent", items), ("changed", changed),
-                          ("removed", removed)):  # fmt: skip
+    for metric, value in counts.items():
         run.add(metric, value, "count", **labels)
     run.add("full", page.full, "", **labels)  # the server sent the whole catalog
 
@@ -132,7 +121,11 @@ def change_one_percent(run: harness.Run, engine: Engine, count: int, seed: int) 
 
 def run_size(run: harness.Run, count: int, root: Path) -> None:
     path = root / f"store-{count}"
-    engine = open_engine(path)
+    # content_neighbours=0: the sync never reads the neighbour lists
+    config = EngineConfig(
+        content_neighbours=0, index_kind="flat", warm_up_on_open=False, lmdb_sync=False
+    )
+    engine = Engine(path, config, encoder=SyntheticEncoder())
     try:
         start = time.perf_counter()
         for batch in item_batches(count, 5_000, seed=count, prefix="it"):

@@ -14,18 +14,16 @@ ml-1m-half: the catalog and every user's ratings of the chrono20 training data
 (as ``bench/quality.py`` ingests them, item embeddings from its cache); recommend
 is the one ``quality.py`` times (filtered to the protocol's candidates).
 Synthetic: ``bench/engine_bench.py``'s catalog and users (clustered vectors,
-10-150 events a user). Targets (issue 20): recommend p50 on / off <= 1.5,
-ingest events/s on / off >= 0.6, erase p99 <= 25 ms at ML-1M scale. Results go to
-``bench/results/collaborative_bench[_synthetic][_quick].json`` unless ``--out``.
+10-150 events a user). The targets (issue 20) are stated at ML-1M scale.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +36,19 @@ LAYERS = {"off": "popularity", "on": "collaborative"}  # label -> shared_statist
 Users = list[tuple[str, list[dict[str, Any]]]]
 
 
-def ml_1m_half() -> tuple[Any, list[dict[str, Any]], Users, dict[str, Any]]:
-    """Encoder, catalog, users (id, events oldest first) and the recommend filter, as
-    ``bench/quality.py`` ingests and ranks them."""
-    sys.path.insert(0, str(harness.ROOT))
-    from bench.eval_data import default_data_dir, load_dataset
-    from bench.protocols import chrono20
-    from bench.quality import cached_encoder, catalog_items, user_histories
+def ml_1m_half_training() -> tuple[list[dict[str, Any]], Users]:
+    """The catalog and every training user (id, events oldest first) of ml-1m-half's
+    chrono20 split, as ``bench/quality.py`` ingests them (also bench/record_size.py's)."""
+    from eval_data import load_dataset
+    from protocols import chrono20
+    from quality import catalog_items, user_histories
 
-    dataset = load_dataset("ml-1m-half", default_data_dir())
+    dataset = load_dataset("ml-1m-half")
     split = chrono20(dataset.ratings)
-    encoder = cached_encoder("ml-1m-half")
-    return encoder, catalog_items(dataset, split), user_histories(split), {"candidate": True}
+    return catalog_items(dataset, split), user_histories(split)
 
 
-def synthetic(items: int, users: int, seed: int) -> tuple[Any, list[dict[str, Any]], Users, None]:
+def synthetic(items: int, users: int, seed: int) -> tuple[Any, list[dict[str, Any]], Users]:
     from catalog_bench import SyntheticEncoder, item_batches
     from engine_bench import Population, make_history, user_id
 
@@ -65,7 +61,12 @@ def synthetic(items: int, users: int, seed: int) -> tuple[Any, list[dict[str, An
         (user_id(i), make_history(rng, population, int(rng.integers(10, 151)), now))
         for i in range(users)
     ]
-    return SyntheticEncoder(), catalog, out, None
+    return SyntheticEncoder(), catalog, out
+
+
+def interact_all(engine: Engine, uid: str, events: list[dict[str, Any]]) -> None:
+    for lo in range(0, len(events), 1000):
+        engine.interact(uid, events[lo : lo + 1000])
 
 
 def alternate(
@@ -82,10 +83,14 @@ def alternate(
 
 
 def measure(run: harness.Run, args: argparse.Namespace) -> None:
+    filters: dict[str, Any] | None = None
     if args.synthetic:
-        encoder, catalog, users, filters = synthetic(args.synthetic, args.users, args.seed)
+        encoder, catalog, users = synthetic(args.synthetic, args.users, args.seed)
     else:
-        encoder, catalog, users, filters = ml_1m_half()
+        from quality import cached_encoder
+
+        catalog, users = ml_1m_half_training()
+        encoder, filters = cached_encoder("ml-1m-half"), {"candidate": True}
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(dir=args.data_dir) as tmp:
         engines = {
@@ -98,27 +103,15 @@ def measure(run: harness.Run, args: argparse.Namespace) -> None:
                     engine.catalog.upsert(catalog[start : start + 1000])
             for engine in engines.values():
                 engine.catalog.neighbours.update()
-
-            def ingest(uid: str, events: list[dict[str, Any]]) -> Callable[[Engine], Any]:
-                def call(engine: Engine) -> None:
-                    for lo in range(0, len(events), 1000):
-                        engine.interact(uid, events[lo : lo + 1000])
-
-                return call
-
             t0 = time.perf_counter()
-            ingest_times = alternate(engines, [ingest(uid, ev) for uid, ev in users])
+            ingest = [partial(interact_all, uid=uid, events=ev) for uid, ev in users]
+            ingest_times = alternate(engines, ingest)
             print(f"ingest done in {time.perf_counter() - t0:.0f} s", flush=True)
             picks = rng.choice(len(users), size=min(args.queries, len(users)), replace=False)
             ranked = [users[int(k)][0] for k in picks]
-
-            def recommend(uid: str) -> Callable[[Engine], Any]:
-                return lambda engine: engine.recommend(uid, 10, filters=filters)
-
-            for uid in ranked[: args.warmup]:
-                for engine in engines.values():
-                    recommend(uid)(engine)
-            rec_times = alternate(engines, [recommend(uid) for uid in ranked])
+            recommend = [lambda e, u=uid: e.recommend(u, 10, filters=filters) for uid in ranked]
+            alternate(engines, recommend[: args.warmup])
+            rec_times = alternate(engines, recommend)
             statistic = engines["on"].info(check_items=False)["shared_statistics"]["collaborative"]
             records = {layer: e.diagnostics.record_sizes() for layer, e in engines.items()}
             victims = [users[int(k)][0] for k in rng.choice(len(users), args.erase, replace=False)]

@@ -1,36 +1,28 @@
 """Base encoder benchmark: torch vs ONNX Runtime (fp32, int8, int8-rowwise), issue 5.
 
-Throughput: texts/s embedding short (15 words) and long (60 words) texts cut
-deterministically from the ml-1m plots, at batch 32 and 128, with 1 and 2
-threads, for each backend. Every (backend, threads) pair runs in a fresh worker
-process, so its load time (imports + weights + first text) and RSS growth after
-load are those of a cold process. The configurations of a worker are measured
-round-robin, ``--repeats`` rounds after one warm-up batch, and reported as
-median with min/max; texts per CPU-second are given too, as they suffer less
-than wall time from other processes sharing the machine (whose busy cores are
+Throughput: texts/s embedding short (15 words) and long (60 words) texts cut from the
+ml-1m plots, at batch 32 and 128, with 1 and 2 threads, per backend. Every (backend,
+threads) pair runs in a fresh worker process, so its load time (imports + weights +
+first text) and RSS growth are those of a cold process. A worker's configurations run
+round-robin, ``--repeats`` rounds after one warm-up batch: median with min/max. Texts
+per CPU-second suffer less than wall time from other processes (whose busy cores are
 recorded per worker).
 
-Agreement: every ONNX variant against torch on the demo catalog texts and the
-ml-1m titles (``Title (year)`` as in movies.dat; the full run adds the rich
-texts bench/quality.py embeds): per-text cosine min/mean and mean top-10
-neighbour overlap. Issue 5's rule: a backend may become the default only with
-cosine >= 0.99 on every text and overlap >= 0.95, on both sets.
+Agreement: every ONNX variant against torch on the demo catalog texts and the ml-1m
+titles (the full run adds the rich texts bench/quality.py embeds): per-text cosine
+min/mean and mean top-10 neighbour overlap. Issue 5's rule: a backend may become the
+default only with cosine >= 0.99 on every text and overlap >= 0.95, on both sets.
 
-Usage::
+    python bench/encoder_bench.py --quick   # 128 texts of each kind, 3 rounds
+    python bench/encoder_bench.py           # 1024/512 texts, 5 rounds, rich ml-1m texts
 
-    python bench/encoder_bench.py --quick   # ~4 minutes on 2 quiet cores
-    python bench/encoder_bench.py           # full: 1024/512 texts, 5 rounds, rich ml-1m texts
-
-ONNX exports are cached in ``--cache-dir`` (default ``~/.cache/ownrank/onnx/...``);
-the first run exports.
+ONNX exports are cached in ``--cache-dir`` (the first run exports).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +37,7 @@ import harness
 import machine_info
 import numpy as np
 from eval_data import ItemInfo, item_text, load_dataset
+from machine_info import busy_cpu_seconds, own_cpu_seconds, proc_status_mib
 
 Json = dict[str, Any]
 
@@ -86,33 +79,6 @@ def demo_texts() -> list[str]:
         return [Item(**json.loads(line)).embedding_text() for line in fh if line.strip()]
 
 
-# -- process measurements -------------------------------------------------------------------
-
-
-def status_mib(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def busy_cpu_seconds() -> float:
-    """CPU seconds all processes have spent busy since boot (Linux), else NaN."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return float("nan")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 # -- workers: one backend and thread count; agreement ---------------------------------------
 
 
@@ -141,13 +107,12 @@ def make_encoder(backend: str, threads: int, cache_dir: str | None) -> Any:
 def worker(spec: Json) -> Json:
     """Load time, memory and texts/s (wall and CPU) per round of every configuration."""
     texts = {kind: bench_texts(kind, spec["counts"][kind], spec["seed"]) for kind in KINDS}
-    busy0, cpu0, wall0 = busy_cpu_seconds(), cpu_seconds(), time.perf_counter()
-    rss0 = status_mib("VmRSS")
-    start = time.perf_counter()
+    busy0, cpu0, wall0 = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
+    rss0 = proc_status_mib()["VmRSS"]
     encoder = make_encoder(spec["backend"], spec["threads"], spec.get("cache_dir"))
     encoder.encode(["warm up the model"])
-    load_s = time.perf_counter() - start
-    rss_loaded = status_mib("VmRSS")
+    load_s = time.perf_counter() - wall0
+    rss_loaded = proc_status_mib()["VmRSS"]
 
     configs = [(kind, batch) for kind in KINDS for batch in spec["batches"]]
     rounds: list[Json] = [{"text": k, "batch": b, "wall": [], "cpu": []} for k, b in configs]
@@ -158,20 +123,20 @@ def worker(spec: Json) -> Json:
         for r in rounds:
             encoder.batch_size = r["batch"]
             batch = texts[r["text"]]
-            c0, t0 = cpu_seconds(), time.perf_counter()
+            c0, t0 = own_cpu_seconds(), time.perf_counter()
             vectors = encoder.encode(batch)
             r["wall"].append(len(batch) / (time.perf_counter() - t0))
-            r["cpu"].append(len(batch) / (cpu_seconds() - c0))
+            r["cpu"].append(len(batch) / (own_cpu_seconds() - c0))
             assert vectors.shape == (len(batch), encoder.dimension)
 
     elapsed = time.perf_counter() - wall0
-    other = (busy_cpu_seconds() - busy0) - (cpu_seconds() - cpu0)
+    other = (busy_cpu_seconds() - busy0) - (own_cpu_seconds() - cpu0)
     labels = {"backend": spec["backend"], "threads": spec["threads"]}
     rows = [
         row("load", [load_s], "s", labels),
         row("RSS before load", [rss0], "MiB", labels),
         row("RSS growth after load", [rss_loaded - rss0], "MiB", labels),
-        row("peak RSS", [status_mib("VmHWM")], "MiB", labels),
+        row("peak RSS", [proc_status_mib()["VmHWM"]], "MiB", labels),
         row("worker time", [elapsed], "s", labels),
         row("other processes", [max(other, 0.0) / elapsed], "cores", labels),
     ]

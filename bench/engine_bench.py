@@ -7,12 +7,11 @@ the index is HNSW, at 20k exact). Phases, in this order (each row has its ``phas
 
 1. ``interact``: U users with 10-150 events each (mostly click / like / high ratings
    on 1-3 preferred topics, skewed to each topic's head; some dislikes / skips / low
-   ratings elsewhere), sent with ``engine.interact`` in calls of 25 events,
-   round-robin over groups of 100 users; ``interact_bulk``: other users through
+   ratings elsewhere) through ``engine.interact`` in calls of 25 events, round-robin
+   over groups of 100 users; ``interact_bulk``: other users through
    ``engine.interact_many`` (100 users x 25 events per call, one group commit).
-2. ``records``: every record's stored size and the parts of a few; users pushed past
-   the caps (600 item events; 600 long search queries): ``max_events`` and
-   ``max_record_bytes`` hold.
+2. ``records``: every record's size and the parts of a few; users pushed past the caps
+   (600 item events; 600 long search queries): ``max_events`` and ``max_record_bytes`` hold.
 3. ``recommend`` (plain, topic filter, diversity 0.3, cold start, from a 50-event
    history) and 4. ``search`` (personalized and not).
 5. ``profiles``: cProfile of each operation after the timings (in ``details``).
@@ -21,7 +20,6 @@ the index is HNSW, at 20k exact). Phases, in this order (each row has its ``phas
 8. ``neighbour_paths``: the stored neighbour lists against the dense comparison.
 
     python bench/engine_bench.py --quick        # 20k items, 2k users (~1-2 minutes)
-    python bench/engine_bench.py                # 100k items, 10k users
     python bench/engine_bench.py --no-encrypt --out bench/results/engine_bench_noencrypt.json
 
 Each phase records how many cores other processes kept busy meanwhile (another
@@ -41,7 +39,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,15 +76,11 @@ ERASE_EFFECTS = (
     "existed", "gone, of the first 50 checked", "events removed, mean",
     "shared units subtracted, mean", "contributing users before", "contributing users after",
 )  # fmt: skip
-# record_parts keys -> (metric, unit)
-PARTS = {
-    "total": ("stored", "B"),
-    "events": ("events part", "B"),
-    "model": ("model part", "B"),
-    "ledger": ("ledger part", "B"),
-    "n_events": ("events", "count"),
+PARTS = {  # record_parts keys -> (metric, unit)
+    "total": ("stored", "B"), "events": ("events part", "B"), "model": ("model part", "B"),
+    "ledger": ("ledger part", "B"), "n_events": ("events", "count"),
     "n_ledger_items": ("ledger items", "count"),
-}
+}  # fmt: skip
 
 
 # -- synthetic users --------------------------------------------------------------------------
@@ -152,10 +146,10 @@ def user_id(i: int) -> str:
 
 
 def time_calls(fn: Callable[[int], Any], count: int, warmup: int) -> tuple[list[float], list[Any]]:
-    """Seconds of ``fn(i)`` for i in 0..count-1 after ``warmup`` untimed calls (i < 0),
-    and the results."""
-    for i in range(warmup):
-        fn(-1 - i)
+    """Seconds of ``fn(i)`` for i in 0..count-1 after ``warmup`` untimed calls (i from
+    ``count`` on), and the results."""
+    for i in range(count, count + warmup):
+        fn(i)
     latencies: list[float] = []
     results: list[Any] = []
     for i in range(count):
@@ -168,22 +162,22 @@ def time_calls(fn: Callable[[int], Any], count: int, warmup: int) -> tuple[list[
 def profile(fn: Callable[[int], Any], count: int, top: int, callers_of: str = "") -> str:
     """cProfile of ``count`` calls of ``fn``: the top functions by cumulative time
     (and, with ``callers_of``, who calls the functions matching that pattern)."""
-    prof = cProfile.Profile()
-    prof.enable()
-    for i in range(count):
-        fn(i)
-    prof.disable()
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).strip_dirs().sort_stats("cumulative").print_stats(top)
-    lines = buf.getvalue().splitlines()
+    with cProfile.Profile() as prof:
+        for i in range(count):
+            fn(i)
+
+    def printed(show: Callable[[pstats.Stats], Any]) -> list[str]:
+        buf = io.StringIO()
+        show(pstats.Stats(prof, stream=buf).strip_dirs())
+        return buf.getvalue().splitlines()
+
+    lines = printed(lambda stats: stats.sort_stats("cumulative").print_stats(top))
     # drop pstats' preamble up to the "ncalls" header, keep the total line
     total = next((ln.strip() for ln in lines if "function calls" in ln), "")
     start = next((k for k, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
     text = "\n".join([total, *(ln.rstrip() for ln in lines[start:] if ln.strip())])
     if callers_of:
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).strip_dirs().print_callers(callers_of)
-        lines = buf.getvalue().splitlines()
+        lines = printed(lambda stats: stats.print_callers(callers_of))
         start = next((k for k, ln in enumerate(lines) if "was called by" in ln), len(lines))
         body = [ln.rstrip() for ln in lines[start + 2 :] if ln.strip()]
         text += f"\ncallers of {callers_of} (ncalls, tottime, cumtime):\n" + "\n".join(body)
@@ -213,18 +207,36 @@ def commit_floor(run: harness.Run, root: Path, count: int, phase: str) -> None:
     filesystem: what any write of the engine pays at least."""
     path = root / "commit-floor"
     env = lmdb.open(str(path), map_size=2**26, subdir=True, sync=True, metasync=True)
+
+    def commit(i: int) -> None:
+        with env.begin(write=True) as txn:
+            txn.put(b"k%d" % (i % 50), b"x" * 3000)
+
     try:
-        lat = []
-        for i in range(count + 10):
-            start = time.perf_counter()
-            with env.begin(write=True) as txn:
-                txn.put(b"k%d" % (i % 50), b"x" * 3000)
-            if i >= 10:
-                lat.append(time.perf_counter() - start)
+        lat, _ = time_calls(commit, count, 10)
     finally:
         env.close()
         shutil.rmtree(path, ignore_errors=True)
     run.latency("durable commit", lat, phase=phase, mean_max=True)
+
+
+def ingest_rounds(
+    rng: np.random.Generator, pop: Population, ids: list[str], per_call: int
+) -> Iterator[tuple[int, int, dict[str, list[Json]]]]:
+    """Histories of 10-150 events for ``ids``, sent in rounds over groups of INTERLEAVE
+    users: (users before the group, events before the round, {user: next events})."""
+    now = time.time()
+    for group in range(0, len(ids), INTERLEAVE):
+        uids = ids[group : group + INTERLEAVE]
+        histories = [make_history(rng, pop, int(rng.integers(10, 151)), now) for _ in uids]
+        for pos in range(0, 150, per_call):
+            batch = {
+                u: h[pos : pos + per_call]
+                for u, h in zip(uids, histories, strict=True)
+                if len(h) > pos
+            }
+            if batch:
+                yield group, pos, batch
 
 
 # -- phases ---------------------------------------------------------------------------------
@@ -259,33 +271,22 @@ def build_catalog(
 
 def phase_interact(run: harness.Run, engine: Engine, pop: Population, args: Args) -> None:
     rng = np.random.default_rng(args.seed + 1)
-    now = time.time()
     call_lat: list[float] = []
     retained_before: list[int] = []  # events already in the record at each call
     sent = accepted = 0
     phase_start = time.perf_counter()
-    for group in range(0, args.users, INTERLEAVE):
-        uids = [user_id(i) for i in range(group, min(args.users, group + INTERLEAVE))]
-        histories = [make_history(rng, pop, int(rng.integers(10, 151)), now) for _ in uids]
-        pos = [0] * len(uids)
-        pending = True
-        while pending:
-            pending = False
-            for j, uid in enumerate(uids):
-                events = histories[j][pos[j] : pos[j] + args.events_per_call]
-                if not events:
-                    continue
-                pending = True
-                start = time.perf_counter()
-                report = engine.interact(uid, events)
-                call_lat.append(time.perf_counter() - start)
-                retained_before.append(min(pos[j], engine.config.max_events))
-                pos[j] += len(events)
-                sent += len(events)
-                accepted += report.accepted
-        if args.progress and (group // INTERLEAVE) % 10 == 9:
+    ids = [user_id(i) for i in range(args.users)]
+    for group, pos, batch in ingest_rounds(rng, pop, ids, args.events_per_call):
+        if args.progress and pos == 0 and group and group % (10 * INTERLEAVE) == 0:
             rate = sent / (time.perf_counter() - phase_start)
-            print(f"  {group + len(uids)} users, {sent} events, {rate:.0f} events/s so far")
+            print(f"  {group} users, {sent} events, {rate:.0f} events/s so far")
+        for uid, events in batch.items():
+            start = time.perf_counter()
+            report = engine.interact(uid, events)
+            call_lat.append(time.perf_counter() - start)
+            retained_before.append(min(pos, engine.config.max_events))
+            sent += len(events)
+            accepted += report.accepted
     wall = time.perf_counter() - phase_start
     labels: Any = {"phase": "interact"}
     ingest_rows(run, args.users, sent, wall, call_lat, **labels)
@@ -303,25 +304,15 @@ def phase_interact_bulk(run: harness.Run, engine: Engine, pop: Population, args:
     """Bulk ingest: ``engine.interact_many`` with INTERLEAVE users per call (each with
     ``events_per_call`` events), for other users than the ``interact`` phase."""
     rng = np.random.default_rng(args.seed + 2)
-    now = time.time()
     call_lat: list[float] = []
     sent = 0
     phase_start = time.perf_counter()
-    for group in range(0, args.bulk_users, INTERLEAVE):
-        uids = [f"bulk-{i:07d}" for i in range(group, min(args.bulk_users, group + INTERLEAVE))]
-        histories = [make_history(rng, pop, int(rng.integers(10, 151)), now) for _ in uids]
-        for pos in range(0, 150, args.events_per_call):
-            batch = {
-                uid: h[pos : pos + args.events_per_call]
-                for uid, h in zip(uids, histories, strict=True)
-                if h[pos : pos + args.events_per_call]
-            }
-            if not batch:
-                break
-            start = time.perf_counter()
-            engine.interact_many(batch)
-            call_lat.append(time.perf_counter() - start)
-            sent += sum(len(v) for v in batch.values())
+    ids = [f"bulk-{i:07d}" for i in range(args.bulk_users)]
+    for _group, _pos, batch in ingest_rounds(rng, pop, ids, args.events_per_call):
+        start = time.perf_counter()
+        engine.interact_many(batch)
+        call_lat.append(time.perf_counter() - start)
+        sent += sum(len(v) for v in batch.values())
     wall = time.perf_counter() - phase_start
     ingest_rows(run, args.bulk_users, sent, wall, call_lat, phase="interact_bulk")
 
@@ -333,19 +324,15 @@ def phase_records(run: harness.Run, engine: Engine, pop: Population, args: Args)
     known = [(i, size) for i, size in found if size is not None]
     sizes_b = np.asarray([size for _i, size in known], dtype=np.float64)
     p50, p90, p99 = np.percentile(sizes_b, [50, 90, 99])
+    figures = {"median": p50, "p90": p90, "p99": p99, "max": sizes_b.max(), "mean": sizes_b.mean()}
     run.add("records", len(known), "count", users="all", **labels)
-    for metric, value in zip(
-        ("record median", "record p90", "record p99", "record max", "record mean"),
-        (p50, p90, p99, sizes_b.max(), sizes_b.mean()),
-        strict=True,
-    ):
-        run.add(metric, float(value), "B", users="all", **labels)
+    for name, value in figures.items():
+        run.add(f"record {name}", float(value), "B", users="all", **labels)
     # parts of the users at the median / p99 / max size
     order = np.argsort(sizes_b, kind="stable")
-    picks = {"median": order[len(order) // 2], "p99": order[int(len(order) * 0.99)]}
-    picks["max"] = order[-1]
+    picks = {"median": len(order) // 2, "p99": int(len(order) * 0.99), "max": -1}
     for name, k in picks.items():
-        record_rows(run, diag.record_parts(user_id(known[int(k)][0])), record=name, **labels)
+        record_rows(run, diag.record_parts(user_id(known[order[k]][0])), record=name, **labels)
     costs = diag.read_costs(user_id(i) for i in range(min(args.users, 1000)))
     for step, seconds in costs.items():
         run.add("reads", len(seconds), "count", step=step, **labels)
@@ -391,18 +378,12 @@ def phase_recommend(run: harness.Run, engine: Engine, pop: Population, args: Arg
     users = [user_id(int(u)) for u in rng.integers(args.users, size=n_q + args.warmup)]
     topics = [f"t{int(t)}" for t in rng.integers(len(TOPIC_NAMES), size=n_q + args.warmup)]
 
-    def pick(seq: list[str], i: int) -> str:
-        return seq[i] if i >= 0 else seq[n_q - 1 - i]
-
-    def on_topic(rec: Any, topic: str) -> bool:
-        return bool(rec.item.properties.get("topic") == topic)
-
     first_filter_s, _ = timed(lambda: engine.recommend(users[0], 10, {"topic": topics[0]}))
     calls: dict[str, Callable[[int], Any]] = {
-        "plain": lambda i: engine.recommend(pick(users, i), 10),
-        "topic_filter": lambda i: engine.recommend(pick(users, i), 10, {"topic": pick(topics, i)}),
-        "diversity_0.3": lambda i: engine.recommend(pick(users, i), 10, diversity=0.3),
-        "cold_start": lambda i: engine.recommend(f"cold-{i + args.warmup + 1}", 10),
+        "plain": lambda i: engine.recommend(users[i], 10),
+        "topic_filter": lambda i: engine.recommend(users[i], 10, {"topic": topics[i]}),
+        "diversity_0.3": lambda i: engine.recommend(users[i], 10, diversity=0.3),
+        "cold_start": lambda i: engine.recommend(f"cold-{i}", 10),
     }
     for kind, fn in calls.items():
         lat, results = time_calls(fn, n_q, args.warmup)
@@ -411,8 +392,12 @@ def phase_recommend(run: harness.Run, engine: Engine, pop: Population, args: Arg
         run.add("short results", sum(1 for r in results if len(r) < 10), "count", **labels)
         if kind == "topic_filter":
             run.add("first call", first_filter_s * 1e3, "ms", **labels)
-            off = [rec for k, r in enumerate(results) for rec in r if not on_topic(rec, topics[k])]
-            run.add("off-filter results", len(off), "count", **labels)
+            off = sum(
+                rec.item.properties.get("topic") != topics[k]
+                for k, r in enumerate(results)
+                for rec in r
+            )
+            run.add("off-filter results", off, "count", **labels)
         if kind == "plain":
             reasons = Counter(
                 rec.explanation.get("retrieved_by", "?") for r in results for rec in r
@@ -434,14 +419,11 @@ def phase_search(run: harness.Run, engine: Engine, pop: Population, args: Args) 
     texts = [make_query(rng) for _ in range(n_q + args.warmup)]
     users = [user_id(int(u)) for u in rng.integers(args.users, size=n_q + args.warmup)]
 
-    def idx(i: int) -> int:
-        return i if i >= 0 else n_q - 1 - i
-
     enc = SyntheticEncoder()
     calls: dict[str, Callable[[int], Any]] = {
-        "personalized": lambda i: engine.search(texts[idx(i)], 10, user_id=users[idx(i)]),
-        "unpersonalized": lambda i: engine.search(texts[idx(i)], 10),
-        "synthetic_encode_only": lambda i: enc.encode([texts[idx(i)]]),
+        "personalized": lambda i: engine.search(texts[i], 10, user_id=users[i]),
+        "unpersonalized": lambda i: engine.search(texts[i], 10),
+        "synthetic_encode_only": lambda i: enc.encode([texts[i]]),
     }
     for kind, fn in calls.items():
         lat, results = time_calls(fn, n_q, args.warmup)
@@ -513,9 +495,7 @@ def phase_erase(run: harness.Run, engine: Engine, pop: Population, args: Args) -
     commit_floor(run, args.root, min(200, count), "erase")
 
 
-def phase_reopen(
-    run: harness.Run, path: Path, config: EngineConfig, encoder: Any, args: Args
-) -> None:
+def phase_reopen(run: harness.Run, reopen: Callable[..., Engine], args: Args) -> None:
     """The first recommend after opening the store, without and with the warm-up at
     open (``EngineConfig.warm_up_on_open``), alternated twice each: open time, first
     plain call, first topic-filtered call, then the median of the next 20 calls."""
@@ -537,18 +517,14 @@ def phase_reopen(
     for round_ in (1, 2):
         for warm in (False, True):
             opened = time.perf_counter()
-            with Engine(
-                path, config.model_copy(update={"warm_up_on_open": warm}), encoder=encoder
-            ) as engine:
+            with reopen(warm_up_on_open=warm) as engine:
                 figures = [time.perf_counter() - opened, *first_calls(engine)]
             names = ("open", "first recommend", "first filtered", "next 20 p50")
             for name, seconds in zip(names, figures, strict=True):
                 run.add(name, seconds * 1e3, "ms", phase="reopen", warm_up=warm, round=round_)
 
 
-def phase_neighbour_paths(
-    run: harness.Run, path: Path, config: EngineConfig, encoder: Any, args: Args
-) -> None:
+def phase_neighbour_paths(run: harness.Run, reopen: Callable[..., Engine], args: Args) -> None:
     """Recommend with the neighbour score summed over the stored lists against the
     dense comparison (``content_neighbours=0``), same store and users, alternated
     twice each (the VM's speed drifts: compare within a round)."""
@@ -557,18 +533,16 @@ def phase_neighbour_paths(
     users = [user_id(int(u)) for u in rng.integers(args.users, size=count + args.warmup)]
     topics = [f"t{int(t)}" for t in rng.integers(len(TOPIC_NAMES), size=count + args.warmup)]
     for round_ in (1, 2):
-        for name, k in (("lists", config.content_neighbours), ("dense", 0)):
-            with Engine(
-                path, config.model_copy(update={"content_neighbours": k}), encoder=encoder
-            ) as engine:
-                for kind, filtered in (("plain", False), ("topic_filter", True)):
-                    lat, _res = time_calls(
-                        lambda i, e=engine, f=filtered: e.recommend(
-                            users[i], 10, {"topic": topics[i]} if f else None
-                        ),
-                        count,
-                        args.warmup,
-                    )
+        for name, update in (("lists", {}), ("dense", {"content_neighbours": 0})):
+            with reopen(**update) as engine:
+                calls = {
+                    "plain": lambda i, e=engine: e.recommend(users[i], 10),
+                    "topic_filter": lambda i, e=engine: e.recommend(
+                        users[i], 10, {"topic": topics[i]}
+                    ),
+                }
+                for kind, call in calls.items():
+                    lat, _res = time_calls(call, count, args.warmup)
                     labels: Any = {"phase": "neighbour_paths", "neighbours": name}
                     run.latency("recommend", lat, round=round_, kind=kind, **labels, mean_max=True)
 
@@ -626,12 +600,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
             setattr(args, name, quick if args.quick else full)
     args.out = args.out or harness.default_out("engine_bench", args.quick)
     return args
-
-
-def blas_info() -> Json:
-    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ}
-    pools = [(p.get("internal_api"), p.get("num_threads")) for p in threadpool_info()]
-    return {"env": env, "threadpools": pools}
 
 
 def declare(run: harness.Run, config: EngineConfig, items: int) -> None:
@@ -708,15 +676,15 @@ def store_sizes(run: harness.Run, engine: Engine, phase: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.blas_threads is not None:
-        with threadpool_limits(limits=args.blas_threads, user_api="blas"):
-            return bench(args)
-    return bench(args)
+    with threadpool_limits(limits=args.blas_threads, user_api="blas"):  # None: no limit
+        return bench(args)
 
 
 def bench(args: Args) -> int:
     run = harness.Run("engine_bench", vars(args), quick=args.quick)
-    run.details["blas"] = blas_info()
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS") if k in os.environ}
+    pools = [(p.get("internal_api"), p.get("num_threads")) for p in threadpool_info()]
+    run.details["blas"] = {"env": env, "threadpools": pools}
     run.details["versions"] = machine_info.machine(("numpy", "faiss-cpu", "lmdb"))["versions"]
     run.add("CPU probe", machine_info.cpu_probe(), "ms", phase="start")
     print(
@@ -735,6 +703,9 @@ def bench(args: Args) -> int:
         phases.append(phase_profiles)
     phases.append(phase_erase)
 
+    def reopen(**update: Any) -> Engine:  # the store again, with settings changed
+        return Engine(root / "data", config.model_copy(update=update), encoder=encoder)
+
     def timed_phase(name: str, fn: Callable[[], Any]) -> Any:
         print(f"== {name} (load average {[round(x, 2) for x in os.getloadavg()]})", flush=True)
         watch = Watch()
@@ -751,11 +722,8 @@ def bench(args: Args) -> int:
                 if name == "records":
                     store_sizes(run, engine, "records")
             store_sizes(run, engine, "end")
-        timed_phase("reopen", lambda: phase_reopen(run, root / "data", config, encoder, args))
-        timed_phase(
-            "neighbour_paths",
-            lambda: phase_neighbour_paths(run, root / "data", config, encoder, args),
-        )
+        timed_phase("reopen", lambda: phase_reopen(run, reopen, args))
+        timed_phase("neighbour_paths", lambda: phase_neighbour_paths(run, reopen, args))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     memory_rows(run, memory(), phase="end")

@@ -1,57 +1,51 @@
 """Erasure against retraining: what "forget this user" costs in ownrank and in the peers.
 
-ownrank forgets a user by deleting one record (and destroying its data key):
-the frozen encoder and every other user are untouched. A shared model (EASE, ALS)
-has no such operation: honest removal means refitting on the training data
-without that user. This script measures both for the same users, on the same
-data, on this machine::
+ownrank forgets a user by deleting one record (and destroying its data key): the
+frozen encoder and every other user are untouched. A shared model (EASE, ALS) has no
+such operation: honest removal means refitting without that user. This measures both
+for the same users, on the same data, on this machine::
 
     python bench/erasure_vs_retrain.py [--quick] [--data-dir DIR] [--users 200]
 
-1. ml-1m-half, chrono20 split (``bench/protocols.py``). An ownrank store is built
-   from the training ratings exactly as ``bench/quality.py`` does (its
-   ``build_store``: catalog upserted with cached embeddings, every training
-   user's ratings sent with ``Engine.interact``), default ``EngineConfig``
-   (sealed records, shared popularity statistics: erase subtracts them too).
-2. ``--users`` sampled users (default 200, quick 30; deterministic seed) are
-   erased one by one with ``Engine.erase``; each call's wall time (a durable
-   LMDB commit, key destruction, a signed receipt) gives p50 / p99. A few other
-   users are erased first, untimed (first-call set-up), and reported apart.
-3. For the first ``--retrain-users`` of them (default 3, quick 1): EASE (lambda
-   2000, the value tuned on ml-1m-half) and implicit's ALS (f=128, reg=10,
-   alpha=0.5, the README's peer row) are refit from scratch on the training
-   matrix without that user; the fit time (matrix built from the training log
-   included) is the cost of the same removal.
-
-Ratios are the median refit seconds / erase p50 (and / erase p99). Expected run
-time on 2 cores: quick ~1-2 minutes (the store build is most of it), full ~3 minutes.
+1. A store built from the chrono20 training ratings as ``bench/quality.py`` builds
+   it (``build_store``), default ``EngineConfig`` (sealed records, shared
+   popularity statistics: erase subtracts them too).
+2. ``--users`` sampled users are erased one by one with ``Engine.erase``; each
+   call's wall time (a durable LMDB commit, key destruction, a signed receipt)
+   gives p50 / p99. A few other users are erased first (first-call set-up) and
+   reported apart.
+3. For the first ``--retrain-users`` of them, EASE (lambda 2000, tuned on
+   ml-1m-half) and implicit's ALS (the README's peer row) are refit from scratch
+   without that user; the fit time (matrix building included) is the cost of the
+   same removal. Ratios are the median refit seconds / erase p50 (and p99).
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import harness
 import machine_info
 import numpy as np
 from baselines import EASE
+from catalog_bench import timed
+from engine_bench import time_calls
 from eval_data import DATASETS, DatasetName, default_data_dir, load_dataset
 from peers import ALS, ALSParams, unavailable_reason
 from protocols import Split, chrono20
 from quality import build_store, cached_encoder
 
-from ownrank import Engine, EngineConfig
+from ownrank import EngineConfig
 
 EASE_LAMBDA = 2000.0  # tuned on ml-1m-half chrono20 (bench/quality.py, README peer table)
-ALS_FACTORS, ALS_REG, ALS_ALPHA, ALS_ITERATIONS = 128, 10.0, 0.5, 15  # README peer row
+# the README's peer row ("scaled" confidence: positives weigh alpha), 15 iterations
+ALS_PARAMS = ALSParams(factors=128, regularization=10.0, alpha=0.5, confidence="scaled")
 WARMUP_ERASURES = 3
-SEED = 0
 
 
 def without_user(split: Split, user: int) -> Split:
@@ -64,53 +58,6 @@ def without_user(split: Split, user: int) -> Split:
     )
 
 
-def fit_ease(split: Split) -> None:
-    """EASE from scratch: the Gram matrix of the training positives and its inverse."""
-    EASE(EASE_LAMBDA).fit(split)
-
-
-def fit_als(split: Split, threads: int) -> None:
-    """implicit's ALS from scratch through ``peers.ALS``, confidence alpha on positives."""
-    params = ALSParams(
-        factors=ALS_FACTORS,
-        regularization=ALS_REG,
-        alpha=ALS_ALPHA,
-        confidence="scaled",  # positives weigh alpha, as in the README's row
-        iterations=ALS_ITERATIONS,
-    )
-    ALS(params, num_threads=threads).fit(split)
-
-
-def time_retrain(
-    run: harness.Run,
-    fit: Callable[[Split], None],
-    split: Split,
-    users: Sequence[int],
-    **labels: Any,
-) -> list[float]:
-    """Seconds to refit on ``split`` minus each user, one refit per user (rows ``refit``)."""
-    seconds = []
-    for user in users:
-        reduced = without_user(split, user)
-        start = time.perf_counter()
-        fit(reduced)
-        seconds.append(time.perf_counter() - start)
-        run.add("refit", seconds[-1], "s", **labels, user=int(user))
-        print(f"  {labels['model']} refit without user {user}: {seconds[-1]:.2f} s", flush=True)
-    return seconds
-
-
-def time_erasures(engine: Engine, users: Sequence[int]) -> tuple[list[float], list[Any]]:
-    """Erase each user; wall seconds per call and the receipts."""
-    seconds: list[float] = []
-    receipts = []
-    for user in users:
-        start = time.perf_counter()
-        receipts.append(engine.erase(str(user)))
-        seconds.append(time.perf_counter() - start)
-    return seconds, receipts
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("--quick", action="store_true", help="30 erasures, 1 refit per model")
@@ -119,7 +66,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--users", type=int, help="users erased (default 200; quick 30)")
     p.add_argument("--retrain-users", type=int, help="refits per model (default 3; quick 1)")
     p.add_argument("--threads", type=int, default=2, help="ALS threads (default 2)")
-    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON results file (default: bench/results/)")
     args = p.parse_args(argv)
     args.users = args.users if args.users is not None else (30 if args.quick else 200)
@@ -147,35 +94,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     store_users = np.unique(split.train_all.user)
     rng = np.random.default_rng(args.seed)
     n = min(args.users + WARMUP_ERASURES, len(store_users))
-    picked = [int(u) for u in rng.choice(store_users, size=n, replace=False)]
-    warmup, users = picked[:WARMUP_ERASURES], picked[WARMUP_ERASURES:]
+    picked = [str(u) for u in rng.choice(store_users, size=n, replace=False)]
     config = EngineConfig()
-    run.details["config"] = {
-        "encrypt_user_records": config.encrypt_user_records,
-        "shared_statistics": config.shared_statistics,
-        "max_events": config.max_events,
-    }
+    shown = ("encrypt_user_records", "shared_statistics", "max_events")
+    run.details["config"] = {key: getattr(config, key) for key in shown}
 
     with tempfile.TemporaryDirectory(prefix="ownrank-erasure-") as tmp:
-        start = time.perf_counter()
-        engine, build = build_store(
-            Path(tmp) / "store", dataset, split, cached_encoder(name), config
+        build_s, (engine, build) = timed(
+            lambda: build_store(Path(tmp) / "store", dataset, split, cached_encoder(name), config)
         )
-        run.add("build", time.perf_counter() - start, "s", **labels)
-        try:
-            warm_s, _ = time_erasures(engine, warmup)
-            seconds, receipts = time_erasures(engine, users)
-        finally:
-            engine.close()
+        run.add("build", build_s, "s", **labels)
+        with engine:
+            all_s, all_receipts = time_calls(lambda i: engine.erase(picked[i]), n, 0)
+    warm_s, seconds = all_s[:WARMUP_ERASURES], all_s[WARMUP_ERASURES:]
+    receipts = all_receipts[WARMUP_ERASURES:]
     run.add("users", len(store_users), "count", **labels)
     run.add("events", build["events"], "count", **labels)
     run.add("catalog upsert", build["catalog"], "s", **labels)
     run.add("interact all", build["users"], "s", **labels)
     run.latency("update", build["updates"], **labels)
-    run.latency("erase", seconds, **labels)
-    ms = np.asarray(seconds) * 1000.0
-    for stat, value in (("mean", ms.mean()), ("min", ms.min()), ("max", ms.max())):
-        run.add(f"erase {stat}", float(value), "ms", **labels)
+    run.latency("erase", seconds, mean_max=True, **labels)
+    run.add("erase min", min(seconds) * 1000.0, "ms", **labels)
     run.add("existed", sum(r.existed for r in receipts), "count", **labels)
     run.add("data key destroyed", sum(r.data_key_destroyed for r in receipts), "count", **labels)
     removed = sum(r.events_removed for r in receipts) / max(len(receipts), 1)
@@ -184,17 +123,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.add("first erase", s * 1000.0, "ms", **labels, call=i)
 
     erase_p50, erase_p99 = harness.percentile(seconds, 50), harness.percentile(seconds, 99)
-    als = (f"factors={ALS_FACTORS} reg={ALS_REG:g} alpha={ALS_ALPHA:g} (confidence alpha) "
-           f"iterations={ALS_ITERATIONS} threads={args.threads}")  # fmt: skip
+    als = (f"factors={ALS_PARAMS.factors} reg={ALS_PARAMS.regularization:g} "
+           f"alpha={ALS_PARAMS.alpha:g} (confidence alpha) "
+           f"iterations={ALS_PARAMS.iterations} threads={args.threads}")  # fmt: skip
     for model, params, fit in (
-        ("EASE", f"lambda={EASE_LAMBDA:g}", fit_ease),
-        ("ALS", als, lambda s: fit_als(s, args.threads)),
+        ("EASE", f"lambda={EASE_LAMBDA:g}", lambda s: EASE(EASE_LAMBDA).fit(s)),
+        ("ALS", als, lambda s: ALS(ALS_PARAMS, num_threads=args.threads).fit(s)),
     ):
         run.add("params", params, "", **labels, model=model)
         if model == "ALS" and unavailable_reason("implicit") is not None:
             run.note(f"ALS unavailable: implicit: {unavailable_reason('implicit')}")
             continue
-        refits = time_retrain(run, fit, split, users[: args.retrain_users], **labels, model=model)
+        refits = []
+        for user in picked[WARMUP_ERASURES:][: args.retrain_users]:
+            refits.append(timed(partial(fit, without_user(split, int(user))))[0])
+            run.add("refit", refits[-1], "s", **labels, model=model, user=int(user))
+            print(f"  {model} refit without user {user}: {refits[-1]:.2f} s", flush=True)
         median = float(np.median(refits))
         for stat, value in (("median", median), ("min", min(refits)), ("max", max(refits))):
             run.add(f"refit {stat}", value, "s", **labels, model=model)

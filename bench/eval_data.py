@@ -19,14 +19,11 @@ import numpy.typing as npt
 
 DatasetName = Literal["ml-1m-half", "ml-100k"]
 DATASETS: tuple[DatasetName, ...] = ("ml-1m-half", "ml-100k")
-ENV_VAR = "OWNRANK_EVAL_DATA"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
 IntArray = npt.NDArray[np.int64]
 
 _YEAR_SUFFIX = re.compile(r"\s*\((\d{4})\)\s*$")
 _MAX_TEXT_WORDS = 120
-_MAX_ACTORS = 3
+MAX_ACTORS = 3
 
 
 @dataclass(frozen=True)
@@ -43,9 +40,7 @@ class Ratings:
 
     def take(self, index: npt.NDArray[np.bool_] | IntArray) -> Ratings:
         """Subset by a boolean mask or an index array (keeps the arrays parallel)."""
-        return Ratings(
-            self.user[index], self.item[index], self.rating[index], self.timestamp[index]
-        )
+        return Ratings(*(a[index] for a in (self.user, self.item, self.rating, self.timestamp)))
 
     def sorted_by_user_time(self) -> Ratings:
         """Order by (user, timestamp, item): the chronological order the protocols use."""
@@ -77,18 +72,16 @@ class Dataset:
 
 def default_data_dir() -> Path:
     """``$OWNRANK_EVAL_DATA`` if set, else ``<project root>/../shared/data``."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env) if env else PROJECT_ROOT.parent / "shared" / "data"
+    env = os.environ.get("OWNRANK_EVAL_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def load_dataset(name: DatasetName, data_dir: Path | None = None) -> Dataset:
     """Load ``name`` from ``data_dir`` (default: :func:`default_data_dir`)."""
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    if name == "ml-1m-half":
-        return _load_ml1m(root / name)
-    if name == "ml-100k":
-        return _load_ml100k(root / name)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    return (_load_ml1m if name == "ml-1m-half" else _load_ml100k)(root / name)
 
 
 def item_text(info: ItemInfo, rich: bool = False) -> str:
@@ -107,7 +100,7 @@ def item_text(info: ItemInfo, rich: bool = False) -> str:
     if info.director:
         parts.append(f"Directed by {info.director}.")
     if info.actors:
-        parts.append(f"Starring {', '.join(info.actors[:_MAX_ACTORS])}.")
+        parts.append(f"Starring {', '.join(info.actors[:MAX_ACTORS])}.")
     if info.plot:
         budget = _MAX_TEXT_WORDS - sum(len(p.split()) for p in parts)
         words = info.plot.split()
@@ -116,9 +109,6 @@ def item_text(info: ItemInfo, rich: bool = False) -> str:
         if words:
             parts.append(" ".join(words))
     return " ".join(parts)
-
-
-# --- parsing helpers -------------------------------------------------------------------
 
 
 def _split_title(raw: str) -> tuple[str, int | None]:
@@ -172,8 +162,7 @@ def _merge_extrainfos(items: dict[int, ItemInfo], path: Path) -> None:
     """Add rated/release/director/actors/plot; tolerate short rows and unknown ids.
 
     Layout: ``MovieID::Title::Year::Rated::Released::Genres::Director::Writers::
-    Actors::Plot::Poster``. Its title and genres (IMDb's) are ignored so item text is
-    the same MovieLens title + genres the peer numbers used.
+    Actors::Plot::Poster``; its (IMDb's) title and genres are ignored.
     """
     text = path.read_bytes().decode("utf-8", errors="replace")
     for line in text.splitlines():

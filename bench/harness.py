@@ -32,10 +32,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import machine_info
 
@@ -54,14 +54,23 @@ DIGITS = {
 }  # fmt: skip
 
 
+class FromJson:
+    """``from_json``: a dataclass back from its JSON form (absent fields: defaults)."""
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in doc.items() if k in names})
+
+
 @dataclass(frozen=True)
-class Row:
+class Row(FromJson):
     """One measured figure: what, how much, in which unit, under which conditions.
     ``low`` / ``high`` / ``runs`` are set where the value is a median over runs."""
 
     metric: str
-    value: Value
-    unit: str
+    value: Value = None
+    unit: str = ""
     labels: Mapping[str, Label] = field(default_factory=dict)
     low: float | None = None
     high: float | None = None
@@ -79,21 +88,9 @@ class Row:
     def to_json(self) -> Json:
         return {k: v for k, v in asdict(self).items() if v is not None and v != {}}
 
-    @staticmethod
-    def from_json(doc: Mapping[str, Any]) -> Row:
-        return Row(
-            doc["metric"],
-            doc.get("value"),
-            doc.get("unit", ""),
-            dict(doc.get("labels", {})),
-            doc.get("low"),
-            doc.get("high"),
-            doc.get("runs"),
-        )
-
 
 @dataclass(frozen=True)
-class Table:
+class Table(FromJson):
     """How to show rows: those matching ``where`` (and, when given, only ``metrics``),
     one line per combination of the ``by`` labels, one column per distinct value of
     the ``columns`` label (``"metric"``: one column per metric)."""
@@ -105,20 +102,9 @@ class Table:
     metrics: Sequence[str] | None = None
     plot: bool = False  # the report also draws it as a bar chart
 
-    @staticmethod
-    def from_json(doc: Mapping[str, Any]) -> Table:
-        return Table(
-            doc["title"],
-            list(doc.get("by", [])),
-            doc.get("columns", "metric"),
-            dict(doc.get("where", {})),
-            doc.get("metrics"),
-            bool(doc.get("plot", False)),
-        )
-
 
 @dataclass(frozen=True)
-class Target:
+class Target(FromJson):
     """A promise about one row: ``value op bound``, e.g. recommend p99 <= 10 ms."""
 
     name: str
@@ -135,17 +121,6 @@ class Target:
         if row is None or not isinstance(row.value, int | float):
             return row, None
         return row, row.value <= self.bound if self.op == "<=" else row.value >= self.bound
-
-    @staticmethod
-    def from_json(doc: Mapping[str, Any]) -> Target:
-        return Target(
-            doc["name"],
-            doc["metric"],
-            doc["op"],
-            float(doc["bound"]),
-            dict(doc.get("where", {})),
-            doc.get("source", ""),
-        )
 
 
 def percentile(values: Sequence[float], q: float) -> float:

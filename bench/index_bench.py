@@ -1,50 +1,27 @@
 """Index benchmark: what each FAISS index kind ownrank uses costs, and how exact it is.
 
-For each catalog size and each index kind ownrank runs (``flat``: exact inner
-product; ``hnsw``: the graph ``EngineConfig(index_kind="auto")`` switches to at
-``hnsw_threshold`` items), built through ``ownrank.storage.vector_index.VectorIndex``
-with the engine's default parameters (``EngineConfig``: M, efConstruction,
-efSearch, FAISS threads), this measures:
+For each catalog size and index kind (``flat``: exact inner product; ``hnsw``: the
+graph ``index_kind="auto"`` switches to at ``hnsw_threshold`` items), built as
+``IndexKeeper`` builds it (engine parameters, adds in batches of ``REBUILD_BATCH``):
 
-- build: vectors added in batches of ``REBUILD_BATCH`` (how ``IndexKeeper`` builds
-  an index from LMDB), seconds and vectors/s;
-- memory: RSS growth over the build, the build's RSS peak above its start, the
-  bytes of the index file ``VectorIndex.save`` writes, and an estimate from the
-  layout (vectors, id maps, HNSW links);
-- search, one query per call on one thread as the engine calls it: p50 / p99 /
-  mean latency at k=10 and k=100 (warm-up calls excluded), recall@10 and
-  recall@100 against exact search;
-- filtered search at k=10 (``allowed=`` rows, a FAISS ID selector, the way
-  ``IndexKeeper`` calls the index with a filter): each query admits one topic
-  (~1/12 of the items), with efSearch = max(ef_search, 4k) as the engine uses.
-  The engine takes this path for HNSW only when more than
-  ``exact_filter_limit`` rows match (smaller sets are scored exactly); the
-  ``route`` row says which path the engine takes at each size (``path=engine``).
+- build: seconds, rate, RSS growth and peak, the size of the file
+  ``VectorIndex.save`` writes and an estimate from FAISS's layout;
+- search, one query per call on one thread as the engine calls it, k=10 and k=100:
+  latency (after warm-up calls) and recall against exact search;
+- filtered search at k=10, each query admitting one topic (~1/12 of the items):
+  ``path=index`` is the index's call with an ID selector (efSearch = max(ef_search,
+  4k)), ``path=engine`` the engine's whole path (``IndexKeeper.search_within``,
+  exact scoring up to ``exact_filter_limit`` admitted rows); ``route`` says which.
 
-Data: the clustered synthetic 384-d vectors of ``bench/catalog_bench.py``
-(``SyntheticEncoder`` over ``item_batches`` texts, the same items as the catalog
-and engine benchmarks for the same seed). Queries are fresh draws from the same
-distribution (``make_query`` texts), deterministic by seed. Ground truth is exact
-brute force (``faiss.knn``, BLAS) over the raw vectors, independent of the index
-under test; a result whose score ties the k-th exact score within ``TIE_TOLERANCE``
-counts as a hit (SIMD and BLAS inner products differ in the last bits).
-
-Memory: one index lives at a time and is freed (``del``, ``gc.collect``,
-``malloc_trim``) before the next kind and size; the vectors are generated into one
-preallocated array and added as views (no second copy). At 1M x 384 the raw vectors
-take 1.43 GiB, HNSW (M=32) ~1.74 GiB (1,816 B/vector in its file at 100k; flat
-1,543), Python, FAISS and the queries ~0.3 GiB: a ~3.5 GiB peak, up to ~3.7 GiB
-while FAISS grows its storage (the build peaked 1.5x the final index at 100k).
-
-Run time of the full mode: 30-40 minutes on a shared 2-core machine, mostly the
-single-threaded HNSW build at 1M (~1000 vectors/s, 15-30 min) and the flat scans
-at 1M (~95 ms a query); ``--flat-queries 300`` saves ~3 minutes.
-
-Usage::
+Data: the clustered synthetic vectors of ``bench/catalog_bench.py``, queries fresh
+draws from the same distribution. Ground truth is brute force (``faiss.knn``); a
+result tying the k-th exact score within ``TIE_TOLERANCE`` counts as a hit (SIMD and
+BLAS inner products differ in the last bits). One index lives at a time, so an RSS
+delta is that index's. The full mode takes 30-40 minutes on 2 cores (mostly the HNSW
+build at 1M); ``--flat-queries 300`` saves a few minutes.
 
     python bench/index_bench.py --quick        # 10k and 100k items, 300 queries
     python bench/index_bench.py                # 10k, 100k and 1M items, 1000 queries
-    python bench/index_bench.py --sizes 10000,50000 --kinds hnsw
 """
 
 from __future__ import annotations
@@ -61,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
-
-# bench/ is sys.path[0] when this file is run as a script
 import harness
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +49,7 @@ from catalog_bench import (
     make_query,
     memory,
     memory_rows,
+    timed,
 )
 from threadpoolctl import threadpool_limits
 
@@ -85,8 +61,6 @@ Vectors = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
 
-FULL_SIZES = (10_000, 100_000, 1_000_000)
-QUICK_SIZES = (10_000, 100_000)
 KINDS: tuple[IndexType, ...] = ("flat", "hnsw")
 TIE_TOLERANCE = 1e-5
 GENERATE_BATCH = 8_192
@@ -100,7 +74,6 @@ class Settings:
     flat_queries: int | None = None  # timed flat queries (None: ``queries``)
     kinds: tuple[IndexType, ...] = KINDS
     filter_topics: int = 1  # topics (of 12) a filtered query admits
-    batch: int = REBUILD_BATCH
     seed: int = 1234
     config: EngineConfig = field(default_factory=EngineConfig)
     data_dir: Path | None = None  # where index files are written to measure them
@@ -111,10 +84,8 @@ class Settings:
 
 
 def make_catalog(count: int, seed: int) -> tuple[Vectors, npt.NDArray[np.int16]]:
-    """The vectors the engine would store for ``count`` synthetic items, and their topics.
-
-    Filled into one preallocated array, batch by batch, so no second copy of the
-    catalog ever exists (1.54 GB at 1M items)."""
+    """The vectors the engine would store for ``count`` synthetic items, and their
+    topics; filled into one preallocated array, so no second copy ever exists."""
     encoder = SyntheticEncoder()
     vectors = np.empty((count, encoder.dimension), dtype=np.float32)
     topics = np.empty(count, dtype=np.int16)
@@ -138,12 +109,8 @@ def filter_sets(topics: npt.NDArray[np.int16], admitted_topics: int) -> list[Row
     (mod 12), so one topic is ~8% of the catalog. Query i uses filter i % 12, whatever
     its own topic, so most filtered queries look for rows far from where they land."""
     n = len(TOPIC_NAMES)
-    return [
-        np.flatnonzero(np.isin(topics, [(j + t) % n for t in range(admitted_topics)])).astype(
-            np.int64
-        )
-        for j in range(n)
-    ]
+    admitted = ([(j + t) % n for t in range(admitted_topics)] for j in range(n))
+    return [np.flatnonzero(np.isin(topics, a)).astype(np.int64) for a in admitted]
 
 
 def exact_top(
@@ -180,7 +147,7 @@ def exact_filtered_top(
 
 
 def release_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS, so the next RSS delta is honest."""
+    """Collect garbage and hand freed heap back to the OS (honest RSS deltas)."""
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -209,8 +176,8 @@ def build_index(kind: IndexType, vectors: Vectors, settings: Settings) -> Vector
         ef_construction=cfg.hnsw_ef_construction,
         ef_search=cfg.hnsw_ef_search,
     )
-    for start in range(0, len(vectors), settings.batch):
-        stop = min(len(vectors), start + settings.batch)
+    for start in range(0, len(vectors), REBUILD_BATCH):
+        stop = min(len(vectors), start + REBUILD_BATCH)
         index.add(np.arange(start, stop, dtype=np.int64), vectors[start:stop])
     return index
 
@@ -236,32 +203,43 @@ SearchOne = Callable[[int, Vectors], tuple[Scores, Rows]]
 """(query number, 1 x d query) -> its scores and rows, best first."""
 
 
-def time_search(
-    search: SearchOne, queries: Vectors, warmup: Vectors, k: int
-) -> tuple[list[float], tuple[Scores, Rows]]:
-    """Seconds of one ``search`` call per query (after untimed warm-up calls), and the
-    results (scores, rows) padded to ``k`` (-1 rows)."""
+def measure_search(
+    run: harness.Run,
+    search: SearchOne,
+    queries: tuple[Vectors, Vectors],
+    truth: tuple[Scores, Rows],
+    k: int,
+    paths: Sequence[str],
+    **labels: harness.Label,
+) -> int:
+    """Time one ``search`` call per query (``queries``: timed, then untimed warm-up
+    calls first); latency, recall@k and short answers (fewer than k rows) as rows of
+    each of ``paths`` (two paths making the same call share one measurement).
+    Returns the short answers."""
+    timed, warmup = queries
     for i in range(len(warmup)):
         search(i, warmup[i : i + 1])
-    n = len(queries)
+    n = len(timed)
     seconds: list[float] = []
     scores = np.full((n, k), -np.inf, dtype=np.float32)
     rows = np.full((n, k), -1, dtype=np.int64)
     for i in range(n):
-        q = queries[i : i + 1]
         start = time.perf_counter()
-        s, r = search(i, q)
+        s, r = search(i, timed[i : i + 1])
         seconds.append(time.perf_counter() - start)
         width = min(k, r.shape[0])
         scores[i, :width], rows[i, :width] = s[:width], r[:width]
-    return seconds, (scores, rows)
+    found = recall(rows, scores, truth[1][:n], truth[0][:n], k)
+    short = int(((rows >= 0).sum(axis=1) < k).sum())
+    for path in paths:
+        run.latency("search", seconds, k=k, **labels, path=path, mean_max=True)
+        run.add(f"recall@{k}", found, "recall", k=k, **labels, path=path)
+        run.add("short results", short, "count", k=k, **labels, path=path)
+    return short
 
 
 def index_search(
-    index: VectorIndex,
-    k: int,
-    allowed: Sequence[Rows] | None = None,
-    ef_search: int | None = None,
+    index: VectorIndex, k: int, allowed: Sequence[Rows] | None = None, ef_search: int | None = None
 ) -> SearchOne:
     """``VectorIndex.search`` of one query; with ``allowed``, query i admits
     ``allowed[i % len(allowed)]`` (an ID selector inside FAISS)."""
@@ -277,10 +255,7 @@ def index_search(
 def engine_filtered_search(
     index: VectorIndex, config: EngineConfig, k: int, allowed: Sequence[Rows]
 ) -> SearchOne:
-    """The engine's whole filtered path for one query: ``IndexKeeper.search_within``
-    (flat: ID selector; HNSW: exact scoring of small admitted sets, else the HNSW
-    filtered search with exact fallback when it comes back short).
-
+    """The engine's whole filtered path for one query, ``IndexKeeper.search_within``.
     The keeper is made without LMDB (``__new__``): that method reads only ``index``
     and ``config``, so this times the engine's own code, not a copy of it."""
     keeper = IndexKeeper.__new__(IndexKeeper)
@@ -297,36 +272,14 @@ def engine_filtered_search(
 
 
 def index_file_bytes(index: VectorIndex, settings: Settings) -> tuple[int, float]:
-    """Size of the file ``VectorIndex.save`` writes (streamed, no in-memory copy), and
-    the seconds it took; the file is deleted at once."""
+    """Bytes and seconds of the file ``VectorIndex.save`` writes (deleted at once)."""
     folder = Path(tempfile.mkdtemp(prefix="ownrank-index-bench-", dir=settings.data_dir))
     try:
         path = folder / "index.faiss"
-        start = time.perf_counter()
-        index.save(path, fingerprint=FINGERPRINT)
-        return path.stat().st_size, time.perf_counter() - start
+        seconds, _ = timed(lambda: index.save(path, fingerprint=FINGERPRINT))
+        return path.stat().st_size, seconds
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def search_rows(
-    run: harness.Run,
-    seconds: list[float],
-    found: tuple[Scores, Rows],
-    truth: tuple[Scores, Rows],
-    k: int,
-    **labels: harness.Label,
-) -> int:
-    """Latency, recall@k and short answers (fewer than k rows) of one timed search;
-    returns the short answers."""
-    scores, rows = found
-    n = len(seconds)
-    run.latency("search", seconds, k=k, **labels, mean_max=True)
-    run.add(f"recall@{k}", recall(rows, scores, truth[1][:n], truth[0][:n], k), "recall",
-            k=k, **labels)  # fmt: skip
-    short = int(((rows >= 0).sum(axis=1) < k).sum())
-    run.add("short results", short, "count", k=k, **labels)
-    return short
 
 
 def measure_kind(
@@ -341,7 +294,6 @@ def measure_kind(
     """Build one index kind over the vectors (``data``: vectors, each filter's admitted
     rows; ``queries``: timed, warm-up) and measure it; the index is freed on return."""
     vectors, allowed = data
-    timed, warmup = queries
     cfg = settings.config
     count, dim = vectors.shape
     labels: dict[str, harness.Label] = {"index": kind, "items": count}
@@ -364,32 +316,32 @@ def measure_kind(
         run.add("file per vector", size / count, "B", **labels)
         run.add("save", 1e3 * save_s, "ms", **labels)
     if kind == "flat" and settings.flat_queries is not None:
-        timed = timed[: settings.flat_queries]
+        queries = (queries[0][: settings.flat_queries], queries[1])
     for k in (10, 100):
-        seconds, found = time_search(index_search(index, k), timed, warmup, k)
-        search_rows(run, seconds, found, truth["unfiltered"], k, **labels, filter="none",
-                    path="index")  # fmt: skip
-    # filtered: the index's own filtered search, as IndexKeeper calls it ...
+        search = index_search(index, k)
+        measure_search(run, search, queries, truth["unfiltered"], k, ["index"], **labels,
+                       filter="none")  # fmt: skip
+    # filtered: the index's own filtered search, as IndexKeeper calls it (for flat,
+    # exactly the engine's whole path) ...
     k, topic = 10, {**labels, "filter": "topic"}
     ef = max(cfg.hnsw_ef_search, 4 * k) if kind == "hnsw" else None
     admitted = int(np.mean([a.size for a in allowed]))
-    seconds, found = time_search(index_search(index, k, allowed, ef), timed, warmup, k)
-    short = search_rows(run, seconds, found, truth["filtered"], k, **topic, path="index")
+    paths = ["index", "engine"] if kind == "flat" else ["index"]
+    search = index_search(index, k, allowed, ef)
+    short = measure_search(run, search, queries, truth["filtered"], k, paths, **topic)
     run.add("ef search", ef, "count", k=k, **topic, path="index")
     run.add("admitted rows", admitted, "count", k=k, **topic, path="index")  # mean per filter
     # ... and the engine's whole filtered path (exact scoring / fallback included)
-    if kind == "flat":  # IndexKeeper makes exactly the call above
+    if kind == "flat":
         route = "flat search with an ID selector (the call above)"
     else:
-        seconds, found = time_search(
-            engine_filtered_search(index, cfg, k, allowed), timed, warmup, k
-        )
+        search = engine_filtered_search(index, cfg, k, allowed)
+        measure_search(run, search, queries, truth["filtered"], k, ["engine"], **topic)
         if admitted > cfg.exact_filter_limit:
             route = "hnsw search with an ID selector, exact scoring for the "
             route += f"{short} queries it left short"
         else:
             route = f"exact scoring (admitted rows <= exact_filter_limit {cfg.exact_filter_limit})"
-    search_rows(run, seconds, found, truth["filtered"], k, **topic, path="engine")
     run.add("route", route, "", k=k, **topic, path="engine")
     del index
     release_memory()
@@ -401,9 +353,8 @@ def measure_size(
     """Every kind at one catalog size; the catalog is freed on return."""
     print(f"== {count} items (kinds {', '.join(settings.kinds)})")
     watch = Watch()
-    start = time.perf_counter()
-    vectors, topics = make_catalog(count, settings.seed + 100)
-    run.add("generate", time.perf_counter() - start, "s", items=count)
+    seconds, (vectors, topics) = timed(lambda: make_catalog(count, settings.seed + 100))
+    run.add("generate", seconds, "s", items=count)
     allowed = filter_sets(topics, settings.filter_topics)  # query i admits allowed[i % 12]
     del topics
     start = time.perf_counter()
@@ -444,27 +395,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flat-queries", type=int, help="cap on timed flat queries (default: all)")
     p.add_argument("--warmup", type=int, default=50, help="untimed queries first (default 50)")
     p.add_argument("--kinds", nargs="*", default=list(KINDS), choices=list(KINDS))
-    p.add_argument(
-        "--filter-topics",
-        type=int,
-        default=1,
-        help="topics of 12 a filtered query admits (default 1, ~8%%; 3 at 100k items passes "
-        "exact_filter_limit, so HNSW's filtered search is what the engine runs)",
-    )
+    p.add_argument("--filter-topics", type=int, default=1,
+                   help="topics of 12 a filtered query admits (default 1, ~8%%; 3 at 100k items "
+                   "passes exact_filter_limit, so HNSW's filtered search is what the engine "
+                   "runs)")  # fmt: skip
     p.add_argument("--threads", type=int, help="FAISS and BLAS threads (default: engine's, 1)")
     p.add_argument("--no-save", dest="save", action="store_false", help="skip index file sizes")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data-dir", type=Path, help="where index files are written (default: tmp)")
     p.add_argument("--out", type=Path, help="JSON results file (default bench/results/...)")
     args = p.parse_args(argv)
-    if args.sizes is None:
-        args.sizes = QUICK_SIZES if args.quick else FULL_SIZES
-    if args.queries is None:
-        args.queries = 300 if args.quick else 1_000
-    if args.threads is None:
-        args.threads = EngineConfig().index_threads
-    if args.out is None:
-        args.out = harness.default_out("index_bench", args.quick)
+    args.sizes = args.sizes or ((10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000))
+    args.queries = args.queries or (300 if args.quick else 1_000)
+    args.threads = args.threads or EngineConfig().index_threads
+    args.out = args.out or harness.default_out("index_bench", args.quick)
     return args
 
 

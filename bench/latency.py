@@ -1,23 +1,13 @@
 """Per-user latency of EASE's and ALS's scoring, to set beside ownrank's recommend.
 
 bench/quality.py times every ``Engine.recommend`` call of its evaluation pass; this
-module times what a fitted peer does for the same users: produce one user's top 10
-among the protocol's candidates, everything the user rated excluded (the like for
-like list: ownrank never recommends a rated item).
-
-EASE
-    The user's training-positive row times B (a gather-sum of B's rows, i.e. the
-    sparse row times B), restricted to the candidate columns, rated items set to
-    -inf, ``np.argpartition`` for the top 10, sorted, mapped to item ids.
-ALS
-    The user's fitted factor dot the candidates' item factors, the same exclusion
-    and top-10 selection. ``implicit``'s CPU ALS; params from ``ALS_GRID_QUICK``
-    (what ``bench/run_peers.py --quick`` tunes over), picked on inner validation.
-
-Each user is timed separately with ``time.perf_counter`` around the per-user work
-only (the fit and the index arrays built once per split are outside), with BLAS
-limited to one thread (ownrank ranks single-threaded too). Only chrono20 compares:
-on cold20 every candidate is new and the collaborative peers cannot score it.
+times what a fitted peer does for the same users: one user's top 10 among the
+protocol's candidates, every rated item excluded (ownrank never recommends a rated
+item). EASE: the user's training-positive row times B (a gather-sum of B's rows);
+ALS (``implicit``, params tuned over ``ALS_GRID_QUICK``): the user's factor dot the
+candidates' factors. Only the per-user work is timed (the fit and the arrays built
+once per split are outside), with BLAS on one thread, as ownrank ranks. Only chrono20
+compares: on cold20 every candidate is new and the collaborative peers cannot score it.
 """
 
 from __future__ import annotations

@@ -1,28 +1,20 @@
-"""Peer recommenders from public libraries, next to the hand-written baselines.
+"""Peer recommenders from public libraries: ``implicit`` ALS and BPR (the README's
+peer table quotes them) and a LightFM hybrid that scores cold20's new items from
+their metadata, behind :class:`baselines.Recommender`, so ownrank is compared with
+what a team would deploy. ``update_user`` is what the model would do online (ALS: one
+least-squares solve; LightFM: ``fit_partial`` on the user's rows; BPR: a refit);
+:func:`measure_update` times it.
 
-The README's peer table quotes ``implicit`` ALS and BPR; this module runs them (and a
-LightFM hybrid that can score cold20's new items from their metadata) through the
-interface of :mod:`baselines` (``fit``, ``scores``, ``fit_seconds``, ``update_user``,
-``update_method``), so ownrank is compared with what a team would actually deploy
-instead of with numbers copied from elsewhere.
-
-``update_user`` is what the model would do online when one user's history changes:
-ALS solves one least-squares system for that user (exact for fixed item factors);
-LightFM runs ``fit_partial`` on that user's rows; ``implicit``'s BPR has no per-user
-update, so it refits everything. :func:`measure_update` times it.
-
-Both libraries are optional: if one cannot be imported this module still imports,
-and its peers report why through :func:`unavailable_reason` (the bench says so and
-falls back to a content centroid). Hyperparameters are tuned on
+Both libraries are optional: this module still imports without them, and
+:func:`unavailable_reason` says why a peer is missing. Hyperparameters are tuned on
 :func:`protocols.inner_validation` only, never on test.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Self
 
@@ -31,16 +23,16 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 from baselines import (
     EASE_GRID,
     ITEMKNN_GRID,
-    TUNE_METRIC,
     Centroid,
-    CollaborativeBase,
     Recommender,
     TuneResult,
     row_matrix,
     tune,
+    tune_fitted,
 )
-from eval_data import IntArray, ItemInfo
-from protocols import FloatArray, Split, evaluate_scores, inner_validation
+from eval_data import MAX_ACTORS, IntArray, ItemInfo
+from protocols import FloatArray, Split
+from threadpoolctl import threadpool_limits
 
 _IMPORT_ERRORS: dict[str, str] = {}
 try:
@@ -52,12 +44,9 @@ try:
     from lightfm import LightFM  # type: ignore[import-untyped]
 except Exception as exc:
     _IMPORT_ERRORS["lightfm"] = f"{type(exc).__name__}: {exc}"
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # only used to keep BLAS single-threaded during implicit's fits
-    threadpool_limits = None
 
 Library = Literal["implicit", "lightfm"]
+Confidence = Literal["hu", "scaled"]
 SEED = 0
 
 
@@ -78,8 +67,6 @@ def _require(library: Library) -> None:
 
 def blas_single_thread() -> Any:
     """implicit parallelizes itself and warns (and slows down) if BLAS does too."""
-    if threadpool_limits is None:
-        return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -88,18 +75,14 @@ def blas_single_thread() -> Any:
 
 @dataclass(frozen=True)
 class ALSParams:
-    """ALS hyperparameters.
-
-    ``confidence="hu"``: a positive has confidence ``1 + alpha`` (Hu et al.'s
-    ``1 + alpha * r`` with binary r). ``"scaled"``: confidence ``alpha`` (implicit's
-    own ``alpha * r``); the README's peer row (alpha=0.5, reg=10) is this one, i.e.
-    positives weigh 0.5 against 1 for every non-positive.
-    """
+    """ALS hyperparameters. ``confidence="hu"``: a positive has confidence ``1 + alpha``
+    (Hu et al.'s ``1 + alpha * r``, binary r); ``"scaled"``: ``alpha`` (implicit's own
+    ``alpha * r``; the README's peer row, alpha=0.5 and reg=10, is this one)."""
 
     factors: int = 128
     regularization: float = 10.0
     alpha: float = 0.5
-    confidence: Literal["hu", "scaled"] = "hu"
+    confidence: Confidence = "hu"
     iterations: int = 15
 
     @property
@@ -111,9 +94,9 @@ class ALSParams:
         return f"f={self.factors} reg={self.regularization:g} c={c}"
 
 
-class ALS(CollaborativeBase):
-    """implicit's CPU ALS (conjugate gradient fit), deterministic seed. ``model`` is
-    the fitted implicit model, ``item_factors`` its item factors (rows ``items``)."""
+class ALS(Recommender):
+    """implicit's CPU ALS (conjugate gradient fit), deterministic seed; ``item_factors``
+    has one row per ``items`` entry."""
 
     name = "ALS"
     update_method = "recalculate_user: one exact least-squares solve, item factors fixed"
@@ -143,19 +126,16 @@ class ALS(CollaborativeBase):
                 random_state=SEED,
             )
             self.model.fit(c, show_progress=False)
-        # A one-user solve gains nothing from an OpenMP team, and on a loaded machine
-        # waking it costs a scheduler tick (~16 ms measured here instead of ~0.3 ms).
+        # A one-user solve gains nothing from an OpenMP team, and waking one costs a tick.
         self.model.num_threads = 1
         self.item_factors = np.asarray(self.model.item_factors)
 
     def item_scores(self, rows: IntArray) -> FloatArray:
         return np.asarray(self.model.user_factors[rows] @ self.item_factors.T)
 
-    def update_user(self, user: int, items: IntArray) -> FloatArray:
-        factors = self.model.recalculate_user(0, self._confidence(row_matrix(items, self.items)))
-        scores = np.asarray(factors @ self.item_factors.T)[None, :]
-        out: FloatArray = self.split.to_candidates(scores, self.items)[0]
-        return out
+    def history_scores(self, x: sp.csr_matrix) -> FloatArray:
+        factors = self.model.recalculate_user(0, self._confidence(x))
+        return np.asarray(factors @ self.item_factors.T)[None, :]
 
 
 @dataclass(frozen=True)
@@ -176,9 +156,8 @@ class BPRParams:
 BPR_CHUNK = 50
 
 
-class BPR(CollaborativeBase):
-    """implicit's CPU BPR, one thread (its SGD is lock-free across threads, so more
-    threads would make results depend on scheduling)."""
+class BPR(Recommender):
+    """implicit's CPU BPR, one thread (its lock-free SGD would depend on scheduling)."""
 
     name = "BPR"
     update_method = "refit: implicit's BPR has no per-user update (no recalculate_user)"
@@ -223,9 +202,8 @@ class BPR(CollaborativeBase):
         return np.asarray(self.model.user_factors[rows] @ self.model.item_factors.T)
 
     def update_user(self, user: int, items: IntArray) -> FloatArray:
-        """Refit on the training matrix with ``user``'s row replaced (what implicit's BPR
-        needs; a hand-written fold-in with frozen item factors would be cheaper, but
-        it is not what the library offers)."""
+        """Refit with ``user``'s row replaced (a fold-in with frozen item factors would
+        be cheaper, but it is not what the library offers)."""
         x = self.x.tolil()
         row = int(self.split.user_rows(np.array([user], dtype=np.int64))[0])
         x[row] = row_matrix(items, self.items)
@@ -238,8 +216,6 @@ class BPR(CollaborativeBase):
 
 
 # --- LightFM hybrid --------------------------------------------------------------------
-
-MAX_ACTORS = 3
 
 
 def item_tokens(info: ItemInfo) -> list[str]:
@@ -257,35 +233,24 @@ def item_tokens(info: ItemInfo) -> list[str]:
 
 
 class ItemFeatures:
-    """Item x feature matrices over a vocabulary fixed from the training items.
+    """Item x feature matrices over one identity feature per training item and every
+    metadata token on a training item (a feature no training item carries would keep
+    its random initial embedding: noise). A new item (cold20) is its known tokens
+    alone. Rows sum to 1, as LightFM's own ``Dataset`` normalizes them."""
 
-    The vocabulary is one identity feature per training item plus every metadata
-    token that occurs on a training item: a feature no training item carries would
-    keep its random initial embedding, i.e. add noise. A new item (cold20) is then
-    represented by its known metadata tokens alone. Rows sum to 1, as LightFM's own
-    ``Dataset`` normalizes them.
-    """
-
-    def __init__(
-        self, tokens: Mapping[int, Sequence[str]], train_items: IntArray, identity: bool = True
-    ) -> None:
+    def __init__(self, tokens: Mapping[int, Sequence[str]], train_items: IntArray) -> None:
         self.tokens = tokens
-        self.identity = identity
-        vocab: dict[str, int] = {}
-        if identity:
-            vocab.update({f"id:{int(i)}": n for n, i in enumerate(train_items)})
+        self.vocab = {f"id:{int(i)}": n for n, i in enumerate(train_items)}
         for item in train_items:
             for token in tokens.get(int(item), ()):
-                vocab.setdefault(token, len(vocab))
-        self.vocab = vocab
+                self.vocab.setdefault(token, len(self.vocab))
 
     def matrix(self, items: IntArray) -> sp.csr_matrix:
         """float32 CSR, one row per ``items`` entry (in order)."""
         rows: list[int] = []
         cols: list[int] = []
         for r, item in enumerate(items.tolist()):
-            names = [f"id:{item}"] if self.identity else []
-            names += list(self.tokens.get(item, ()))
+            names = [f"id:{item}", *self.tokens.get(item, ())]
             found = {self.vocab[n] for n in names if n in self.vocab}
             rows += [r] * len(found)
             cols += sorted(found)
@@ -310,13 +275,12 @@ class LightFMParams:
         return f"dim={self.no_components} ep={self.epochs}"
 
 
-class LightFMHybrid(CollaborativeBase):
+class LightFMHybrid(Recommender):
     """LightFM (WARP) with item features = identity + metadata tokens, users = identity.
 
-    Trained on the training items' columns only: WARP samples its negatives among
-    the matrix's columns, so cold20's new items must not be columns (they would be
-    pushed down as negatives). They are scored from their metadata features, so this
-    peer, unlike ALS/BPR, can rank cold20's new items.
+    Trained on the training items' columns only (WARP samples its negatives among the
+    columns, so cold20's new items would be pushed down); new items are scored from
+    their metadata features, so this peer, unlike ALS/BPR, can rank them.
     """
 
     name = "LightFM"
@@ -326,22 +290,16 @@ class LightFMHybrid(CollaborativeBase):
     )
 
     def __init__(
-        self,
-        item_info: Mapping[int, ItemInfo],
-        params: LightFMParams | None = None,
-        num_threads: int = 1,
-        identity: bool = True,
+        self, item_info: Mapping[int, ItemInfo], params: LightFMParams | None = None
     ) -> None:
         _require("lightfm")
         super().__init__()
         self.params = params or LightFMParams()
-        self.num_threads = num_threads
-        self.identity = identity
         self._tokens = {item: item_tokens(info) for item, info in item_info.items()}
         self.epochs_done = 0
 
     def train(self) -> None:
-        features = ItemFeatures(self._tokens, self.items, self.identity)
+        features = ItemFeatures(self._tokens, self.items)
         self._item_matrix = features.matrix(self.items)
         self._cand_matrix = features.matrix(self.split.candidates)
         self._interactions = self.x.tocoo().astype(np.float32)
@@ -359,12 +317,7 @@ class LightFMHybrid(CollaborativeBase):
 
     def _train(self, epochs: int) -> None:
         """``epochs`` more epochs, then cache the candidates' and users' representations."""
-        self.model.fit_partial(
-            self._interactions,
-            item_features=self._item_matrix,
-            epochs=epochs,
-            num_threads=self.num_threads,
-        )
+        self.model.fit_partial(self._interactions, item_features=self._item_matrix, epochs=epochs)
         self.epochs_done += epochs
         self._cand_bias, self._cand_emb = self.model.get_item_representations(self._cand_matrix)
         self._user_emb = np.asarray(self.model.user_embeddings)
@@ -383,28 +336,22 @@ class LightFMHybrid(CollaborativeBase):
 
     def update_user(self, user: int, items: IntArray) -> FloatArray:
         """``fit_partial`` on ``user``'s rows only, then score the candidates with the
-        updated user and (re-derived) item representations. Mutates the model. Only
-        for a known user: a new one needs a new identity feature, i.e. a bigger model."""
+        updated representations. Mutates the model. Only for a known user (a new one
+        needs a new identity feature, i.e. a bigger model)."""
         row = int(self.split.user_rows(np.array([user], dtype=np.int64))[0])
         x = row_matrix(items, self.items).tocoo()
         one = sp.coo_matrix(
             (x.data, (np.full(len(x.data), row, dtype=np.int32), x.col.astype(np.int32))),
             shape=self._interactions.shape,
         )
-        self.model.fit_partial(
-            one,
-            item_features=self._item_matrix,
-            epochs=self.params.epochs,
-            num_threads=self.num_threads,
-        )
+        self.model.fit_partial(one, item_features=self._item_matrix, epochs=self.params.epochs)
         bias, emb = self.model.get_item_representations(self._cand_matrix)
         return np.asarray(emb @ self.model.user_embeddings[row] + bias)
 
 
 def token_centroid(item_info: Mapping[int, ItemInfo], min_count: int = 2) -> Centroid:
-    """:class:`Centroid` over idf-weighted metadata tokens: the content peer used when
-    LightFM is unavailable (no neural encoder needed). Tokens on fewer than
-    ``min_count`` items cannot match anything else and are dropped."""
+    """:class:`Centroid` over idf-weighted metadata tokens (no neural encoder needed);
+    tokens on fewer than ``min_count`` items cannot match anything and are dropped."""
     ids = np.array(sorted(item_info), dtype=np.int64)
     tokens = [item_tokens(item_info[int(i)]) for i in ids]
     counts = Counter(t for ts in tokens for t in set(ts))
@@ -419,8 +366,7 @@ def token_centroid(item_info: Mapping[int, ItemInfo], min_count: int = 2) -> Cen
 
 @dataclass(frozen=True)
 class UpdateCost:
-    """Wall times to produce one user's candidate scores after their history changed,
-    done the way the model would do it online."""
+    """Wall times of one user's candidate scores after their history changed."""
 
     method: str
     seconds: list[float]
@@ -437,13 +383,9 @@ class UpdateCost:
 def measure_update(
     model: Recommender, split: Split, n_users: int = 50, max_refits: int = 1
 ) -> UpdateCost:
-    """Time ``model.update_user`` for evaluated users whose history gains one item.
-
-    The gained item is the user's first test positive (their next real event), so
-    the history is exactly what the user would send next. Models whose update is a
-    refit are timed on ``max_refits`` users only (each costs a whole fit). Call after
-    evaluating: LightFM's update changes the model; ALS's and BPR's do not.
-    """
+    """Time ``model.update_user`` for evaluated users whose history gains their next
+    real event (their first test positive). A refit is timed on ``max_refits`` users
+    only. Call after evaluating: LightFM's update changes the model."""
     n = max_refits if model.update_is_refit else n_users
     rng = np.random.default_rng(SEED)
     users = rng.choice(split.users, size=min(n, len(split.users)), replace=False)
@@ -466,9 +408,7 @@ def measure_update(
 
 
 # implicit's own confidence (the README's ALS row) at several strengths, and Hu et
-# al.'s 1 + alpha at the regularization that suits each alpha (a scan on the inner
-# splits: 1 + alpha needs reg ~ 10-30x alpha here).
-Confidence = Literal["hu", "scaled"]
+# al.'s 1 + alpha at the regularization that suits each alpha (~10-30x alpha here).
 _ALS_SETTINGS: tuple[tuple[Confidence, float, float], ...] = (
     *(("scaled", 0.5, reg) for reg in (3.0, 5.0, 10.0, 20.0)),
     ("hu", 2.0, 50.0),
@@ -508,28 +448,22 @@ def tune_als(
 
 
 def _staged(
-    split: Split,
-    inner: Split | None,
-    bases: Sequence[Any],
-    stages: Sequence[int],
-    start_fn: Any,
-    more_fn: Any,
+    split: Split, inner: Split | None, models: Sequence[Any], stages: Sequence[int]
 ) -> TuneResult[Any]:
-    """Tune a training length by continuing one fit through ``stages`` (ascending)
-    for each base setting, evaluating inner NDCG@10 after each stage."""
-    begin = time.perf_counter()
-    inner = inner_validation(split) if inner is None else inner
-    table: list[tuple[Any, float]] = []
-    for base in bases:
-        model = start_fn(base, stages[0]).fit(inner)
-        done = stages[0]
-        for stage in stages:
-            if stage > done:
-                more_fn(model, stage - done)
-                done = stage
-            table.append((model.params, evaluate_scores(inner, model.scores)[TUNE_METRIC]))
-    best = max(table, key=lambda row: row[1])[0]
-    return TuneResult(best, table, time.perf_counter() - begin)
+    """Tune a training length: each of ``models`` (set to train ``stages[0]``) is fitted,
+    then continued (``train_more``) through the ascending ``stages``, evaluated after each."""
+
+    def fitted(data: Split) -> Iterable[tuple[Any, Any]]:
+        for model in models:
+            model.fit(data)
+            done = stages[0]
+            for stage in stages:
+                if stage > done:
+                    model.train_more(stage - done)
+                    done = stage
+                yield model.params, model
+
+    return tune_fitted(fitted, split, inner)
 
 
 def tune_bpr(
@@ -540,11 +474,8 @@ def tune_bpr(
 ) -> TuneResult[BPRParams]:
     """Factors / learning rate from ``grid`` x ``iterations`` (one continued fit per
     grid point; ``grid``'s own iteration counts are ignored)."""
-
-    def start(p: BPRParams, it: int) -> BPR:
-        return BPR(replace(p, iterations=it))
-
-    return _staged(split, inner, grid, iterations, start, BPR.train_more)
+    models = [BPR(replace(p, iterations=iterations[0])) for p in grid]
+    return _staged(split, inner, models, iterations)
 
 
 def tune_lightfm(
@@ -553,11 +484,7 @@ def tune_lightfm(
     components: Sequence[int] = LIGHTFM_COMPONENTS,
     epochs: Sequence[int] = LIGHTFM_EPOCHS,
     inner: Split | None = None,
-    num_threads: int = 1,
 ) -> TuneResult[LightFMParams]:
     """Embedding size x epochs for :class:`LightFMHybrid` (one continued fit per size)."""
-
-    def start(dim: int, ep: int) -> LightFMHybrid:
-        return LightFMHybrid(item_info, LightFMParams(dim, ep), num_threads=num_threads)
-
-    return _staged(split, inner, components, epochs, start, LightFMHybrid.train_more)
+    models = [LightFMHybrid(item_info, LightFMParams(dim, epochs[0])) for dim in components]
+    return _staged(split, inner, models, epochs)

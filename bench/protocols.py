@@ -1,33 +1,26 @@
-"""The chrono20 and cold20 protocols of ``../shared/data/README.md``, and their metrics.
-
-Every detail follows the README so numbers compare with its peer table:
+"""The chrono20 and cold20 protocols of ``../shared/data/README.md``, and their metrics,
+following the README in every detail so numbers compare with its peer table.
+Positives are ratings >= 4 in both.
 
 chrono20
-    Positives are ratings >= 4. Users with >= 5 positives are split: their positives
-    sorted by (timestamp, item id), the last ``max(1, round(0.2 * n))`` are test, the
-    rest train. Users with fewer positives are not evaluated but all their positives
-    are training data (they are part of the interaction history a deployed model
-    would see). Test items that no training positive contains are dropped (and users
-    left without test items are not evaluated). Candidates are every item with a
-    training positive, minus the user's own training positives at ranking time.
-
-    ``train_all`` (what a model may use besides positives, e.g. low ratings as
-    explicit negatives): for a split user, every rating whose (timestamp, item id) is
-    strictly before that of the user's first test positive (the split boundary,
-    taken before test items are dropped); for users that are not split, all their
-    ratings. So it holds the user's training positives plus the low ratings given
-    before the boundary, and nothing at or after it.
+    A user with >= 5 positives is split: of their positives sorted by (timestamp, item
+    id), the last ``max(1, round(0.2 * n))`` are test, the rest train. Other users are
+    not evaluated, but their positives are training data (history a deployed model
+    would see). Test items without any training positive are dropped (and users left
+    without test items). Candidates: every item with a training positive, minus the
+    user's own training positives at ranking time. ``train_all`` (what a model may use
+    besides positives, e.g. low ratings as negatives): for a split user, every rating
+    strictly before the (timestamp, item id) of their first test positive, taken
+    before test items are dropped; for other users, all their ratings.
 
 cold20
-    Positives are ratings >= 4. ``default_rng(0).choice`` picks ``int(0.2 * n)`` of
-    the ``n`` items that have positives as "new". Training data: all positives on
-    the other items (every user). Test: all positives on new items of users with
-    >= 5 training positives (users with no such positive are not evaluated).
-    Candidates are the new items only; nothing is excluded. ``train_all`` is every
-    rating (any value) on a non-new item.
+    ``default_rng(0).choice`` picks ``int(0.2 * n)`` of the ``n`` items with positives
+    as "new". Train: all positives on the other items (every user). Test: all
+    positives on new items of users with >= 5 training positives. Candidates: the new
+    items only; nothing is excluded. ``train_all``: every rating on a non-new item.
 
-Inner validation applies the same function to the training data (training
-positives as positives, ``train_all`` as the rating pool), so it never sees test.
+Inner validation applies the same function to the training data (training positives
+as positives, ``train_all`` as the rating pool), so it never sees test.
 """
 
 from __future__ import annotations
@@ -35,8 +28,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
+import harness
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp  # type: ignore[import-untyped]
@@ -51,16 +45,14 @@ POSITIVE_THRESHOLD = 4
 MIN_POSITIVES = 5
 TEST_SHARE = 0.2
 COLD_SEED = 0
+METRICS = ("NDCG@10", "Recall@10", "HR@10")  # the quality rows, each its own unit
 
 
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One train/test split.
-
-    ``train`` (positives) and ``train_all`` are sorted by (user, timestamp, item).
-    Score matrices handed to :func:`evaluate` have one row per ``users`` entry (in
-    that order) and one column per ``candidates`` entry.
-    """
+    """One train/test split. ``train`` (positives) and ``train_all`` are sorted by
+    (user, timestamp, item). Score matrices handed to :func:`evaluate` have one row
+    per ``users`` entry (in that order) and one column per ``candidates`` entry."""
 
     protocol: ProtocolName
     train: Ratings
@@ -84,17 +76,14 @@ class Split:
 
     def user_rows(self, users: IntArray) -> IntArray:
         """Row indices of ``users`` in :meth:`train_matrix` (every user must have one)."""
-        rows = np.searchsorted(self.train_users, users)
-        rows = np.minimum(rows, len(self.train_users) - 1)
+        rows = np.minimum(np.searchsorted(self.train_users, users), len(self.train_users) - 1)
         if not np.array_equal(self.train_users[rows], users):
             raise KeyError("some users have no training positives")
         return rows.astype(np.int64)
 
-    def train_matrix(self, items: IntArray | None = None) -> sp.csr_matrix:
-        """Binary ``train_users x items`` matrix of training positives (default
-        ``items = train_items``; positives on other items are left out)."""
-        items = self.train_items if items is None else items
-        return _binary_matrix(self.train, self.train_users, items)
+    def train_matrix(self) -> sp.csr_matrix:
+        """Binary ``train_users x train_items`` matrix of training positives."""
+        return _binary_matrix(self.train, self.train_users, self.train_items)
 
     def to_candidates(self, scores: FloatArray, items: IntArray) -> FloatArray:
         """Re-index score columns from ``items`` to ``candidates``; a candidate the model
@@ -159,13 +148,6 @@ def positives(ratings: Ratings) -> Ratings:
     return ratings.take(ratings.rating >= POSITIVE_THRESHOLD).sorted_by_user_time()
 
 
-def n_test(n_positives: IntArray) -> IntArray:
-    """``max(1, round(0.2 * n))`` per user (0.2 * n is never exactly x.5 for integer n,
-    so Python's and numpy's half-to-even rounding agree with half-up)."""
-    out: IntArray = np.maximum(1, np.rint(TEST_SHARE * n_positives)).astype(np.int64)
-    return out
-
-
 def chrono20(ratings: Ratings) -> Split:
     """The chrono20 split of all ``ratings`` (see module docstring)."""
     return _chrono(positives(ratings), ratings.sorted_by_user_time())
@@ -178,15 +160,16 @@ def cold20(ratings: Ratings) -> Split:
 
 def inner_validation(split: Split) -> Split:
     """The same protocol applied to ``split``'s training data only (for tuning)."""
-    if split.protocol == "chrono20":
-        return _chrono(split.train, split.train_all)
-    return _cold(split.train, split.train_all)
+    protocol = _chrono if split.protocol == "chrono20" else _cold
+    return protocol(split.train, split.train_all)
 
 
 def _chrono(pos: Ratings, pool: Ratings) -> Split:
     """chrono20 on positives ``pos`` (sorted by user, time, item) and rating pool ``pool``."""
     users, starts, counts = np.unique(pos.user, return_index=True, return_counts=True)
-    k = np.where(counts >= MIN_POSITIVES, n_test(counts), 0)
+    # max(1, round(0.2 n)) test positives: 0.2 n is never x.5, so numpy's rint is round
+    n_test = np.maximum(1, np.rint(TEST_SHARE * counts)).astype(np.int64)
+    k = np.where(counts >= MIN_POSITIVES, n_test, 0)
     user_idx = np.repeat(np.arange(len(users)), counts)
     rank = np.arange(len(pos)) - starts[user_idx]
     is_test = rank >= (counts - k)[user_idx]
@@ -217,16 +200,11 @@ def _chrono(pos: Ratings, pool: Ratings) -> Split:
     )
 
 
-def cold_items(pos: Ratings) -> IntArray:
-    """The README's fixed 20% of items with positives, drawn with ``default_rng(0)``."""
-    item_ids = np.unique(pos.item)
-    rng = np.random.default_rng(COLD_SEED)
-    return np.sort(rng.choice(item_ids, size=int(TEST_SHARE * len(item_ids)), replace=False))
-
-
 def _cold(pos: Ratings, pool: Ratings) -> Split:
     """cold20 on positives ``pos`` (sorted by user, time, item) and rating pool ``pool``."""
-    new = cold_items(pos)
+    item_ids = np.unique(pos.item)
+    rng = np.random.default_rng(COLD_SEED)  # the README's fixed draw of the new items
+    new = np.sort(rng.choice(item_ids, size=int(TEST_SHARE * len(item_ids)), replace=False))
     is_new = np.isin(pos.item, new)
     train = pos.take(~is_new)
     users, counts = np.unique(train.user, return_counts=True)
@@ -266,10 +244,8 @@ def _aggregate(
 
 
 def top_k(split: Split, users: IntArray, scores: FloatArray, k: int = 10) -> npt.NDArray[np.int64]:
-    """Column indices (into ``candidates``) of each row's top ``k`` after exclusions.
-
-    Ties are broken towards the lower column index so results are deterministic.
-    """
+    """Column indices (into ``candidates``) of each row's top ``k`` after exclusions;
+    ties go to the lower column index so results are deterministic."""
     s = np.array(scores, dtype=np.float64, copy=True)
     s[np.isnan(s)] = -np.inf
     if split.exclude_train:
@@ -308,10 +284,8 @@ def evaluate(split: Split, rank_fn: RankFn | FloatArray, k: int = 10) -> dict[st
 def evaluate_scores(
     split: Split, score_fn: ScoreFn, k: int = 10, batch_size: int = 1024
 ) -> dict[str, float]:
-    """Vectorized :func:`evaluate` for a batch scorer ``users -> (len(users), n_candidates)``.
-
-    Users are scored ``batch_size`` at a time so memory stays bounded.
-    """
+    """Vectorized :func:`evaluate` for a batch scorer ``users -> (len(users), n_candidates)``,
+    ``batch_size`` users at a time so memory stays bounded."""
     n_rel = np.array([len(split.test[int(u)]) for u in split.users], dtype=np.float64)
     hits = np.zeros((len(split.users), k))
     test = split.test_matrix
@@ -325,11 +299,8 @@ def evaluate_scores(
 
 
 def random_expectation(split: Split, k: int = 10) -> dict[str, float]:
-    """Exact expected metrics of a uniformly random ranking of the candidates.
-
-    A noise-free floor (one random draw varies by ~±0.001 NDCG on cold20 ml-1m-half).
-    Assumes nothing is excluded, i.e. ``exclude_train`` is False, or approximates.
-    """
+    """Exact expected metrics of a uniformly random ranking of the candidates (a
+    noise-free floor; exact where ``exclude_train`` is False, else approximate)."""
     c = float(len(split.candidates))
     t = np.array([len(split.test[int(u)]) for u in split.users], dtype=np.float64)
     kk = min(k, int(c))
@@ -344,3 +315,16 @@ def random_expectation(split: Split, k: int = 10) -> dict[str, float]:
         f"HR@{k}": float(np.mean(1.0 - miss)),
         "n_users": float(len(t)),
     }
+
+
+def add_quality(
+    run: harness.Run, metrics: dict[str, float], fit_s: float, chosen: str, **labels: Any
+) -> None:
+    """The rows of one model's evaluation: :data:`METRICS`, users, fit seconds and the
+    setting chosen on inner validation (when there is one)."""
+    for name in METRICS:
+        run.add(name, metrics[name], name, **labels)
+    run.add("users", int(metrics["n_users"]), "count", **labels)
+    run.add("fit", fit_s, "s", **labels)
+    if chosen:
+        run.add("chosen", chosen, "", **labels)

@@ -1,19 +1,17 @@
 """Recommendation quality of ownrank beside MostPop, ItemKNN and EASE, in one run.
 
-Runs the chrono20 and cold20 protocols of ``../shared/data/README.md`` on
-ml-1m-half and ml-100k. ownrank is measured as deployed: the catalog is
-ingested through the SDK, every training user's ratings are sent with
-``Engine.interact`` (as ``rating`` events with their timestamps), and each test
-user's list comes from ``Engine.recommend`` with a property filter that
-restricts it to the protocol's candidates. Hyperparameters of every model,
-ownrank's ranking weights included, are chosen on the inner validation split.
-Each ``Engine.recommend`` call of the evaluation pass is timed, beside EASE's and
+The chrono20 and cold20 protocols of ``../shared/data/README.md`` on ml-1m-half and
+ml-100k. ownrank is measured as deployed: the catalog ingested through the SDK, every
+training user's ratings sent with ``Engine.interact``, each test user's list from
+``Engine.recommend`` filtered to the protocol's candidates. Every model's
+hyperparameters, ownrank's ranking weights included, are chosen on the inner
+validation split. Each recommend call of the evaluation is timed, beside EASE's and
 ALS's scoring of the same users (bench/latency.py).
 
     python bench/quality.py [--data-dir DIR] [--datasets ml-1m-half,ml-100k] [--quick]
 
-Item embeddings are cached under bench/results/cache (derived from licensed
-data: never committed).
+Item embeddings are cached under bench/results/cache (derived from licensed data:
+never committed).
 """
 
 from __future__ import annotations
@@ -31,14 +29,13 @@ from typing import Any
 import harness
 import numpy as np
 from baselines import EASE, ItemKNN, MostPop, tune_ease, tune_itemknn
-from eval_data import Dataset, default_data_dir, item_text, load_dataset
+from eval_data import Dataset, item_text, load_dataset
 from latency import peer_timings, rated_columns
-from protocols import Split, chrono20, cold20, evaluate, inner_validation
+from protocols import Split, add_quality, chrono20, cold20, evaluate, inner_validation
 
 from ownrank import BaseEncoder, Engine, EngineConfig
 from ownrank.engine.config import RankingConfig
 
-RESULTS = harness.RESULTS
 # (personal_weight, neighbour_weight, popularity_weight): only ratios matter. The
 # collaborative mode runs the defaults: one set for every dataset and protocol, chosen
 # on ml-1m-half's inner validation (bench/tune_defaults.py)
@@ -83,7 +80,7 @@ class CachedEncoder:
 @functools.cache
 def cached_encoder(dataset: str) -> CachedEncoder:
     """The encoder with ``dataset``'s cache (bench/results/cache), one per process."""
-    return CachedEncoder(RESULTS / "cache" / f"{dataset}-embeddings.npz")
+    return CachedEncoder(harness.RESULTS / "cache" / f"{dataset}-embeddings.npz")
 
 
 def catalog_items(dataset: Dataset, split: Split) -> list[dict[str, Any]]:
@@ -172,18 +169,6 @@ def with_ranking(
         ranking = base.ranking.model_copy(update=dict(zip(names, weights, strict=True)))
         base = base.model_copy(update={"ranking": ranking})
     return Engine(path, base, encoder=engine.encoder)
-
-
-def add_quality(
-    run: harness.Run, metrics: dict[str, float], fit_s: float, chosen: str, **labels: Any
-) -> None:
-    """The rows of one model's evaluation: NDCG@10, Recall@10, HR@10, users, fit, chosen."""
-    for name in ("NDCG@10", "Recall@10", "HR@10"):  # each its own unit (4 digits, 3 figures)
-        run.add(name, metrics[name], name, **labels)
-    run.add("users", int(metrics["n_users"]), "count", **labels)
-    run.add("fit", fit_s, "s", **labels)
-    if chosen:
-        run.add("chosen", chosen, "", **labels)
 
 
 def run_ownrank(
@@ -312,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.out = args.out or harness.default_out("quality", args.quick)
     run = harness.Run("quality", vars(args), quick=args.quick)
     for name in args.datasets.split(","):
-        data = load_dataset(name, args.data_dir or default_data_dir())  # type: ignore[arg-type]
+        data = load_dataset(name, args.data_dir)  # type: ignore[arg-type]
         for protocol in args.protocols.split(","):
             labels = {"dataset": name, "protocol": protocol}
             split = (chrono20 if protocol == "chrono20" else cold20)(data.ratings)

@@ -2,25 +2,20 @@
 
     python bench/ranking_dump.py STORE_DIR OUT.jsonl [--users 200] [--config JSON]
 
-For ``--users`` users picked with a fixed seed it writes, one JSON line per
-call: plain recommend (n=10), topic-filtered recommend, recommend with
-diversity 0.3 and n=20, plus one unknown (cold) user; each line holds the
-returned ids, the scores as exact float reprs and the explanations. Run it
-with the old and the new code over the same store and compare the files
-(``cmp``): equal files mean equal results, bit for bit. The last line is the
-SHA-256 of the lines before it, printed too.
+For ``--users`` users (fixed seed), one JSON line per call: plain recommend (n=10),
+topic-filtered recommend, diversity 0.3 with n=20, plus one cold user; each line
+holds the ids, the scores as exact float reprs and the explanations. Run it with the
+old and the new code over the same store and ``cmp`` the files: equal files mean
+equal results, bit for bit. The last line is the SHA-256 of the lines before it.
 
     python bench/ranking_dump.py --compare A.jsonl B.jsonl [--out PATH]
 
-compares two dumps of the same users where they are not meant to be equal
-(another index kind, say): per kind of call, how many results are identical
-and the mean share of A's items that B also returned (a result file, by default
-``bench/results/ranking_dump.json``).
+compares two dumps meant to differ (another index kind, say): per kind of call, the
+identical results and the mean share of A's ids that B also returned.
 
-``STORE_DIR`` is a data directory with the benchmark's synthetic encoder (the
-service benchmark's cached store, ``bench/results/service-store/*/data``). It
-is copied to a temporary directory first: opening an engine may save its index
-or reconcile, and the cached store stays as it was.
+``STORE_DIR`` is a benchmark store's data directory (synthetic encoder, e.g.
+``bench/results/service-store/*/data``), copied first: opening an engine may save
+its index or reconcile, and the cached store stays as it was.
 """
 
 from __future__ import annotations
@@ -59,25 +54,19 @@ def known_users(engine: Engine, among: int, wanted: int, seed: int) -> list[str]
 
 
 def flat(explanation: Mapping[str, Any]) -> dict[str, Any]:
-    """An explanation with its score parts beside the other fields, as explanations
-    were before they grouped the parts (``"parts"``): dumps from either side of that
-    change compare equal when the rankings are."""
+    """An explanation with its score ``parts`` beside the other fields (the form from
+    before they were grouped), so dumps from either side compare equal."""
     out = {k: v for k, v in explanation.items() if k != "parts"}
     out.update(explanation.get("parts", {}))
     return out
 
 
 def line(kind: str, user: str, results: list[Any]) -> str:
-    return json.dumps(
-        {
-            "call": kind,
-            "user": user,
-            "ids": [r.item_id for r in results],
-            "scores": [repr(r.score) for r in results],
-            "explanations": [flat(r.explanation) for r in results],
-        },
-        sort_keys=True,
-    )
+    ids = [r.item_id for r in results]
+    scores = [repr(r.score) for r in results]  # exact
+    explanations = [flat(r.explanation) for r in results]
+    doc = {"call": kind, "user": user, "ids": ids, "scores": scores, "explanations": explanations}
+    return json.dumps(doc, sort_keys=True)
 
 
 def dump(engine: Engine, users: Sequence[str], seed: int) -> list[str]:
@@ -113,17 +102,6 @@ def compare(first: Path, second: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def compare_run(first: Path, second: Path, params: dict[str, Any]) -> harness.Run:
-    """``compare`` as result rows, one line per kind of call."""
-    run = harness.Run("ranking_dump", params, quick=False)
-    for kind, entry in compare(first, second).items():
-        run.add("calls", entry["calls"], "count", call=kind)
-        run.add("identical", entry["identical"], "count", call=kind)
-        run.add("overlap", entry["overlap"], "share", call=kind)
-    run.table(f"{first.name} vs {second.name} (overlap: share of A's ids B returned)", ["call"])
-    return run
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("store", type=Path, nargs="?", help="data directory (copied first)")
@@ -141,7 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="--compare's result file")  # fmt: skip
     args = p.parse_args(argv)
     if args.compare:
-        compare_run(*args.compare, vars(args)).finish(args.out)
+        first, second = args.compare
+        run = harness.Run("ranking_dump", vars(args), quick=False)
+        for kind, entry in compare(first, second).items():
+            for metric, value in entry.items():
+                run.add(metric, value, "share" if metric == "overlap" else "count", call=kind)
+        run.table(f"{first.name} vs {second.name} (overlap: share of A's ids B returned)", ["call"])
+        run.finish(args.out)
         return 0
     if args.store is None or args.dump is None:
         p.error("give STORE and OUT, or --compare A B")

@@ -55,16 +55,12 @@ def older_record_sizes(engine: Any) -> list[int]:
 
 
 def measure(run: harness.Run, with_ids: bool, seed: int = 1) -> None:
+    # imported here: after main() chose which ownrank to import
+    from collaborative_bench import ml_1m_half_training
+
     from ownrank import Engine, EngineConfig
 
-    sys.path[:0] = [str(harness.ROOT)]
-    from bench.eval_data import default_data_dir, load_dataset
-    from bench.protocols import chrono20
-    from bench.quality import catalog_items, user_histories
-
-    dataset = load_dataset("ml-1m-half", default_data_dir())
-    split = chrono20(dataset.ratings)
-    catalog, users = catalog_items(dataset, split), user_histories(split)
+    catalog, users = ml_1m_half_training()
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         config = EngineConfig(shared_statistics="collaborative")
@@ -82,10 +78,8 @@ def measure(run: harness.Run, with_ids: bool, seed: int = 1) -> None:
                 batch[uid] = events[-1000:]
             engine.interact_many(batch)
         seconds = time.perf_counter() - started
-        if hasattr(engine, "diagnostics"):
-            sizes = engine.diagnostics.record_sizes()
-        else:
-            sizes = older_record_sizes(engine)
+        diagnostics = getattr(engine, "diagnostics", None)
+        sizes = diagnostics.record_sizes() if diagnostics else older_record_sizes(engine)
         engine.close()
     run.details["ownrank"] = str(Path(sys.modules["ownrank"].__file__ or "").parent)
     labels: Any = {"client_ids": with_ids}

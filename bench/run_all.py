@@ -11,33 +11,14 @@ project root, its output streamed to ``bench/results/logs/<label>[_quick].log``
 and echoed here, under a per-benchmark timeout (the process group is killed when
 it runs out; the next benchmark still runs).
 
-Honesty rules this runner enforces:
-
-- speed figures that scatter from run to run (engine, encoder, index) are
-  measured ``--repeats`` times (default: 1 quick; full: engine 3, encoder and index 1,
-  as each already reports the median of its own timed rounds or 1000 queries, and
-  index's 1M-item HNSW build takes ~13 minutes a run); each repeat's JSON is
-  kept as ``<stem>_r<i>.json`` and the report shows the median and the min-max;
-- ``engine_bench.py --no-encrypt`` runs once, right after the first sealed engine
-  run, so the report can state what sealing user records costs;
-- the machine (CPU, RAM, OS, library versions, git commit and dirty flag) and the
-  load average before and after every benchmark go to
-  ``bench/results/run_all[_quick].json``; the report only shows numbers found in
-  the JSON files the benchmarks wrote.
-
-Time on the 2-core development machine (sum of the scripts' own estimates and
-runs): quick ~25 minutes (quality ~7, peers ~4, encoder ~3, service ~3, engine
-2 x ~1.5, index ~2, scale ~2, erasure ~1.5, catalog ~1); full 1 h 52 min measured
-from a fresh clone on 2026-11-23 (encoder 25.5, scale 23, index 20.5, engine
-4 x 4-5, quality 7, service 6, peers 5, erasure 3, catalog 3; the service
-benchmark's ``floor`` scenario, added since, takes about 1.5 minutes more);
-``--repeats 3`` adds ~90 minutes (two more encoder and index runs).
-
-A benchmark whose script does not exist (yet) is skipped with a message. The
-service benchmark runs through ``scripts/bench_service.sh`` (installs wrk with
-apt-get when missing, and runs ``scripts/setup.sh``). ``quality.py`` always writes
-``quality.json``: in quick mode its output is moved to ``quality_quick.json`` and
-a full-mode ``quality.json`` that was there is put back.
+Speed figures that scatter from run to run (engine, encoder, index) are measured
+``--repeats`` times (default: 1 quick; full: engine 3, the others 1, as each already
+reports medians); each repeat is kept as ``<stem>_r<i>.json`` and the report shows the
+median and the range. ``engine_bench.py --no-encrypt`` runs right after the first sealed
+engine run, so the report can state what sealing user records costs. The machine, and a
+CPU probe before and after every benchmark, go to ``bench/results/run_all[_quick].json``.
+A benchmark whose script does not exist is skipped with a message. The service
+benchmark runs through ``scripts/bench_service.sh`` (installs wrk when missing).
 """
 
 from __future__ import annotations

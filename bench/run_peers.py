@@ -8,13 +8,9 @@ ItemKNN / EASE checks that bench/protocols.py follows the README)::
     python bench/run_peers.py [--quick] [--data-dir DIR] [--datasets ml-1m-half,ml-100k]
                               [--threads 2] [--out PATH]
 
-``--quick`` tunes on fewer points (~2.5 minutes on 2 shared cores, the full run ~7,
-most of it LightFM on ml-1m-half). cold20's collaborative rows use the settings
-chosen on chrono20. Without LightFM the content side is the token Centroid alone;
-without implicit, ALS and BPR are left out. LightFM 1.17 does not build with a plain
-``pip install lightfm`` on Python 3.11 here; what works: ``pip install
-"setuptools<70" wheel cython && pip install --no-build-isolation lightfm && pip
-install "setuptools>=77"``.
+``--quick`` tunes on fewer points. Without LightFM (scripts/setup_bench.sh installs
+it) the content side is the token Centroid alone; without implicit, ALS and BPR are
+left out.
 """
 
 from __future__ import annotations
@@ -40,14 +36,18 @@ from baselines import (
 )
 from eval_data import DATASETS, Dataset, DatasetName, default_data_dir, load_dataset
 from peers import ALS, BPR, LightFMHybrid, measure_update, unavailable_reason
-from protocols import Split, chrono20, cold20, evaluate_scores, inner_validation, random_expectation
+from protocols import (
+    METRICS,
+    Split,
+    add_quality,
+    chrono20,
+    cold20,
+    evaluate_scores,
+    inner_validation,
+    random_expectation,
+)
+from threadpoolctl import threadpool_limits
 
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:
-    threadpool_limits = None
-
-METRICS = ("NDCG@10", "Recall@10", "HR@10")
 # Recall@10 / NDCG@10 / HR@10 of ../shared/data/README.md's peer table (None: not given).
 README: dict[tuple[str, str, str], tuple[float | None, float | None, float | None]] = {
     ("chrono20", "ml-1m-half", "MostPop"): (0.044, 0.075, 0.358),
@@ -106,7 +106,7 @@ class Bench:
             self.chosen[model] = self.tuned(model, tune(split, *args, inner=inner))
         return self.chosen[model]
 
-    def model(self, split: Split, model: Recommender, chosen: object = None) -> None:
+    def model(self, split: Split, model: Recommender, chosen: object = "") -> None:
         """Fit on ``split``'s training data, evaluate on its test, then time an update."""
         model.fit(split)
         metrics = evaluate_scores(split, model.scores)
@@ -120,12 +120,7 @@ class Bench:
     def quality(self, model: str, metrics: dict[str, float], fit_s: float, chosen: object) -> None:
         """The evaluation rows of one model, and the README's figures beside them."""
         labels = {**self.at, "model": model, "rated": "allowed"}
-        for name in METRICS:
-            self.run.add(name, metrics[name], name, **labels)
-        self.run.add("users", int(metrics["n_users"]), "count", **labels)
-        self.run.add("fit", fit_s, "s", **labels)
-        if chosen is not None:
-            self.run.add("chosen", setting(chosen), "", **labels)
+        add_quality(self.run, metrics, fit_s, setting(chosen), **labels)
         readme = README.get((self.at["protocol"], self.at["dataset"], model), (None,) * 3)
         for name, value in zip(("Recall@10", "NDCG@10", "HR@10"), readme, strict=True):
             if value is not None:
@@ -184,12 +179,7 @@ def declare(run: harness.Run) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help=f"evaluation data directory (default: $OWNRANK_EVAL_DATA or {default_data_dir()})",
-    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="evaluation data directory")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--quick", action="store_true", help="fewer tuning points")
     parser.add_argument("--threads", type=int, default=2, help="threads for BLAS and ALS")
@@ -201,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown datasets {unknown}; choose from {list(DATASETS)}")
     args.data_dir = cast(Path, args.data_dir or default_data_dir())
     out = args.out or harness.default_out("peers", args.quick)
-    if threadpool_limits is not None:
-        threadpool_limits(limits=args.threads)  # BLAS / OpenMP pools: the machine is shared
+    threadpool_limits(limits=args.threads)  # BLAS / OpenMP pools: the machine is shared
 
     run = harness.Run("peers", vars(args), quick=args.quick)
     libraries = ("numpy", "scipy", "implicit", "lightfm")
@@ -217,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.dataset(data)
     declare(run)
     run.note("cold20: the collaborative models (MostPop, ItemKNN, EASE, ALS, BPR) know no new "
-             "item (every candidate scores 0, a "
-             "constant ranking): shown for the record, n/a as a result")  # fmt: skip
+             "item (every candidate scores 0, a constant ranking): shown for the record, n/a as "
+             "a result")  # fmt: skip
     for lib in ("implicit", "lightfm"):
         if unavailable_reason(lib):
             run.note(f"{lib} unavailable ({unavailable_reason(lib)}): "

@@ -1,34 +1,18 @@
 """Scale benchmark: the engine's latencies as the catalog grows (10k, 100k, 1M items).
 
-Runs ``bench/engine_bench.py`` once per catalog size, each in its own process (so
-one size's memory is gone before the next starts, and a crash at 1M leaves the
-smaller sizes' results), with its result file written to
-``<results-dir>/scale_engine_<items>.json`` (``scale_engine_quick_<items>.json``
-with --quick) and its output to the ``.log`` beside it. Then collects, per size:
-recommend latency (plain, topic-filtered, diversity, cold start, from a history),
-search, interact events/s and call latency, the median (and p90 / p99 / max) user
-record size, catalog upsert rate, erase latency, peak RSS, and how busy other
-processes kept the CPUs in each phase, as rows labelled with ``items``.
+Runs ``bench/engine_bench.py`` once per catalog size, each in its own process (one
+size's memory is gone before the next starts, and a crash at 1M leaves the smaller
+sizes' results), writing ``<results-dir>/scale_engine[_quick]_<items>.json`` and the
+``.log`` beside it. Then collects, per size (rows labelled with ``items``): recommend
+latency (plain, topic-filtered, diversity, cold start, from a history), search,
+interact events/s and call latency, user record sizes, catalog upsert rate, erase
+latency, peak RSS, and how busy other processes kept the CPUs in each phase.
 
-Users stay at 2000 at every size (so the sizes differ only in the catalog) with
-1000 timed calls per kind, 300 at 1M; no cProfile samples (``--profile-calls 0``).
-
-Expected run time (2 cores): 10k ~1 min, 100k ~2-3 min, 1M ~20-25 min (upserting
-1M items: LMDB writes plus single-threaded incremental HNSW inserts, ~1000
-items/s once the graph is large); ~30 minutes in all. --quick took 130 s on a
-machine where other work kept 1.5 of the 2 cores busy.
-
-Memory at 1M (an estimate; engine_bench measured a 0.76 GB peak at 100k items and
-10k users): the HNSW index ~1.74 GiB (1,816 B/vector, see index_bench.py), the
-property table (one small dict per item, ~470 B/item measured) ~0.45 GiB, Python
-and LMDB bookkeeping ~0.3 GB, plus file-backed LMDB pages (the file is ~2.5 GB;
-the kernel can evict them): plan for a peak RSS of 3-5 GB, with nothing else of
-this benchmark alive at the time (each size is its own process).
-
-Usage::
+Users stay at 2000 at every size, so the sizes differ only in the catalog; 1000
+timed calls per kind (300 at 1M), no cProfile samples. About 30 minutes on 2 cores,
+most of it upserting 1M items (HNSW inserts); plan for a 3-5 GB peak RSS at 1M.
 
     python bench/scale_bench.py --quick        # 10k and 20k items, 500 users (~2-3 minutes)
-    python bench/scale_bench.py                # 10k, 100k and 1M items, 2000 users
     python bench/scale_bench.py --collect-only # re-read the per-size result files
 """
 
@@ -52,13 +36,12 @@ LATENCY = ("calls", "p50", "p99", "mean")
 # The engine_bench rows collected per size: (metric, labels the row must have; None:
 # the label must be absent).
 Where = dict[str, harness.Label]
-RECOMMEND: Where = {"phase": "recommend"}
-SEARCH: Where = {"phase": "search"}
 INTERACT: Where = {"phase": "interact", "stored": None}
 RECORDS: Where = {"phase": "records", "users": "all"}
 COLLECTED: tuple[tuple[str, Mapping[str, harness.Label]], ...] = (
-    *((f"recommend {q}", {**RECOMMEND, "kind": k}) for k in RECOMMEND_KINDS for q in LATENCY),
-    *((f"search {q}", {**SEARCH, "kind": k}) for k in ("personalized", "unpersonalized")
+    *((f"recommend {q}", {"phase": "recommend", "kind": k}) for k in RECOMMEND_KINDS
+      for q in LATENCY),
+    *((f"search {q}", {"phase": "search", "kind": k}) for k in ("personalized", "unpersonalized")
       for q in LATENCY),
     *((m, INTERACT) for m in ("users", "ingest", "ingest in calls", "call p50", "call p99")),
     *((f"record {q}", RECORDS) for q in ("median", "p90", "p99", "max")),
@@ -80,22 +63,27 @@ class SizePlan:
     cap_users: int
 
 
-FULL_PLAN = (
-    SizePlan(10_000, 2_000, 1_000, 300, 3),
-    SizePlan(100_000, 2_000, 1_000, 300, 3),
-    SizePlan(1_000_000, 2_000, 300, 300, 3),
-)
-QUICK_PLAN = (
-    SizePlan(10_000, 500, 300, 100, 2),
-    SizePlan(20_000, 500, 300, 100, 2),
-)
+# --quick or not: (catalog sizes, users, timed calls per kind, erasures, users past the caps)
+MODES = {
+    True: ((10_000, 20_000), 500, 300, 100, 2),
+    False: ((10_000, 100_000, 1_000_000), 2_000, 1_000, 300, 3),
+}
 
 
-def plan_for(items: int, quick: bool) -> SizePlan:
-    """The plan of a size given with --sizes: the users and calls of the mode's plan."""
-    base = QUICK_PLAN[0] if quick else FULL_PLAN[0]
-    queries = 300 if items >= 1_000_000 else base.queries
-    return SizePlan(items, base.users, queries, base.erase, base.cap_users)
+def plans(args: argparse.Namespace) -> tuple[SizePlan, ...]:
+    """One plan per size: the mode's users and calls (300 calls at 1M items), or those
+    given with --users / --queries."""
+    sizes, users, queries, erase, cap_users = MODES[args.quick]
+    if args.users is not None:
+        # half the users at most: engine_bench's reopen phase needs some left
+        users, erase = args.users, min(erase, args.users // 2)
+    if args.queries is not None:
+        queries = args.queries
+    out = []
+    for items in args.sizes or sizes:
+        calls = 300 if items >= 1_000_000 and args.queries is None else queries
+        out.append(SizePlan(items, users, calls, erase, cap_users))
+    return tuple(out)
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -161,11 +149,10 @@ def collect(path: Path) -> list[harness.Row]:
             raise ValueError(f"engine_bench result {path.name} has no {metric!r} row {where}")
         out.append(row)
     out += [r for r in rows if r.metric == "other cores busy"]  # one per phase
-    load = (doc["machine"]["loadavg_at_start"][0], doc["loadavg_at_end"][0])
     out += [
         harness.Row("queries", doc["params"]["queries"], "count"),
-        harness.Row("load average at start", load[0], "load"),
-        harness.Row("load average at end", load[1], "load"),
+        harness.Row("load average at start", doc["machine"]["loadavg_at_start"][0], "load"),
+        harness.Row("load average at end", doc["loadavg_at_end"][0], "load"),
         harness.Row("run time", doc["seconds"], "s"),
     ]
     return [harness.Row(r.metric, r.value, r.unit, {**r.labels, "items": items}) for r in out]
@@ -186,24 +173,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--collect-only", action="store_true", help="re-read earlier runs' results")
     p.add_argument("--out", type=Path, help="JSON results file (default bench/results/...)")
     args = p.parse_args(argv)
-    plans: tuple[SizePlan, ...] = QUICK_PLAN if args.quick else FULL_PLAN
-    if args.sizes:
-        plans = tuple(plan_for(n, args.quick) for n in args.sizes)
-    if args.users is not None or args.queries is not None:
-        plans = tuple(
-            SizePlan(
-                p.items,
-                args.users if args.users is not None else p.users,
-                args.queries if args.queries is not None else p.queries,
-                # half the users at most: engine_bench's reopen phase needs some left
-                min(p.erase, args.users // 2) if args.users is not None else p.erase,
-                p.cap_users,
-            )
-            for p in plans
-        )
-    args.plans = plans
-    if args.out is None:
-        args.out = harness.default_out("scale_bench", args.quick)
+    args.plans = plans(args)
+    args.out = args.out or harness.default_out("scale_bench", args.quick)
     return args
 
 
@@ -254,8 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failed[str(plan.items)] = f"engine_bench exited {rc}; see {out.with_suffix('.log')}"
                 continue
         try:
-            for row in collect(out):
-                run.add(row.metric, row.value, row.unit, **row.labels)
+            run.rows += collect(out)
         except (OSError, ValueError) as exc:
             failed[str(plan.items)] = f"{type(exc).__name__}: {exc}"
     run.details["failed"] = failed

@@ -1,35 +1,27 @@
 """Load benchmark of the HTTP service: ``ownrank serve`` with 2 workers under wrk.
 
-1. A store of N synthetic items and U users (``--items`` / ``--users``, default
-   100k / 10k; ``--quick`` 20k / 2k): the catalog of ``bench/catalog_bench.py``
-   (clustered 384-d vectors from ``SyntheticEncoder``; the real model embeds ~77
-   items/s here), users from ``engine_bench.make_history`` (10-150 events each);
-   cached under ``bench/results/service-store/`` by its parameters (``--rebuild``).
-2. Each run serves a fresh copy of it with the service's own
-   ``ownrank.service.server.serve`` (uvicorn, 2 workers, JSON logs at ``info``,
-   Prometheus multiprocess metrics) on 127.0.0.1, the app from :func:`app` (the real
-   ``create_app`` with the same ``SyntheticEncoder``); stopped at the end, also on
-   failure or Ctrl-C. Its log: ``bench/results/service_bench_server.log``.
-3. wrk (``scripts/bench_service.sh`` installs it) drives one scenario at a time for
-   a fixed time with a fixed number of connections (closed loop), rotating through
-   every user, each request with that user's own token: ``recommend`` (``{"n":
-   10}``), ``interactions`` (a few ``make_history`` events: durable LMDB write, model
-   refit), ``search`` (``make_query`` texts, personalized) and last, on a server of
-   its own, ``floor``: the recommend requests against :func:`floor_app`, whose
-   ``recommend`` answers a result computed at start: what the service itself (HTTP,
-   auth, validation, metrics, logs, JSON) allows, the ceiling a faster engine nears.
+1. A store of N synthetic items and U users (``--items`` / ``--users``): the catalog of
+   ``bench/catalog_bench.py`` (``SyntheticEncoder``: the real model would take minutes
+   to embed it), users from ``engine_bench.make_history`` (10-150 events each); cached
+   under ``bench/results/service-store/`` by its parameters (``--rebuild``).
+2. Each run serves a fresh copy of it with the service's own ``server.serve`` (uvicorn,
+   JSON logs, Prometheus multiprocess metrics) on 127.0.0.1, the app from :func:`app`;
+   stopped at the end, also on failure or Ctrl-C. Log: ``bench/results/service_bench_server.log``.
+3. wrk drives one scenario at a time for a fixed time with a fixed number of connections
+   (closed loop), rotating through every user, each with their own token: ``recommend``,
+   ``interactions`` (durable LMDB write, model refit), ``search`` and last, on a server
+   of its own, ``floor``: recommend against :func:`floor_app`, which answers a result
+   computed at start: what the service itself (HTTP, auth, validation, metrics, logs,
+   JSON) allows, the ceiling a faster engine nears.
 
-Before a scenario's runs, requests go one at a time on new connections until every
-worker answered a few (the first call of a route in a worker pays its lazy set-up:
-the ``warm-up call`` rows); then an unmeasured wrk warm-up precedes each measured
-run. Per run: requests/s, wrk's latency percentiles, HTTP statuses, socket errors,
-the server's own latency for the route (``/metrics``), and the CPU the server
-workers, wrk and other processes used (they share the 2 cores). Closed-loop
-latencies omit the waiting a fixed-rate client would see past saturation: there
-throughput is the honest figure, and p99 the latency at that concurrency.
+Before a scenario, requests go one at a time until every worker answered a few (the
+``warm-up call`` rows: a route's first call in a worker pays its lazy set-up); an
+unmeasured wrk run precedes each measured one. Per run: requests/s, wrk's latency
+percentiles, statuses, socket errors, the server's own latency (``/metrics``), and the
+CPU of the server workers, wrk and other processes. Closed-loop latencies omit the
+waiting a fixed-rate client would see past saturation: there throughput is the figure.
 
     scripts/bench_service.sh --quick          # 20k items, 2k users, 20 s per run
-    scripts/bench_service.sh                  # 100k items, 10k users, 30 s per run
     .venv/bin/python bench/service_bench.py --connections 4,16 --scenarios recommend
 """
 
@@ -40,7 +32,6 @@ import http.client
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -61,9 +52,10 @@ if str(BENCH_DIR) not in sys.path:  # imported by uvicorn workers via --app-dir/
 
 import harness  # noqa: E402
 import machine_info  # noqa: E402
-from catalog_bench import SyntheticEncoder, item_batches, make_query  # noqa: E402
+from catalog_bench import PACKAGES, SyntheticEncoder, item_batches, make_query  # noqa: E402
 from engine_bench import Population, make_history, user_id  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from machine_info import busy_cpu_seconds, own_cpu_seconds, tree_cpu_seconds  # noqa: E402
 
 from ownrank import Engine, EngineConfig  # noqa: E402
 from ownrank.service.app import create_app  # noqa: E402
@@ -75,8 +67,6 @@ STORE_CACHE = harness.RESULTS / "service-store"
 STORE_VERSION = 1  # bump when the way the store is built changes
 SERVER_LOG = harness.RESULTS / "service_bench_server.log"
 FLOOR_SERVER_LOG = harness.RESULTS / "service_bench_floor_server.log"
-APP_IMPORT = "service_bench:app"
-FLOOR_APP_IMPORT = "service_bench:floor_app"
 HOST = "127.0.0.1"
 SCENARIOS = ("recommend", "interactions", "search", "floor")
 # floor: the recommend requests against floor_app
@@ -84,7 +74,6 @@ ROUTES = {s: "/users/{user_id}/" + ("recommend" if s == "floor" else s) for s in
 P99_BUDGET_MS = 50.0  # issue 5: >= 1,000 recommend calls/s at p99 <= 50 ms, 2 cores
 TARGET_ROW = f"recommend calls/s at p99 <= {P99_BUDGET_MS:g} ms"
 LATENCIES = ("p50", "p75", "p90", "p99", "p99_9", "max", "mean")  # of wrk's figures
-PACKAGES = ("numpy", "faiss-cpu", "torch", "lmdb")
 ADMIN_KEY = "bench-admin-key-0123456789abcdef"  # loopback-only throwaway store
 
 
@@ -102,10 +91,9 @@ def app() -> FastAPI:
 
 
 class CannedRecommendations:
-    """The real engine, except that ``recommend`` answers one result computed at start
-    (user 0's 10 items, with their explanations): a recommend call through the service
-    then costs what the service itself adds (HTTP, auth, validation, thread hand-off,
-    metrics, logs, the JSON of 10 items): the ceiling the engine's speed can approach."""
+    """The real engine, except that ``recommend`` answers user 0's 10 items computed at
+    start: a recommend call then costs only what the service adds (HTTP, auth, validation,
+    thread hand-off, metrics, logs, JSON)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -126,11 +114,9 @@ def floor_app() -> FastAPI:
 
 
 def serve_main(argv: Sequence[str]) -> int:
-    """``service_bench.py serve DATA_DIR PORT WORKERS [floor]``: ``ownrank serve`` with
-    :func:`app` (with ``floor``: :func:`floor_app`).
-
-    Uses the service's own ``prepare`` and ``serve`` (same uvicorn options, logs and
-    multiprocess metrics), with the app factory pointed at this module."""
+    """``service_bench.py serve DATA_DIR PORT WORKERS [floor]``: the service's own
+    ``prepare`` and ``serve`` (uvicorn options, logs, multiprocess metrics) with the app
+    factory :func:`app` (with ``floor``: :func:`floor_app`)."""
     from ownrank.service import server
 
     data_dir, port, workers = Path(argv[0]), int(argv[1]), int(argv[2])
@@ -140,7 +126,7 @@ def serve_main(argv: Sequence[str]) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
     )
-    server.APP_FACTORY = FLOOR_APP_IMPORT if argv[3:4] == ["floor"] else APP_IMPORT
+    server.APP_FACTORY = "service_bench:" + ("floor_app" if argv[3:4] == ["floor"] else "app")
     server.serve(settings, host=HOST, port=port, workers=workers, log_level="info")
     return 0
 
@@ -152,18 +138,16 @@ def build_store(root: Path, args: argparse.Namespace) -> Json:
     """Catalog and users into ``root/data``; item topics into ``root/topics.npy``."""
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    topics = np.zeros(args.items, dtype=np.int64)
+    topic_list: list[int] = []
     started = time.perf_counter()
     with Engine(root / "data", EngineConfig(), encoder=SyntheticEncoder()) as engine:
-        k = 0
         for items in item_batches(args.items, 1000, args.seed + 100, "s"):
-            for item in items:
-                topics[k] = int(str(item["properties"]["topic"])[1:])
-                k += 1
+            topic_list += [int(str(item["properties"]["topic"])[1:]) for item in items]
             engine.catalog.upsert(items)
         engine.catalog.keeper.sync()
         catalog_s = time.perf_counter() - started
         print(f"catalog: {args.items} items in {catalog_s:.0f} s", flush=True)
+        topics = np.array(topic_list, dtype=np.int64)
         pop = Population(topics, "s")
         rng = np.random.default_rng(args.seed + 1)
         now = time.time()
@@ -249,7 +233,6 @@ class Server:
         """Until /ready answered 200 from every worker (by ``X-Ownrank-Worker``)."""
         deadline = time.monotonic() + timeout
         ready_pids: set[str] = set()
-        body: Json = {}
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -262,29 +245,11 @@ class Server:
                 continue
             if status == 200:
                 ready_pids.add(headers.get("x-ownrank-worker", "?"))
-                body = json.loads(raw)
                 if len(ready_pids) >= self.workers:
-                    return {**body, "workers_ready": sorted(ready_pids)}
+                    return {**json.loads(raw), "workers_ready": sorted(ready_pids)}
             else:
                 time.sleep(0.2)
         raise TimeoutError(f"the server was not ready in {timeout:.0f} s; see {self.log_path}")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process and its descendants (uvicorn workers)."""
-        stats: dict[int, tuple[int, int]] = {}  # pid: (parent pid, clock ticks)
-        for entry in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-        ticks, todo = 0, [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            ticks += stats.get(pid, (0, 0))[1]
-            todo += [child for child, (parent, _) in stats.items() if parent == pid]
-        return ticks / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
@@ -308,19 +273,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def _busy_cpu_seconds() -> float:
-    with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _self_and_waited_children_cpu() -> tuple[float, float]:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def busy_processes(min_cpu: float = 20.0) -> list[str]:
@@ -417,7 +369,7 @@ def mint_tokens(data_dir: Path, users: Sequence[str]) -> dict[str, str]:
 
 def write_requests(
     path: Path, scenario: str, args: argparse.Namespace, tokens: dict[str, str], pop: Population
-) -> int:
+) -> None:
     """The request lines of one scenario: every user in a random order, then again."""
     rng = np.random.default_rng(args.seed + 50 + SCENARIOS.index(scenario))
     users = [user_id(int(i)) for i in rng.permutation(args.users)]
@@ -429,15 +381,13 @@ def write_requests(
             body: Json = {"n": 10}
         elif scenario == "interactions":
             events = make_history(rng, pop, args.events_per_call, now)
-            for e in events:
-                e.pop("timestamp", None)  # "now" on the server
-            body = {"events": events}
+            # without a timestamp: "now" on the server
+            body = {"events": [{k: v for k, v in e.items() if k != "timestamp"} for e in events]}
         else:
             body = {"query": make_query(rng), "n": 10}
         route = ROUTES[scenario].replace("{user_id}", uid)
         lines.append(f"POST\t{route}\t{tokens[uid]}\t{json.dumps(body, separators=(',', ':'))}")
     path.write_text("\n".join(lines) + "\n")
-    return len(lines)
 
 
 def run_wrk(
@@ -480,9 +430,8 @@ def add_server_stats(
     statuses: dict[str, int] = {}
     buckets: list[tuple[float, float]] = []
     total = count = 0.0
-    for key in after:
-        name, keys = key
-        delta = after[key] - before.get(key, 0.0)
+    for (name, keys), value in after.items():
+        delta = value - before.get((name, keys), 0.0)
         if f'route="{labels["route"]}"' not in keys:
             continue
         if name == "ownrank_http_requests_total":
@@ -562,13 +511,13 @@ def run_scenarios(
             run_wrk(server.port, lua, requests_file, connections, args.warmup, args.wrk_threads)
         metrics_before = server_metrics(server.port)
         load_before = [round(x, 2) for x in os.getloadavg()]
-        busy0, server0 = _busy_cpu_seconds(), server.cpu_seconds()
-        self0, kids0 = _self_and_waited_children_cpu()
+        busy0, server0 = busy_cpu_seconds(), tree_cpu_seconds(server.proc.pid)
+        self0, kids0 = own_cpu_seconds(), own_cpu_seconds(children=True)
         wall0 = time.perf_counter()
         wrk = run_wrk(server.port, lua, requests_file, connections, args.duration, args.wrk_threads)
         wall = time.perf_counter() - wall0
-        busy1, server1 = _busy_cpu_seconds(), server.cpu_seconds()
-        self1, kids1 = _self_and_waited_children_cpu()
+        busy1, server1 = busy_cpu_seconds(), tree_cpu_seconds(server.proc.pid)
+        self1, kids1 = own_cpu_seconds(), own_cpu_seconds(children=True)
         labels = {"scenario": scenario, "route": ROUTES[scenario], "connections": connections}
         labels["workers"] = args.workers
         add_server_stats(run, metrics_before, server.port, labels)

@@ -2,20 +2,16 @@
 
     python bench/stored_candidates_probe.py STORE_DIR [--users 600]
 
-A design for issue 4's load target keeps each user's retrieved candidates in
-the user's own record, computed when the user interacts, so a recommend skips
-its personal HNSW searches. Before building it, this measures its best case on
-a benchmark store (``bench/results/service-store/*/data``, copied first):
+A design for issue 4's load target keeps each user's retrieved candidates in the
+user's record, so a recommend skips its personal HNSW searches. This measures its
+best case on a benchmark store (``bench/results/service-store/*/data``, copied first):
 
 1. recommend as it is, for ``--users`` random users (p50 / p99);
 2. the same calls with ``IndexKeeper.search_many`` answered from memory (each
    user's answer recorded in a first pass), as if read from the record;
-3. the time per call of each remaining step in (2)
-   (``engine.diagnostics.recommend_steps()``).
-
-(2) still scores neighbours for every candidate, where the design would keep
-the personal candidates' scores in the record and score only the shared
-(popular) ones: the steps in (3) say how much that could save at most.
+3. the time per call of each step left in (2) (``diagnostics.recommend_steps()``):
+   (2) still scores every candidate, where the design would keep the personal ones'
+   scores in the record and score only the shared (popular) ones: the most it saves.
 """
 
 from __future__ import annotations
@@ -108,10 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     run = harness.Run("stored_candidates_probe", vars(args), quick=False)
-    run.table(
-        "Recommend", by=["path"], metrics=["recommend calls", "recommend p50", "recommend p99"]
-    )
-    run.table("Steps left, personal searches from memory", by=["step"], metrics=["per call"])
+    run.table("Recommend", ["path"], metrics=["recommend calls", "recommend p50", "recommend p99"])
+    run.table("Steps left, personal searches from memory", ["step"], metrics=["per call"])
     rng = random.Random(args.seed)
     among = population(args.store)
     users = [user_id(rng.randrange(among)) for _ in range(args.users)]

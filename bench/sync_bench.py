@@ -39,15 +39,11 @@ ADMIN_KEY = "sync-bench-admin-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
     """``ownrank serve`` on a free loopback port, once it answers /ready."""
-    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
     env = {**os.environ, "OWNRANK_ADMIN_KEYS": ADMIN_KEY, "HF_HUB_OFFLINE": "1"}
     ownrank = Path(sys.executable).with_name("ownrank")
     proc = subprocess.Popen(
@@ -68,6 +64,10 @@ def start(data: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the service did not become ready")
 
 
+def item(k: int) -> dict[str, Any]:
+    return {"id": f"item-{k}", "title": f"story {k} about topic {k % 12}", "tags": [f"t{k % 12}"]}
+
+
 def event(k: int, t: int) -> dict[str, Any]:
     kind = "like" if k % 3 else "dislike"
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
@@ -83,14 +83,7 @@ def measure(run: harness.Run, calls: int) -> int:
         proc, url = start(Path(tmp) / "data")
         try:
             http = httpx.Client(base_url=url, timeout=30)
-            items = [
-                {
-                    "id": f"item-{k}",
-                    "title": f"story {k} about topic {k % 12}",
-                    "tags": [f"t{k % 12}"],
-                }
-                for k in range(300)
-            ]
+            items = [item(k) for k in range(300)]
             assert http.post("/items", json={"items": items}, headers=ADMIN).is_success
             token = http.post("/tokens", json={"user_id": "bench"}, headers=ADMIN).json()["token"]
             made = http.post(

@@ -1,21 +1,18 @@
 """How the ranking defaults were chosen: a grid on ml-1m-half's inner validation only.
 
-``RankingConfig``'s defaults are one set for every dataset and protocol. They
-were chosen here, on the inner validation split of ml-1m-half (chrono20 and
-cold20; ``bench/protocols.py``: the protocol applied to the training data, so
-test data is never seen), with the collaborative layer on, and then checked
-unchanged on the outer splits and on ml-100k by ``bench/quality.py``.
+``RankingConfig``'s defaults are one set for every dataset and protocol, chosen here
+on the inner validation split of ml-1m-half (chrono20 and cold20 applied to the
+training data, ``bench/protocols.py``: test data is never seen) with the collaborative
+layer on, then checked unchanged on the outer splits and ml-100k by ``bench/quality.py``.
 
     python bench/tune_defaults.py            # every inner user (about 25 minutes)
     python bench/tune_defaults.py --quick    # 500 inner users a setting
 
-Each row is one setting: the defaults with the named fields changed. The rule
-used to pick: best chrono20 NDCG@10, unless it costs cold20 (where the
-collaborative part cannot help: new items have no pairs) more than the gain; a
-difference within about one standard error (0.003 NDCG@10 over the ~2,900
-inner users) is no reason to move a default; and a dislike weight high enough
-for the demo's "taste before popularity" test
-(``tests/test_taste_before_popularity.py``).
+Each row is one setting: the defaults with the named fields changed. The rule used to
+pick: best chrono20 NDCG@10, unless it costs cold20 (where the collaborative part
+cannot help: new items have no pairs) more than the gain; a difference within about
+one standard error (0.003 NDCG@10 over ~2,900 inner users) is no reason to move a
+default; and a dislike weight high enough for ``tests/test_taste_before_popularity.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from eval_data import default_data_dir, load_dataset
+from eval_data import load_dataset
 from protocols import chrono20, cold20, inner_validation
 from quality import build_store, cached_encoder, evaluated, ownrank_metrics
 
@@ -68,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out = args.out or harness.default_out("tune_defaults", args.quick)
     run = harness.Run("tune_defaults", vars(args), quick=args.quick)
-    dataset = load_dataset("ml-1m-half", args.data_dir or default_data_dir())
+    dataset = load_dataset("ml-1m-half", args.data_dir)  # None: the default folder
     encoder = cached_encoder("ml-1m-half")
     settings: dict[str, Any] = {"shared_statistics": "collaborative", "lmdb_sync": False}
     base = EngineConfig(**settings)
@@ -79,9 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             engine.close()
             for change in GRID:
                 config = EngineConfig(**settings, ranking=RankingConfig(**change))
-                engine = Engine(Path(tmp) / "inner", config, encoder=encoder)
-                ndcg = ownrank_metrics(engine, evaluated(inner, args.quick))["NDCG@10"]
-                engine.close()
+                with Engine(Path(tmp) / "inner", config, encoder=encoder) as engine:
+                    ndcg = ownrank_metrics(engine, evaluated(inner, args.quick))["NDCG@10"]
                 setting = json.dumps(change) if change else "defaults"
                 labels = {"dataset": dataset.name, "protocol": protocol, "setting": setting}
                 run.add("inner NDCG@10", ndcg, "NDCG@10", **labels)
