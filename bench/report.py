@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,14 +93,15 @@ def load_results(results: Path, quick: bool) -> dict[str, Source]:
 
 
 def sealing_line(sources: dict[str, Source]) -> list[str] | None:
-    """How much slower the sealed engine run is than the unsealed one, per figure in
-    SEALING_METRICS (a rate's cost is unsealed / sealed - 1, a time's sealed / unsealed
-    - 1), judged on the worst."""
+    """How much slower the sealed engine run is than the unsealed one: for each figure
+    in SEALING_METRICS, the median cost over the rows both runs measured (a rate's
+    cost is unsealed / sealed - 1, a time's sealed / unsealed - 1), with the range;
+    judged on the worst median."""
     sealed, plain = sources["engine"].doc, sources["engine_noencrypt"].doc
     if sealed is None or plain is None:
         return None
     unsealed = {r.key(): r for r in harness.rows_of(plain)}
-    costs = []
+    costs: dict[str, list[float]] = {}
     for row in harness.rows_of(sealed):
         other = unsealed.get(row.key())
         if row.metric not in SEALING_METRICS or other is None:
@@ -108,12 +110,15 @@ def sealing_line(sources: dict[str, Source]) -> list[str] | None:
             continue
         rate = row.unit.endswith("/s")
         cost = (other.value / row.value if rate else row.value / other.value) - 1
-        costs.append((row.metric, cost))
+        costs.setdefault(row.metric, []).append(cost)
     if not costs:
         return None
-    worst = max(cost for _m, cost in costs)
-    measured = ", ".join(f"{m} {cost * 100:+.1f}%" for m, cost in costs)
-    verdict = "ok" if worst <= SEALING_BOUND else "MISSES"
+    medians = {m: statistics.median(c) for m, c in costs.items()}
+    measured = "; ".join(
+        f"{m} {medians[m]:+.1%} (median of {len(c)}, {min(c):+.0%} to {max(c):+.0%})"
+        for m, c in costs.items()
+    )
+    verdict = "ok" if max(medians.values()) <= SEALING_BOUND else "MISSES"
     return ["engine", "sealing cost", f"<= {SEALING_BOUND:.0%}", measured, verdict]
 
 
