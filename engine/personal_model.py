@@ -153,17 +153,18 @@ def fit(
     ]
     if not obs:
         return None, []
-    x = np.stack([(query_vectors if o.is_query else item_vectors)[o.ref] for o in obs]).astype(
-        np.float64
-    )
-    conf = np.array([abs(o.strength) for o in obs])
-    target = np.array([1.0 if o.strength > 0 else cfg.negative_target for o in obs])
-    w = solve_head(prior, x, conf, target)
-    offset, scale = prior.head_moments(w)
-    positives = [o for o in obs if o.liked]
-    interests = group_interests(positives[-cfg.interest_items :], item_vectors, cfg)
-    model = PersonalModel(w.astype(np.float32), offset, scale, interests)
-    return model, [o.ref for o in positives]
+    with single_threaded():  # the whole fit: products and solves alike
+        x = np.stack([(query_vectors if o.is_query else item_vectors)[o.ref] for o in obs]).astype(
+            np.float64
+        )
+        conf = np.array([abs(o.strength) for o in obs])
+        target = np.array([1.0 if o.strength > 0 else cfg.negative_target for o in obs])
+        w = solve_head(prior, x, conf, target)
+        offset, scale = prior.head_moments(w)
+        positives = [o for o in obs if o.liked]
+        interests = group_interests(positives[-cfg.interest_items :], item_vectors, cfg)
+        model = PersonalModel(w.astype(np.float32), offset, scale, interests)
+        return model, [o.ref for o in positives]
 
 
 def group_interests(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
+from .blas import single_threaded
 from .candidates import CandidateSelector, Interest
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
@@ -135,6 +136,19 @@ class Recommender:
         exclude_seen: bool,
         diversity: float,
     ) -> list[Recommendation]:
+        """The top ``n`` for this record (None: cold start); BLAS on one thread (blas.py)."""
+        with single_threaded():
+            return self._rank(record, user_vectors, n, filters, exclude_seen, diversity)
+
+    def _rank(
+        self,
+        record: UserRecord | None,
+        user_vectors: Mapping[str, np.ndarray],
+        n: int,
+        filters: Mapping[str, Any] | None,
+        exclude_seen: bool,
+        diversity: float,
+    ) -> list[Recommendation]:
         if not 0.0 <= diversity <= 1.0:
             raise InvalidInputError("diversity must be between 0 and 1")
         expr = self.catalog.parse_filters(filters)
@@ -245,7 +259,7 @@ class Recommender:
         ranked = self.catalog.keeper.search(qvec, k, expr)
         model = record.model
         dim = self.catalog.keeper.dimension
-        with self.env.read() as txn:
+        with self.env.read() as txn, single_threaded():
             found = [
                 (item_id, vec, score)
                 for row, score in ranked

@@ -26,8 +26,6 @@ time.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .candidates import centred_units
@@ -54,17 +52,30 @@ class DislikeScorer:
             return ScorePart(np.zeros(count))
         rated = [o for o in ctx.observations if not o.is_query]
         strong = [o for o in rated if o.strength <= -cfg.dislike_min_strength]
-        disliked = self._closeness(ctx, strong[-cfg.dislike_items :])
+        disliked = self._centre(ctx, strong[-cfg.dislike_items :])
         if disliked is None:
             return ScorePart(np.zeros(count))
         # what the user also liked is not pushed away
-        liked = self._closeness(ctx, [o for o in rated if o.liked][-cfg.dislike_items :])
-        penalty = disliked if liked is None else disliked - cfg.dislike_like_offset * liked
+        liked = self._centre(ctx, [o for o in rated if o.liked][-cfg.dislike_items :])
+        centres = [disliked] if liked is None else [disliked, liked]
+        # against the whole pool: a matrix-vector product over contiguous rows is
+        # cheaper than copying the eligible rows out first (and two of them cheaper
+        # than one product with two columns)
+        closeness = [
+            _power(np.maximum(ctx.pool.units @ centre.astype(np.float32), 0.0)[ctx.eligible],
+                   cfg.dislike_power) * weight
+            for centre, weight in centres
+        ]  # fmt: skip
+        penalty = (
+            closeness[0] if liked is None else closeness[0] - cfg.dislike_like_offset * closeness[1]
+        )
         return ScorePart(-np.maximum(penalty, 0.0))
 
-    def _closeness(self, ctx: RankingContext, observed: list[Observation]) -> Any:
-        """mean(w) * max(0, cos(centre, b)) ** dislike_power of each eligible candidate,
-        for the centre of these items (None when none of them is live)."""
+    def _centre(
+        self, ctx: RankingContext, observed: list[Observation]
+    ) -> tuple[np.ndarray, float] | None:
+        """The weighted centre of these items' unit vectors, and mean(w) (None when
+        none of them is live)."""
         live = self.catalog.keeper.live_rows([o.ref for o in observed])
         kept = [o for o, row in zip(observed, live, strict=True) if row is not None]
         if not kept:
@@ -73,10 +84,7 @@ class DislikeScorer:
         units = self._units(ctx, [o.ref for o in kept])
         centre = (weights[:, None] * units).sum(axis=0)
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        # against the whole pool: a matrix-vector product over contiguous rows is
-        # cheaper than copying the eligible rows out first
-        sims = np.maximum(ctx.pool.units @ centre.astype(np.float32), 0.0)[ctx.eligible]
-        return _power(sims, ctx.config.dislike_power) * float(weights.mean())
+        return centre, float(weights.mean())
 
     def _units(self, ctx: RankingContext, refs: list[str]) -> np.ndarray:
         """The items' catalog-centred unit vectors: from the pool when it holds them all
