@@ -1,18 +1,18 @@
-"""One BLAS thread for the engine's linear algebra.
+"""How many BLAS threads the engine's linear algebra runs on.
 
-The engine's products are small (a 384 x 384 solve, a catalog times a vector):
-on one thread they are as fast as on several when the machine is quiet, and far
-faster when other work shares the cores (BLAS threads that wait for a busy core
-spin: a recommend on ml-1m-half took 12 ms instead of 4 beside another process,
-bench/README.md 2026-12-06). One thread also gives the same bits in every
-process. The BLAS libraries are looked up once; entering and leaving costs a few
-microseconds.
+A personal model's fit (a 384 x 384 solve, small products) always runs on one
+thread: as fast as several, and the same bits in every process. Ranking reads the
+catalog matrix once or more per call: on an idle machine two threads pull it from
+memory faster (ml-1m-half recommend p50 2.0 against 2.6 ms), but beside other busy
+work BLAS threads that wait for a core spin (p50 24 against 3 ms): so ranking
+follows ``EngineConfig.blas_threads`` (bench/README.md, 2026-12-06). The BLAS
+libraries are looked up once; entering and leaving costs a few microseconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import cache
 from typing import Any
 
@@ -30,22 +30,28 @@ def _blas_libraries() -> list[Any]:
 
 
 @contextmanager
-def single_threaded() -> Iterator[None]:
-    """BLAS on one thread inside the block (process-wide while it runs).
+def blas_threads(count: int | None) -> Iterator[None]:
+    """numpy's BLAS on ``count`` threads inside the block (process-wide while it runs;
+    None: unchanged).
 
     >>> import numpy as np
-    >>> with single_threaded():
+    >>> with blas_threads(1):
     ...     float(np.ones((2, 2)) @ np.ones(2) @ np.ones(2))
     4.0
     """
-    libraries = _blas_libraries()
+    libraries = [] if count is None else _blas_libraries()
     before = [lib.num_threads for lib in libraries]
     for lib, threads in zip(libraries, before, strict=True):
-        if threads != 1:
-            lib.set_num_threads(1)
+        if threads != count:
+            lib.set_num_threads(count)
     try:
         yield
     finally:
         for lib, threads in zip(libraries, before, strict=True):
-            if threads != 1:
+            if threads != count:
                 lib.set_num_threads(threads)
+
+
+def single_threaded() -> AbstractContextManager[None]:
+    """BLAS on one thread inside the block (fits, and the catalog's own products)."""
+    return blas_threads(1)

@@ -146,6 +146,14 @@ class EngineConfig(BaseModel):
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(96, ge=8)
     index_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads")
+    blas_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="numpy BLAS threads of a recommend or search (None: the process's "
+        "setting); 1 is much faster when other work shares the cores (the service sets 1 "
+        "per worker), a little slower on an idle machine (engine/blas.py)",
+    )
     tombstone_rebuild_ratio: float = Field(0.2, gt=0.0, le=1.0)
     exact_filter_limit: int = Field(
         20_000, ge=0, description="filtered queries matching at most this many items are exact"

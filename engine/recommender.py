@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from .blas import single_threaded
+from .blas import blas_threads
 from .candidates import CandidateSelector, Interest
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
@@ -136,8 +136,8 @@ class Recommender:
         exclude_seen: bool,
         diversity: float,
     ) -> list[Recommendation]:
-        """The top ``n`` for this record (None: cold start); BLAS on one thread (blas.py)."""
-        with single_threaded():
+        """The top ``n`` for this record (None: cold start), BLAS on ``blas_threads``."""
+        with blas_threads(self.config.blas_threads):
             return self._rank(record, user_vectors, n, filters, exclude_seen, diversity)
 
     def _rank(
@@ -259,7 +259,7 @@ class Recommender:
         ranked = self.catalog.keeper.search(qvec, k, expr)
         model = record.model
         dim = self.catalog.keeper.dimension
-        with self.env.read() as txn, single_threaded():
+        with self.env.read() as txn, blas_threads(self.config.blas_threads):
             found = [
                 (item_id, vec, score)
                 for row, score in ranked

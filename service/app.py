@@ -78,6 +78,7 @@ def create_app(
         config = engine_config or EngineConfig(
             model_dir=settings.model_dir,
             encoder_threads=settings.encoder_threads,
+            blas_threads=settings.blas_threads,
             rating_scale=settings.engine_rating_scale,
             **settings.engine_shared,
         )

@@ -54,6 +54,7 @@ def load_demo(settings: ServiceSettings) -> DemoCatalog:
     config = EngineConfig(
         model_dir=settings.model_dir,
         encoder_threads=settings.encoder_threads,
+        blas_threads=settings.blas_threads,
         rating_scale=settings.engine_rating_scale,
         **settings.engine_shared,
     )

@@ -27,6 +27,13 @@ class ServiceSettings(BaseModel):
     data_dir: Path = Path("ownrank-data")
     model_dir: Path | None = None
     encoder_threads: int = Field(1, ge=1, le=256)
+    blas_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="numpy BLAS threads of each engine call (EngineConfig.blas_threads): "
+        "one, since the workers share the cores",
+    )
     admin_keys: tuple[str, ...] = Field(
         (), description="admin API keys (OWNRANK_ADMIN_KEYS, comma separated)"
     )

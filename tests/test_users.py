@@ -536,6 +536,50 @@ def test_faiss_uses_the_configured_thread_count_in_every_calling_thread(tmp_path
         faiss.omp_set_num_threads(EngineConfig().index_threads)
 
 
+@pytest.mark.parametrize("blas_threads", [1, 2])
+def test_ranking_runs_numpy_blas_on_the_configured_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blas_threads: int
+) -> None:
+    """``blas_threads`` holds while the scorers run, and the process's own setting is
+    back afterwards (the SDK does not change its host's BLAS)."""
+    from ownrank.engine import blas
+    from ownrank.engine.scorer_personal import PersonalScorer
+
+    libraries = blas._blas_libraries()
+    if not libraries:
+        pytest.skip("numpy's BLAS is not one threadpoolctl can set")
+    seen: list[int] = []
+    score = PersonalScorer.score
+
+    def spying(self: PersonalScorer, ctx: Any) -> Any:
+        seen.append(libraries[0].num_threads)
+        return score(self, ctx)
+
+    monkeypatch.setattr(PersonalScorer, "score", spying)
+    before = libraries[0].num_threads
+    libraries[0].set_num_threads(3)
+    try:
+        with make_engine(tmp_path, WordHashEncoder(), blas_threads=blas_threads) as engine:
+            engine.catalog.upsert(catalog_items(30))
+            engine.interact("ana", like("jazz-0000"))
+            engine.recommend("ana", 3)
+            assert seen == [blas_threads]
+            assert libraries[0].num_threads == 3
+        with make_engine(tmp_path, WordHashEncoder()) as engine:  # None: left alone
+            seen.clear()
+            engine.recommend("ana", 3)
+            assert seen == [3]
+    finally:
+        libraries[0].set_num_threads(before)
+
+
+def test_the_service_runs_engine_calls_on_one_blas_thread() -> None:
+    from ownrank.service.settings import ServiceSettings
+
+    assert ServiceSettings().blas_threads == 1
+    assert ServiceSettings.from_env({"OWNRANK_BLAS_THREADS": "2"}).blas_threads == 2
+
+
 def test_the_popular_direction_answer_is_kept_only_while_the_catalog_is_unchanged(
     tmp_path: Path,
 ) -> None:
