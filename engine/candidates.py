@@ -41,6 +41,20 @@ class CandidatePool:
     ids: list[str]
     vectors: np.ndarray
     units: np.ndarray
+    mean: np.ndarray  # the catalog mean the units are centred on (float32)
+
+    @cached_property
+    def inverse_norms(self) -> np.ndarray:
+        """1 / |vector - mean| of each item (once per pool: pools are cached)."""
+        norms = np.linalg.norm(np.asarray(self.vectors, np.float32) - self.mean, axis=1)
+        return np.asarray(1.0 / np.maximum(norms, 1e-12), np.float32)
+
+    def cosines(self, centre: np.ndarray) -> np.ndarray:
+        """``units @ centre`` computed from ``vectors``: a ranking call that also scores
+        ``vectors`` then reads one matrix, not two (each pass over a catalog-sized
+        matrix costs about as much as the rest of the call, bench/README.md 2026-12-06)."""
+        c = np.asarray(centre, np.float32)
+        return np.asarray((self.vectors @ c - np.float32(self.mean @ c)) * self.inverse_norms)
 
     @cached_property
     def row_order(self) -> np.ndarray:
@@ -211,7 +225,7 @@ class CandidateSelector:
         mean = self.catalog.prior().mean32
         if known.all():  # the usual case: every row is in the index
             units = centred_units(indexed, mean)
-            return CandidatePool(np.asarray(rows, np.int64), known_ids, indexed, units)
+            return CandidatePool(np.asarray(rows, np.int64), known_ids, indexed, units, mean)
         next_known = iter(known_ids)
         kept: list[int] = []
         ids: list[str] = []
@@ -233,7 +247,7 @@ class CandidateSelector:
         for k, vector in from_lmdb.items():
             matrix[k] = vector
         units = centred_units(matrix, mean)
-        return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units)
+        return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units, mean)
 
     def retrieve(
         self,

@@ -62,10 +62,10 @@ class DislikeScorer:
         # cheaper than copying the eligible rows out first (and two of them cheaper
         # than one product with two columns)
         closeness = [
-            _power(np.maximum(ctx.pool.units @ centre.astype(np.float32), 0.0)[ctx.eligible],
-                   cfg.dislike_power) * weight
+            _power(np.maximum(ctx.pool.cosines(centre), 0.0)[ctx.eligible], cfg.dislike_power)
+            * weight
             for centre, weight in centres
-        ]  # fmt: skip
+        ]
         penalty = (
             closeness[0] if liked is None else closeness[0] - cfg.dislike_like_offset * closeness[1]
         )
