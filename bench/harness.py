@@ -358,7 +358,7 @@ def pivot(rows: Sequence[Row], table: Table) -> str:
 
     def head(c: str) -> str:
         shared = units[c].pop() if len(units[c]) == 1 else ""
-        return f"{c} ({shared})" if shared else c
+        return f"{c} ({shared})" if shared and shared != c else c  # "NDCG@10", not twice
 
     header = [*table.by, *(head(c) for c in columns)]
     body = [
