@@ -132,6 +132,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "tune_defaults", "bench/tune_defaults.py", "tune_defaults", 3600, 14400, data_dir=True
     ),
     Benchmark("record_size", "bench/record_size.py", "record_size", 900, 900, quick_args=()),
+    Benchmark("blas_threads", "bench/blas_threads_bench.py", "blas_threads_bench", 900, 1800),
     Benchmark(
         "sync", "bench/sync_bench.py", "sync_bench", 600, 900, quick_args=("--calls", "100")
     ),

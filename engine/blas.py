@@ -3,9 +3,9 @@
 A personal model's fit (a 384 x 384 solve, small products) always runs on one
 thread: as fast as several, and the same bits in every process. Ranking reads the
 catalog matrix once or more per call: on an idle machine two threads pull it from
-memory faster (ml-1m-half recommend p50 2.0 against 2.6 ms), but beside other busy
-work BLAS threads that wait for a core spin (p50 24 against 3 ms): so ranking
-follows ``EngineConfig.blas_threads`` (bench/README.md, 2026-12-06). The BLAS
+memory faster (ml-1m-half recommend p50 1.8 against 2.1 ms), but with every core
+busy BLAS threads that wait for a core spin (p50 23 against 7 ms,
+``bench/blas_threads_bench.py``): so ranking follows ``EngineConfig.blas_threads``. The BLAS
 libraries are looked up once; entering and leaving costs a few microseconds.
 """
 

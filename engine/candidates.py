@@ -35,13 +35,18 @@ class Interest:
 
 @dataclass(frozen=True)
 class CandidatePool:
-    """Items being ranked: their rows, ids, vectors and catalog-centred unit vectors."""
+    """Items being ranked: their rows, ids and vectors, and the catalog mean that
+    closeness is measured from."""
 
     rows: np.ndarray
     ids: list[str]
     vectors: np.ndarray
-    units: np.ndarray
-    mean: np.ndarray  # the catalog mean the units are centred on (float32)
+    mean: np.ndarray  # the catalog mean (float32)
+
+    @cached_property
+    def units(self) -> np.ndarray:
+        """Catalog-centred unit vectors (only the dense neighbour score reads them all)."""
+        return centred_units(self.vectors, self.mean)
 
     @cached_property
     def inverse_norms(self) -> np.ndarray:
@@ -224,8 +229,7 @@ class CandidateSelector:
         known, known_ids, indexed = self.catalog.keeper.indexed_items(rows)
         mean = self.catalog.prior().mean32
         if known.all():  # the usual case: every row is in the index
-            units = centred_units(indexed, mean)
-            return CandidatePool(np.asarray(rows, np.int64), known_ids, indexed, units, mean)
+            return CandidatePool(np.asarray(rows, np.int64), known_ids, indexed, mean)
         next_known = iter(known_ids)
         kept: list[int] = []
         ids: list[str] = []
@@ -246,8 +250,7 @@ class CandidateSelector:
         matrix[known[kept]] = indexed
         for k, vector in from_lmdb.items():
             matrix[k] = vector
-        units = centred_units(matrix, mean)
-        return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, units, mean)
+        return CandidatePool(np.asarray(rows, np.int64)[kept], ids, matrix, mean)
 
     def retrieve(
         self,

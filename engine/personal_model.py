@@ -123,16 +123,16 @@ class CatalogPrior:
 def solve_head(
     prior: CatalogPrior, x: npt.NDArray[np.float64], conf: np.ndarray, target: np.ndarray
 ) -> npt.NDArray[np.float64]:
-    """w = (G + X^T C X)^-1 X^T C y; by Woodbury (k x k) when there are few observations."""
+    """w = (G + X^T C X)^-1 X^T C y; by Woodbury (k x k) when there are few observations.
+    Called inside ``fit``'s one-thread block."""
     b = x.T @ (conf * target)
     k, dim = x.shape
-    with single_threaded():
-        if k < dim // 2:
-            g_inv_b = prior.g_inv @ b
-            g_inv_xt = prior.g_inv @ x.T
-            inner = np.diag(1.0 / conf) + x @ g_inv_xt
-            return np.asarray(g_inv_b - g_inv_xt @ np.linalg.solve(inner, x @ g_inv_b))
-        return np.asarray(np.linalg.solve(prior.g + (x * conf[:, None]).T @ x, b))
+    if k < dim // 2:
+        g_inv_b = prior.g_inv @ b
+        g_inv_xt = prior.g_inv @ x.T
+        inner = np.diag(1.0 / conf) + x @ g_inv_xt
+        return np.asarray(g_inv_b - g_inv_xt @ np.linalg.solve(inner, x @ g_inv_b))
+    return np.asarray(np.linalg.solve(prior.g + (x * conf[:, None]).T @ x, b))
 
 
 def fit(

@@ -136,19 +136,6 @@ class Recommender:
         exclude_seen: bool,
         diversity: float,
     ) -> list[Recommendation]:
-        """The top ``n`` for this record (None: cold start), BLAS on ``blas_threads``."""
-        with blas_threads(self.config.blas_threads):
-            return self._rank(record, user_vectors, n, filters, exclude_seen, diversity)
-
-    def _rank(
-        self,
-        record: UserRecord | None,
-        user_vectors: Mapping[str, np.ndarray],
-        n: int,
-        filters: Mapping[str, Any] | None,
-        exclude_seen: bool,
-        diversity: float,
-    ) -> list[Recommendation]:
         if not 0.0 <= diversity <= 1.0:
             raise InvalidInputError("diversity must be between 0 and 1")
         expr = self.catalog.parse_filters(filters)
@@ -181,7 +168,8 @@ class Recommender:
             return []
         # features over the whole pool (matrix products), then the eligible entries
         ids: list[str] = pool.id_array[eligible].tolist()
-        with self.env.read() as txn:
+        # the scorers' products on blas_threads (retrieval above makes none)
+        with self.env.read() as txn, blas_threads(self.config.blas_threads):
             ctx = RankingContext(
                 txn,
                 cfg,

@@ -87,16 +87,17 @@ class DislikeScorer:
         return centre, float(weights.mean())
 
     def _units(self, ctx: RankingContext, refs: list[str]) -> np.ndarray:
-        """The items' catalog-centred unit vectors: from the pool when it holds them all
-        (a pool of the whole catalog does), else from the index (or LMDB)."""
+        """The items' catalog-centred unit vectors, from their vectors in the pool when
+        it holds them all (a pool of the whole catalog does), else in the index (or LMDB)."""
         at = [ctx.pool.position_of.get(r) for r in refs]
         if all(p is not None for p in at):
-            units: np.ndarray = ctx.pool.units[np.array(at, np.int64)]
-            return units
-        vectors = self.catalog.keeper.item_vectors(refs)
-        if vectors is None:  # the index is catching up: the user's vectors from LMDB
-            vectors = {r: ctx.user_vectors[r] for r in refs}
-        return centred_units(np.stack([vectors[r] for r in refs]), self.catalog.prior().mean32)
+            rows = ctx.pool.vectors[np.array(at, np.int64)]
+        else:
+            vectors = self.catalog.keeper.item_vectors(refs)
+            if vectors is None:  # the index is catching up: the user's vectors from LMDB
+                vectors = {r: ctx.user_vectors[r] for r in refs}
+            rows = np.stack([vectors[r] for r in refs])
+        return centred_units(rows, ctx.pool.mean)
 
 
 def _power(values: np.ndarray, power: float) -> np.ndarray:
