@@ -235,6 +235,10 @@ class WritePath:
                     # orphan that the next open purges): wait for it to settle
                     threading.Event().wait(0.002)
                     continue
+                if old_raw is not None:
+                    # a stored record is sealed with the key: it is no longer ours to
+                    # destroy if this write is refused (the erasure destroys it)
+                    created_key = False
                 if old is not None and self.records.fenced(key, old.generation):
                     raise UserErasedError(user_id)
                 if old is None and not create:
@@ -426,6 +430,8 @@ class WritePath:
                 old, data_key = self.records.decode(keys[uid], raw)
             except RecordUnreadable:
                 continue  # being erased right now: the next round sees the outcome
+            if raw is not None:  # a stored record uses the key: never ours to destroy
+                created.discard(keys[uid])
             olds[uid] = (raw, old, data_key)
         missing = [keys[u] for u, (_r, _o, dk) in olds.items() if dk is None]
         made: dict[bytes, bytes] = {}

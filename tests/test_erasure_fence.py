@@ -401,3 +401,58 @@ def test_the_service_refuses_a_stale_generation(tmp_path: Path) -> None:
             "/users/alice/interactions", json={**events, "generation": 1}, headers=ADMIN
         )
         assert current.status_code == 200 and current.json()["generation"] == 1
+
+
+@pytest.mark.parametrize("path", ["interact", "interact_many"])
+def test_a_refused_writer_leaves_the_data_key_of_a_stored_record(tmp_path: Path, path: str) -> None:
+    """The interleaving a 1,000-race run once hit (``test_erasure_races``): writer A makes
+    the new user's data key, writer B commits a record sealed with it, an erasure writes
+    its fence entry, A retries and is refused. A's cleanup must not destroy the key of
+    B's record, or the erasure finds an unreadable record and its receipt counts none of
+    B's events."""
+    with open_store(tmp_path, Clock()) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        records = engine._users.records
+        keystore = records.keystore
+        key = engine._users.key("u")
+        interleaved: list[int] = []
+        started: list[bool] = []
+
+        def b_commits_then_the_fence_goes_up() -> None:
+            started.append(True)
+            interleaved.append(engine.interact("u", likes(0)).accepted)  # B, with A's key
+            state = records.fence.state(key)
+            records.fence.erased(key, int(time.time()), state.generation if state else 0)
+
+        if path == "interact":
+            made = records.data_key
+
+            def data_key(user_key: bytes, known: bytes | None) -> tuple[bytes | None, bool]:
+                found = made(user_key, known)
+                if not started:
+                    b_commits_then_the_fence_goes_up()
+                return found
+
+            records.data_key = data_key  # type: ignore[method-assign]
+            with pytest.raises(UserErasedError):
+                engine.interact("u", likes(1))  # A
+        else:
+            make_many = keystore.get_or_create_many
+
+            def get_or_create_many(keys: Any, now: int) -> dict[bytes, tuple[bytes, bool]]:
+                found = make_many(keys, now)
+                if not started:
+                    b_commits_then_the_fence_goes_up()
+                return found
+
+            keystore.get_or_create_many = get_or_create_many  # type: ignore[method-assign]
+            assert engine.interact_many({"u": likes(1)}).erased == ["u"]  # A
+        assert interleaved == [3]
+        assert keystore.wrapped(key) is not None, "a refused writer destroyed a record's key"
+        receipt = engine.erase("u")
+        assert (receipt.existed, receipt.events_removed, receipt.data_key_destroyed) == (
+            True,
+            3,
+            True,
+        )
+        assert_erased(engine, "u")
