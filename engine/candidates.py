@@ -54,12 +54,17 @@ class CandidatePool:
         norms = np.linalg.norm(np.asarray(self.vectors, np.float32) - self.mean, axis=1)
         return np.asarray(1.0 / np.maximum(norms, 1e-12), np.float32)
 
-    def cosines(self, centre: np.ndarray) -> np.ndarray:
-        """``units @ centre`` computed from ``vectors``: a ranking call that also scores
-        ``vectors`` then reads one matrix, not two (each pass over a catalog-sized
-        matrix costs about as much as the rest of the call, bench/README.md 2026-12-06)."""
+    def cosines(self, centre: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+        """``units @ centre`` computed from ``vectors`` (of the positions ``at``, else of
+        every item): a ranking call that also scores ``vectors`` then reads one matrix,
+        not two (each pass over a catalog-sized matrix costs about as much as the rest
+        of the call, bench/README.md 2026-12-06)."""
         c = np.asarray(centre, np.float32)
-        return np.asarray((self.vectors @ c - np.float32(self.mean @ c)) * self.inverse_norms)
+        if at is None:
+            return np.asarray((self.vectors @ c - np.float32(self.mean @ c)) * self.inverse_norms)
+        return np.asarray(
+            (self.vectors[at] @ c - np.float32(self.mean @ c)) * self.inverse_norms[at]
+        )
 
     @cached_property
     def row_order(self) -> np.ndarray:
@@ -81,6 +86,9 @@ class CandidatePool:
         """The pool position of each of ``rows`` (-1: not in the pool)."""
         table = self.position_by_row
         if table is not None:
+            if not len(rows) or int(rows.max()) < len(table):
+                out_of_table: np.ndarray = table[rows]
+                return out_of_table
             inside = rows < len(table)
             out = np.full(len(rows), -1, np.int64)
             out[inside] = table[rows[inside]]
@@ -114,8 +122,9 @@ class CandidatePool:
             keep[positions] = False
         else:
             keep &= np.array([i not in seen.logged for i in self.ids], bool)
-        if len(seen.earlier):
-            keep &= ~np.isin(self.hashes, seen.earlier)
+        if len(seen.earlier):  # sorted: a binary search per item (np.isin sorts both)
+            at = np.minimum(np.searchsorted(seen.earlier, self.hashes), len(seen.earlier) - 1)
+            keep &= seen.earlier[at] != self.hashes
         return np.flatnonzero(keep)
 
 

@@ -157,6 +157,7 @@ class Catalog:
             keeper.dimension,
             config.content_neighbours,
             config.neighbour_sync_budget,
+            config.neighbour_lists_in_memory,
         )
         # called inside catalog write transactions when an item's vector appears,
         # changes or goes away: (txn, item id, old vector or None, new or None)

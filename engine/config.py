@@ -260,6 +260,14 @@ class EngineConfig(BaseModel):
         "over; 0 = no lists, and the neighbour score compares every candidate with "
         "every rated item instead",
     )
+    neighbour_lists_in_memory: int = Field(
+        500_000,
+        ge=0,
+        description="hold the neighbour lists in each process's memory while they have "
+        "at most this many entries (12 bytes each; ranking then reads a user's lists in "
+        "one gather instead of a lookup per list); after a catalog change the next "
+        "ranking call reads them again (about 40 ns an entry); 0 = always from LMDB",
+    )
     neighbour_sync_budget: int = Field(
         4 * 10**9,
         ge=0,

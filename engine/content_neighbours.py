@@ -228,10 +228,11 @@ class ContentNeighbours:
         dimension: int,
         k: int,
         sync_budget: int,
+        in_memory_entries: int = 0,
     ) -> None:
         self.env = env
         self.store = store
-        self.lists = NeighbourLists(env)
+        self.lists = NeighbourLists(env, in_memory_entries)
         self.k = k
         self.sync_budget = sync_budget
         self.dimension = dimension

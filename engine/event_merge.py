@@ -13,7 +13,6 @@ path can run it again when it has to recompute a write.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,7 +95,7 @@ def merge_events(record: UserRecord, user_id: str, incoming: Sequence[Incoming])
         event = item.event
         if not isinstance(event.eid, bytes):
             eids.append(record.next_seq)
-            record.events.append(dataclasses.replace(event, eid=record.next_seq))
+            record.events.append(event._replace(eid=record.next_seq))
             record.next_seq += 1
             added += 1
             continue

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..storage.catalog_store import CatalogMoments
 from .blas import single_threaded
-from .events import FeedbackStrengths, strength
+from .events import FeedbackStrengths, KindCode, strength
 from .user_record import PersonalModel, StoredEvent
 
 Vector = npt.NDArray[np.float32]
@@ -60,9 +60,9 @@ class LearnerConfig(BaseModel):
     strengths: FeedbackStrengths = FeedbackStrengths()
 
 
-@dataclass(frozen=True)
-class Observation:
-    """The net feedback on one item or query."""
+class Observation(NamedTuple):
+    """The net feedback on one item or query (a named tuple: every recommend builds
+    one per item the user has events on)."""
 
     ref: str
     is_query: bool
@@ -82,15 +82,27 @@ def observations(events: Sequence[StoredEvent], cfg: LearnerConfig) -> list[Obse
         return []
     newest = max(e.ts for e in events)
     half_life = cfg.half_life_days * 86_400.0
-    totals: dict[tuple[bool, str], list[float]] = {}
-    for idx, event in enumerate(events):
-        decay = 0.5 ** ((newest - event.ts) / half_life)
-        s = strength(event.kind, event.value, event.weight, cfg.strengths) * decay
-        key = (event.is_search, event.ref)
-        acc = totals.setdefault(key, [0.0, idx])
-        acc[0] += s
+    # a log holds few distinct (kind, value, weight): each strength is computed once
+    strengths: dict[tuple[KindCode, float | None, float], float] = {}
+    items: dict[str, list[float]] = {}  # ref -> [net strength, index of its newest event]
+    queries: dict[str, list[float]] = {}
+    for idx, (kind, ref, value, weight, ts, _eid) in enumerate(events):
+        base = strengths.get((kind, value, weight))
+        if base is None:
+            base = strengths[kind, value, weight] = strength(kind, value, weight, cfg.strengths)
+        totals = queries if kind is KindCode.search else items
+        acc = totals.get(ref)
+        if acc is None:
+            acc = totals[ref] = [0.0, idx]
+        acc[0] += base * 0.5 ** ((newest - ts) / half_life)
         acc[1] = idx
-    out = [Observation(ref, q, s, int(last)) for (q, ref), (s, last) in totals.items() if s != 0.0]
+    make = tuple.__new__  # a named tuple without the keyword handling of its __new__
+    out = [
+        make(Observation, (ref, is_query, s, int(last)))
+        for is_query, totals in ((False, items), (True, queries))
+        for ref, (s, last) in totals.items()
+        if s != 0.0
+    ]
     out.sort(key=lambda o: o.last_event)
     return out
 

@@ -4,7 +4,7 @@ relevance, and the explanation of each result from its score's parts."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Required, TypedDict
 
@@ -34,6 +34,66 @@ class Recommendation:
     explanation: Explanation
 
 
+@dataclass
+class PenalisedScores:
+    """Scores that are ``upper`` plus parts that only lower them (``scoring.Penalty``),
+    made exact lazily: ``top`` computes the penalties of the best candidates by
+    ``upper`` until no other candidate can reach the top ``n``; ``complete`` computes
+    the rest. Either way the top ``n`` is the one of the fully computed scores (an
+    unscored candidate's ``upper`` is below the n-th exact score, so it neither enters
+    nor ties)."""
+
+    upper: np.ndarray
+    penalties: Mapping[str, Callable[[np.ndarray], np.ndarray]]  # weighted, at positions
+    scores: np.ndarray = field(init=False)
+    parts: dict[str, np.ndarray] = field(init=False)  # each penalty; 0 where not computed
+    done: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scores = self.upper.copy()
+        self.parts = {name: np.zeros(len(self.upper)) for name in self.penalties}
+        self.done = np.zeros(len(self.upper), bool)
+
+    def top(self, n: int, first: int = 32) -> np.ndarray:
+        """Exact wherever it decides the top ``n``; returns the scores.
+
+        >>> lowered = PenalisedScores(np.array([3.0, 2.0, 1.0, 0.5]),
+        ...                           {"no": lambda at: -2.0 * (at == 0)})
+        >>> lowered.top(1, first=1).tolist(), lowered.done.tolist()
+        ([1.0, 2.0, 1.0, 0.5], [True, True, False, False])
+        """
+        count = len(self.upper)
+        take = min(count, max(2 * n, first))
+        while True:
+            if take < count:
+                best = np.argpartition(-self.upper, take - 1)[:take]
+            else:
+                best = np.arange(count)
+            self._compute(best[~self.done[best]])
+            if take >= count:
+                return self.scores
+            exact = self.scores[self.done]
+            if len(exact) >= n:
+                nth = np.partition(exact, len(exact) - n)[len(exact) - n]
+                if float(self.upper[~self.done].max()) < nth:
+                    return self.scores
+            take = min(count, 2 * take)
+
+    def complete(self) -> np.ndarray:
+        """Exact everywhere; returns the scores."""
+        self._compute(np.flatnonzero(~self.done))
+        return self.scores
+
+    def _compute(self, positions: np.ndarray) -> None:
+        if not len(positions):
+            return
+        for name, penalty in self.penalties.items():
+            values = penalty(positions)
+            self.parts[name][positions] = values
+            self.scores[positions] += values
+        self.done[positions] = True
+
+
 def select_live(
     item_of: Callable[[str], Item | None],
     ids: Sequence[str],
@@ -42,6 +102,7 @@ def select_live(
     n: int,
     diversity: float,
     items: Sequence[Item | None],
+    complete: Callable[[], np.ndarray] | None = None,
 ) -> tuple[list[int], dict[int, Item]]:
     """The top ``n`` among candidates whose item still exists (``item_of``: the item in
     the call's read snapshot, or None), with those items.
@@ -49,11 +110,15 @@ def select_live(
     Candidates come from the in-memory index, which may lag a catalog delete
     committed by another thread or process: such an item simply drops out (and the
     next one takes its place), so no result names an item deleted before the
-    snapshot was taken."""
+    snapshot was taken. ``scores`` may be exact only where they decide the top ``n``
+    (``PenalisedScores.top``): ``complete`` then gives them everywhere, for the
+    choice without the candidates that are gone."""
     known: dict[int, Item | None] = dict(enumerate(items)) if items else {}
     gone = np.array([k for k, item in known.items() if item is None], np.int64)
     while True:
         if gone.size:
+            if complete is not None:
+                scores, complete = complete(), None
             live = np.setdiff1d(np.arange(len(ids)), gone)
             live_vectors = partial(_rows_of, vectors, live)
             order = [int(live[j]) for j in select(scores[live], live_vectors, n, diversity)]

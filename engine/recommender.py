@@ -3,8 +3,10 @@
 ``rank`` takes a user's record (or none: cold start) and the vectors of their items,
 selects candidates (``candidates.py``), has each registered scorer score the
 eligible ones (``scorer_*.py``: personal head, neighbours, popularity,
-collaborative, dislikes, recency; the score is the sum of the weighted parts in
-registration order) and hands them to the ranker (``ranker.py``). Ranking reads
+collaborative, dislikes, recency; the score is the sum of the weighted parts; a
+part that only lowers scores, the dislikes, is computed only for the candidates that
+can still reach the top n, ``scoring.Penalty``) and hands them to the ranker
+(``ranker.py``). Ranking reads
 only: the one write a recommend may cause is the write path's ``catch_up``,
 called by name before ranking.
 """
@@ -24,7 +26,7 @@ from .config import EngineConfig
 from .events import Event
 from .items import Item
 from .personal_model import observations
-from .ranker import Recommendation, explain, select_live
+from .ranker import PenalisedScores, Recommendation, explain, select_live
 from .record_store import RecordStore
 from .scorer_collaborative import CollaborativeScorer
 from .scorer_dislikes import DislikeScorer
@@ -32,7 +34,7 @@ from .scorer_neighbours import NeighbourScorer
 from .scorer_personal import PersonalScorer
 from .scorer_popularity import Popularity
 from .scorer_recency import RecencyScorer, recency_rank
-from .scoring import RankingContext, ScorePart, Scorer
+from .scoring import Penalty, RankingContext, ScorePart, Scorer
 from .shared_stats import SharedStatistics
 from .user_record import SeenItems, UserRecord
 from .write_path import WritePath
@@ -77,6 +79,7 @@ class Recommender:
         self.scorers = default_scorers(catalog, config, clock, self.popularity)
         self.recency = next(s for s in self.scorers if isinstance(s, RecencyScorer))
         self.collaborative = next(s for s in self.scorers if isinstance(s, CollaborativeScorer))
+        self.weights = {s.name: s.weight for s in self.scorers}
 
     def warm_up(self) -> None:
         """Compute what every ranking call shares (the catalog prior, the popularity
@@ -182,6 +185,7 @@ class Recommender:
                 ids,
                 [],
                 user_observations,
+                self.catalog.keeper.live_rows,
             )
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item
@@ -189,15 +193,29 @@ class Recommender:
             cold_and_bare = model is None and not done["popularity"].values.any()
             if cfg.recency_weight > 0.0 or cold_and_bare:
                 ctx.items = [self._item_or_none(txn, i) for i in ids]
-            for scorer in self.scorers:
-                if scorer.name not in done:
-                    done[scorer.name] = scorer.score(ctx)
-            parts = {s.name: s.weight(cfg) * done[s.name].values for s in self.scorers}
             if cold_and_bare:  # cold start with no priors: recent first, and diverse
+                diversity = max(diversity, COLD_START_DIVERSITY)
+            # parts that only lower a score: for the candidates that can reach the top n
+            lazy: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
+            for scorer in self.scorers:
+                if scorer.name in done:
+                    continue
+                if isinstance(scorer, Penalty) and diversity <= 0.0:
+                    lowering, weight = scorer.penalty(ctx), scorer.weight(cfg)
+                    if lowering is not None and weight > 0.0:
+                        lazy[scorer.name] = _weighted(lowering, weight)
+                        continue
+                done[scorer.name] = scorer.score(ctx)
+            parts = {name: self.weights[name](cfg) * part.values for name, part in done.items()}
+            if cold_and_bare:
                 recency = done[self.recency.name].values
                 parts["recency"] = recency if recency.any() else recency_rank(ctx.items)
-                diversity = max(diversity, COLD_START_DIVERSITY)
-            scores = sum(parts.values(), start=np.zeros(len(ids)))
+            lowered = PenalisedScores(sum(parts.values(), start=np.zeros(len(ids))), lazy)
+            scores = lowered.top(n) if lazy else lowered.scores
+            parts = {
+                s.name: parts[s.name] if s.name in parts else lowered.parts[s.name]
+                for s in self.scorers
+            }
             order, chosen = select_live(
                 lambda item_id: self._item_or_none(txn, item_id),
                 ids,
@@ -206,6 +224,7 @@ class Recommender:
                 n,
                 diversity,
                 ctx.items,
+                lowered.complete if lazy else None,
             )
             explainers = {name: part.explain for name, part in done.items()}
             return [
@@ -271,3 +290,12 @@ class Recommender:
                     if len(hits) == n:
                         break
             return hits
+
+
+def _weighted(
+    part: Callable[[np.ndarray], np.ndarray], weight: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    def at(positions: np.ndarray) -> np.ndarray:
+        return weight * part(positions)
+
+    return at

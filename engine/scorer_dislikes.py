@@ -26,6 +26,8 @@ time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .candidates import centred_units
@@ -46,58 +48,79 @@ class DislikeScorer:
         return cfg.dislike_weight
 
     def score(self, ctx: RankingContext) -> ScorePart:
-        count = len(ctx.eligible)
+        """The part of every eligible candidate."""
+        lowering = self.penalty(ctx)
+        everyone = np.arange(len(ctx.eligible))
+        return ScorePart(np.zeros(len(everyone)) if lowering is None else lowering(everyone))
+
+    def penalty(self, ctx: RankingContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The part of the eligible candidates at given positions (None: 0 for all); the
+        ranker asks only for the candidates that can still reach the top n
+        (``ranker.PenalisedScores``)."""
         cfg = ctx.config
         if ctx.record is None or self.weight(cfg) <= 0.0:
-            return ScorePart(np.zeros(count))
+            return None
         rated = [o for o in ctx.observations if not o.is_query]
         strong = [o for o in rated if o.strength <= -cfg.dislike_min_strength]
         disliked = self._centre(ctx, strong[-cfg.dislike_items :])
         if disliked is None:
-            return ScorePart(np.zeros(count))
+            return None
         # what the user also liked is not pushed away
         liked = self._centre(ctx, [o for o in rated if o.liked][-cfg.dislike_items :])
         centres = [disliked] if liked is None else [disliked, liked]
-        # against the whole pool: a matrix-vector product over contiguous rows is
-        # cheaper than copying the eligible rows out first (and two of them cheaper
-        # than one product with two columns)
-        closeness = [
-            _power(np.maximum(ctx.pool.cosines(centre), 0.0)[ctx.eligible], cfg.dislike_power)
-            * weight
-            for centre, weight in centres
-        ]
-        penalty = (
-            closeness[0] if liked is None else closeness[0] - cfg.dislike_like_offset * closeness[1]
-        )
-        return ScorePart(-np.maximum(penalty, 0.0))
+        pool, eligible = ctx.pool, ctx.eligible
+
+        def at(positions: np.ndarray) -> np.ndarray:
+            # most of the pool: a matrix-vector product over its contiguous rows is
+            # cheaper than copying the rows out first (and two of them cheaper than one
+            # product with two columns); a few rows: those rows only
+            few = 4 * len(positions) < len(pool.rows)
+            closeness = [
+                _power(
+                    np.maximum(
+                        pool.cosines(centre, eligible[positions])
+                        if few
+                        else pool.cosines(centre)[eligible[positions]],
+                        0.0,
+                    ),
+                    cfg.dislike_power,
+                )
+                * weight
+                for centre, weight in centres
+            ]
+            penalty = closeness[0]
+            if liked is not None:
+                penalty = penalty - cfg.dislike_like_offset * closeness[1]
+            return -np.maximum(penalty, 0.0)
+
+        return at
 
     def _centre(
         self, ctx: RankingContext, observed: list[Observation]
     ) -> tuple[np.ndarray, float] | None:
         """The weighted centre of these items' unit vectors, and mean(w) (None when
         none of them is live)."""
-        live = self.catalog.keeper.live_rows([o.ref for o in observed])
-        kept = [o for o, row in zip(observed, live, strict=True) if row is not None]
+        kept = [o for o in observed if o.ref in ctx.rated_rows]
         if not kept:
             return None
         weights = np.minimum(np.abs([o.strength for o in kept]), 1.0)
-        units = self._units(ctx, [o.ref for o in kept])
-        centre = (weights[:, None] * units).sum(axis=0)
+        centre = weights @ self._units(ctx, [o.ref for o in kept])
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
         return centre, float(weights.mean())
 
     def _units(self, ctx: RankingContext, refs: list[str]) -> np.ndarray:
         """The items' catalog-centred unit vectors, from their vectors in the pool when
         it holds them all (a pool of the whole catalog does), else in the index (or LMDB)."""
-        at = [ctx.pool.position_of.get(r) for r in refs]
-        if all(p is not None for p in at):
-            rows = ctx.pool.vectors[np.array(at, np.int64)]
-        else:
-            vectors = self.catalog.keeper.item_vectors(refs)
-            if vectors is None:  # the index is catching up: the user's vectors from LMDB
-                vectors = {r: ctx.user_vectors[r] for r in refs}
-            rows = np.stack([vectors[r] for r in refs])
-        return centred_units(rows, ctx.pool.mean)
+        pool = ctx.pool
+        at = [pool.position_of.get(r) for r in refs]
+        if all(p is not None for p in at):  # the pool knows their norms
+            picked = np.array(at, np.int64)
+            scale = pool.inverse_norms[picked, None]
+            return np.asarray((pool.vectors[picked] - pool.mean) * scale)
+        vectors = self.catalog.keeper.item_vectors(refs)
+        if vectors is None:  # the index is catching up: the user's vectors from LMDB
+            vectors = {r: ctx.user_vectors[r] for r in refs}
+        return centred_units(np.stack([vectors[r] for r in refs]), pool.mean)
 
 
 def _power(values: np.ndarray, power: float) -> np.ndarray:

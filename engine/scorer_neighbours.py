@@ -12,6 +12,7 @@ against).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,9 @@ class NeighbourScorer:
         found = Neighbours.none(count)
         if ctx.model is not None and ctx.record is not None and self.weight(ctx.config) > 0.0:
             if self.config.content_neighbours > 0:
-                found = self.from_lists(ctx.txn, ctx.observations, ctx.pool, ctx.eligible)
+                found = self.from_lists(
+                    ctx.txn, ctx.observations, ctx.rated_rows, ctx.pool, ctx.eligible
+                )
             else:
                 found = self.neighbours(ctx.record, ctx.user_vectors, ctx.pool.units, ctx.eligible)
 
@@ -78,6 +81,7 @@ class NeighbourScorer:
         self,
         txn: Any,
         user_observations: list[Observation],
+        live: Mapping[str, int],
         pool: CandidatePool,
         eligible: np.ndarray,
     ) -> Neighbours:
@@ -85,9 +89,7 @@ class NeighbourScorer:
         strength * max(0, cos)^neighbour_power for each candidate in a rated item's
         list, divided by the total absolute strength, standardized over the eligible
         candidates. A candidate in no list scores as if its similarities were 0."""
-        rated = [o for o in user_observations if not o.is_query]
-        live = self.catalog.keeper.live_rows([o.ref for o in rated])
-        kept = [(o, row) for o, row in zip(rated, live, strict=True) if row is not None]
+        kept = [(o, live[o.ref]) for o in user_observations if not o.is_query and o.ref in live]
         kept = kept[-self.config.ranking.neighbour_items :]  # the newest
         if not kept:
             return Neighbours.none(len(eligible))
@@ -99,17 +101,21 @@ class NeighbourScorer:
         if not len(rows):
             return Neighbours.none(len(eligible))
         strengths = np.array([o.strength for o in obs], dtype=np.float64)
-        closeness = np.maximum(sims / SIM_SCALE, 0.0)
+        closeness = sims * (1.0 / SIM_SCALE)
+        np.maximum(closeness, 0.0, out=closeness)
         raise_to(closeness, self.config.ranking.neighbour_power)
         contribution = strengths[source] * closeness
         # list entries -> positions in the pool (entries outside it are dropped)
         position = pool.positions(rows)
         inside = position >= 0
-        position, contribution, source = position[inside], contribution[inside], source[inside]
+        if not inside.all():
+            position, contribution, source = position[inside], contribution[inside], source[inside]
         total = np.bincount(position, weights=contribution, minlength=len(pool.rows))
-        raw = total[eligible] / float(np.abs(strengths).sum())
-        spread = float(raw.std())
-        scores = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(len(raw))
+        raw = np.asarray(total[eligible], np.float64)  # (bincount of nothing is int64)
+        raw *= 1.0 / float(np.abs(strengths).sum())
+        raw -= raw.mean()
+        spread = math.sqrt(float(raw @ raw) / len(raw)) if len(raw) else 0.0
+        scores = raw / spread if spread > 1e-12 else np.zeros(len(raw))
         refs = [o.ref for o in obs]
 
         def because(k: int) -> str | None:
@@ -120,7 +126,7 @@ class NeighbourScorer:
                 return None
             return refs[int(source[mine[np.argmax(contribution[mine])]])]
 
-        return Neighbours(scores.astype(np.float64), because)
+        return Neighbours(scores, because)
 
     def neighbours(
         self,

@@ -10,9 +10,9 @@ class like the ones in ``scorer_*.py`` plus one line in ``default_scorers``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,12 +40,22 @@ class RankingContext:
     items: list[Any | None]  # their items, when the call read them (else empty)
     # the net feedback on each of the user's items and queries, oldest first (computed
     # once a call: candidate retrieval and several scorers read it)
-    observations: list[Observation] = field(default_factory=list)
+    observations: list[Observation]
+    # item ids -> their live rows in the index (None: not in the catalog now)
+    live_rows: Callable[[list[str]], list[int | None]]
 
     @cached_property
     def interests(self) -> list[Interest]:
         """The user's interests (computed by the first scorer or explanation that asks)."""
         return self.interests_of()
+
+    @cached_property
+    def rated_rows(self) -> dict[str, int]:
+        """The live row of each item the user has feedback on (items no longer in the
+        catalog left out); looked up once a call for the scorers that read them."""
+        refs = [o.ref for o in self.observations if not o.is_query]
+        rows = self.live_rows(refs)
+        return {ref: row for ref, row in zip(refs, rows, strict=True) if row is not None}
 
     @cached_property
     def vectors(self) -> np.ndarray:
@@ -73,3 +83,15 @@ class Scorer(Protocol):
     def weight(self, cfg: RankingConfig) -> float: ...
 
     def score(self, ctx: RankingContext) -> ScorePart: ...
+
+
+@runtime_checkable
+class Penalty(Scorer, Protocol):
+    """A scorer whose part only lowers a score (values <= 0, weight >= 0). Without
+    diversity the ranker asks it only for the candidates that can still reach the top n
+    (``ranker.PenalisedScores``): a few rows, not a pass over the whole pool."""
+
+    def penalty(self, ctx: RankingContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The (unweighted) part of the eligible candidates at the given positions;
+        None: 0 for every candidate."""
+        ...

@@ -14,7 +14,6 @@ entries: they still import (the hash's top 24 bits, the timestamp's day).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -181,14 +180,14 @@ def _number_events(
     checked: list[StoredEvent] = []
     for e, seq in events:
         if seq is not None and e.eid == assigned_id(user_id, generation, seq):
-            e = dataclasses.replace(e, eid=seq)
+            e = e._replace(eid=seq)
             next_seq = max(next_seq, seq + 1)
         checked.append(e)
     out: list[StoredEvent] = []
     seen: set[bytes] = set()
     for e in checked:
         if e.eid == -1:
-            e = dataclasses.replace(e, eid=next_seq)
+            e = e._replace(eid=next_seq)
             next_seq += 1
         raw = e.eid if isinstance(e.eid, bytes) else assigned_id(user_id, generation, e.eid)
         if raw in seen:

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -71,8 +71,10 @@ _KINDS = tuple(KindCode)  # by code: a tuple index is faster than KindCode(code)
 assert all(kind == code for code, kind in enumerate(_KINDS))
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """One event as the record stores it. A named tuple: immutable, and built ~3x
+    faster than a frozen dataclass (a recommend decodes every event of the log)."""
+
     kind: KindCode
     ref: str  # item id, or the query text of a search event
     value: float | None
@@ -92,15 +94,26 @@ class StoredEvent:
     @classmethod
     def unpack(cls, raw: list[Any], seq: int = -1) -> StoredEvent:
         """One packed event; ``seq`` numbers an event of format 2, which had no id."""
+        if len(raw) == 6:  # as format 3 writes it: no conversion but the value's
+            kind, ref, value, weight, ts, eid = raw
+            if (
+                type(kind) is int
+                and 0 <= kind < len(_KINDS)
+                and type(ref) is str
+                and type(ts) is int
+                and (type(eid) is int or type(eid) is bytes)
+            ):
+                value = None if value is None else float(value)
+                return tuple.__new__(cls, (_KINDS[kind], ref, value, float(weight), ts, eid))
         kind, ref, value, weight, ts, *rest = raw
         eid = rest[0] if rest else seq
         return cls(
             _KINDS[kind] if type(kind) is int and 0 <= kind < len(_KINDS) else KindCode(kind),
-            str(ref),
+            ref if type(ref) is str else str(ref),
             None if value is None else float(value),
             float(weight),
-            int(ts),
-            eid if isinstance(eid, bytes) else int(eid),
+            ts if type(ts) is int else int(ts),
+            eid if type(eid) is bytes or type(eid) is int else int(eid),
         )
 
     def same_content(self, other: StoredEvent, *, compare_time: bool = True) -> bool:

@@ -104,6 +104,23 @@ class CatalogWrites(RuleBasedStateMachine):
         assert neighbours.status().current
         assert neighbours.check() == []
 
+    @invariant()
+    def lists_in_memory_equal_the_stored_ones(self) -> None:
+        """Read from memory (current after every write) and from LMDB, bit for bit."""
+        lists = self.engine.catalog.neighbours.lists
+        owners: list[int | None] = [*range(40), None, 3, 3]
+        with self.engine._env.read() as txn:
+            memory = lists._in_memory(txn)
+            assert memory is not None and memory.version == lists.version(txn)
+            from_memory = lists.get_many(txn, owners)
+            lists.in_memory_entries = 0
+            try:
+                stored = lists.get_many(txn, owners)
+            finally:
+                lists.in_memory_entries = 10_000
+        for got, want in zip(from_memory, stored, strict=True):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
     def teardown(self) -> None:
         self.engine.close()
         self.tmp.cleanup()
@@ -200,6 +217,28 @@ def test_the_neighbour_score_sums_the_rated_items_lists(tmp_path: Path) -> None:
         for rec in recs[: len(listed)]:  # ...explained by it
             assert rec.explanation["reason"] == "neighbours"
             assert rec.explanation["because_of"] == "i3"
+    finally:
+        engine.close()
+
+
+def test_no_list_entry_among_the_candidates_scores_zero(tmp_path: Path) -> None:
+    """A filter that leaves none of the rated items' neighbours among the candidates:
+    the neighbour part is 0 for every candidate (no list entry to sum)."""
+    ranking = RankingConfig(personal_weight=0.0, neighbour_weight=1.0, popularity_weight=0.0)
+    engine = make_engine(tmp_path / "s", WordHashEncoder(), content_neighbours=1, ranking=ranking)
+    try:
+        engine.catalog.upsert(_catalog(12))
+        engine.interact("u1", [{"kind": "like", "item_id": "i3"}])
+        with engine._env.read() as txn:
+            (found,) = engine.catalog.neighbours.of_rows(
+                txn, engine.catalog.keeper.live_rows(["i3"])
+            )
+            assert found is not None
+            (listed,) = [engine.catalog.store.item_id_of_row(txn, int(r)) for r in found[0]]
+        recs = engine.recommend("u1", n=3, filters={"id": listed})  # the one neighbour only
+        assert [r.item_id for r in recs] == [listed]
+        recs = engine.recommend("u1", n=20, filters={"id": {"$ne": listed}})
+        assert recs and all(r.explanation["parts"]["neighbours"] == 0.0 for r in recs)
     finally:
         engine.close()
 

@@ -4,7 +4,6 @@ heavy user (4,000 rated items) who is never offered any of them back."""
 
 from __future__ import annotations
 
-import dataclasses
 import doctest
 import random
 from pathlib import Path
@@ -261,8 +260,8 @@ def test_forgetting_an_earlier_item_leaves_no_trace(tmp_path: Path) -> None:
         # the same events; their ids differ (with-x had one more, numbered in turn),
         # and with-x's record still knows the forgotten event's id digest and time
         # (so a client cannot send it back, engine/event_ids.py): neither names X
-        assert [dataclasses.replace(e, eid=0) for e in with_x.events] == [
-            dataclasses.replace(e, eid=0) for e in without_x.events
+        assert [e._replace(eid=0) for e in with_x.events] == [
+            e._replace(eid=0) for e in without_x.events
         ]
         users = engine._users
         with users.env.read() as txn:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 import pytest
 
@@ -78,3 +79,29 @@ def test_three_dislikes_in_a_topic_leave_at_most_one_of_it_in_the_top_10(
     favourites = [r for r in football_only if r.item_id in popular]
     assert len(favourites) == len(popular)
     assert all(r.explanation["parts"]["dislikes"] < 0 for r in favourites)
+
+
+def test_the_dislike_part_computed_lazily_ranks_as_when_computed_for_every_candidate(
+    crowd: tuple[Engine, list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without diversity the dislike part is computed only for the candidates that can
+    reach the top n (``ranker.PenalisedScores``); the lists equal the ones of the part
+    computed for every candidate (the path with diversity)."""
+    engine, football, popular = crowd
+    disliked = [i for i in football if i not in popular]
+    engine.interact("mixed", [{"kind": "dislike", "item_id": i} for i in disliked[:2]])
+    engine.interact("mixed", [{"kind": "like", "item_id": disliked[3]}])
+    users = ["grumpy", "mixed", "fan-0", "reader-3", "newcomer"]
+    engine.interact("grumpy", [{"kind": "dislike", "item_id": i} for i in disliked[:3]])
+    lazy = {(u, n): engine.recommend(u, n) for u in users for n in (1, 5, 10, 40)}
+    import ownrank.engine.recommender as recommender
+
+    class Never(Protocol):
+        def never_a_scorer(self) -> None: ...
+
+    monkeypatch.setattr(recommender, "Penalty", runtime_checkable(Never))
+    for (user, n), recs in lazy.items():
+        full = engine.recommend(user, n)
+        assert [r.item_id for r in recs] == [r.item_id for r in full], (user, n)
+        assert [r.score for r in recs] == pytest.approx([r.score for r in full], abs=1e-9)
+        assert [r.explanation for r in recs] == [r.explanation for r in full]
