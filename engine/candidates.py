@@ -185,11 +185,12 @@ class CandidateSelector:
     def lazy_user_vectors(self, record: UserRecord | None) -> UserVectors:
         return UserVectors(lambda: self.user_vectors(record))
 
-    def has_deleted_items(self, record: UserRecord) -> bool:
-        """Whether any item the user has events on left the catalog (as of a catch-up
-        of the index with LMDB)."""
+    def live_rows_of(self, record: UserRecord) -> dict[str, int | None]:
+        """Each item the user has events on -> its live row (None: it left the catalog),
+        as of a catch-up of the index with LMDB."""
         self.catalog.keeper.sync()
-        return any(row is None for row in self.catalog.keeper.live_rows(record.item_ids()))
+        ids = list(record.item_ids())
+        return dict(zip(ids, self.catalog.keeper.live_rows(ids), strict=True))
 
     def interest_vectors(
         self, record: UserRecord, model: PersonalModel, vectors: Mapping[str, np.ndarray]

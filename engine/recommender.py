@@ -80,6 +80,8 @@ class Recommender:
         self.recency = next(s for s in self.scorers if isinstance(s, RecencyScorer))
         self.collaborative = next(s for s in self.scorers if isinstance(s, CollaborativeScorer))
         self.weights = {s.name: s.weight for s in self.scorers}
+        # parts computed lazily (a protocol check per call costs ~20 us: once here)
+        self.penalties = {s.name: s for s in self.scorers if isinstance(s, Penalty)}
 
     def warm_up(self) -> None:
         """Compute what every ranking call shares (the catalog prior, the popularity
@@ -106,12 +108,13 @@ class Recommender:
         re-ranked by the personal model and priors. Unknown users get the cold-start list."""
         check_n(n)
         record = self.records.read(user_id)
-        if record is not None and self.candidates.has_deleted_items(record):
+        rows = None if record is None else self.candidates.live_rows_of(record)
+        if rows is not None and None in rows.values():
             # catalog items the user had events on are gone: the write path drops them
             # (once: the rewrite drops those events)
-            record = self.writes.catch_up(user_id)
+            record, rows = self.writes.catch_up(user_id), None
         vectors = self.candidates.lazy_user_vectors(record)
-        return self.rank(record, vectors, n, filters, exclude_seen, diversity)
+        return self.rank(record, vectors, n, filters, exclude_seen, diversity, rows)
 
     def recommend_from_history(
         self,
@@ -138,7 +141,9 @@ class Recommender:
         filters: Mapping[str, Any] | None,
         exclude_seen: bool,
         diversity: float,
+        live_rows: Mapping[str, int | None] | None = None,
     ) -> list[Recommendation]:
+        """``live_rows``: the live rows of the user's items, if the caller has them."""
         if not 0.0 <= diversity <= 1.0:
             raise InvalidInputError("diversity must be between 0 and 1")
         expr = self.catalog.parse_filters(filters)
@@ -185,7 +190,7 @@ class Recommender:
                 ids,
                 [],
                 user_observations,
-                self.catalog.keeper.live_rows,
+                self._live_rows(live_rows),
             )
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item
@@ -200,8 +205,9 @@ class Recommender:
             for scorer in self.scorers:
                 if scorer.name in done:
                     continue
-                if isinstance(scorer, Penalty) and diversity <= 0.0:
-                    lowering, weight = scorer.penalty(ctx), scorer.weight(cfg)
+                if scorer.name in self.penalties and diversity <= 0.0:
+                    penalty = self.penalties[scorer.name]
+                    lowering, weight = penalty.penalty(ctx), scorer.weight(cfg)
                     if lowering is not None and weight > 0.0:
                         lazy[scorer.name] = _weighted(lowering, weight)
                         continue
@@ -236,6 +242,21 @@ class Recommender:
                 )
                 for k in order
             ]
+
+    def _live_rows(
+        self, known: Mapping[str, int | None] | None
+    ) -> Callable[[list[str]], list[int | None]]:
+        """Item ids -> live rows: from ``known`` where it has them, else the index's."""
+        keeper = self.catalog.keeper
+        if known is None:
+            return keeper.live_rows
+
+        def rows(ids: list[str]) -> list[int | None]:
+            if all(i in known for i in ids):
+                return [known[i] for i in ids]
+            return keeper.live_rows(ids)
+
+        return rows
 
     def _item_or_none(self, txn: Any, item_id: str) -> Item | None:
         """The item as of ``txn``, or None if it was deleted since the index saw it."""

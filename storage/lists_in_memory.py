@@ -68,11 +68,11 @@ class ListsInMemory:
         [[0, 1, 2], [90, 90, 80], [0, 2, 2]]
         """
         asked = np.array([-1 if o is None else o for o in owners], np.int64)
-        known = (asked >= 0) & (asked < len(self.lengths))
-        at = np.flatnonzero(known)
+        at = np.flatnonzero((asked >= 0) & (asked < len(self.lengths)))
         picked = asked[at]
         counts = self.lengths[picked]
+        rows, sims = self.rows[picked], self.sims[picked]
+        if int(counts.min(initial=self.rows.shape[1])) == self.rows.shape[1]:  # all full
+            return rows.ravel(), sims.ravel().astype(np.int64), np.repeat(at, counts)
         mask = np.arange(self.rows.shape[1]) < counts[:, None]
-        rows = self.rows[picked][mask]
-        sims = self.sims[picked][mask].astype(np.int64)
-        return rows, sims, np.repeat(at, counts)
+        return rows[mask], sims[mask].astype(np.int64), np.repeat(at, counts)
