@@ -35,49 +35,44 @@ class Recommendation:
 
 
 @dataclass
-class PenalisedScores:
-    """Scores that are ``upper`` plus parts that only lower them (``scoring.Penalty``),
-    made exact lazily: ``top`` computes the penalties of the best candidates by
-    ``upper`` until no other candidate can reach the top ``n``; ``complete`` computes
-    the rest. Either way the top ``n`` is the one of the fully computed scores (an
-    unscored candidate's ``upper`` is below the n-th exact score, so it neither enters
-    nor ties)."""
+class LazyScores:
+    """Scores that are ``known`` plus parts computed lazily, each with an upper bound
+    (``scoring.Bounded``): ``top`` computes those parts only for the candidates that
+    can still reach the top ``n``, ``complete`` for the rest. Either way the top ``n``
+    is the one of the fully computed scores: a candidate left uncomputed has
+    ``known`` + the bounds below the n-th exact score, so it neither enters nor ties.
+    """
 
-    upper: np.ndarray
-    penalties: Mapping[str, Callable[[np.ndarray], np.ndarray]]  # weighted, at positions
-    scores: np.ndarray = field(init=False)
-    parts: dict[str, np.ndarray] = field(init=False)  # each penalty; 0 where not computed
+    known: np.ndarray
+    lazy: Mapping[str, tuple[Callable[[np.ndarray], np.ndarray], float]]  # weighted part, bound
+    scores: np.ndarray = field(init=False)  # exact where ``done``, else the upper bound
+    parts: dict[str, np.ndarray] = field(init=False)  # each lazy part; 0 where not computed
     done: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scores = self.upper.copy()
-        self.parts = {name: np.zeros(len(self.upper)) for name in self.penalties}
-        self.done = np.zeros(len(self.upper), bool)
+        self.scores = self.known + sum(bound for _part, bound in self.lazy.values())
+        self.parts = {name: np.zeros(len(self.known)) for name in self.lazy}
+        self.done = np.zeros(len(self.known), bool)
 
     def top(self, n: int, first: int = 32) -> np.ndarray:
-        """Exact wherever it decides the top ``n``; returns the scores.
+        """Exact wherever it decides the top ``n``; returns the scores. Two rounds: the
+        ``max(2n, first)`` best bounds, then every candidate whose bound reaches the
+        n-th exact score found.
 
-        >>> lowered = PenalisedScores(np.array([3.0, 2.0, 1.0, 0.5]),
-        ...                           {"no": lambda at: -2.0 * (at == 0)})
-        >>> lowered.top(1, first=1).tolist(), lowered.done.tolist()
+        >>> lazy = LazyScores(np.array([3.0, 2.0, 1.0, 0.5]),
+        ...                   {"no": (lambda at: -2.0 * (at == 0), 0.0)})
+        >>> lazy.top(1, first=1).tolist(), lazy.done.tolist()
         ([1.0, 2.0, 1.0, 0.5], [True, True, False, False])
         """
-        count = len(self.upper)
-        take = min(count, max(2 * n, first))
-        while True:
-            if take < count:
-                best = np.argpartition(-self.upper, take - 1)[:take]
-            else:
-                best = np.arange(count)
-            self._compute(best[~self.done[best]])
-            if take >= count:
-                return self.scores
-            exact = self.scores[self.done]
-            if len(exact) >= n:
-                nth = np.partition(exact, len(exact) - n)[len(exact) - n]
-                if float(self.upper[~self.done].max()) < nth:
-                    return self.scores
-            take = min(count, 2 * take)
+        count = len(self.known)
+        take = max(2 * n, first)
+        if take >= count or n > count:
+            return self.complete()
+        self._compute(np.argpartition(self.scores, count - take)[count - take :])
+        exact = self.scores[self.done]
+        nth = np.partition(exact, len(exact) - n)[len(exact) - n]
+        self._compute(np.flatnonzero(~self.done & (self.scores >= nth)))
+        return self.scores
 
     def complete(self) -> np.ndarray:
         """Exact everywhere; returns the scores."""
@@ -87,10 +82,12 @@ class PenalisedScores:
     def _compute(self, positions: np.ndarray) -> None:
         if not len(positions):
             return
-        for name, penalty in self.penalties.items():
-            values = penalty(positions)
+        total = self.known[positions]
+        for name, (part, _bound) in self.lazy.items():
+            values = part(positions)
             self.parts[name][positions] = values
-            self.scores[positions] += values
+            total = total + values
+        self.scores[positions] = total
         self.done[positions] = True
 
 
@@ -111,7 +108,7 @@ def select_live(
     committed by another thread or process: such an item simply drops out (and the
     next one takes its place), so no result names an item deleted before the
     snapshot was taken. ``scores`` may be exact only where they decide the top ``n``
-    (``PenalisedScores.top``): ``complete`` then gives them everywhere, for the
+    (``LazyScores.top``): ``complete`` then gives them everywhere, for the
     choice without the candidates that are gone."""
     known: dict[int, Item | None] = dict(enumerate(items)) if items else {}
     gone = np.array([k for k, item in known.items() if item is None], np.int64)

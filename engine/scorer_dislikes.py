@@ -26,15 +26,13 @@ time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from .candidates import centred_units
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .personal_model import Observation
-from .scoring import RankingContext, ScorePart
+from .scoring import LazyPart, RankingContext, ScorePart
 
 
 class DislikeScorer:
@@ -49,14 +47,14 @@ class DislikeScorer:
 
     def score(self, ctx: RankingContext) -> ScorePart:
         """The part of every eligible candidate."""
-        lowering = self.penalty(ctx)
+        lowering = self.bounded(ctx)
         everyone = np.arange(len(ctx.eligible))
-        return ScorePart(np.zeros(len(everyone)) if lowering is None else lowering(everyone))
+        return ScorePart(np.zeros(len(everyone)) if lowering is None else lowering.values(everyone))
 
-    def penalty(self, ctx: RankingContext) -> Callable[[np.ndarray], np.ndarray] | None:
-        """The part of the eligible candidates at given positions (None: 0 for all); the
-        ranker asks only for the candidates that can still reach the top n
-        (``ranker.PenalisedScores``)."""
+    def bounded(self, ctx: RankingContext) -> LazyPart | None:
+        """The part of the eligible candidates at given positions, and its bound: 0, the
+        part only lowers scores (None: 0 for all). The ranker asks only for the
+        candidates that can still reach the top n (``ranker.LazyScores``)."""
         cfg = ctx.config
         if ctx.record is None or self.weight(cfg) <= 0.0:
             return None
@@ -93,7 +91,7 @@ class DislikeScorer:
                 penalty = penalty - cfg.dislike_like_offset * closeness[1]
             return -np.maximum(penalty, 0.0)
 
-        return at
+        return LazyPart(at, 0.0)
 
     def _centre(
         self, ctx: RankingContext, observed: list[Observation]
