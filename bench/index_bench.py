@@ -54,7 +54,7 @@ from catalog_bench import (
 from threadpoolctl import threadpool_limits
 
 from ownrank import EngineConfig
-from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper
+from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper, ef_search_for
 from ownrank.storage.vector_index import IndexType, VectorIndex
 
 Vectors = npt.NDArray[np.float32]
@@ -78,6 +78,7 @@ class Settings:
     config: EngineConfig = field(default_factory=EngineConfig)
     data_dir: Path | None = None  # where index files are written to measure them
     save: bool = True
+    ef_sweep: tuple[int, ...] = ()  # HNSW: unfiltered search again at each efSearch
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ def build_index(kind: IndexType, vectors: Vectors, settings: Settings) -> Vector
         vectors.shape[1],
         hnsw_m=cfg.hnsw_m,
         ef_construction=cfg.hnsw_ef_construction,
-        ef_search=cfg.hnsw_ef_search,
+        ef_search=ef_search_for(len(vectors), cfg.hnsw_ef_search),
     )
     for start in range(0, len(vectors), REBUILD_BATCH):
         stop = min(len(vectors), start + REBUILD_BATCH)
@@ -321,10 +322,15 @@ def measure_kind(
         search = index_search(index, k)
         measure_search(run, search, queries, truth["unfiltered"], k, ["index"], **labels,
                        filter="none")  # fmt: skip
+    for ef in settings.ef_sweep if kind == "hnsw" else ():  # recall against efSearch
+        for k in (10, 100):
+            search = index_search(index, k, ef_search=ef)
+            measure_search(run, search, queries, truth["unfiltered"], k, ["index"], **labels,
+                           filter="sweep", ef_search=max(ef, k))  # fmt: skip
     # filtered: the index's own filtered search, as IndexKeeper calls it (for flat,
     # exactly the engine's whole path) ...
     k, topic = 10, {**labels, "filter": "topic"}
-    ef = max(cfg.hnsw_ef_search, 4 * k) if kind == "hnsw" else None
+    ef = max(index.ef_search, 4 * k) if kind == "hnsw" else None
     admitted = int(np.mean([a.size for a in allowed]))
     paths = ["index", "engine"] if kind == "flat" else ["index"]
     search = index_search(index, k, allowed, ef)
@@ -400,6 +406,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "passes exact_filter_limit, so HNSW's filtered search is what the engine "
                    "runs)")  # fmt: skip
     p.add_argument("--threads", type=int, help="FAISS and BLAS threads (default: engine's, 1)")
+    p.add_argument(
+        "--ef-sweep",
+        type=parse_sizes,
+        default=(),
+        help="HNSW: unfiltered searches again at each of these efSearch values",
+    )
+    p.add_argument("--hnsw-m", type=int, help="HNSW links per node (default: the engine's)")
+    p.add_argument("--ef-construction", type=int,
+                   help="HNSW efConstruction (default: the engine's)")  # fmt: skip
     p.add_argument("--no-save", dest="save", action="store_false", help="skip index file sizes")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data-dir", type=Path, help="where index files are written (default: tmp)")
@@ -442,6 +457,13 @@ def declare(run: harness.Run, filter_topics: int) -> None:
         metrics=["auto index", "raw vectors", "generate", "ground truth", "phase peak RSS",
                  "other cores busy"],
     )  # fmt: skip
+    for k in (10, 100):
+        run.table(
+            f"HNSW, one query per call, k={k}, by efSearch (--ef-sweep)",
+            by=["items", "ef_search"],
+            where={"k": k, "filter": "sweep"},
+            metrics=["search p50", "search p99", "search mean", f"recall@{k}"],
+        )
     for items, bound in ((100_000, 0.97), (1_000_000, 0.95)):
         where: dict[str, harness.Label] = {"index": "hnsw", "items": items, "filter": "none"}
         run.target(f"HNSW recall@10 at {items:,} items", "recall@10", ">=", bound, where,
@@ -450,7 +472,8 @@ def declare(run: harness.Run, filter_topics: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    config = EngineConfig(index_threads=args.threads)
+    graph = {"hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.ef_construction}
+    config = EngineConfig(index_threads=args.threads, **{k: v for k, v in graph.items() if v})
     settings = Settings(
         flat_queries=args.flat_queries,
         kinds=tuple(args.kinds),
@@ -458,6 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         config=config,
         data_dir=args.data_dir,
+        ef_sweep=tuple(args.ef_sweep),
         save=args.save,
     )
     run = harness.Run("index_bench", vars(args), quick=args.quick)

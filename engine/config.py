@@ -144,7 +144,13 @@ class EngineConfig(BaseModel):
     hnsw_threshold: int = Field(15_000, ge=1)
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_construction: int = Field(80, ge=8)
-    hnsw_ef_search: int = Field(96, ge=8)
+    hnsw_ef_search: int | None = Field(
+        None,
+        ge=8,
+        description="HNSW's beam width of a search; None: by catalog size "
+        "(engine/index_keeper.ef_search_for: 96 up to 50,000 items, then in proportion, "
+        "at most 256)",
+    )
     index_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads")
     blas_threads: int | None = Field(
         None,

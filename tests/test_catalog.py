@@ -260,6 +260,28 @@ def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
         assert keeper.index.ntotal == engine.catalog.count() == 75
 
 
+def test_the_hnsw_beam_width_follows_the_catalog_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hnsw_ef_search=None``: the width for the live item count (``ef_search_for``),
+    set on open, after each catch-up and each rebuild; a configured width stays."""
+    import ownrank.engine.index_keeper as index_keeper
+
+    monkeypatch.setattr(index_keeper, "EF_GROWS_FROM", 50)  # grows past 50 items here
+    engine = make_engine(tmp_path / "s", WordHashEncoder(), index_kind="hnsw", hnsw_m=8)
+    with engine:
+        engine.catalog.upsert(catalog_items(40))
+        assert engine.catalog.keeper.index.ef_search == 96
+        engine.catalog.upsert(catalog_items(100))
+        engine.search("jazz", 3)  # a query catches the index up
+        assert engine.catalog.keeper.index.ef_search == 96 * 100 // 50
+    with make_engine(tmp_path / "s", WordHashEncoder(), index_kind="hnsw", hnsw_m=8) as again:
+        assert again.catalog.keeper.index.ef_search == 192  # from the saved index's size
+    config = {"index_kind": "hnsw", "hnsw_m": 8, "hnsw_ef_search": 40}
+    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as fixed:
+        assert fixed.catalog.keeper.index.ef_search == 40
+
+
 def test_concurrent_first_filtered_queries_build_the_filter_table_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
