@@ -272,7 +272,7 @@ class EngineConfig(BaseModel):
         description="hold the neighbour lists in each process's memory while they have "
         "at most this many entries (12 bytes each; ranking then reads a user's lists in "
         "one gather instead of a lookup per list); after a catalog change the next "
-        "ranking call reads them again (about 40 ns an entry); 0 = always from LMDB",
+        "ranking call reads them again; 0 = always from LMDB",
     )
     neighbour_sync_budget: int = Field(
         4 * 10**9,

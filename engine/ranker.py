@@ -36,31 +36,30 @@ class Recommendation:
 
 @dataclass
 class LazyScores:
-    """Scores that are ``known`` plus parts computed lazily, each with an upper bound
-    (``scoring.Bounded``): ``top`` computes those parts only for the candidates that
-    can still reach the top ``n``, ``complete`` for the rest. Either way the top ``n``
-    is the one of the fully computed scores: a candidate left uncomputed has
-    ``known`` + the bounds below the n-th exact score, so it neither enters nor ties.
+    """Scores that are ``known`` plus parts that only lower them (``scoring.Penalty``),
+    computed lazily: ``top`` computes those parts only for the candidates that can
+    still reach the top ``n``, ``complete`` for the rest. Either way the top ``n`` is
+    the one of the fully computed scores: a candidate left uncomputed has ``known``
+    below the n-th exact score, so it neither enters nor ties.
     """
 
     known: np.ndarray
-    lazy: Mapping[str, tuple[Callable[[np.ndarray], np.ndarray], float]]  # weighted part, bound
-    scores: np.ndarray = field(init=False)  # exact where ``done``, else the upper bound
-    parts: dict[str, np.ndarray] = field(init=False)  # each lazy part; 0 where not computed
+    penalties: Mapping[str, Callable[[np.ndarray], np.ndarray]]  # weighted, at positions
+    scores: np.ndarray = field(init=False)  # exact where ``done``, else ``known``
+    parts: dict[str, np.ndarray] = field(init=False)  # each penalty; 0 where not computed
     done: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        self.scores = self.known + sum(bound for _part, bound in self.lazy.values())
-        self.parts = {name: np.zeros(len(self.known)) for name in self.lazy}
+        self.scores = self.known.copy()
+        self.parts = {name: np.zeros(len(self.known)) for name in self.penalties}
         self.done = np.zeros(len(self.known), bool)
 
     def top(self, n: int, first: int = 32) -> np.ndarray:
         """Exact wherever it decides the top ``n``; returns the scores. Two rounds: the
-        ``max(2n, first)`` best bounds, then every candidate whose bound reaches the
-        n-th exact score found.
+        ``max(2n, first)`` best by ``known``, then every candidate whose ``known``
+        reaches the n-th exact score found.
 
-        >>> lazy = LazyScores(np.array([3.0, 2.0, 1.0, 0.5]),
-        ...                   {"no": (lambda at: -2.0 * (at == 0), 0.0)})
+        >>> lazy = LazyScores(np.array([3.0, 2.0, 1.0, 0.5]), {"no": lambda at: -2.0 * (at == 0)})
         >>> lazy.top(1, first=1).tolist(), lazy.done.tolist()
         ([1.0, 2.0, 1.0, 0.5], [True, True, False, False])
         """
@@ -83,8 +82,8 @@ class LazyScores:
         if not len(positions):
             return
         total = self.known[positions]
-        for name, (part, _bound) in self.lazy.items():
-            values = part(positions)
+        for name, penalty in self.penalties.items():
+            values = penalty(positions)
             self.parts[name][positions] = values
             total = total + values
         self.scores[positions] = total

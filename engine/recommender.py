@@ -4,9 +4,9 @@
 selects candidates (``candidates.py``), has each registered scorer score the
 eligible ones (``scorer_*.py``: personal head, neighbours, popularity,
 collaborative, dislikes, recency; the score is the sum of the weighted parts; a
-part with a bound known in advance (the dislikes': it only lowers scores) is
-computed only for the candidates that can still reach the top n, ``scoring.Bounded``)
-and hands them to the ranker (``ranker.py``). Ranking reads
+part that only lowers scores, the dislikes', is computed only for the candidates
+that can still reach the top n, ``scoring.Penalty``) and hands them to the ranker
+(``ranker.py``). Ranking reads
 only: the one write a recommend may cause is the write path's ``catch_up``,
 called by name before ranking.
 """
@@ -34,7 +34,7 @@ from .scorer_neighbours import NeighbourScorer
 from .scorer_personal import PersonalScorer
 from .scorer_popularity import Popularity
 from .scorer_recency import RecencyScorer, recency_rank
-from .scoring import Bounded, Explain, RankingContext, ScorePart, Scorer
+from .scoring import Penalty, RankingContext, ScorePart, Scorer
 from .shared_stats import SharedStatistics
 from .user_record import SeenItems, UserRecord
 from .write_path import WritePath
@@ -81,7 +81,7 @@ class Recommender:
         self.collaborative = next(s for s in self.scorers if isinstance(s, CollaborativeScorer))
         self.weights = {s.name: s.weight for s in self.scorers}
         # parts computed lazily (a protocol check per call costs ~20 us: once here)
-        self.bounded = {s.name: s for s in self.scorers if isinstance(s, Bounded)}
+        self.penalties = {s.name: s for s in self.scorers if isinstance(s, Penalty)}
 
     def warm_up(self) -> None:
         """Compute what every ranking call shares (the catalog prior, the popularity
@@ -200,20 +200,18 @@ class Recommender:
                 ctx.items = [self._item_or_none(txn, i) for i in ids]
             if cold_and_bare:  # cold start with no priors: recent first, and diverse
                 diversity = max(diversity, COLD_START_DIVERSITY)
-            # parts with a bound: computed for the candidates that can reach the top n
-            lazy: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {}
-            explainers: dict[str, Explain | None] = {}
+            # parts that only lower a score: for the candidates that can reach the top n
+            lazy: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
             for scorer in self.scorers:
                 if scorer.name in done:
                     continue
-                bounded = self.bounded.get(scorer.name)
-                if bounded is not None and diversity <= 0.0:
-                    part, weight = bounded.bounded(ctx), scorer.weight(cfg)
-                    if part is None or weight == 0.0:
+                penalty = self.penalties.get(scorer.name)
+                if penalty is not None and diversity <= 0.0:
+                    lowering, weight = penalty.penalty(ctx), scorer.weight(cfg)
+                    if lowering is None or weight == 0.0:
                         done[scorer.name] = ScorePart(np.zeros(len(ids)))
                     else:
-                        lazy[scorer.name] = (_weighted(part.values, weight), weight * part.bound)
-                        explainers[scorer.name] = part.explain
+                        lazy[scorer.name] = _weighted(lowering, weight)
                     continue
                 done[scorer.name] = scorer.score(ctx)
             parts = {name: self.weights[name](cfg) * part.values for name, part in done.items()}
@@ -236,7 +234,7 @@ class Recommender:
                 ctx.items,
                 lazily.complete if lazy else None,
             )
-            explainers.update((name, part.explain) for name, part in done.items())
+            explainers = {name: part.explain for name, part in done.items()}
             return [
                 Recommendation(
                     ids[k],

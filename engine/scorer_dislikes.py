@@ -26,13 +26,15 @@ time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .candidates import centred_units
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .personal_model import Observation
-from .scoring import LazyPart, RankingContext, ScorePart
+from .scoring import RankingContext, ScorePart
 
 
 class DislikeScorer:
@@ -47,14 +49,14 @@ class DislikeScorer:
 
     def score(self, ctx: RankingContext) -> ScorePart:
         """The part of every eligible candidate."""
-        lowering = self.bounded(ctx)
+        lowering = self.penalty(ctx)
         everyone = np.arange(len(ctx.eligible))
-        return ScorePart(np.zeros(len(everyone)) if lowering is None else lowering.values(everyone))
+        return ScorePart(np.zeros(len(everyone)) if lowering is None else lowering(everyone))
 
-    def bounded(self, ctx: RankingContext) -> LazyPart | None:
-        """The part of the eligible candidates at given positions, and its bound: 0, the
-        part only lowers scores (None: 0 for all). The ranker asks only for the
-        candidates that can still reach the top n (``ranker.LazyScores``)."""
+    def penalty(self, ctx: RankingContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The part of the eligible candidates at given positions (None: 0 for all); the
+        ranker asks only for the candidates that can still reach the top n
+        (``ranker.LazyScores``)."""
         cfg = ctx.config
         if ctx.record is None or self.weight(cfg) <= 0.0:
             return None
@@ -65,33 +67,25 @@ class DislikeScorer:
             return None
         # what the user also liked is not pushed away
         liked = self._centre(ctx, [o for o in rated if o.liked][-cfg.dislike_items :])
-        centres = [disliked] if liked is None else [disliked, liked]
         pool, eligible = ctx.pool, ctx.eligible
 
         def at(positions: np.ndarray) -> np.ndarray:
+            rows = eligible[positions]
             # most of the pool: a matrix-vector product over its contiguous rows is
             # cheaper than copying the rows out first (and two of them cheaper than one
             # product with two columns); a few rows: those rows only
             few = 4 * len(positions) < len(pool.rows)
-            closeness = [
-                _power(
-                    np.maximum(
-                        pool.cosines(centre, eligible[positions])
-                        if few
-                        else pool.cosines(centre)[eligible[positions]],
-                        0.0,
-                    ),
-                    cfg.dislike_power,
-                )
-                * weight
-                for centre, weight in centres
-            ]
-            penalty = closeness[0]
-            if liked is not None:
-                penalty = penalty - cfg.dislike_like_offset * closeness[1]
-            return -np.maximum(penalty, 0.0)
 
-        return LazyPart(at, 0.0)
+            def near(centre: np.ndarray, weight: float) -> np.ndarray:
+                cos = pool.cosines(centre, rows) if few else pool.cosines(centre)[rows]
+                return np.asarray(_power(np.maximum(cos, 0.0), cfg.dislike_power) * weight)
+
+            penalty = near(*disliked)
+            if liked is not None:
+                penalty = penalty - cfg.dislike_like_offset * near(*liked)
+            return np.asarray(-np.maximum(penalty, 0.0))
+
+        return at
 
     def _centre(
         self, ctx: RankingContext, observed: list[Observation]

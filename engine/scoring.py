@@ -85,21 +85,13 @@ class Scorer(Protocol):
     def score(self, ctx: RankingContext) -> ScorePart: ...
 
 
-@dataclass(frozen=True)
-class LazyPart:
-    """A part the ranker computes only for the candidates it asks about (``Bounded``)."""
-
-    values: Callable[[np.ndarray], np.ndarray]  # of the eligible candidates at positions
-    bound: float  # no value exceeds it, rounding included
-    explain: Explain | None = None
-
-
 @runtime_checkable
-class Bounded(Scorer, Protocol):
-    """A scorer whose part has an upper bound known before any candidate is scored.
-    Without diversity the ranker asks it only for the candidates that can still reach
-    the top n (``ranker.LazyScores``): a few hundred rows, not a pass over the pool."""
+class Penalty(Scorer, Protocol):
+    """A scorer whose part only lowers a score (values <= 0, weight >= 0). Without
+    diversity the ranker asks it only for the candidates that can still reach the top
+    n (``ranker.LazyScores``): a few rows, not a pass over the whole pool."""
 
-    def bounded(self, ctx: RankingContext) -> LazyPart | None:
-        """The (unweighted) part, lazily; None: 0 for every candidate."""
+    def penalty(self, ctx: RankingContext) -> Callable[[np.ndarray], np.ndarray] | None:
+        """The (unweighted) part of the eligible candidates at the given positions;
+        None: 0 for every candidate."""
         ...

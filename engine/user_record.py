@@ -94,26 +94,20 @@ class StoredEvent(NamedTuple):
     @classmethod
     def unpack(cls, raw: list[Any], seq: int = -1) -> StoredEvent:
         """One packed event; ``seq`` numbers an event of format 2, which had no id."""
-        if len(raw) == 6:  # as format 3 writes it: no conversion but the value's
-            kind, ref, value, weight, ts, eid = raw
-            if (
-                type(kind) is int
-                and 0 <= kind < len(_KINDS)
-                and type(ref) is str
-                and type(ts) is int
-                and (type(eid) is int or type(eid) is bytes)
-            ):
-                value = None if value is None else float(value)
-                return tuple.__new__(cls, (_KINDS[kind], ref, value, float(weight), ts, eid))
         kind, ref, value, weight, ts, *rest = raw
         eid = rest[0] if rest else seq
-        return cls(
-            _KINDS[kind] if type(kind) is int and 0 <= kind < len(_KINDS) else KindCode(kind),
-            ref if type(ref) is str else str(ref),
-            None if value is None else float(value),
-            float(weight),
-            ts if type(ts) is int else int(ts),
-            eid if type(eid) is bytes or type(eid) is int else int(eid),
+        # built without the named tuple's keyword handling, converting only what
+        # needs it (format 3 stores the right types; a recommend decodes every event)
+        return tuple.__new__(
+            cls,
+            (
+                _KINDS[kind] if type(kind) is int and 0 <= kind < len(_KINDS) else KindCode(kind),
+                ref if type(ref) is str else str(ref),
+                None if value is None else float(value),
+                float(weight),
+                ts if type(ts) is int else int(ts),
+                eid if type(eid) is bytes or type(eid) is int else int(eid),
+            ),
         )
 
     def same_content(self, other: StoredEvent, *, compare_time: bool = True) -> bool:

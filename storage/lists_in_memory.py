@@ -1,14 +1,14 @@
 """Every content-neighbour list of a store in process memory, for fast ranking reads.
 
 A ranking call reads the lists of the user's rated items (about a hundred);
-from LMDB that is one lookup per list and a copy of each, about 0.2 ms a call
-on ml-1m-half. Held as two padded arrays (owner row x k) the same read is one
-gather. The lists are catalog data (no user data goes into them), so holding
-them costs only memory: ``ListsInMemory`` is a snapshot of every list as of one
-version of the lists (``NeighbourLists.version``, changed by every write of a
-list), and is used only while that version is current. Its entries come out in
-the order ``NeighbourLists.get_many`` reads them from LMDB, so both paths give
-the same arrays, bit for bit.
+from LMDB that is one lookup per list and a copy of each. Held as two padded
+arrays (owner row x k) the same read is one gather. The lists are catalog data
+(no user data goes into them), so holding them costs only memory:
+``ListsInMemory`` is a snapshot of every list as of one version of the lists
+(``NeighbourLists.version``, changed by every write of a list), and is used only
+while that version is current. Its entries come out in the order
+``NeighbourLists.get_many`` reads them from LMDB, so both paths give the same
+arrays, bit for bit.
 """
 
 from __future__ import annotations

@@ -135,8 +135,7 @@ class NeighbourLists:
 
     def _in_memory(self, txn: Any) -> ListsInMemory | None:
         """The lists as of ``txn`` from memory; read into memory first if they changed
-        and hold at most ``in_memory_entries`` entries (about 40 ns an entry; None:
-        read them from LMDB)."""
+        and hold at most ``in_memory_entries`` entries (None: read them from LMDB)."""
         if self.in_memory_entries <= 0:
             return None
         version = self.version(txn)

@@ -1,5 +1,5 @@
-"""The ranker's lazily computed parts: the top n of ``LazyScores.top`` is the top n of
-the scores with every part computed, whatever the scores, parts and bounds."""
+"""The ranker's lazily computed penalties: the top n of ``LazyScores.top`` is the top n
+of the scores with every penalty computed, whatever the scores and penalties."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ownrank.engine.ranker import LazyScores, top_n
 
 finite = st.floats(-4.0, 4.0, allow_nan=False, width=32)
 few_values = st.sampled_from([0.0, 1.0, 0.5, 2.0])  # ties between candidates
-fraction = st.floats(0.0, 1.0) | st.just(0.0) | st.just(1.0)  # 1.0: a value at its bound
+fraction = st.floats(0.0, 1.0) | st.just(0.0) | st.just(1.0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -29,18 +29,15 @@ fraction = st.floats(0.0, 1.0) | st.just(0.0) | st.just(1.0)  # 1.0: a value at 
     st.integers(1, 64),
 )
 def test_the_lazy_top_n_is_the_top_n_of_the_complete_scores(
-    drawn: tuple[np.ndarray, np.ndarray, np.ndarray], bound: float, n: int, first: int
+    drawn: tuple[np.ndarray, np.ndarray, np.ndarray], scale: float, n: int, first: int
 ) -> None:
-    """A part up to a positive bound (as the personal head's) and one that only lowers
-    (the dislikes': bound 0), values at their bound included."""
+    """Two penalties, zero for some candidates (they keep ``known``: ties with the
+    n-th score included)."""
     known, share_a, share_b = drawn
-    lazy = {
-        "a": (lambda at: bound * (2 * share_a[at] - 1), bound),
-        "b": (lambda at: -0.5 * share_b[at], 0.0),
-    }
-    lazily = LazyScores(known, lazy)
+    penalties = {"a": lambda at: -scale * share_a[at], "b": lambda at: -0.5 * share_b[at]}
+    lazily = LazyScores(known, penalties)
     scores = lazily.top(n, first)
-    complete = LazyScores(known, lazy).complete()
+    complete = LazyScores(known, penalties).complete()
     chosen = top_n(scores, n)
     assert chosen == top_n(complete, n)
     assert lazily.done[chosen].all()
@@ -55,10 +52,10 @@ def test_only_the_candidates_that_can_reach_the_top_are_computed() -> None:
     known = np.linspace(10.0, 0.0, 1001)  # 0.01 apart
     asked: list[int] = []
 
-    def part(at: np.ndarray) -> np.ndarray:
+    def penalty(at: np.ndarray) -> np.ndarray:
         asked.extend(at.tolist())
-        return np.zeros(len(at))
+        return np.where(at < 5, -0.5, 0.0)  # the five best sink below the 10th
 
-    LazyScores(known, {"p": (part, 0.5)}).top(10, first=32)
-    # the 32 best, then the ones within the bound of the 10th: 10.0 - 0.09 - 0.5
-    assert sorted(asked) == list(range(60))
+    LazyScores(known, {"p": penalty}).top(10, first=32)
+    # the 32 best, then nobody else: the 10th exact score (position 14) beats the rest
+    assert sorted(asked) == list(range(32))

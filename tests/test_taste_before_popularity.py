@@ -93,7 +93,7 @@ def test_the_dislike_part_computed_lazily_ranks_as_when_computed_for_every_candi
     users = ["grumpy", "mixed", "fan-0", "reader-3", "newcomer"]
     engine.interact("grumpy", [{"kind": "dislike", "item_id": i} for i in disliked[:3]])
     lazy = {(u, n): engine.recommend(u, n) for u in users for n in (1, 5, 10, 40)}
-    monkeypatch.setattr(engine._users.ranking, "bounded", {})
+    monkeypatch.setattr(engine._users.ranking, "penalties", {})
     for (user, n), recs in lazy.items():
         full = engine.recommend(user, n)
         assert [r.item_id for r in recs] == [r.item_id for r in full], (user, n)
