@@ -94,8 +94,11 @@ class StoredEvent(NamedTuple):
     @classmethod
     def unpack(cls, raw: list[Any], seq: int = -1) -> StoredEvent:
         """One packed event; ``seq`` numbers an event of format 2, which had no id."""
-        kind, ref, value, weight, ts, *rest = raw
-        eid = rest[0] if rest else seq
+        if len(raw) == 6:  # as format 3 writes it: no starred unpack on the hot path
+            kind, ref, value, weight, ts, eid = raw
+        else:
+            kind, ref, value, weight, ts, *rest = raw
+            eid = rest[0] if rest else seq
         # built without the named tuple's keyword handling, converting only what
         # needs it (format 3 stores the right types; a recommend decodes every event)
         return tuple.__new__(
