@@ -1,8 +1,10 @@
 """Index benchmark: what each FAISS index kind ownrank uses costs, and how exact it is.
 
 For each catalog size and index kind (``flat``: exact inner product; ``hnsw``: the
-graph ``index_kind="auto"`` switches to at ``hnsw_threshold`` items), built as
-``IndexKeeper`` builds it (engine parameters, adds in batches of ``REBUILD_BATCH``):
+graph ``index_kind="auto"`` switches to at ``hnsw_threshold`` items; ``ivf``:
+inverted lists, from ``ivf_threshold`` items), built as ``IndexKeeper`` builds it
+(engine parameters, IVF trained on the keeper's sample, adds in batches of
+``REBUILD_BATCH``):
 
 - build: seconds, rate, RSS growth and peak, the size of the file
   ``VectorIndex.save`` writes and an estimate from FAISS's layout;
@@ -10,8 +12,9 @@ graph ``index_kind="auto"`` switches to at ``hnsw_threshold`` items), built as
   latency (after warm-up calls) and recall against exact search;
 - filtered search at k=10, each query admitting one topic (~1/12 of the items):
   ``path=index`` is the index's call with an ID selector (efSearch = max(ef_search,
-  4k)), ``path=engine`` the engine's whole path (``IndexKeeper.search_within``,
-  exact scoring up to ``exact_filter_limit`` admitted rows); ``route`` says which.
+  4k); IVF scans ``filtered_nprobe`` lists), ``path=engine`` the engine's whole
+  path (``IndexKeeper.search_within``, exact scoring up to ``exact_filter_limit``
+  admitted rows); ``route`` says which.
 
 Data: the clustered synthetic vectors of ``bench/catalog_bench.py``, queries fresh
 draws from the same distribution. Ground truth is brute force (``faiss.knn``); a
@@ -54,14 +57,21 @@ from catalog_bench import (
 from threadpoolctl import threadpool_limits
 
 from ownrank import EngineConfig
-from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper, ef_search_for
+from ownrank.engine.index_keeper import (
+    REBUILD_BATCH,
+    IndexKeeper,
+    ef_search_for,
+    filtered_nprobe,
+    ivf_lists_for,
+    ivf_training_stride,
+)
 from ownrank.storage.vector_index import IndexType, VectorIndex
 
 Vectors = npt.NDArray[np.float32]
 Scores = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
 
-KINDS: tuple[IndexType, ...] = ("flat", "hnsw")
+KINDS: tuple[IndexType, ...] = ("flat", "hnsw", "ivf")
 TIE_TOLERANCE = 1e-5
 GENERATE_BATCH = 8_192
 FINGERPRINT = "bench:index"
@@ -79,6 +89,7 @@ class Settings:
     data_dir: Path | None = None  # where index files are written to measure them
     save: bool = True
     ef_sweep: tuple[int, ...] = ()  # HNSW: unfiltered search again at each efSearch
+    nprobe_sweep: tuple[int, ...] = ()  # IVF: unfiltered search again at each nprobe
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -157,25 +168,34 @@ def release_memory() -> None:
 def estimate_index_bytes(kind: IndexType, count: int, dimension: int, hnsw_m: int) -> int:
     """Bytes the index should take in memory, from FAISS's layout.
 
-    Both: float32 vectors, the id map (8 B/vector) and IndexIDMap2's reverse hash map
-    (~40 B/vector). HNSW: 2M level-0 link slots of 4 B, M slots per upper level
-    (expected 1/(M-1) upper levels per vector), plus offsets (8 B) and levels (4 B)."""
+    All: float32 vectors, the ids (8 B/vector) and a hash map from id to position
+    (~40 B/vector: IndexIDMap2's reverse map, IVF's direct map). HNSW: 2M level-0 link
+    slots of 4 B, M slots per upper level (expected 1/(M-1) upper levels per vector),
+    plus offsets (8 B) and levels (4 B). IVF: the centroids and their HNSW graph."""
     total = count * (dimension * 4 + 8 + 40)
+    slots = 2 * hnsw_m + hnsw_m / (hnsw_m - 1)
     if kind == "hnsw":
-        slots = 2 * hnsw_m + hnsw_m / (hnsw_m - 1)
         total += int(count * (slots * 4 + 8 + 4))
+    if kind == "ivf":
+        lists = ivf_lists_for(count)
+        total += int(lists * (dimension * 4 + slots * 4 + 8 + 4))
     return total
 
 
 def build_index(kind: IndexType, vectors: Vectors, settings: Settings) -> VectorIndex:
     """A ``VectorIndex`` as ``IndexKeeper`` builds it: engine parameters, batched adds."""
     cfg = settings.config
+    lists = ivf_lists_for(len(vectors)) if kind == "ivf" else 0
     index = VectorIndex(
         kind,
         vectors.shape[1],
         hnsw_m=cfg.hnsw_m,
         ef_construction=cfg.hnsw_ef_construction,
         ef_search=ef_search_for(len(vectors), cfg.hnsw_ef_search),
+        ivf_lists=lists,
+        nprobe=cfg.ivf_nprobe,
+        training=vectors[:: ivf_training_stride(len(vectors), lists)] if lists else None,
+        trained_on=len(vectors),
     )
     for start in range(0, len(vectors), REBUILD_BATCH):
         stop = min(len(vectors), start + REBUILD_BATCH)
@@ -240,14 +260,22 @@ def measure_search(
 
 
 def index_search(
-    index: VectorIndex, k: int, allowed: Sequence[Rows] | None = None, ef_search: int | None = None
+    index: VectorIndex,
+    k: int,
+    allowed: Sequence[Rows] | None = None,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
 ) -> SearchOne:
     """``VectorIndex.search`` of one query; with ``allowed``, query i admits
-    ``allowed[i % len(allowed)]`` (an ID selector inside FAISS)."""
+    ``allowed[i % len(allowed)]`` (an ID selector inside FAISS), and an IVF index
+    scans the lists the engine would (``filtered_nprobe``) unless ``nprobe`` is given."""
 
     def run(i: int, query: Vectors) -> tuple[Scores, Rows]:
         rows = None if allowed is None else allowed[i % len(allowed)]
-        s, r = index.search(query, k, allowed=rows, ef_search=ef_search)
+        probes = nprobe
+        if probes is None and rows is not None and index.kind == "ivf":
+            probes = filtered_nprobe(index.nprobe, index.live_count, rows.size)
+        s, r = index.search(query, k, allowed=rows, ef_search=ef_search, nprobe=probes)
         return s[0], r[0]
 
     return run
@@ -327,6 +355,14 @@ def measure_kind(
             search = index_search(index, k, ef_search=ef)
             measure_search(run, search, queries, truth["unfiltered"], k, ["index"], **labels,
                            filter="sweep", ef_search=max(ef, k))  # fmt: skip
+    for nprobe in settings.nprobe_sweep if kind == "ivf" else ():  # recall against nprobe
+        for k in (10, 100):
+            search = index_search(index, k, nprobe=nprobe)
+            measure_search(run, search, queries, truth["unfiltered"], k, ["index"], **labels,
+                           filter="sweep", nprobe=nprobe)  # fmt: skip
+    if kind == "ivf":
+        run.add("inverted lists", index.ivf_lists, "count", **labels)
+        run.add("nprobe", index.nprobe, "count", **labels)
     # filtered: the index's own filtered search, as IndexKeeper calls it (for flat,
     # exactly the engine's whole path) ...
     k, topic = 10, {**labels, "filter": "topic"}
@@ -344,7 +380,7 @@ def measure_kind(
         search = engine_filtered_search(index, cfg, k, allowed)
         measure_search(run, search, queries, truth["filtered"], k, ["engine"], **topic)
         if admitted > cfg.exact_filter_limit:
-            route = "hnsw search with an ID selector, exact scoring for the "
+            route = f"{kind} search with an ID selector, exact scoring for the "
             route += f"{short} queries it left short"
         else:
             route = f"exact scoring (admitted rows <= exact_filter_limit {cfg.exact_filter_limit})"
@@ -369,8 +405,9 @@ def measure_size(
         "filtered": exact_filtered_top(queries, vectors, allowed, 10),
     }
     run.add("ground truth", time.perf_counter() - start, "s", items=count)
-    auto = "hnsw" if count >= settings.config.hnsw_threshold else "flat"
-    run.add("auto index", auto, "", items=count)  # what index_kind="auto" picks
+    run.add(
+        "auto index", auto_kind(count, settings.config), "", items=count
+    )  # what index_kind="auto" picks
     run.add("raw vectors", vectors.nbytes / 2**20, "MiB", items=count)
     memory_rows(run, watch.mark(), items=count, at="with data")
     for kind in settings.kinds:
@@ -378,6 +415,13 @@ def measure_size(
     del vectors, truth, allowed
     release_memory()
     memory_rows(run, watch.finish(), items=count, at="end")
+
+
+def auto_kind(count: int, config: EngineConfig) -> IndexType:
+    """What ``index_kind="auto"`` builds for ``count`` items from scratch."""
+    if count >= config.ivf_threshold:
+        return "ivf"
+    return "hnsw" if count >= config.hnsw_threshold else "flat"
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -412,6 +456,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=(),
         help="HNSW: unfiltered searches again at each of these efSearch values",
     )
+    p.add_argument(
+        "--nprobe-sweep",
+        type=parse_sizes,
+        default=(),
+        help="IVF: unfiltered searches again at each of these nprobe values",
+    )
     p.add_argument("--hnsw-m", type=int, help="HNSW links per node (default: the engine's)")
     p.add_argument("--ef-construction", type=int,
                    help="HNSW efConstruction (default: the engine's)")  # fmt: skip
@@ -427,8 +477,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def declare(run: harness.Run, filter_topics: int) -> None:
-    """The tables and the targets (issue 24: HNSW recall@10 at 100k and 1M items)."""
+def declare(run: harness.Run, filter_topics: int, config: EngineConfig) -> None:
+    """The tables and the targets (issue 24: recall@10 of the engine's index at 100k and
+    1M items)."""
     run.table(
         "Build and memory",
         by=["items", "index"],
@@ -457,17 +508,20 @@ def declare(run: harness.Run, filter_topics: int) -> None:
         metrics=["auto index", "raw vectors", "generate", "ground truth", "phase peak RSS",
                  "other cores busy"],
     )  # fmt: skip
+    run.table("IVF", by=["items", "index"], metrics=["inverted lists", "nprobe"])
     for k in (10, 100):
-        run.table(
-            f"HNSW, one query per call, k={k}, by efSearch (--ef-sweep)",
-            by=["items", "ef_search"],
-            where={"k": k, "filter": "sweep"},
-            metrics=["search p50", "search p99", "search mean", f"recall@{k}"],
-        )
+        for kind, breadth, flag in (("hnsw", "ef_search", "ef"), ("ivf", "nprobe", "nprobe")):
+            run.table(
+                f"{kind.upper()}, one query per call, k={k}, by {breadth} (--{flag}-sweep)",
+                by=["items", breadth],
+                where={"k": k, "filter": "sweep", "index": kind},
+                metrics=["search p50", "search p99", "search mean", f"recall@{k}"],
+            )
     for items, bound in ((100_000, 0.97), (1_000_000, 0.95)):
-        where: dict[str, harness.Label] = {"index": "hnsw", "items": items, "filter": "none"}
-        run.target(f"HNSW recall@10 at {items:,} items", "recall@10", ">=", bound, where,
-                   source="issue 24")  # fmt: skip
+        kind = auto_kind(items, config)
+        where: dict[str, harness.Label] = {"index": kind, "items": items, "filter": "none"}
+        run.target(f"recall@10 at {items:,} items ({kind}, the auto kind)", "recall@10", ">=",
+                   bound, where, source="issue 24")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -482,12 +536,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         config=config,
         data_dir=args.data_dir,
         ef_sweep=tuple(args.ef_sweep),
+        nprobe_sweep=tuple(args.nprobe_sweep),
         save=args.save,
     )
     run = harness.Run("index_bench", vars(args), quick=args.quick)
     run.details["config"] = config.model_dump(mode="json", exclude={"model_dir"})
     run.details["rebuild_batch"] = REBUILD_BATCH
-    declare(run, args.filter_topics)
+    declare(run, args.filter_topics, config)
     faiss.omp_set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads):
         both = make_queries(args.queries + args.warmup, args.seed + 2)
@@ -495,7 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             measure_size(run, count, settings, both[: args.queries], both[args.queries :])
     memory_rows(run, memory(), at="end of run")
     run.note(
-        f"{args.threads} FAISS/BLAS thread(s); filtered efSearch = max(efSearch, 4k); "
+        f"{args.threads} FAISS/BLAS thread(s); filtered efSearch = max(efSearch, 4k), "
+        "filtered nprobe = nprobe x (items / admitted rows); "
         "other work on the machine skews the timings (see 'other cores busy')"
     )
     run.finish(args.out)

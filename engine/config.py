@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .events import RatingScale
 from .personal_model import LearnerConfig
 
-IndexKind = Literal["auto", "flat", "hnsw"]
+IndexKind = Literal["auto", "flat", "hnsw", "ivf"]
 EncoderBackend = Literal["torch", "onnx-fp32", "onnx-int8", "onnx-int8-rowwise"]
 SharedStatisticsMode = Literal["none", "popularity", "collaborative"]
 
@@ -122,7 +122,10 @@ class EngineConfig(BaseModel):
     ``hnsw_threshold`` live items use an exact inner-product index (brute force,
     exact, deletions applied in place); larger ones use HNSW, where deletions are
     tombstones filtered out at query time and the graph is rebuilt from LMDB once
-    tombstones exceed ``tombstone_rebuild_ratio`` of its nodes.
+    tombstones exceed ``tombstone_rebuild_ratio`` of its nodes; from
+    ``ivf_threshold`` live items on, an IVF index (inverted lists around trained
+    centroids, scanned exactly; deletions in place), retrained from LMDB whenever
+    the catalog has doubled since its training (docs/store.md).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -150,6 +153,16 @@ class EngineConfig(BaseModel):
         description="HNSW's beam width of a search; None: by catalog size "
         "(engine/index_keeper.ef_search_for: 96 up to 50,000 items, then in proportion, "
         "at most 256)",
+    )
+    ivf_threshold: int = Field(
+        100_000, ge=1, description="live items from which index_kind='auto' picks IVF"
+    )
+    ivf_nprobe: int = Field(
+        64,
+        ge=1,
+        le=65_536,
+        description="inverted lists an IVF search scans (a filtered search scans more, in "
+        "proportion to the share of the catalog the filter admits)",
     )
     index_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads")
     blas_threads: int | None = Field(

@@ -1,11 +1,15 @@
 """The FAISS index over catalog rows, and its file beside the LMDB environment.
 
-Two kinds, chosen by catalog size (see ``EngineConfig``):
+Three kinds, chosen by catalog size (see ``EngineConfig``):
 - ``flat``: exact inner product (vectors are normalized, so cosine). Removal
   deletes the vector from the index at once.
 - ``hnsw``: approximate graph search. HNSW cannot remove nodes, so a removed row
   becomes a tombstone that every search excludes through an ID selector; the
   engine rebuilds the graph once tombstones pass a configured share.
+- ``ivf``: the vectors, unchanged, in inverted lists around centroids trained on a
+  sample of the catalog (an HNSW graph over the centroids finds the nearest
+  lists); a search scans the ``nprobe`` nearest lists exactly. Removal deletes the
+  vector at once (a hash table maps rows to their list), so no tombstones.
 
 Labels are catalog rows (see ``catalog_store``). The file records the catalog
 sequence number it reflects, so the engine can tell a stale file from a
@@ -29,7 +33,7 @@ import numpy.typing as npt
 
 from ..errors import DimensionMismatchError, StoreFormatError
 
-IndexType = Literal["flat", "hnsw"]
+IndexType = Literal["flat", "hnsw", "ivf"]
 
 _MAGIC = b"OWNRIDX1"
 _HEADER_LEN = struct.Struct("<I")
@@ -60,7 +64,13 @@ def use_faiss_threads() -> None:
 
 
 class VectorIndex:
-    """A FAISS index whose labels are catalog rows, plus the tombstones of an HNSW graph."""
+    """A FAISS index whose labels are catalog rows, plus the tombstones of an HNSW graph.
+
+    An ``ivf`` index is trained on construction: ``training`` holds the sample its
+    ``ivf_lists`` centroids are fitted to (k-means, FAISS's fixed seed), and
+    ``trained_on`` records how many live items the catalog had then, so the owner
+    can tell when the catalog has outgrown the lists.
+    """
 
     def __init__(
         self,
@@ -70,22 +80,30 @@ class VectorIndex:
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 96,
+        ivf_lists: int = 0,
+        nprobe: int = 64,
+        training: npt.NDArray[np.float32] | None = None,
+        trained_on: int = 0,
         _faiss_index: Any = None,
     ) -> None:
         self.kind: IndexType = kind
         self.dimension = dimension
         self.ef_search = ef_search
+        self.nprobe = nprobe
+        self.trained_on = trained_on
         self.seq = 0
         self.dead: set[int] = set()
         if _faiss_index is not None:
             self._index = _faiss_index
         elif kind == "flat":
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-        else:
+        elif kind == "hnsw":
             graph = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             graph.hnsw.efConstruction = ef_construction
             graph.hnsw.efSearch = ef_search
             self._index = faiss.IndexIDMap2(graph)
+        else:
+            self._index = _trained_ivf(dimension, ivf_lists, training, hnsw_m)
 
     # -- size --------------------------------------------------------------------------
 
@@ -117,11 +135,19 @@ class VectorIndex:
         rows = [int(r) for r in rows]
         if not rows:
             return
+        use_faiss_threads()
         if self.kind == "flat":
-            use_faiss_threads()
             self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64)))
+        elif self.kind == "ivf":  # the hash table's removal takes an array selector only
+            ids = np.asarray(rows, dtype=np.int64)
+            self._index.remove_ids(faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids)))
         else:
             self.dead.update(rows)
+
+    @property
+    def ivf_lists(self) -> int:
+        """The number of inverted lists (0 for the other kinds)."""
+        return int(self._index.nlist) if self.kind == "ivf" else 0
 
     # -- queries -----------------------------------------------------------------------
 
@@ -132,11 +158,13 @@ class VectorIndex:
         *,
         allowed: Rows | None = None,
         ef_search: int | None = None,
+        nprobe: int | None = None,
     ) -> tuple[Scores, Rows]:
         """Top-``k`` rows per query by inner product; -1 labels pad missing results.
 
         ``allowed`` restricts the search to those rows (filtered search inside
-        the index); tombstones are always excluded.
+        the index); tombstones are always excluded. ``ef_search`` (HNSW) and
+        ``nprobe`` (IVF) override the index's own breadth for this search.
         """
         use_faiss_threads()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
@@ -145,7 +173,11 @@ class VectorIndex:
             n = queries.shape[0]
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
         selector: Any = None
-        if allowed is not None:
+        bitmap = None  # holds the selector's bits until the search returns
+        if allowed is not None and self.kind == "ivf":
+            bitmap = _RowBitmap(allowed)
+            selector = bitmap.selector
+        elif allowed is not None:
             if self.dead:
                 dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
                 allowed = np.setdiff1d(allowed, dead)
@@ -159,11 +191,16 @@ class VectorIndex:
             params: Any = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
                 efSearch=max(ef_search or self.ef_search, k), sel=selector
             )
+        elif self.kind == "ivf":
+            params = faiss.SearchParametersIVF(  # type: ignore[call-arg]
+                nprobe=min(nprobe or self.nprobe, self.ivf_lists), sel=selector
+            )
         elif selector is not None:
             params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
         else:
             params = None
         scores, rows = self._index.search(queries, k, params=params)
+        del bitmap
         return scores, rows
 
     def reconstruct(self, rows: Rows) -> npt.NDArray[np.float32]:
@@ -178,6 +215,14 @@ class VectorIndex:
 
     def labels(self) -> Rows:
         """Every label in the index, tombstones included."""
+        if self.kind == "ivf":
+            lists = self._index.invlists
+            found = [
+                faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                for i in range(lists.nlist)
+                if lists.list_size(i)
+            ]
+            return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
         return np.asarray(faiss.vector_to_array(self._index.id_map), dtype=np.int64)
 
     # -- persistence ------------------------------------------------------------------
@@ -192,6 +237,8 @@ class VectorIndex:
                 "dead": sorted(self.dead),
                 "fingerprint": fingerprint,
                 "ef_search": self.ef_search,
+                "nprobe": self.nprobe,
+                "trained_on": self.trained_on,
             }
         ).encode()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +275,48 @@ class VectorIndex:
                 raise StoreFormatError(f"unreadable index file {path}: {exc}") from exc
         if header["fingerprint"] != fingerprint or header["dimension"] != dimension:
             raise StoreFormatError(f"index file {path} belongs to another model")
-        out = cls(header["kind"], dimension, ef_search=header["ef_search"], _faiss_index=index)
+        out = cls(
+            header["kind"],
+            dimension,
+            ef_search=header["ef_search"],
+            nprobe=header.get("nprobe", 64),
+            trained_on=header.get("trained_on", 0),
+            _faiss_index=index,
+        )
         out.seq = int(header["seq"])
         out.dead = set(header["dead"])
         return out
+
+
+def _trained_ivf(
+    dimension: int, lists: int, training: npt.NDArray[np.float32] | None, hnsw_m: int
+) -> Any:
+    """An empty IVF index whose ``lists`` centroids are fitted to ``training``."""
+    if training is None or lists < 1:
+        raise ValueError("an ivf index needs ivf_lists >= 1 and a training sample")
+    sample = np.ascontiguousarray(training, dtype=np.float32)
+    if sample.ndim != 2 or sample.shape[1] != dimension:
+        raise DimensionMismatchError(dimension, int(sample.shape[-1]))
+    lists = min(lists, len(sample))  # k-means needs a point per centroid
+    use_faiss_threads()
+    centroids = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFFlat(centroids, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+    centroids.this.disown()  # type: ignore[attr-defined]  # the IVF index owns its quantizer (freed with it)
+    index.own_fields = True
+    index.cp.min_points_per_centroid = 1  # a small catalog trains on what it has
+    index.train(sample)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # row -> list, for removal
+    return index
+
+
+class _RowBitmap:
+    """An ID selector of a set of rows as one bit per row: a membership test is a bit
+    lookup, which matters when an IVF scan tests every row of the lists it visits."""
+
+    def __init__(self, rows: Rows) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        size = int(rows.max()) // 8 + 1 if rows.size else 1
+        bits = np.zeros(size * 8, dtype=bool)
+        bits[rows] = True
+        self.bytes = np.packbits(bits, bitorder="little")  # kept alive with the selector
+        self.selector = faiss.IDSelectorBitmap(size, faiss.swig_ptr(self.bytes))

@@ -61,11 +61,20 @@ def test_hnsw_recall_is_high_on_clustered_data(rows: list[harness.Row]) -> None:
     assert "exact scoring" in value(rows, "route", **engine)
 
 
+def test_ivf_scanning_every_list_is_exact(rows: list[harness.Row]) -> None:
+    """2,000 items get 64 lists and the engine scans 64: every list, so exact."""
+    ivf: Any = {"index": "ivf", "items": ITEMS}
+    assert value(rows, "inverted lists", **ivf) == 64 and value(rows, "nprobe", **ivf) == 64
+    assert value(rows, "recall@10", **ivf, filter="none") == 1.0
+    assert value(rows, "recall@100", **ivf, filter="none") == 1.0
+    assert value(rows, "recall@10", **ivf, filter="topic", path="index") == 1.0
+
+
 def test_latencies_build_and_memory_are_measured(rows: list[harness.Row]) -> None:
     assert value(rows, "auto index", items=ITEMS) == "flat"
     assert {r.labels["items"] for r in rows} == {ITEMS}
     raw = value(rows, "raw vectors", items=ITEMS)
-    for kind in ("flat", "hnsw"):
+    for kind in ("flat", "hnsw", "ivf"):
         assert value(rows, "build", index=kind) > 0, kind
         searches = [r for r in rows if r.metric == "search calls" and r.labels["index"] == kind]
         assert len(searches) == 4, kind  # k=10, k=100, filtered (index), filtered (engine)

@@ -122,11 +122,15 @@ def test_deleted_items_are_never_returned(engine: Engine) -> None:
             engine.catalog.get(victim)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+# ivf_nprobe=1 scans one list in 32 unfiltered: the filtered search must widen it
+APPROXIMATE = {"hnsw_m": 8, "ivf_nprobe": 1}
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_filtered_search_returns_n_when_n_match(tmp_path: Path, kind: str) -> None:
-    # exact_filter_limit=0 forces HNSW's own filtered search (with its exact fallback)
+    # exact_filter_limit=0 forces the index's own filtered search (with its exact fallback)
     engine = make_engine(
-        tmp_path / "s", WordHashEncoder(), index_kind=kind, exact_filter_limit=0, hnsw_m=8
+        tmp_path / "s", WordHashEncoder(), index_kind=kind, exact_filter_limit=0, **APPROXIMATE
     )
     with engine:
         engine.catalog.upsert(catalog_items(600))
@@ -140,14 +144,14 @@ def test_filtered_search_returns_n_when_n_match(tmp_path: Path, kind: str) -> No
         assert engine.search("jazz", 5, filters={"topic": "polka"}) == []
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_filtered_search_many_answers_each_query_as_a_single_search_would(
     tmp_path: Path, kind: str
 ) -> None:
     """Several filtered queries at once (one recommendation's retrieval): the ones the
     graph answers short share one exact pass, and every answer is the single query's."""
     engine = make_engine(
-        tmp_path / "s", WordHashEncoder(), index_kind=kind, exact_filter_limit=0, hnsw_m=8
+        tmp_path / "s", WordHashEncoder(), index_kind=kind, exact_filter_limit=0, **APPROXIMATE
     )
     with engine:
         engine.catalog.upsert(catalog_items(600))
@@ -241,6 +245,54 @@ def test_index_kind_follows_catalog_size(tmp_path: Path) -> None:
         assert engine.info()["index"]["type"] == "hnsw"
         engine.catalog.delete([i["id"] for i in catalog_items(80)[50:60]])
         assert engine.info()["index"]["type"] == "flat"
+
+
+def test_auto_picks_ivf_from_its_threshold_and_retrains_when_the_catalog_doubles(
+    tmp_path: Path,
+) -> None:
+    sizes = {"hnsw_threshold": 20, "ivf_threshold": 100, "hnsw_m": 8}
+    with make_engine(tmp_path / "s", WordHashEncoder(), **sizes) as engine:
+        keeper = engine.catalog.keeper
+        engine.catalog.upsert(catalog_items(60))
+        assert engine.info()["index"]["type"] == "hnsw"
+        engine.catalog.upsert(catalog_items(120))
+        assert engine.info()["index"]["type"] == "ivf"
+        assert (keeper.index.trained_on, keeper.index.ivf_lists) == (120, 16)
+        assert ids(engine.search("chess", 3))[0].startswith("chess")
+        engine.catalog.upsert(catalog_items(240))  # doubled, not more: the lists stay
+        assert engine.search("chess", 3) and keeper.index.trained_on == 120
+        builds = keeper.rebuilds
+        engine.catalog.upsert(catalog_items(241))
+        assert engine.search("chess", 3) and keeper.rebuilds == builds + 1
+        assert (keeper.index.trained_on, keeper.index.live_count) == (241, 241)
+        # hysteresis: IVF down to half its threshold
+        engine.catalog.delete([i["id"] for i in catalog_items(241)[:191]])
+        assert engine.info()["index"]["type"] == "ivf"
+        engine.catalog.delete([i["id"] for i in catalog_items(241)[191:192]])
+        assert engine.info()["index"]["type"] == "hnsw"
+
+
+def test_an_ivf_index_file_is_reopened_without_a_rebuild_and_caught_up(tmp_path: Path) -> None:
+    """Deletes take effect at once (no tombstones), and an older index file is caught
+    up from the catalog's change log on open, not rebuilt."""
+    config = {"index_kind": "ivf", "ivf_nprobe": 2}
+    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as engine:
+        engine.catalog.upsert(catalog_items(300))
+        path = engine.catalog.keeper.path
+    older = path.read_bytes()
+    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as engine:
+        assert engine.catalog.keeper.rebuilds == 0
+        engine.catalog.upsert([{**catalog_items(1)[0], "id": "late-jazz"}])
+        victims = ids(engine.search("jazz jazz", 5))
+        engine.catalog.delete(victims)
+        assert not engine.catalog.keeper.index.dead
+        assert not set(victims) & set(ids(engine.search("jazz jazz", 300)))
+    path.write_bytes(older)  # as if this process had not seen the last writes
+    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as engine:
+        keeper = engine.catalog.keeper
+        assert keeper.rebuilds == 0 and keeper.index.live_count == 296
+        found = ids(engine.search("jazz jazz", 300))
+        assert "late-jazz" in found and not set(victims) & set(found)
 
 
 def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""VectorIndex: exact (flat) and approximate (hnsw) search, removal, persistence."""
+"""VectorIndex: exact (flat) and approximate (hnsw, ivf) search, removal, persistence."""
 
 from __future__ import annotations
 
@@ -37,10 +37,18 @@ def brute_force(
     return labels[order]
 
 
+def empty(kind: IndexType, training: Vectors | None = None) -> VectorIndex:
+    """An empty index; an ivf one trained on ``training`` (16 lists, 4 scanned)."""
+    if kind != "ivf":
+        return VectorIndex(kind, DIM)
+    sample = unit_vectors(200, seed=99) if training is None else training
+    return VectorIndex(kind, DIM, ivf_lists=16, nprobe=4, training=sample, trained_on=len(sample))
+
+
 def build(
     kind: IndexType, vectors: Vectors, rows: npt.NDArray[np.int64] | None = None
 ) -> VectorIndex:
-    index = VectorIndex(kind, vectors.shape[1])
+    index = empty(kind, vectors)
     index.add(np.arange(len(vectors), dtype=np.int64) if rows is None else rows, vectors)
     return index
 
@@ -82,9 +90,9 @@ def test_search_accepts_a_single_query_vector_and_clamps_k() -> None:
     assert sorted(found[0].tolist()) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_search_on_empty_index_returns_empty_results(kind: IndexType) -> None:
-    index = VectorIndex(kind, DIM)
+    index = empty(kind)
     scores, found = index.search(unit_vectors(3), 10)
     assert scores.shape == (3, 0)
     assert found.shape == (3, 0)
@@ -102,6 +110,26 @@ def test_hnsw_recall_at_10_against_brute_force() -> None:
     assert recall >= 0.9
 
 
+def test_ivf_scans_nprobe_lists_and_all_lists_is_exact() -> None:
+    vectors = unit_vectors(2_000, seed=4)
+    queries = unit_vectors(50, seed=5)
+    index = build("ivf", vectors)
+    assert (index.kind, index.ivf_lists, index.live_count) == ("ivf", 16, 2_000)
+    truth = brute_force(queries, vectors, np.arange(2_000, dtype=np.int64), 10)
+    _, everything = index.search(queries, 10, nprobe=16)
+    np.testing.assert_array_equal(everything, truth)
+    _, some = index.search(queries, 10, nprobe=1)  # one list of 16: most of the top missed
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(some, truth, strict=True)])
+    assert recall < 0.9
+
+
+def test_ivf_without_a_training_sample_is_refused() -> None:
+    with pytest.raises(ValueError, match="training sample"):
+        VectorIndex("ivf", DIM, ivf_lists=16)
+    with pytest.raises(DimensionMismatchError):
+        VectorIndex("ivf", DIM, ivf_lists=4, training=unit_vectors(50, dim=DIM + 1))
+
+
 def test_add_with_wrong_dimension_raises() -> None:
     index = VectorIndex("flat", DIM)
     with pytest.raises(DimensionMismatchError) as info:
@@ -113,7 +141,7 @@ def test_add_with_wrong_dimension_raises() -> None:
     assert index.ntotal == 0
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_allowed_restricts_results_to_those_rows(kind: IndexType) -> None:
     vectors = unit_vectors(300, seed=6)
     queries = unit_vectors(5, seed=7)
@@ -122,16 +150,20 @@ def test_allowed_restricts_results_to_those_rows(kind: IndexType) -> None:
     _, found = index.search(queries, 10, allowed=allowed)
     assert found.shape == (5, 10)
     assert set(found.ravel().tolist()) <= set(allowed.tolist())
+    expected = brute_force(queries, vectors[allowed], allowed, 10)
     if kind == "flat":  # exact within the allowed rows
-        expected = brute_force(queries, vectors[allowed], allowed, 10)
         np.testing.assert_array_equal(found, expected)
+    if kind == "ivf":  # exact within the allowed rows of the lists scanned: all of them
+        _, every_list = index.search(queries, 10, allowed=allowed, nprobe=16)
+        np.testing.assert_array_equal(every_list, expected)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_allowed_smaller_than_k_pads_with_minus_one(kind: IndexType) -> None:
     vectors = unit_vectors(100, seed=8)
     index = build(kind, vectors)
-    _, found = index.search(vectors[0], 10, allowed=np.array([5, 9], dtype=np.int64))
+    allowed = np.array([5, 9], dtype=np.int64)
+    _, found = index.search(vectors[0], 10, allowed=allowed, nprobe=16)
     assert sorted(r for r in found[0].tolist() if r >= 0) == [5, 9]
     assert (found[0] == -1).sum() == 8
 
@@ -139,19 +171,25 @@ def test_allowed_smaller_than_k_pads_with_minus_one(kind: IndexType) -> None:
 # -- removal -----------------------------------------------------------------------------
 
 
-def test_flat_remove_deletes_vectors_at_once() -> None:
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_flat_and_ivf_remove_vectors_at_once(kind: IndexType) -> None:
     vectors = unit_vectors(50, seed=9)
-    index = build("flat", vectors)
-    index.remove([3, 17])
+    index = build(kind, vectors)
+    index.remove([3, 17, 12_345])  # a row the index never held is no error
     assert index.ntotal == 48
     assert index.dead == set()
     assert index.tombstone_ratio == 0.0
     assert not {3, 17} & set(index.labels().tolist())
-    _, found = index.search(vectors[3], 50)
+    _, found = index.search(vectors[3], 50, nprobe=16)
     assert found.shape == (1, 48)
     assert not {3, 17} & set(found[0].tolist())
+    with pytest.raises(RuntimeError):
+        index.reconstruct(np.array([3], dtype=np.int64))
     index.remove([])  # no-op
     assert index.ntotal == 48
+    index.add(np.array([3], dtype=np.int64), vectors[3:4])  # the row may come back
+    _, found = index.search(vectors[3], 1, nprobe=16)
+    assert found[0].tolist() == [3]
 
 
 def test_hnsw_remove_tombstones_and_never_returns_them() -> None:
@@ -182,18 +220,19 @@ def test_hnsw_tombstone_excluded_even_when_allowed() -> None:
     assert 3 not in found[0].tolist()
 
 
-def test_reconstruct_returns_stored_vectors() -> None:
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+def test_reconstruct_returns_the_stored_bits(kind: IndexType) -> None:
     vectors = unit_vectors(20, seed=12)
-    index = build("flat", vectors, np.arange(20, dtype=np.int64) + 100)
+    index = build(kind, vectors, np.arange(20, dtype=np.int64) + 100)
     got = index.reconstruct(np.array([100, 119], dtype=np.int64))
-    np.testing.assert_allclose(got, vectors[[0, 19]], rtol=1e-6)
+    np.testing.assert_array_equal(got, vectors[[0, 19]])
     assert index.reconstruct(np.array([], dtype=np.int64)).shape == (0, DIM)
 
 
 # -- persistence -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
 def test_save_then_load_round_trips(tmp_path: Path, kind: IndexType) -> None:
     vectors = unit_vectors(400, seed=13)
     queries = unit_vectors(10, seed=14)
@@ -211,6 +250,12 @@ def test_save_then_load_round_trips(tmp_path: Path, kind: IndexType) -> None:
     assert loaded.dead == index.dead
     assert loaded.ntotal == index.ntotal
     assert loaded.ef_search == index.ef_search
+    assert (loaded.nprobe, loaded.ivf_lists, loaded.trained_on) == (
+        index.nprobe,
+        index.ivf_lists,
+        index.trained_on,
+    )
+    np.testing.assert_array_equal(loaded.labels(), index.labels())
     after_scores, after_rows = loaded.search(queries, 10)
     np.testing.assert_array_equal(after_rows, before_rows)
     np.testing.assert_allclose(after_scores, before_scores, rtol=1e-6)
