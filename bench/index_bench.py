@@ -12,7 +12,7 @@ inverted lists, from ``ivf_threshold`` items), built as ``IndexKeeper`` builds i
   latency (after warm-up calls) and recall against exact search;
 - filtered search at k=10, each query admitting one topic (~1/12 of the items):
   ``path=index`` is the index's call with an ID selector (efSearch = max(ef_search,
-  4k); IVF scans ``filtered_nprobe`` lists), ``path=engine`` the engine's whole
+  4k); IVF scans the nearest lists holding admitted rows), ``path=engine`` the engine's whole
   path (``IndexKeeper.search_within``, exact scoring up to ``exact_filter_limit``
   admitted rows); ``route`` says which.
 
@@ -61,7 +61,6 @@ from ownrank.engine.index_keeper import (
     REBUILD_BATCH,
     IndexKeeper,
     ef_search_for,
-    filtered_nprobe,
     ivf_lists_for,
     ivf_training_stride,
 )
@@ -267,15 +266,11 @@ def index_search(
     nprobe: int | None = None,
 ) -> SearchOne:
     """``VectorIndex.search`` of one query; with ``allowed``, query i admits
-    ``allowed[i % len(allowed)]`` (an ID selector inside FAISS), and an IVF index
-    scans the lists the engine would (``filtered_nprobe``) unless ``nprobe`` is given."""
+    ``allowed[i % len(allowed)]`` (an ID selector inside FAISS)."""
 
     def run(i: int, query: Vectors) -> tuple[Scores, Rows]:
         rows = None if allowed is None else allowed[i % len(allowed)]
-        probes = nprobe
-        if probes is None and rows is not None and index.kind == "ivf":
-            probes = filtered_nprobe(index.nprobe, index.live_count, rows.size)
-        s, r = index.search(query, k, allowed=rows, ef_search=ef_search, nprobe=probes)
+        s, r = index.search(query, k, allowed=rows, ef_search=ef_search, nprobe=nprobe)
         return s[0], r[0]
 
     return run
@@ -551,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     memory_rows(run, memory(), at="end of run")
     run.note(
         f"{args.threads} FAISS/BLAS thread(s); filtered efSearch = max(efSearch, 4k), "
-        "filtered nprobe = nprobe x (items / admitted rows); "
+        "filtered IVF: the nearest lists holding admitted rows, nprobe lists' worth; "
         "other work on the machine skews the timings (see 'other cores busy')"
     )
     run.finish(args.out)

@@ -14,8 +14,8 @@ Search strategy (exactness where it matters):
 - filter: the property table yields the exact set of matching rows first. A
   flat index searches exactly within them; with HNSW or IVF, small sets (at most
   ``exact_filter_limit``) are scored exactly, larger ones use the index's filtered
-  search (IVF scans more lists the fewer rows the filter admits), and fall back to
-  exact scoring if it found fewer than ``n``.
+  search (IVF scans the lists holding admitted rows, see ``storage/ivf_index``), and
+  fall back to exact scoring if it found fewer than ``n``.
 """
 
 from __future__ import annotations
@@ -105,17 +105,6 @@ def ivf_training_stride(live: int, lists: int) -> int:
     (12, 1)
     """
     return max(1, live // (lists * IVF_TRAIN_PER_LIST))
-
-
-def filtered_nprobe(nprobe: int, live: int, admitted: int) -> int:
-    """Lists an IVF search scans when a filter admits ``admitted`` of ``live`` rows:
-    ``nprobe`` times the inverse share, so that about as many admitted rows are
-    scanned as an unfiltered search scans rows.
-
-    >>> filtered_nprobe(64, 1_000_000, 83_000), filtered_nprobe(64, 1_000, 1_000)
-    (768, 64)
-    """
-    return nprobe * max(1, -(-live // max(admitted, 1)))
 
 
 _ADMITTED_CACHE_BYTES = 64 * 2**20
@@ -476,8 +465,7 @@ class IndexKeeper:
         need = min(n, int(allowed.size))
         if self.index.kind != "flat" and allowed.size > self.config.exact_filter_limit:
             ef = max(self.index.ef_search, 4 * n)
-            nprobe = filtered_nprobe(self.index.nprobe, self.index.live_count, allowed.size)
-            scores, rows = self.index.search(query, n, allowed=allowed, ef_search=ef, nprobe=nprobe)
+            scores, rows = self.index.search(query, n, allowed=allowed, ef_search=ef)
             out = [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
             if len(out) >= need:
                 return out

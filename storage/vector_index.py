@@ -7,8 +7,8 @@ Three kinds, chosen by catalog size (see ``EngineConfig``):
   becomes a tombstone that every search excludes through an ID selector; the
   engine rebuilds the graph once tombstones pass a configured share.
 - ``ivf``: the vectors, unchanged, in inverted lists around centroids trained on a
-  sample of the catalog (an HNSW graph over the centroids finds the nearest
-  lists); a search scans the ``nprobe`` nearest lists exactly. Removal deletes the
+  sample of the catalog; a search scans the ``nprobe`` lists of the nearest
+  centroids exactly. Removal deletes the
   vector at once (a hash table maps rows to their list), so no tombstones.
 
 Labels are catalog rows (see ``catalog_store``). The file records the catalog
@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import DimensionMismatchError, StoreFormatError
+from .ivf_index import IvfIndex
 
 IndexType = Literal["flat", "hnsw", "ivf"]
 
@@ -93,7 +94,14 @@ class VectorIndex:
         self.trained_on = trained_on
         self.seq = 0
         self.dead: set[int] = set()
-        if _faiss_index is not None:
+        self._ivf: IvfIndex | None = None
+        if kind == "ivf" and _faiss_index is not None:
+            self._ivf = IvfIndex(_faiss_index)
+        elif kind == "ivf":
+            self._ivf = IvfIndex.trained(dimension, ivf_lists, training)
+        if self._ivf is not None:
+            self._index = self._ivf.faiss
+        elif _faiss_index is not None:
             self._index = _faiss_index
         elif kind == "flat":
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
@@ -102,8 +110,6 @@ class VectorIndex:
             graph.hnsw.efConstruction = ef_construction
             graph.hnsw.efSearch = ef_search
             self._index = faiss.IndexIDMap2(graph)
-        else:
-            self._index = _trained_ivf(dimension, ivf_lists, training, hnsw_m)
 
     # -- size --------------------------------------------------------------------------
 
@@ -129,7 +135,10 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
             raise DimensionMismatchError(self.dimension, int(vectors.shape[-1]))
-        self._index.add_with_ids(vectors, np.ascontiguousarray(rows, dtype=np.int64))
+        if self._ivf is not None:
+            self._ivf.add(np.asarray(rows, dtype=np.int64), vectors)
+        else:
+            self._index.add_with_ids(vectors, np.ascontiguousarray(rows, dtype=np.int64))
 
     def remove(self, rows: Iterable[int]) -> None:
         rows = [int(r) for r in rows]
@@ -138,16 +147,15 @@ class VectorIndex:
         use_faiss_threads()
         if self.kind == "flat":
             self._index.remove_ids(faiss.IDSelectorBatch(np.asarray(rows, dtype=np.int64)))
-        elif self.kind == "ivf":  # the hash table's removal takes an array selector only
-            ids = np.asarray(rows, dtype=np.int64)
-            self._index.remove_ids(faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids)))
+        elif self._ivf is not None:
+            self._ivf.remove(np.asarray(rows, dtype=np.int64))
         else:
             self.dead.update(rows)
 
     @property
     def ivf_lists(self) -> int:
         """The number of inverted lists (0 for the other kinds)."""
-        return int(self._index.nlist) if self.kind == "ivf" else 0
+        return self._ivf.nlist if self._ivf is not None else 0
 
     # -- queries -----------------------------------------------------------------------
 
@@ -164,7 +172,8 @@ class VectorIndex:
 
         ``allowed`` restricts the search to those rows (filtered search inside
         the index); tombstones are always excluded. ``ef_search`` (HNSW) and
-        ``nprobe`` (IVF) override the index's own breadth for this search.
+        ``nprobe`` (IVF; filtered: the lists' worth of admitted rows it scans, see
+        ``ivf_index``) override the index's own breadth for this search.
         """
         use_faiss_threads()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
@@ -172,12 +181,12 @@ class VectorIndex:
         if k == 0:
             n = queries.shape[0]
             return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+        if self._ivf is not None and allowed is not None:
+            return self._ivf.search_within(queries, k, allowed, nprobe=nprobe or self.nprobe)
+        if self._ivf is not None:
+            return self._ivf.search(queries, k, nprobe=nprobe or self.nprobe)
         selector: Any = None
-        bitmap = None  # holds the selector's bits until the search returns
-        if allowed is not None and self.kind == "ivf":
-            bitmap = _RowBitmap(allowed)
-            selector = bitmap.selector
-        elif allowed is not None:
+        if allowed is not None:
             if self.dead:
                 dead = np.fromiter(self.dead, dtype=np.int64, count=len(self.dead))
                 allowed = np.setdiff1d(allowed, dead)
@@ -191,16 +200,11 @@ class VectorIndex:
             params: Any = faiss.SearchParametersHNSW(  # type: ignore[attr-defined]
                 efSearch=max(ef_search or self.ef_search, k), sel=selector
             )
-        elif self.kind == "ivf":
-            params = faiss.SearchParametersIVF(  # type: ignore[call-arg]
-                nprobe=min(nprobe or self.nprobe, self.ivf_lists), sel=selector
-            )
         elif selector is not None:
             params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
         else:
             params = None
         scores, rows = self._index.search(queries, k, params=params)
-        del bitmap
         return scores, rows
 
     def reconstruct(self, rows: Rows) -> npt.NDArray[np.float32]:
@@ -215,14 +219,8 @@ class VectorIndex:
 
     def labels(self) -> Rows:
         """Every label in the index, tombstones included."""
-        if self.kind == "ivf":
-            lists = self._index.invlists
-            found = [
-                faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                for i in range(lists.nlist)
-                if lists.list_size(i)
-            ]
-            return np.sort(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        if self._ivf is not None:
+            return self._ivf.labels()
         return np.asarray(faiss.vector_to_array(self._index.id_map), dtype=np.int64)
 
     # -- persistence ------------------------------------------------------------------
@@ -286,37 +284,3 @@ class VectorIndex:
         out.seq = int(header["seq"])
         out.dead = set(header["dead"])
         return out
-
-
-def _trained_ivf(
-    dimension: int, lists: int, training: npt.NDArray[np.float32] | None, hnsw_m: int
-) -> Any:
-    """An empty IVF index whose ``lists`` centroids are fitted to ``training``."""
-    if training is None or lists < 1:
-        raise ValueError("an ivf index needs ivf_lists >= 1 and a training sample")
-    sample = np.ascontiguousarray(training, dtype=np.float32)
-    if sample.ndim != 2 or sample.shape[1] != dimension:
-        raise DimensionMismatchError(dimension, int(sample.shape[-1]))
-    lists = min(lists, len(sample))  # k-means needs a point per centroid
-    use_faiss_threads()
-    centroids = faiss.IndexHNSWFlat(dimension, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-    index = faiss.IndexIVFFlat(centroids, dimension, lists, faiss.METRIC_INNER_PRODUCT)
-    centroids.this.disown()  # type: ignore[attr-defined]  # the IVF index owns its quantizer (freed with it)
-    index.own_fields = True
-    index.cp.min_points_per_centroid = 1  # a small catalog trains on what it has
-    index.train(sample)
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # row -> list, for removal
-    return index
-
-
-class _RowBitmap:
-    """An ID selector of a set of rows as one bit per row: a membership test is a bit
-    lookup, which matters when an IVF scan tests every row of the lists it visits."""
-
-    def __init__(self, rows: Rows) -> None:
-        rows = np.asarray(rows, dtype=np.int64)
-        size = int(rows.max()) // 8 + 1 if rows.size else 1
-        bits = np.zeros(size * 8, dtype=bool)
-        bits[rows] = True
-        self.bytes = np.packbits(bits, bitorder="little")  # kept alive with the selector
-        self.selector = faiss.IDSelectorBitmap(size, faiss.swig_ptr(self.bytes))

@@ -123,6 +123,26 @@ def test_ivf_scans_nprobe_lists_and_all_lists_is_exact() -> None:
     assert recall < 0.9
 
 
+def test_ivf_filtered_search_finds_admitted_rows_far_from_the_query() -> None:
+    """A filter admitting only rows of another region than the query's: the lists the
+    query would scan hold none of them, so the search scans the lists that do."""
+    rng = np.random.default_rng(6)
+    centre = unit_vectors(2, seed=20)
+    vectors = np.repeat(centre, 1_000, axis=0) + 0.3 * unit_vectors(2_000, seed=21)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build("ivf", vectors)
+    far = np.sort(rng.choice(np.arange(1_000, 2_000), 400, replace=False)).astype(np.int64)
+    queries = vectors[:5] + 0.01  # in the first region
+    _, unfiltered = index.search(queries, 10, nprobe=1)
+    assert (unfiltered < 1_000).all()
+    for nprobe in (1, 4):
+        _, found = index.search(queries, 10, allowed=far, nprobe=nprobe)
+        assert (found >= 0).all() and np.isin(found, far).all()
+    # scanning every list that holds admitted rows is exact
+    _, everything = index.search(queries, 10, allowed=far, nprobe=16)
+    np.testing.assert_array_equal(everything, brute_force(queries, vectors[far], far, 10))
+
+
 def test_ivf_without_a_training_sample_is_refused() -> None:
     with pytest.raises(ValueError, match="training sample"):
         VectorIndex("ivf", DIM, ivf_lists=16)
@@ -337,3 +357,13 @@ def test_load_with_another_fingerprint_or_dimension_raises(saved: Path) -> None:
         VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM * 2)
     # and the file is still fine for its own model
     assert VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM).ntotal == 100
+
+
+@pytest.mark.parametrize("module", ["ownrank.storage.ivf_index", "ownrank.engine.index_keeper"])
+def test_docstring_examples(module: str) -> None:
+    """The examples of the IVF index and of the index sizing rules run as written."""
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(module))
+    assert attempted >= 3 and failed == 0
