@@ -580,9 +580,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
     )
     p.add_argument(
         "--index-kind",
-        choices=("auto", "flat", "hnsw"),
+        choices=("auto", "flat", "hnsw", "ivf"),
         default="auto",
-        help="EngineConfig.index_kind (auto: flat below hnsw_threshold items)",
+        help="EngineConfig.index_kind (auto: flat below hnsw_threshold items, IVF from "
+        "ivf_threshold)",
     )
     p.add_argument(
         "--neighbour-rebuild",

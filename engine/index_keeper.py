@@ -111,6 +111,12 @@ _ADMITTED_CACHE_BYTES = 64 * 2**20
 _SHARED_ANSWERS_KEPT = 32
 
 
+def _enough(rows: Rows, scores: np.ndarray, need: int) -> list[tuple[int, float]] | None:
+    """A search's (row, score) pairs, best first, if it found at least ``need`` rows."""
+    out = [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0]
+    return out if len(out) >= need else None
+
+
 class IndexKeeper:
     def __init__(
         self,
@@ -432,12 +438,21 @@ class IndexKeeper:
     ) -> list[list[tuple[int, float]]]:
         """Filtered queries admitting more rows than one copy is worth (caller holds the
         read lock): each query as ``search_within`` would answer it, except that the
-        queries HNSW answers short share one exact pass over the admitted rows (at 1M
-        items and a 1/12 filter, each exact pass copies ~83k vectors)."""
-        answers = [
-            self.search_within(q, k, allowed, exact=False)
-            for q, k in zip(queries, sizes, strict=True)
-        ]
+        queries the index answers short share one exact pass over the admitted rows (at
+        1M items and a 1/12 filter, each exact pass copies ~83k vectors), and IVF takes
+        the queries of one size in one call (how far it scans depends on the size)."""
+        answers: list[list[tuple[int, float]] | None] = [None] * len(sizes)
+        if self.index.kind == "ivf":
+            for k in sorted(set(sizes)):
+                which = [i for i, size in enumerate(sizes) if size == k]
+                scores, rows = self.index.search(queries[which], k, allowed=allowed)
+                for i, found_scores, found_rows in zip(which, scores, rows, strict=True):
+                    answers[i] = _enough(found_rows, found_scores, min(k, int(allowed.size)))
+        else:
+            answers = [
+                self.search_within(q, k, allowed, exact=False)
+                for q, k in zip(queries, sizes, strict=True)
+            ]
         short = [i for i, found in enumerate(answers) if found is None]
         exact: dict[int, list[tuple[int, float]]] = {}
         if short:
@@ -466,8 +481,8 @@ class IndexKeeper:
         if self.index.kind != "flat" and allowed.size > self.config.exact_filter_limit:
             ef = max(self.index.ef_search, 4 * n)
             scores, rows = self.index.search(query, n, allowed=allowed, ef_search=ef)
-            out = [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
-            if len(out) >= need:
+            out = _enough(rows[0], scores[0], need)
+            if out is not None:
                 return out
         elif self.index.kind == "flat":
             scores, rows = self.index.search(query, n, allowed=allowed)
