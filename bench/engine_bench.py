@@ -586,6 +586,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Args:
         "ivf_threshold)",
     )
     p.add_argument(
+        "--content-neighbours",
+        type=int,
+        help="EngineConfig.content_neighbours (default: the engine's; 0: no lists, the "
+        "neighbour score compares candidates with rated items, as before the lists; at 1M "
+        "items the lists take hours to build and the catalog phase waits for them)",
+    )
+    p.add_argument(
         "--neighbour-rebuild",
         action="store_true",
         help="also time a build of the content-neighbour lists from scratch",
@@ -696,7 +703,10 @@ def bench(args: Args) -> int:
     args.root = root
     commit_floor(run, root, 200, "start")
     encoder = TimedEncoder(SyntheticEncoder())
-    config = EngineConfig(encrypt_user_records=args.encrypt, index_kind=args.index_kind)
+    lists = (
+        {} if args.content_neighbours is None else {"content_neighbours": args.content_neighbours}
+    )
+    config = EngineConfig(encrypt_user_records=args.encrypt, index_kind=args.index_kind, **lists)
     run.details["config"] = config.model_dump(mode="json", exclude={"model_dir"})
     declare(run, config, args.items)
     phases = [phase_interact, phase_interact_bulk, phase_records, phase_recommend, phase_search]

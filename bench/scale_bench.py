@@ -167,6 +167,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="engine_bench --warmup (its default 50)")
     p.add_argument("--seed", type=int, help="engine_bench --seed (its default)")
     p.add_argument("--blas-threads", type=int, help="engine_bench --blas-threads")
+    p.add_argument(
+        "--content-neighbours",
+        type=int,
+        help="engine_bench --content-neighbours (0: no lists; at 1M they take hours)",
+    )
+    p.add_argument("--index-kind", help="engine_bench --index-kind (default auto)")
     p.add_argument("--data-dir", type=Path, help="where engine_bench's stores go (default: tmp)")
     p.add_argument("--results-dir", type=Path, default=harness.RESULTS,
                    help="where the per-size engine_bench results and logs go")  # fmt: skip
@@ -206,6 +212,10 @@ def declare(run: harness.Run) -> None:
     )
     where: Where = {"phase": "recommend", "kind": "plain", "items": 100_000}
     run.target("recommend p99 at 100k items", "recommend p99", "<=", 10.0, where, "issue 5")
+    for kind, bound in (("plain", 10.0), ("topic_filter", 25.0)):
+        where = {"phase": "recommend", "kind": kind, "items": 1_000_000}
+        run.target(f"recommend p99 at 1M items, {kind}", "recommend p99", "<=", bound, where,
+                   "issue 24")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,7 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for plan in args.plans:
         out = result_path(args.results_dir, plan.items, args.quick)
         if not args.collect_only:
-            options = {k: getattr(args, k) for k in ("seed", "warmup", "data_dir", "blas_threads")}
+            passed = ("seed", "warmup", "data_dir", "blas_threads", "content_neighbours",
+                      "index_kind")  # fmt: skip
+            options = {k: getattr(args, k) for k in passed}
             cmd = engine_bench_command(plan, out, **options)
             print(f"\n== {plan.items} items: {' '.join(cmd[1:])}", flush=True)
             rc = run_engine_bench(cmd, out.with_suffix(".log"), f"[{plan.items}] ")

@@ -134,13 +134,19 @@ def serve_main(argv: Sequence[str]) -> int:
 # -- the store ----------------------------------------------------------------------------------
 
 
+def store_config(args: argparse.Namespace) -> EngineConfig:
+    """The engine settings the store is built and checked with (``--content-neighbours``)."""
+    lists = args.content_neighbours
+    return EngineConfig() if lists is None else EngineConfig(content_neighbours=lists)
+
+
 def build_store(root: Path, args: argparse.Namespace) -> Json:
     """Catalog and users into ``root/data``; item topics into ``root/topics.npy``."""
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     topic_list: list[int] = []
     started = time.perf_counter()
-    with Engine(root / "data", EngineConfig(), encoder=SyntheticEncoder()) as engine:
+    with Engine(root / "data", store_config(args), encoder=SyntheticEncoder()) as engine:
         for items in item_batches(args.items, 1000, args.seed + 100, "s"):
             topic_list += [int(str(item["properties"]["topic"])[1:]) for item in items]
             engine.catalog.upsert(items)
@@ -170,10 +176,12 @@ def build_store(root: Path, args: argparse.Namespace) -> Json:
 def cached_store(args: argparse.Namespace) -> tuple[Path, Json, bool]:
     """The built store for these parameters (building it if needed): dir, facts, reused."""
     root = STORE_CACHE / f"items{args.items}-users{args.users}-seed{args.seed}-v{STORE_VERSION}"
+    if args.content_neighbours is not None:
+        root = root.with_name(f"{root.name}-lists{args.content_neighbours}")
     marker = root / "built.json"
     if marker.exists() and not args.rebuild:
         try:  # the engine may have changed since: the store must still open
-            with Engine(root / "data", EngineConfig(), encoder=SyntheticEncoder()) as engine:
+            with Engine(root / "data", store_config(args), encoder=SyntheticEncoder()) as engine:
                 count = engine.catalog.count()
             if count == args.items:
                 return root, json.loads(marker.read_text()), True
@@ -589,6 +597,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--events-per-call", type=int, default=5, help="events per interactions call")
     p.add_argument("--request-lines", type=int, help="prepared requests per scenario (cycled)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached store")
+    p.add_argument(
+        "--content-neighbours",
+        type=int,
+        help="EngineConfig.content_neighbours of the store build (a store of its own; "
+        "0: no lists, which take hours at 1M items; the server keeps the default)",
+    )
     p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for ready")
     p.add_argument("--seed", type=int, default=4321)
     p.add_argument("--out", type=Path, help="JSON results file")

@@ -164,8 +164,10 @@ class IndexKeeper:
             return self._sized(self._maybe_rebuild(index, txn))
 
     def _sized(self, index: VectorIndex) -> VectorIndex:
-        """``index`` with the beam width for its size (``ef_search_for``)."""
+        """``index`` with the beam width for its size (``ef_search_for``) and the
+        configured IVF lists scanned (not the saved file's)."""
         index.ef_search = ef_search_for(index.ntotal - len(index.dead), self.config.hnsw_ef_search)
+        index.nprobe = self.config.ivf_nprobe
         return index
 
     def _desired_kind(self, live: int, current: IndexType | None) -> IndexType:

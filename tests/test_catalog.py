@@ -288,9 +288,10 @@ def test_an_ivf_index_file_is_reopened_without_a_rebuild_and_caught_up(tmp_path:
         assert not engine.catalog.keeper.index.dead
         assert not set(victims) & set(ids(engine.search("jazz jazz", 300)))
     path.write_bytes(older)  # as if this process had not seen the last writes
-    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as engine:
+    with make_engine(tmp_path / "s", WordHashEncoder(), index_kind="ivf", ivf_nprobe=3) as engine:
         keeper = engine.catalog.keeper
         assert keeper.rebuilds == 0 and keeper.index.live_count == 296
+        assert keeper.index.nprobe == 3  # the configured breadth, not the saved file's
         found = ids(engine.search("jazz jazz", 300))
         assert "late-jazz" in found and not set(victims) & set(found)
 
