@@ -57,13 +57,8 @@ from catalog_bench import (
 from threadpoolctl import threadpool_limits
 
 from ownrank import EngineConfig
-from ownrank.engine.index_keeper import (
-    REBUILD_BATCH,
-    IndexKeeper,
-    ef_search_for,
-    ivf_lists_for,
-    ivf_training_stride,
-)
+from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper
+from ownrank.engine.index_sizing import ef_search_for, ivf_lists_for, ivf_training_stride
 from ownrank.storage.vector_index import IndexType, VectorIndex
 
 Vectors = npt.NDArray[np.float32]

@@ -151,7 +151,7 @@ class EngineConfig(BaseModel):
         None,
         ge=8,
         description="HNSW's beam width of a search; None: by catalog size "
-        "(engine/index_keeper.ef_search_for: 96 up to 50,000 items, then in proportion, "
+        "(engine/index_sizing.ef_search_for: 96 up to 50,000 items, then in proportion, "
         "at most 256)",
     )
     ivf_threshold: int = Field(
@@ -161,8 +161,9 @@ class EngineConfig(BaseModel):
         64,
         ge=1,
         le=65_536,
-        description="inverted lists an IVF search scans (a filtered search scans more, in "
-        "proportion to the share of the catalog the filter admits)",
+        description="inverted lists an IVF search scans (a filtered search scans the lists "
+        "holding admitted rows, nearest first, until it has covered twice as many rows; "
+        "storage/ivf_index.py)",
     )
     index_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads")
     blas_threads: int | None = Field(

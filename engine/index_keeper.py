@@ -44,6 +44,7 @@ from ..storage.vector_index import (
 )
 from .config import EngineConfig
 from .filters import Expr
+from .index_sizing import ef_search_for, ivf_lists_for, ivf_training_stride
 from .locks import ReadWriteLock
 from .property_table import PropertyTable, filter_fields
 
@@ -53,60 +54,6 @@ Rows = npt.NDArray[np.int64]
 REBUILD_BATCH = 8_192
 _EXACT_CHUNK = 65_536
 _BATCH_EXACT_LIMIT = 16_384  # admitted rows copied once for a batch of filtered queries
-EF_SEARCH = 96  # HNSW's beam width up to EF_GROWS_FROM live items
-EF_GROWS_FROM = 50_000
-EF_SEARCH_MAX = 256
-
-
-def ef_search_for(live: int, configured: int | None = None) -> int:
-    """HNSW's beam width for a catalog of ``live`` items: the configured one, else 96
-    up to 50,000 items, then in proportion to the size, at most 256. Measured
-    (``bench/index_bench.py --ef-sweep``, bench/README.md 2026-12-06): at 100k items
-    96 finds 93.7% of a query's true top 10 and 192 97.6% (0.5 against 0.8 ms); at 1M
-    a graph built with efConstruction 80 finds at most ~87% whatever the width
-    (71% at 96, 84% at 384 for 3.8 ms, 87% at 1,536 for 10 ms), so the width stops
-    growing where its cost does not buy recall.
-
-    >>> [ef_search_for(n) for n in (10_000, 100_000, 150_000, 1_000_000)]
-    [96, 192, 256, 256]
-    >>> ef_search_for(1_000_000, configured=64)
-    64
-    """
-    if configured is not None:
-        return configured
-    grown = EF_SEARCH * live // EF_GROWS_FROM
-    return max(EF_SEARCH, min(EF_SEARCH_MAX, grown))
-
-
-IVF_TRAIN_PER_LIST = 40  # k-means sample: FAISS warns below 39 points a centroid
-IVF_MIN_LISTS = 16
-IVF_MAX_LISTS = 16_384
-
-
-def ivf_lists_for(live: int) -> int:
-    """How many inverted lists an IVF index over ``live`` items gets: the power of two
-    nearest to 2·√live. Measured (``bench/index_bench.py``, bench/README.md
-    2026-12-06): at 1M items 2,048 lists scanned 64 at a time find 96.6% of a
-    query's true top 10 in ~3 ms; 4,096 lists need 192 probes for the same recall.
-
-    >>> [ivf_lists_for(n) for n in (1_000, 100_000, 1_000_000, 10_000_000)]
-    [64, 512, 2048, 8192]
-    """
-    wanted = 2.0 * max(live, 1) ** 0.5
-    nearest = 2 ** round(float(np.log2(wanted)))
-    return int(min(IVF_MAX_LISTS, max(IVF_MIN_LISTS, nearest)))
-
-
-def ivf_training_stride(live: int, lists: int) -> int:
-    """IVF trains on every s-th of ``live`` vectors: about ``IVF_TRAIN_PER_LIST`` per
-    list (all of a small catalog).
-
-    >>> ivf_training_stride(1_000_000, 2048), ivf_training_stride(5_000, 128)
-    (12, 1)
-    """
-    return max(1, live // (lists * IVF_TRAIN_PER_LIST))
-
-
 _ADMITTED_CACHE_BYTES = 64 * 2**20
 _SHARED_ANSWERS_KEPT = 32
 

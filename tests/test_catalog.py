@@ -318,9 +318,9 @@ def test_the_hnsw_beam_width_follows_the_catalog_size(
 ) -> None:
     """``hnsw_ef_search=None``: the width for the live item count (``ef_search_for``),
     set on open, after each catch-up and each rebuild; a configured width stays."""
-    import ownrank.engine.index_keeper as index_keeper
+    import ownrank.engine.index_sizing as index_sizing
 
-    monkeypatch.setattr(index_keeper, "EF_GROWS_FROM", 50)  # grows past 50 items here
+    monkeypatch.setattr(index_sizing, "EF_GROWS_FROM", 50)  # grows past 50 items here
     engine = make_engine(tmp_path / "s", WordHashEncoder(), index_kind="hnsw", hnsw_m=8)
     with engine:
         engine.catalog.upsert(catalog_items(40))

@@ -359,7 +359,7 @@ def test_load_with_another_fingerprint_or_dimension_raises(saved: Path) -> None:
     assert VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM).ntotal == 100
 
 
-@pytest.mark.parametrize("module", ["ownrank.storage.ivf_index", "ownrank.engine.index_keeper"])
+@pytest.mark.parametrize("module", ["ownrank.storage.ivf_index", "ownrank.engine.index_sizing"])
 def test_docstring_examples(module: str) -> None:
     """The examples of the IVF index and of the index sizing rules run as written."""
     import doctest
