@@ -278,7 +278,7 @@ def info(
 
 @app.command()
 def reindex(data_dir: DataDir = DEFAULT_DATA_DIR, model_dir: ModelDir = None) -> None:
-    """Rebuild the catalog index from LMDB (drops HNSW tombstones)."""
+    """Rebuild the catalog index from LMDB (drops HNSW tombstones, retrains IVF)."""
     with open_engine(data_dir, model_dir) as engine:
         engine.rebuild_index()
         idx = engine.info(check_items=False)["index"]
