@@ -41,7 +41,7 @@ def ivf_lists_for(live: int) -> int:
     """How many inverted lists an IVF index over ``live`` items gets: the power of two
     nearest to 2·√live. Measured (``bench/index_bench.py --nprobe-sweep``, bench/README.md
     2026-12-06): at 1M items 2,048 lists scanned 64 at a time find 96.3% of a
-    query's true top 10 in ~3 ms; with 4,096 lists it took 192 (a /tmp script).
+    query's true top 10 in ~3 ms.
 
     >>> [ivf_lists_for(n) for n in (1_000, 100_000, 1_000_000, 10_000_000)]
     [64, 512, 2048, 8192]

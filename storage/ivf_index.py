@@ -28,11 +28,10 @@ Scores = npt.NDArray[np.float32]
 Vectors = npt.NDArray[np.float32]
 
 # A filter's admitted rows are usually far from the query (a topic other than the
-# query's), where the order of the centroids tells less about the order of the rows.
-# Measured at 1M synthetic items, a 1/12 topic filter held in ~165 of 2,048 lists,
-# nprobe 64 (/tmp script over index_bench's data, bench/README.md 2026-12-06):
-# covering 1x an unfiltered scan found 79% of the true top 10 (3.5 ms), 2x 97%
-# (6.1 ms), 4x all (7.1 ms: every list holding the topic).
+# query's), where the order of the centroids tells less about the order of the rows,
+# so a filtered search covers more rows than an unfiltered one (1x, 2x and 4x were
+# compared: bench/README.md, 2026-12-06 evening; index_bench's filtered rows measure
+# this setting).
 FILTERED_BREADTH = 2
 
 
