@@ -32,9 +32,9 @@ from hypothesis.stateful import (
 )
 
 from ownrank import Engine, UserErasedError
-from ownrank.engine.config import RankingConfig
+from ownrank.engine.config import EngineConfig, RankingConfig
 
-from conftest import WordHashEncoder, make_engine
+from conftest import WordHashEncoder
 from test_catalog import TOPICS, catalog_items
 from test_shared_invariant import check_invariant
 
@@ -140,18 +140,23 @@ class ErasureExactness(RuleBasedStateMachine):
             engine.catalog.upsert(POOL[:INITIAL])
 
     def _open(self, name: str) -> Engine:
-        engine = make_engine(
+        engine = Engine(
             self.tmp / name,
-            WordHashEncoder(),
-            lmdb_sync=False,
-            max_events=MAX_EVENTS,
-            # the collaborative layer on (it includes popularity), with a small set so
-            # pairs come and go as likes arrive, and a weight so it moves every score
-            shared_statistics="collaborative",
-            collaborative_items=3,
-            ranking=RankingConfig(collaborative_weight=0.5),
+            EngineConfig(
+                lmdb_sync=False,
+                max_events=MAX_EVENTS,
+                # the collaborative layer on (it includes popularity), with a small set so
+                # pairs come and go as likes arrive, and a weight so it moves every score
+                shared_statistics="collaborative",
+                collaborative_items=3,
+                ranking=RankingConfig(collaborative_weight=0.5),
+            ),
+            encoder=WordHashEncoder(),
+            # every part of the engine reads this one clock (patching attributes
+            # afterwards missed the write path, whose wall-clock times made the two
+            # stores' records differ by a second now and then)
+            clock=self.clock,
         )
-        engine.catalog.clock = engine._users.clock = self.clock
         return engine
 
     @property
