@@ -14,7 +14,10 @@ inverted lists, from ``ivf_threshold`` items), built as ``IndexKeeper`` builds i
   ``path=index`` is the index's call with an ID selector (efSearch = max(ef_search,
   4k); IVF scans the nearest lists holding admitted rows), ``path=engine`` the engine's whole
   path (``IndexKeeper.search_within``, exact scoring up to ``exact_filter_limit``
-  admitted rows); ``route`` says which.
+  admitted rows); ``route`` says which;
+- IVF only: the index saved and read back mapped from its file, as the engine opens it
+  (``index_mmap``): the same searches, and how much of the process's memory is its own
+  (anonymous) and how much file-backed (shared by every process mapping the file).
 
 Data: the clustered synthetic vectors of ``bench/catalog_bench.py``, queries fresh
 draws from the same distribution. Ground truth is brute force (``faiss.knn``); a
@@ -375,8 +378,51 @@ def measure_kind(
         else:
             route = f"exact scoring (admitted rows <= exact_filter_limit {cfg.exact_filter_limit})"
     run.add("route", route, "", k=k, **topic, path="engine")
+    if kind == "ivf" and settings.save:
+        measure_mapped(run, index, (allowed, queries, truth), settings, watch)
     del index
     release_memory()
+
+
+def measure_mapped(
+    run: harness.Run,
+    index: VectorIndex,
+    work: tuple[Sequence[Rows], tuple[Vectors, Vectors], dict[str, tuple[Scores, Rows]]],
+    settings: Settings,
+    watch: Watch,
+) -> None:
+    """The same IVF index read back from its file mapped (``index_mmap``, what the
+    engine opens): how much the process's anonymous (its own) and file-backed
+    (shareable) memory grow with it, and the searches again (``storage=mapped``), to
+    compare with the in-memory rows of the same run."""
+    allowed, queries, truth = work
+    labels: dict[str, harness.Label] = {"index": "ivf", "items": index.ntotal}
+    folder = Path(tempfile.mkdtemp(prefix="ownrank-index-bench-", dir=settings.data_dir))
+    try:
+        path = folder / "index.faiss"
+        index.save(path, fingerprint=FINGERPRINT)
+        nprobe = index.nprobe
+        before = watch.mark()
+        seconds, mapped = timed(
+            lambda: VectorIndex.load(
+                path, fingerprint=FINGERPRINT, dimension=queries[0].shape[1], mapped=True
+            )
+        )
+        mapped.nprobe = nprobe
+        run.add("open mapped", seconds, "s", **labels)
+        for k in (10, 100):
+            measure_search(run, index_search(mapped, k), queries, truth["unfiltered"], k,
+                           ["index"], **labels, filter="mapped", storage="mapped")  # fmt: skip
+        search = index_search(mapped, 10, allowed)
+        measure_search(run, search, queries, truth["filtered"], 10, ["index"], **labels,
+                       filter="mapped, topic", storage="mapped")  # fmt: skip
+        after = watch.mark()
+        for key, name in (("anon_mb", "anonymous"), ("file_mb", "file-backed")):
+            growth = after[key] - before[key]
+            run.add(f"RSS {name} growth, mapped", growth, "MiB", **labels, storage="mapped")
+        del mapped
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def measure_size(
@@ -499,6 +545,13 @@ def declare(run: harness.Run, filter_topics: int, config: EngineConfig) -> None:
                  "other cores busy"],
     )  # fmt: skip
     run.table("IVF", by=["items", "index"], metrics=["inverted lists", "nprobe"])
+    run.table(
+        "IVF read back mapped from its file (index_mmap; compare the in-memory rows above)",
+        by=["items", "filter", "k"],
+        where={"storage": "mapped"},
+        metrics=["search p50", "search p99", "search mean", "recall@10", "recall@100",
+                 "RSS anonymous growth, mapped", "RSS file-backed growth, mapped"],
+    )  # fmt: skip
     for k in (10, 100):
         for kind, breadth, flag in (("hnsw", "ef_search", "ef"), ("ivf", "nprobe", "nprobe")):
             run.table(

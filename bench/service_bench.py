@@ -28,6 +28,7 @@ waiting a fixed-rate client would see past saturation: there throughput is the f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -566,6 +567,25 @@ def run_scenarios(
         print(f"{figures[0][1]:.0f} req/s, p99 {wrk['latency_us']['p99'] / 1e3:.1f} ms")
 
 
+def worker_memory(run: harness.Run, pids: Sequence[str], server: str) -> None:
+    """Each worker's resident memory after the scenarios, from ``/proc``: anonymous
+    (its own heap: an index held in memory), file-backed (pages of LMDB and of a mapped
+    index file, which every process mapping the file shares) and PSS (each shared page
+    split between the processes that map it: the workers' PSS add up to what they
+    hold together)."""
+    fields = {"RssAnon": "anonymous", "RssFile": "file-backed", "Pss": "PSS"}
+    for number, pid in enumerate(pids):
+        found: dict[str, float] = {}
+        for name in ("status", "smaps_rollup"):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in fields and value.strip().endswith("kB"):
+                        found[fields[key]] = int(value.split()[0]) / 1024
+        for metric, mib in found.items():
+            run.add(f"worker memory, {metric}", mib, "MiB", server=server, worker=number)
+
+
 def recommend_at_budget(rows: Sequence[harness.Row]) -> tuple[float, int | None] | None:
     """Issue 5's rule: the most 2xx recommend answers/s of a run with p99 <= 50 ms and no
     errors, and its connections; (0, None) when no run qualifies, None without runs."""
@@ -690,11 +710,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in args.scenario_list:
             if scenario != "floor":  # last, on its own server
                 run_scenarios(run, server, scenario, args, work, tokens, pop)
+        worker_memory(run, run.details["ready"]["workers_ready"], "service")
         if "floor" in args.scenario_list:
             run.details["server exit"] = server.stop()
             server = Server(work / "data", args.workers, FLOOR_SERVER_LOG, floor=True)
-            server.wait_ready(args.ready_timeout)
+            floor_pids = server.wait_ready(args.ready_timeout)["workers_ready"]
             run_scenarios(run, server, "floor", args, work, tokens, pop)
+            worker_memory(run, floor_pids, "floor")
     finally:
         if server is not None:
             exit_code = server.stop()

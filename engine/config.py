@@ -165,6 +165,13 @@ class EngineConfig(BaseModel):
         "holding admitted rows, nearest first, until it has covered twice as many rows; "
         "storage/ivf_index.py)",
     )
+    index_mmap: bool = Field(
+        True,
+        description="read an IVF index's vectors from its file, memory-mapped, so the "
+        "processes that open one store (a service's workers) share one copy; later "
+        "additions are held in memory until a quarter of the rows are (then the file "
+        "is rewritten and mapped again; storage/ivf_index.py)",
+    )
     index_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads")
     blas_threads: int | None = Field(
         None,

@@ -39,6 +39,7 @@ from ..storage.lmdb_env import LmdbEnvironment
 from ..storage.vector_index import (
     IndexType,
     VectorIndex,
+    index_file_lock,
     set_faiss_threads,
     use_faiss_threads,
 )
@@ -98,7 +99,12 @@ class IndexKeeper:
     def _open(self) -> VectorIndex:
         index: VectorIndex | None = None
         try:
-            index = VectorIndex.load(self.path, fingerprint=self.stamp, dimension=self.dimension)
+            index = VectorIndex.load(
+                self.path,
+                fingerprint=self.stamp,
+                dimension=self.dimension,
+                mapped=self.config.index_mmap,
+            )
         except FileNotFoundError:
             log.info("no index file at %s; building it from LMDB", self.path)
         except StoreFormatError as exc:
@@ -108,7 +114,7 @@ class IndexKeeper:
         with self.env.read() as txn:
             if index is None or not self._catch_up(index, txn):
                 index = self._build(txn, index.kind if index else None)
-            return self._sized(self._maybe_rebuild(index, txn))
+            return self._remapped(self._sized(self._maybe_rebuild(index, txn)))
 
     def _sized(self, index: VectorIndex) -> VectorIndex:
         """``index`` with the beam width for its size (``ef_search_for``) and the
@@ -160,7 +166,43 @@ class IndexKeeper:
         self.table = None  # rebuilt lazily from the same kind of snapshot
         self.rebuilds += 1
         log.info("built %s index of %d vectors at catalog seq %d", index.kind, live, index.seq)
-        return index
+        return self._remapped(index)
+
+    def _remapped(self, index: VectorIndex) -> VectorIndex:
+        """An IVF index written to its file and read back mapped (``index_mmap``), so
+        that the processes opening the file share its vectors in the page cache: after
+        a build, and once a mapped index's in-memory delta holds more than a quarter of
+        its rows (which also makes the next opening's catch-up short). Processes take
+        turns (a lock file), and one that finds the file already at its own catalog
+        sequence number maps that file rather than writing another: workers that start
+        together end up sharing one file."""
+        if not self.config.index_mmap or index.kind != "ivf":
+            return index
+        if index.mapped and 4 * index.delta_count <= index.ntotal:
+            return index
+        try:
+            with index_file_lock(self.path):
+                mapped = self._load_mapped()
+                if mapped is None or mapped.seq != index.seq:
+                    index.save(self.path, fingerprint=self.stamp)
+                    mapped = self._load_mapped()
+        except OSError as exc:
+            log.warning("the index stays in this process's memory: %s", exc)
+            return index
+        if mapped is None or mapped.seq != index.seq:
+            return index
+        self._saved_seq = mapped.seq
+        return self._sized(mapped)
+
+    def _load_mapped(self) -> VectorIndex | None:
+        """The index file, mapped, if it holds a mappable index of this store."""
+        try:
+            found = VectorIndex.load(
+                self.path, fingerprint=self.stamp, dimension=self.dimension, mapped=True
+            )
+        except (FileNotFoundError, StoreFormatError):
+            return None
+        return found if found.mapped else None
 
     def _training_sample(self, txn: Any, live: int, lists: int) -> np.ndarray:
         """Every s-th stored vector (``ivf_training_stride``): the same snapshot always
@@ -220,7 +262,7 @@ class IndexKeeper:
         with self.lock.writing(), self.env.read() as txn:
             if not self._catch_up(self.index, txn):
                 self.index = self._build(txn, self.index.kind)
-            self.index = self._sized(self._maybe_rebuild(self.index, txn))
+            self.index = self._remapped(self._sized(self._maybe_rebuild(self.index, txn)))
 
     def rebuild(self) -> None:
         """Rebuild the index from LMDB now (drops tombstones, re-picks the kind)."""

@@ -11,6 +11,14 @@ the list of every row (``list_of``), counts the admitted rows of each list, and 
 the lists that hold admitted rows, nearest centroid first, until it has covered
 ``FILTERED_BREADTH`` times as many admitted rows as an unfiltered search scans rows;
 inside them an ID selector (one bit per row) skips the rows the filter does not admit.
+
+An index read from its file can be *mapped* (``IvfIndex.mapped``): FAISS maps the
+file's inverted lists into memory read-only, so the processes that open the same file
+(a service's workers) share one copy of the vectors in the page cache instead of one
+private copy each. A mapped index never writes into the file's lists: rows added
+later go to a small in-memory *delta* index with the same centroids, rows removed
+from the file's lists are skipped through a bitmap, and every search scans both and
+merges. ``merged`` writes both back into one ordinary index (to save it).
 """
 
 from __future__ import annotations
@@ -36,13 +44,19 @@ FILTERED_BREADTH = 2
 
 
 class IvfIndex:
-    """A trained ``faiss.IndexIVFFlat`` (inner product) plus each row's list."""
+    """A trained ``faiss.IndexIVFFlat`` (inner product) plus each row's list; with
+    ``mapped``, its lists are a read-only file mapping and changes go to a delta."""
 
-    def __init__(self, index: Any) -> None:
-        self.faiss = index
+    def __init__(self, index: Any, *, mapped: bool = False) -> None:
+        self.faiss = index  # the base: the file's lists when mapped, else every row
+        self.mapped = mapped
         self.nlist = int(index.nlist)
         self.centroids: Vectors = np.asarray(index.quantizer.reconstruct_n(0, self.nlist))
         self.list_of = np.full(0, -1, dtype=np.int32)  # row -> its list, -1: none
+        self.in_delta = np.zeros(0, dtype=bool)  # row -> held by the delta (mapped only)
+        self._delta: Any = None  # created on the first add to a mapped index
+        self._gone = np.zeros(0, dtype=bool)  # rows removed from the base's lists
+        self._gone_count = 0
         lists = index.invlists
         for number in range(self.nlist):
             size = lists.list_size(number)
@@ -80,47 +94,137 @@ class IvfIndex:
 
     @property
     def ntotal(self) -> int:
-        return int(self.faiss.ntotal)
+        delta = int(self._delta.ntotal) if self._delta is not None else 0
+        return int(self.faiss.ntotal) - self._gone_count + delta
+
+    @property
+    def delta_count(self) -> int:
+        """Rows held by the in-memory delta of a mapped index."""
+        return int(self._delta.ntotal) if self._delta is not None else 0
 
     # -- changes -----------------------------------------------------------------------
 
     def add(self, rows: Rows, vectors: Vectors) -> None:
-        """Add vectors (float32, C-contiguous) under these rows, each to its nearest list."""
+        """Add vectors (float32, C-contiguous) under these rows, each to its nearest list
+        (of a mapped index: in the delta)."""
         ids = np.ascontiguousarray(rows, dtype=np.int64)
         x = np.ascontiguousarray(vectors, dtype=np.float32)
         _, nearest = self.faiss.quantizer.search(x, 1)
         lists = np.ascontiguousarray(nearest[:, 0], dtype=np.int64)
         ptr = faiss.swig_ptr
-        self.faiss.add_core(len(ids), ptr(x), ptr(ids), ptr(lists))
-        self._note(ids, lists)
+        target = self._delta_index() if self.mapped else self.faiss
+        target.add_core(len(ids), ptr(x), ptr(ids), ptr(lists))
+        self._note(ids, lists, in_delta=self.mapped)
 
     def remove(self, rows: Rows) -> None:
         ids = np.ascontiguousarray(rows, dtype=np.int64)
-        # the hash table's removal takes an array selector only
-        self.faiss.remove_ids(faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids)))
-        known = ids[(ids >= 0) & (ids < self.list_of.size)]
-        self.list_of[known] = -1
+        ids = ids[(ids >= 0) & (ids < self.list_of.size)]
+        held = np.unique(ids[self.list_of[ids] >= 0])
+        target, ids = self.faiss, held
+        if self.mapped:  # the file's lists are read-only: their rows are skipped instead
+            self._skip(held[~self.in_delta[held]])
+            target, ids = self._delta, held[self.in_delta[held]]
+        if ids.size:  # the hash table's removal takes an array selector only
+            target.remove_ids(faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids)))
+        self.list_of[held] = -1
+        self.in_delta[held] = False
 
-    def _note(self, rows: npt.NDArray[np.int64], lists: npt.NDArray[np.int64] | int) -> None:
-        """Record that ``rows`` are now in ``lists``."""
+    def _skip(self, rows: Rows) -> None:
+        """Mark rows of the mapped lists as removed (every search skips them)."""
+        if not rows.size:
+            return
+        if int(rows.max()) >= self._gone.size:
+            grown = np.zeros(self.list_of.size, dtype=bool)
+            grown[: self._gone.size] = self._gone
+            self._gone = grown
+        self._gone[rows] = True
+        self._gone_count += int(rows.size)
+
+    def _delta_index(self) -> Any:
+        """The in-memory index that takes a mapped index's additions (same centroids)."""
+        if self._delta is None:
+            self._delta = _empty_like(self.faiss, self.centroids)
+        return self._delta
+
+    def _note(
+        self,
+        rows: npt.NDArray[np.int64],
+        lists: npt.NDArray[np.int64] | int,
+        *,
+        in_delta: bool = False,
+    ) -> None:
+        """Record that ``rows`` are now in ``lists`` (of the delta or of the base)."""
         top = int(rows.max()) + 1 if rows.size else 0
         if top > self.list_of.size:
-            grown = np.full(max(top, 2 * self.list_of.size), -1, dtype=np.int32)
+            size = max(top, 2 * self.list_of.size)
+            grown = np.full(size, -1, dtype=np.int32)
             grown[: self.list_of.size] = self.list_of
             self.list_of = grown
+            flags = np.zeros(size, dtype=bool)
+            flags[: self.in_delta.size] = self.in_delta
+            self.in_delta = flags
         self.list_of[rows] = lists
+        self.in_delta[rows] = in_delta
 
     def labels(self) -> Rows:
         """Every row in the index, ascending."""
         return np.flatnonzero(self.list_of >= 0).astype(np.int64)
 
+    def reconstruct(self, rows: Rows) -> Vectors:
+        """The stored vectors of these rows, bit for bit (``RuntimeError`` if one is not
+        in the index)."""
+        ids = np.ascontiguousarray(rows, dtype=np.int64)
+        if not self.mapped:
+            return np.asarray(self.faiss.reconstruct_batch(ids), dtype=np.float32)
+        known = (ids >= 0) & (ids < self.list_of.size)
+        if not known.all() or (self.list_of[ids] < 0).any():
+            raise RuntimeError("a row is not in the index")
+        out = np.empty((ids.size, self.faiss.d), dtype=np.float32)
+        delta = self.in_delta[ids]
+        if delta.any():
+            out[delta] = self._delta.reconstruct_batch(np.ascontiguousarray(ids[delta]))
+        if not delta.all():
+            out[~delta] = self.faiss.reconstruct_batch(np.ascontiguousarray(ids[~delta]))
+        return out
+
+    def merged(self) -> Any:
+        """An ordinary in-memory index holding every live row (for a mapped index, the
+        file's lists without removed rows plus the delta; this copies the vectors once)."""
+        if not self.mapped:
+            return self.faiss
+        out = _empty_like(self.faiss, self.centroids, row_map=False)
+        total = 0
+        for source, skip in ((self.faiss, self._gone), (self._delta, None)):
+            if source is None:
+                continue
+            lists = source.invlists
+            for number in range(self.nlist):
+                size = lists.list_size(number)
+                if not size:
+                    continue
+                ids = faiss.rev_swig_ptr(lists.get_ids(number), size).copy()
+                codes = faiss.rev_swig_ptr(lists.get_codes(number), size * lists.code_size)
+                codes = codes.reshape(size, lists.code_size)
+                if skip is not None:
+                    keep = ~_flags(skip, ids)
+                    ids, codes = ids[keep], codes[keep]
+                if ids.size:
+                    codes = np.ascontiguousarray(codes)
+                    out.invlists.add_entries(
+                        number, ids.size, faiss.swig_ptr(ids), faiss.swig_ptr(codes)
+                    )
+                    total += int(ids.size)
+        out.ntotal = total
+        out.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+        return out
+
     # -- queries -----------------------------------------------------------------------
 
     def search(self, queries: Vectors, k: int, *, nprobe: int) -> tuple[Scores, Rows]:
         """The best ``k`` rows per query among the ``nprobe`` nearest lists."""
-        params = faiss.SearchParametersIVF(nprobe=min(nprobe, self.nlist))  # type: ignore[call-arg]
-        scores, rows = self.faiss.search(queries, k, params=params)
-        return scores, rows
+        x = np.ascontiguousarray(queries, dtype=np.float32)
+        probe_scores, probe = self.faiss.quantizer.search(x, min(nprobe, self.nlist))
+        return self._scan(x, k, probe, probe_scores, None)
 
     def search_within(
         self, queries: Vectors, k: int, allowed: Rows, *, nprobe: int
@@ -147,18 +251,88 @@ class IvfIndex:
         probe = np.ascontiguousarray(holding[order[:, :widest]], dtype=np.int64)
         probe[np.arange(widest)[None, :] >= width[:, None]] = -1  # -1: no list
         probe_scores = np.ascontiguousarray(np.take_along_axis(closeness, order[:, :widest], 1))
-        bits = _row_bitmap(allowed)
-        selector = faiss.IDSelectorBitmap(bits.size, faiss.swig_ptr(bits))
-        params = faiss.SearchParametersIVF(nprobe=widest, sel=selector)  # type: ignore[call-arg]
         x = np.ascontiguousarray(queries, dtype=np.float32)
-        scores = np.empty((nq, k), np.float32)
-        rows = np.empty((nq, k), np.int64)
-        ptr = faiss.swig_ptr
-        self.faiss.search_preassigned_c(
-            nq, ptr(x), k, ptr(probe), ptr(probe_scores), ptr(scores), ptr(rows), False, params
-        )
-        del bits  # the selector reads these bits until the search returns
-        return scores, rows
+        return self._scan(x, k, probe, probe_scores, allowed)
+
+    def _scan(
+        self,
+        x: Vectors,
+        k: int,
+        probe: npt.NDArray[np.int64],
+        probe_scores: Scores,
+        allowed: Rows | None,
+    ) -> tuple[Scores, Rows]:
+        """Scan the ``probe`` lists of each query (of the base, and of a mapped index's
+        delta) for its best ``k`` rows (of ``allowed`` when given), best first, ties by
+        row: the same rows in any split between base and delta give the same answer."""
+        parts = [(self.faiss, self._gone if self._gone_count else None)]
+        if self._delta is not None and self._delta.ntotal:
+            parts.append((self._delta, None))
+        found = [
+            _scan_lists(index, x, k, probe, probe_scores, allowed, skip) for index, skip in parts
+        ]
+        scores = np.concatenate([f[0] for f in found], axis=1)
+        rows = np.concatenate([f[1] for f in found], axis=1)
+        scores[rows < 0] = -np.inf
+        order = np.lexsort((rows, -scores), axis=1)[:, :k]
+        return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+
+
+def _scan_lists(
+    index: Any,
+    x: Vectors,
+    k: int,
+    probe: npt.NDArray[np.int64],
+    probe_scores: Scores,
+    allowed: Rows | None,
+    skip: npt.NDArray[np.bool_] | None,
+) -> tuple[Scores, Rows]:
+    """FAISS's scan of the given lists of one index, through a one-bit-per-row selector
+    of the admitted rows less the skipped ones (no selector when neither applies)."""
+    bits: npt.NDArray[np.uint8] | None = None
+    selector: Any = None
+    if allowed is not None:
+        admitted = allowed if skip is None else allowed[~_flags(skip, allowed)]
+        bits = _row_bitmap(admitted)
+        selector = faiss.IDSelectorBitmap(bits.size, faiss.swig_ptr(bits))
+    elif skip is not None:
+        bits = np.packbits(skip, bitorder="little")
+        selector = faiss.IDSelectorNot(faiss.IDSelectorBitmap(bits.size, faiss.swig_ptr(bits)))
+    params = faiss.SearchParametersIVF(nprobe=probe.shape[1], sel=selector)  # type: ignore[call-arg]
+    nq = len(x)
+    scores = np.empty((nq, k), np.float32)
+    rows = np.empty((nq, k), np.int64)
+    ptr = faiss.swig_ptr
+    probe = np.ascontiguousarray(probe, dtype=np.int64)
+    probe_scores = np.ascontiguousarray(probe_scores, dtype=np.float32)
+    index.search_preassigned_c(
+        nq, ptr(x), k, ptr(probe), ptr(probe_scores), ptr(scores), ptr(rows), False, params
+    )
+    del bits  # the selector reads these bits until the search returns
+    return scores, rows
+
+
+def _flags(flags: npt.NDArray[np.bool_], rows: Rows) -> npt.NDArray[np.bool_]:
+    """``flags[rows]``, False past the end of ``flags``."""
+    inside = rows < flags.size
+    out = np.zeros(rows.size, dtype=bool)
+    out[inside] = flags[rows[inside]]
+    return out
+
+
+def _empty_like(index: Any, centroids: Vectors, *, row_map: bool = True) -> Any:
+    """An empty in-memory IVF index with ``index``'s centroids (no training); without
+    ``row_map``, the caller fills its lists directly, then sets the hash table (which
+    FAISS builds from the lists only when the map's type changes)."""
+    quantizer = faiss.IndexFlatIP(index.d)
+    quantizer.add(np.ascontiguousarray(centroids))
+    out = faiss.IndexIVFFlat(quantizer, index.d, index.nlist, faiss.METRIC_INNER_PRODUCT)
+    quantizer.this.disown()  # type: ignore[attr-defined]  # the IVF index frees it
+    out.own_fields = True
+    out.is_trained = True
+    if row_map:
+        out.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+    return out
 
 
 def _row_bitmap(rows: Rows) -> npt.NDArray[np.uint8]:

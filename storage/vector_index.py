@@ -14,16 +14,24 @@ Three kinds, chosen by catalog size (see ``EngineConfig``):
 Labels are catalog rows (see ``catalog_store``). The file records the catalog
 sequence number it reflects, so the engine can tell a stale file from a
 current one and catch it up from the change log. It is written to a temporary
-name and renamed, so a crash never leaves a torn index behind.
+name and renamed, so a crash never leaves a torn index behind (and a process that
+has mapped the old file keeps reading it until it opens the new one).
+
+File layout: FAISS's own serialization first, so that FAISS can map an IVF index's
+lists straight from the file (``load(mapped=True)``), then a JSON header, its length
+and ``_MAGIC``. Files of the earlier layout (``_MAGIC``, length, header, FAISS) are
+still read, into memory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import struct
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +44,8 @@ from .ivf_index import IvfIndex
 
 IndexType = Literal["flat", "hnsw", "ivf"]
 
-_MAGIC = b"OWNRIDX1"
+_MAGIC = b"OWNRIDX1"  # the earlier layout: at the start
+_TRAILER_MAGIC = b"OWNRIDX2"  # this layout: at the end
 _HEADER_LEN = struct.Struct("<I")
 
 Rows = npt.NDArray[np.int64]
@@ -86,6 +95,7 @@ class VectorIndex:
         training: npt.NDArray[np.float32] | None = None,
         trained_on: int = 0,
         _faiss_index: Any = None,
+        _mapped: bool = False,
     ) -> None:
         self.kind: IndexType = kind
         self.dimension = dimension
@@ -96,7 +106,7 @@ class VectorIndex:
         self.dead: set[int] = set()
         self._ivf: IvfIndex | None = None
         if kind == "ivf" and _faiss_index is not None:
-            self._ivf = IvfIndex(_faiss_index)
+            self._ivf = IvfIndex(_faiss_index, mapped=_mapped)
         elif kind == "ivf":
             self._ivf = IvfIndex.trained(dimension, ivf_lists, training)
         if self._ivf is not None:
@@ -116,7 +126,7 @@ class VectorIndex:
     @property
     def ntotal(self) -> int:
         """Vectors in the index, tombstones included."""
-        return int(self._index.ntotal)
+        return self._ivf.ntotal if self._ivf is not None else int(self._index.ntotal)
 
     @property
     def live_count(self) -> int:
@@ -151,6 +161,16 @@ class VectorIndex:
             self._ivf.remove(np.asarray(rows, dtype=np.int64))
         else:
             self.dead.update(rows)
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the vectors are read from the mapped file (shared between processes)."""
+        return self._ivf is not None and self._ivf.mapped
+
+    @property
+    def delta_count(self) -> int:
+        """Rows a mapped index holds in memory, added since its file was written."""
+        return self._ivf.delta_count if self._ivf is not None else 0
 
     @property
     def ivf_lists(self) -> int:
@@ -212,6 +232,8 @@ class VectorIndex:
         if len(rows) == 0:
             return np.zeros((0, self.dimension), np.float32)
         use_faiss_threads()
+        if self._ivf is not None:
+            return self._ivf.reconstruct(np.asarray(rows, dtype=np.int64))
         return np.asarray(
             self._index.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64)),
             dtype=np.float32,
@@ -226,7 +248,8 @@ class VectorIndex:
     # -- persistence ------------------------------------------------------------------
 
     def save(self, path: Path, *, fingerprint: str) -> None:
-        """Write atomically: temp file in the same folder, fsync, rename."""
+        """Write atomically: temp file in the same folder, fsync, rename (a mapped IVF
+        index is first merged into memory: ``IvfIndex.merged``)."""
         header = json.dumps(
             {
                 "kind": self.kind,
@@ -239,16 +262,18 @@ class VectorIndex:
                 "trained_on": self.trained_on,
             }
         ).encode()
+        index = self._ivf.merged() if self._ivf is not None else self._index
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(_MAGIC)
-                fh.write(_HEADER_LEN.pack(len(header)))
-                fh.write(header)
                 # streamed: no in-memory copy of the whole index
                 writer = faiss.PyCallbackIOWriter(fh.write)  # type: ignore[attr-defined]
-                faiss.write_index(self._index, writer)
+                faiss.write_index(index, writer)
+                del writer  # flushes FAISS's buffer into fh
+                fh.write(header)
+                fh.write(_HEADER_LEN.pack(len(header)))
+                fh.write(_TRAILER_MAGIC)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -257,18 +282,15 @@ class VectorIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path, *, fingerprint: str, dimension: int) -> VectorIndex:
-        """Read an index file; ``StoreFormatError`` if it is torn, foreign or of another model."""
+    def load(
+        cls, path: Path, *, fingerprint: str, dimension: int, mapped: bool = False
+    ) -> VectorIndex:
+        """Read an index file; ``StoreFormatError`` if it is torn, foreign or of another
+        model. With ``mapped``, an IVF index's lists stay in the file, mapped read-only
+        (shared with every process that maps the same file)."""
         with path.open("rb") as fh:  # FileNotFoundError: the caller builds a new index
             try:
-                if fh.read(len(_MAGIC)) != _MAGIC:
-                    raise ValueError("bad magic")
-                (hlen,) = _HEADER_LEN.unpack(fh.read(_HEADER_LEN.size))
-                header = json.loads(fh.read(hlen))
-                reader = faiss.PyCallbackIOReader(fh.read)  # type: ignore[attr-defined]
-                index = faiss.read_index(reader)
-                if fh.read(1):
-                    raise ValueError("trailing bytes")
+                header, index, mapped = _read(fh, path, mapped)
             except Exception as exc:
                 raise StoreFormatError(f"unreadable index file {path}: {exc}") from exc
         if header["fingerprint"] != fingerprint or header["dimension"] != dimension:
@@ -280,7 +302,59 @@ class VectorIndex:
             nprobe=header.get("nprobe", 64),
             trained_on=header.get("trained_on", 0),
             _faiss_index=index,
+            _mapped=mapped,
         )
         out.seq = int(header["seq"])
         out.dead = set(header["dead"])
         return out
+
+
+@contextlib.contextmanager
+def index_file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock, across processes, for writing the index file at ``path``
+    (an advisory ``flock`` on a ``.lock`` file beside it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read(fh: Any, path: Path, mapped: bool) -> tuple[dict[str, Any], Any, bool]:
+    """The header and FAISS index of an open index file (either layout), and whether
+    the index's lists are mapped from the file (asked for, IVF, the current layout)."""
+    if fh.read(len(_MAGIC)) == _MAGIC:  # the earlier layout: header first
+        (hlen,) = _HEADER_LEN.unpack(fh.read(_HEADER_LEN.size))
+        header = json.loads(fh.read(hlen))
+        index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))  # type: ignore[attr-defined]
+        if fh.read(1):
+            raise ValueError("trailing bytes")
+        return header, index, False
+    end = fh.seek(0, os.SEEK_END)
+    tail = len(_TRAILER_MAGIC) + _HEADER_LEN.size
+    if end < tail:
+        raise ValueError("too short")
+    fh.seek(end - tail)
+    (hlen,) = _HEADER_LEN.unpack(fh.read(_HEADER_LEN.size))
+    if fh.read(len(_TRAILER_MAGIC)) != _TRAILER_MAGIC or hlen > end - tail:
+        raise ValueError("bad magic")
+    body = end - tail - hlen
+    fh.seek(body)
+    header = json.loads(fh.read(hlen))
+    if mapped and header["kind"] == "ivf":
+        # through this open file, not its name: a save by another process may have
+        # renamed a newer file onto the name since the header was read
+        return header, faiss.read_index(_name_of(fh, path), faiss.IO_FLAG_MMAP_IFC), True
+    fh.seek(0)
+    index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))  # type: ignore[attr-defined]
+    if fh.tell() != body:
+        raise ValueError("the index does not end where the header starts")
+    return header, index, False
+
+
+def _name_of(fh: Any, path: Path) -> str:
+    """A name that opens the very file ``fh`` has open (Linux: its /proc descriptor)."""
+    by_descriptor = Path(f"/proc/self/fd/{fh.fileno()}")
+    return str(by_descriptor) if by_descriptor.exists() else str(path)

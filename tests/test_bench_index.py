@@ -68,6 +68,11 @@ def test_ivf_scanning_every_list_is_exact(rows: list[harness.Row]) -> None:
     assert value(rows, "recall@10", **ivf, filter="none") == 1.0
     assert value(rows, "recall@100", **ivf, filter="none") == 1.0
     assert value(rows, "recall@10", **ivf, filter="topic", path="index") == 1.0
+    # read back mapped from its file: the same answers, its vectors in file pages
+    for k, search in ((10, "mapped"), (100, "mapped"), (10, "mapped, topic")):
+        assert value(rows, f"recall@{k}", **ivf, filter=search, k=k) == 1.0
+    own = value(rows, "RSS anonymous growth, mapped", **ivf)
+    assert own < value(rows, "RSS file-backed growth, mapped", **ivf)
 
 
 def test_latencies_build_and_memory_are_measured(rows: list[harness.Row]) -> None:
@@ -77,7 +82,8 @@ def test_latencies_build_and_memory_are_measured(rows: list[harness.Row]) -> Non
     for kind in ("flat", "hnsw", "ivf"):
         assert value(rows, "build", index=kind) > 0, kind
         searches = [r for r in rows if r.metric == "search calls" and r.labels["index"] == kind]
-        assert len(searches) == 4, kind  # k=10, k=100, filtered (index), filtered (engine)
+        # k=10, k=100, filtered (index), filtered (engine); IVF again, mapped: 3 more
+        assert len(searches) == (7 if kind == "ivf" else 4), kind
         for calls in searches:
             labels = dict(calls.labels)
             assert calls.value == 60, labels

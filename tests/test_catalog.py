@@ -296,6 +296,41 @@ def test_an_ivf_index_file_is_reopened_without_a_rebuild_and_caught_up(tmp_path:
         assert "late-jazz" in found and not set(victims) & set(found)
 
 
+def test_an_ivf_index_is_mapped_from_its_file_and_answers_as_one_in_memory(
+    tmp_path: Path,
+) -> None:
+    """With ``index_mmap`` (the default) the keeper writes a built IVF index and maps
+    it; later rows wait in memory until they are a quarter of the index, then the file
+    is rewritten and mapped again. Answers equal those of an index held in memory."""
+    config = {"index_kind": "ivf", "ivf_nprobe": 2}
+    with (
+        make_engine(tmp_path / "m", WordHashEncoder(), **config) as mapped,
+        make_engine(tmp_path / "p", WordHashEncoder(), index_mmap=False, **config) as private,
+    ):
+        keeper = mapped.catalog.keeper
+        for engine in (mapped, private):
+            engine.catalog.upsert(catalog_items(300))
+        assert keeper.index.mapped and not private.catalog.keeper.index.mapped
+        written = keeper.path.read_bytes()
+        steps = [catalog_items(360), catalog_items(360)[:20], catalog_items(460)]
+        for step, batch in enumerate(steps):
+            for engine in (mapped, private):
+                engine.catalog.upsert(batch)
+                engine.catalog.delete([catalog_items(460)[40 + step]["id"]])
+            for query in ("jazz jazz", "chess"):
+                assert mapped.search(query, 25) == private.search(query, 25)
+            assert mapped.recommend("nobody", 10) == private.recommend("nobody", 10)
+            if step == 0:  # 60 new rows of 359: held in memory, the file untouched
+                assert keeper.index.delta_count == 60 and keeper.path.read_bytes() == written
+        # 100 more and 2 re-added (162 of 459 > a quarter): rewritten and mapped again
+        assert keeper.index.mapped and keeper.index.delta_count == 0
+        assert keeper.path.read_bytes() != written
+    with make_engine(tmp_path / "m", WordHashEncoder(), **config) as reopened:
+        index = reopened.catalog.keeper.index
+        assert index.mapped and reopened.catalog.keeper.rebuilds == 0
+        assert index.live_count == reopened.catalog.count() == 459
+
+
 def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
     engine = make_engine(
         tmp_path / "s", WordHashEncoder(), index_kind="hnsw", hnsw_m=8, tombstone_rebuild_ratio=0.2

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -357,6 +360,96 @@ def test_load_with_another_fingerprint_or_dimension_raises(saved: Path) -> None:
         VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM * 2)
     # and the file is still fine for its own model
     assert VectorIndex.load(saved, fingerprint=FINGERPRINT, dimension=DIM).ntotal == 100
+
+
+# -- a mapped IVF index ------------------------------------------------------------------
+
+
+def answers(index: VectorIndex, queries: Vectors, allowed: npt.NDArray[np.int64]) -> list[Any]:
+    """Everything a caller can ask of an index, for comparing two of them exactly."""
+    labels = index.labels()
+    return [
+        index.ntotal,
+        labels.tolist(),
+        *[index.search(queries, 7, nprobe=p) for p in (2, 16)],
+        index.search(queries, 7, allowed=allowed, nprobe=2),
+        index.reconstruct(labels).tobytes(),
+    ]
+
+
+def assert_same(one: list[Any], other: list[Any]) -> None:
+    for a, b in zip(one, other, strict=True):
+        if isinstance(a, tuple):  # (scores, rows): bit for bit, order included
+            np.testing.assert_array_equal(a[1], b[1])
+            np.testing.assert_array_equal(a[0], b[0])
+        else:
+            assert a == b
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_mapped_ivf_index_answers_as_the_in_memory_one_through_any_changes(
+    tmp_path: Path, seed: int
+) -> None:
+    """The file's lists stay read-only: additions go to the delta, removals of the
+    file's rows are skipped; every answer equals that of an in-memory index that
+    took the same changes, the file is never written, and saving merges both."""
+    rng = np.random.default_rng(seed)
+    pool = unit_vectors(900, seed=30 + seed)
+    queries = unit_vectors(6, seed=40 + seed)
+    memory = build("ivf", pool[:400], np.arange(400, dtype=np.int64))
+    path = tmp_path / "catalog.index"
+    memory.save(path, fingerprint=FINGERPRINT)
+    written = path.read_bytes()
+    mapped = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM, mapped=True)
+    assert mapped.mapped and not memory.mapped
+    held = set(range(400))
+    for _step in range(12):
+        if rng.random() < 0.5:  # add fresh rows (now and then one removed before)
+            fresh = rng.choice(np.setdiff1d(np.arange(900), list(held)), 25, replace=False)
+            rows = np.sort(fresh).astype(np.int64)
+            for index in (memory, mapped):
+                index.add(rows, pool[rows])
+            held |= set(rows.tolist())
+        else:  # remove rows of the file and of the delta (and one not held)
+            gone = rng.choice(sorted(held), 20, replace=False).astype(np.int64)
+            for index in (memory, mapped):
+                index.remove([*gone.tolist(), 899_999])
+            held -= set(gone.tolist())
+        allowed = np.sort(rng.choice(900, 300, replace=False)).astype(np.int64)
+        assert_same(answers(mapped, queries, allowed), answers(memory, queries, allowed))
+    assert mapped.delta_count > 0 and path.read_bytes() == written
+    with pytest.raises(RuntimeError):  # a row that is not held, as FAISS says it
+        mapped.reconstruct(np.array([next(r for r in range(900) if r not in held)]))
+    mapped.save(path, fingerprint=FINGERPRINT)
+    for again in (True, False):
+        reread = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM, mapped=again)
+        assert reread.delta_count == 0
+        assert_same(answers(reread, queries, allowed), answers(memory, queries, allowed))
+
+
+def test_an_index_file_of_the_earlier_layout_is_still_read(tmp_path: Path) -> None:
+    """Header first, FAISS after (before the layout that lets FAISS map the file)."""
+    index = build("ivf", unit_vectors(300, seed=50))
+    index.seq = 7
+    path = tmp_path / "catalog.index"
+    index.save(path, fingerprint=FINGERPRINT)
+    header = {
+        "kind": "ivf",
+        "dimension": DIM,
+        "seq": 7,
+        "dead": [],
+        "fingerprint": FINGERPRINT,
+        "ef_search": 96,
+        "nprobe": 4,
+        "trained_on": 300,
+    }
+    raw = json.dumps(header).encode()
+    body = faiss.serialize_index(index._ivf.merged() if index._ivf else None).tobytes()
+    path.write_bytes(vector_index_module._MAGIC + struct.pack("<I", len(raw)) + raw + body)
+    for mapped in (False, True):  # mapping needs the new layout: read into memory
+        old = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM, mapped=mapped)
+        assert (old.seq, old.ntotal, old.mapped) == (7, 300, False)
+        np.testing.assert_array_equal(old.labels(), index.labels())
 
 
 @pytest.mark.parametrize("module", ["ownrank.storage.ivf_index", "ownrank.engine.index_sizing"])
