@@ -79,6 +79,7 @@ def create_app(
             model_dir=settings.model_dir,
             encoder_threads=settings.encoder_threads,
             blas_threads=settings.blas_threads,
+            index_mmap=settings.index_mmap,
             rating_scale=settings.engine_rating_scale,
             **settings.engine_shared,
         )

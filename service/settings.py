@@ -34,6 +34,11 @@ class ServiceSettings(BaseModel):
         description="numpy BLAS threads of each engine call (EngineConfig.blas_threads): "
         "one, since the workers share the cores",
     )
+    index_mmap: bool = Field(
+        True,
+        description="workers map an IVF index file and share its vectors "
+        "(EngineConfig.index_mmap); false: each worker holds its own copy",
+    )
     admin_keys: tuple[str, ...] = Field(
         (), description="admin API keys (OWNRANK_ADMIN_KEYS, comma separated)"
     )

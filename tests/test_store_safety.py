@@ -160,6 +160,53 @@ def _writer(path: str, commands: Any, done: Any) -> None:
             done.put(op)
 
 
+def mapped_inodes(pid: int | str, path: Path) -> set[int]:
+    """The inodes of ``path`` (any version of it) that process ``pid`` has mapped."""
+    found = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5].startswith(str(path)):
+            found.add(int(fields[4]))
+    return found
+
+
+def _ivf_reader(path: str, commands: Any, done: Any) -> None:
+    """Runs in another process: opens the IVF store, searches, adds an item on request."""
+    with make_engine(Path(path), WordHashEncoder(), index_kind="ivf") as engine:
+        done.put(ids(engine.search("jazz story", 20)))
+        while (cmd := commands.get()) is not None:
+            engine.catalog.upsert(cmd)
+            done.put(ids(engine.search("yodel", 1)))
+
+
+def test_processes_opening_an_ivf_store_share_one_mapped_index_file(tmp_path: Path) -> None:
+    """The second process maps the file the first wrote (the same inode: one copy of
+    the vectors in the page cache for both), and each catches up with the other's
+    writes in its own in-memory delta, leaving the file as it is."""
+    ctx = mp.get_context("spawn")
+    commands, done = ctx.Queue(), ctx.Queue()
+    with make_engine(tmp_path, WordHashEncoder(), index_kind="ivf") as engine:
+        engine.catalog.upsert(catalog_items(400))
+        expected = ids(engine.search("jazz story", 20))
+        path = tmp_path / INDEX_FILE
+        inode = path.stat().st_ino
+        assert mapped_inodes("self", path) == {inode}
+        child = ctx.Process(target=_ivf_reader, args=(str(tmp_path), commands, done))
+        child.start()
+        try:
+            assert done.get(timeout=60) == expected
+            assert mapped_inodes(child.pid or 0, path) == {inode}
+            commands.put([{"id": "remote", "title": "yodel yodel"}])
+            assert done.get(timeout=60) == ["remote"]
+            assert ids(engine.search("yodel", 1)) == ["remote"]
+            assert engine.catalog.keeper.index.delta_count == 1
+            assert path.stat().st_ino == inode
+        finally:
+            commands.put(None)
+            child.join(timeout=60)
+        assert child.exitcode == 0
+
+
 def test_changes_from_another_process_are_visible_at_the_next_query(tmp_path: Path) -> None:
     ctx = mp.get_context("spawn")
     commands, done = ctx.Queue(), ctx.Queue()
