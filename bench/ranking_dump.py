@@ -13,6 +13,11 @@ equal results, bit for bit. The last line is the SHA-256 of the lines before it.
 compares two dumps meant to differ (another index kind, say): per kind of call, the
 identical results and the mean share of A's ids that B also returned.
 
+Dumping also times each call (the whole ``Engine.recommend``) after an untimed round
+for ``WARM_UP_USERS`` users, and prints p50 / p99 by kind of call (written to
+``--out``): with ``--config`` this measures a setting's latency and, through
+``--compare``, its agreement with another on the same calls.
+
 ``STORE_DIR`` is a benchmark store's data directory (synthetic encoder, e.g.
 ``bench/results/service-store/*/data``), copied first: opening an engine may save
 its index or reconcile, and the cached store stays as it was.
@@ -26,6 +31,7 @@ import itertools
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,8 @@ from catalog_bench import TOPIC_NAMES, SyntheticEncoder
 from engine_bench import user_id
 
 from ownrank import Engine, EngineConfig
+
+WARM_UP_USERS = 20  # their calls run once, untimed, before the timed dump
 
 
 def population(store: Path) -> int:
@@ -69,15 +77,26 @@ def line(kind: str, user: str, results: list[Any]) -> str:
     return json.dumps(doc, sort_keys=True)
 
 
-def dump(engine: Engine, users: Sequence[str], seed: int) -> list[str]:
+def dump(
+    engine: Engine, users: Sequence[str], seed: int, seconds: dict[str, list[float]] | None = None
+) -> list[str]:
+    """The dump's lines; each call's wall time appended to ``seconds`` by kind of call."""
     rng = np.random.default_rng(seed + 1)
     out = []
+
+    def call(kind: str, user: str, *args: Any, **kwargs: Any) -> None:
+        start = time.perf_counter()
+        results = engine.recommend(user, *args, **kwargs)
+        if seconds is not None:
+            seconds.setdefault(kind.split()[0], []).append(time.perf_counter() - start)
+        out.append(line(kind, user, results))
+
     for user in users:
         topic = f"t{int(rng.integers(len(TOPIC_NAMES)))}"
-        out.append(line("plain", user, engine.recommend(user, 10)))
-        out.append(line(f"topic {topic}", user, engine.recommend(user, 10, {"topic": topic})))
-        out.append(line("diversity", user, engine.recommend(user, 20, diversity=0.3)))
-    out.append(line("cold", "never-seen", engine.recommend("never-seen", 10)))
+        call("plain", user, 10)
+        call(f"topic {topic}", user, 10, {"topic": topic})
+        call("diversity", user, 20, diversity=0.3)
+    call("cold", "never-seen", 10)
     return out
 
 
@@ -116,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"), help="compare two dumps")
     p.add_argument("--out", type=Path, default=harness.default_out("ranking_dump", False),
-                   help="--compare's result file")  # fmt: skip
+                   help="results: the latencies of a dump, or --compare's comparison")  # fmt: skip
     args = p.parse_args(argv)
     if args.compare:
         first, second = args.compare
@@ -132,12 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ranking-dump-") as tmp:
         data = Path(tmp) / "data"
         shutil.copytree(args.store, data)
+        seconds: dict[str, list[float]] = {}
         with Engine(data, EngineConfig(**args.config), encoder=SyntheticEncoder()) as engine:
             users = known_users(engine, population(args.store), args.users, args.seed)
-            lines = dump(engine, users, args.seed)
+            dump(engine, users[:WARM_UP_USERS], args.seed + 100)  # untimed: first calls
+            lines = dump(engine, users, args.seed, seconds)
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     args.dump.write_text("\n".join([*lines, json.dumps({"sha256": digest})]) + "\n")
     print(f"{len(lines)} calls, {len(users)} users, sha256 {digest}")
+    run = harness.Run("ranking_dump", vars(args), quick=False)
+    for kind, taken in seconds.items():
+        run.latency("recommend", taken, call=kind)
+    run.table(f"Recommend latency while dumping (after {WARM_UP_USERS} users' calls)", ["call"])
+    run.finish(args.out)
     return 0
 
 

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,7 +59,7 @@ from fastapi import FastAPI  # noqa: E402
 from machine_info import busy_cpu_seconds, own_cpu_seconds, tree_cpu_seconds  # noqa: E402
 
 from ownrank import Engine, EngineConfig  # noqa: E402
-from ownrank.service.app import create_app  # noqa: E402
+from ownrank.service.app import create_app, engine_config_of  # noqa: E402
 from ownrank.service.settings import ServiceSettings  # noqa: E402
 
 Json = dict[str, Any]
@@ -69,6 +69,7 @@ STORE_VERSION = 1  # bump when the way the store is built changes
 SERVER_LOG = harness.RESULTS / "service_bench_server.log"
 FLOOR_SERVER_LOG = harness.RESULTS / "service_bench_floor_server.log"
 HOST = "127.0.0.1"
+LISTS_ENV = "SERVICE_BENCH_CONTENT_NEIGHBOURS"  # --content-neighbours, for the workers
 SCENARIOS = ("recommend", "interactions", "search", "floor")
 # floor: the recommend requests against floor_app
 ROUTES = {s: "/users/{user_id}/" + ("recommend" if s == "floor" else s) for s in SCENARIOS}
@@ -87,8 +88,13 @@ def synthetic_encoder(_settings: ServiceSettings) -> SyntheticEncoder:
 
 def app() -> FastAPI:
     """The service app with the benchmark's synthetic encoder (for ``uvicorn --factory``):
-    settings from ``OWNRANK_*``, exactly like ``create_app_from_env``."""
-    return create_app(ServiceSettings.from_env(), encoder_factory=synthetic_encoder)
+    settings from ``OWNRANK_*``, exactly like ``create_app_from_env``; the store's
+    ``--content-neighbours`` when given (``LISTS_ENV``)."""
+    settings = ServiceSettings.from_env()
+    config = engine_config_of(settings)
+    if os.environ.get(LISTS_ENV):
+        config = config.model_copy(update={"content_neighbours": int(os.environ[LISTS_ENV])})
+    return create_app(settings, encoder_factory=synthetic_encoder, engine_config=config)
 
 
 class CannedRecommendations:
@@ -196,6 +202,15 @@ def cached_store(args: argparse.Namespace) -> tuple[Path, Json, bool]:
 # -- the server ---------------------------------------------------------------------------------
 
 
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """The server's settings from the options: the store's ``--content-neighbours``
+    (``LISTS_ENV``) and ``--no-index-mmap`` (``OWNRANK_INDEX_MMAP``)."""
+    env = {"OWNRANK_INDEX_MMAP": "true" if args.index_mmap else "false"}
+    if args.content_neighbours is not None:
+        env[LISTS_ENV] = str(args.content_neighbours)
+    return env
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
@@ -221,12 +236,22 @@ def request(
 class Server:
     """``service_bench.py serve`` in its own process group; ``stop`` ends the group."""
 
-    def __init__(self, data_dir: Path, workers: int, log_path: Path, floor: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        workers: int,
+        log_path: Path,
+        floor: bool = False,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
+        """``settings``: environment variables for the server, beside the bench's own
+        (every other ``OWNRANK_*`` variable of this process is left out)."""
         self.port = free_port()
         self.workers = workers
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if not k.startswith("OWNRANK_")}
         env.update({"OWNRANK_ADMIN_KEYS": ADMIN_KEY, "OWNRANK_ENCODER_THREADS": "1"})
+        env.update(settings or {})
         self._log = log_path.open("wb")
         cmd = [sys.executable, str(Path(__file__).resolve()), "serve", str(data_dir)]
         self.proc = subprocess.Popen(
@@ -620,8 +645,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--content-neighbours",
         type=int,
-        help="EngineConfig.content_neighbours of the store build (a store of its own; "
-        "0: no lists, which take hours at 1M items; the server keeps the default)",
+        help="EngineConfig.content_neighbours of the store and of the server's engine (a "
+        "store of its own; 0: no lists, which take hours at 1M items)",
+    )
+    p.add_argument(
+        "--no-index-mmap",
+        dest="index_mmap",
+        action="store_false",
+        help="each worker holds its own copy of an IVF index (OWNRANK_INDEX_MMAP=false), "
+        "to compare memory per worker",
     )
     p.add_argument("--ready-timeout", type=float, default=600.0, help="seconds to wait for ready")
     p.add_argument("--seed", type=int, default=4321)
@@ -652,6 +684,9 @@ def declare(run: harness.Run) -> None:
     run.table(title, ["scenario"], "call", {"metric": "warm-up call"})
     store = ["events", "catalog build", "users build", "store copy", "ready", "server log errors"]
     run.table("Store and server", ["store"], metrics=store)
+    memory = [f"worker memory, {m}" for m in ("anonymous", "file-backed", "PSS")]
+    title = "Memory of each worker after its scenarios (MiB; file-backed pages are shared)"
+    run.table(title, ["server", "worker"], metrics=memory)
     lone = [r.labels for r in run.rows if r.metric == "busiest worker" and (r.value or 0) > 90]
     if lone and run.params["workers"] > 1:
         runs = "; ".join(f"{x['scenario']}, {x['connections']} connections" for x in lone)
@@ -694,7 +729,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # scenarios, and every durable commit (fsync) of the server would wait on them
         os.sync()
         run.add("store copy", time.perf_counter() - copy_s, "s", store=store)
-        server = Server(work / "data", args.workers, SERVER_LOG)
+        server = Server(work / "data", args.workers, SERVER_LOG, settings=server_env(args))
         ready_s = time.perf_counter()
         run.details["ready"] = server.wait_ready(args.ready_timeout)
         run.add("ready", time.perf_counter() - ready_s, "s", store=store)
@@ -713,7 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker_memory(run, run.details["ready"]["workers_ready"], "service")
         if "floor" in args.scenario_list:
             run.details["server exit"] = server.stop()
-            server = Server(work / "data", args.workers, FLOOR_SERVER_LOG, floor=True)
+            server = Server(
+                work / "data", args.workers, FLOOR_SERVER_LOG, floor=True, settings=server_env(args)
+            )
             floor_pids = server.wait_ready(args.ready_timeout)["workers_ready"]
             run_scenarios(run, server, "floor", args, work, tokens, pop)
             worker_memory(run, floor_pids, "floor")

@@ -60,6 +60,18 @@ def default_encoder(settings: ServiceSettings) -> Encoder:
     return BaseEncoder(settings.model_dir, threads=settings.encoder_threads)
 
 
+def engine_config_of(settings: ServiceSettings) -> EngineConfig:
+    """The engine settings a worker opens its store with, from the service's."""
+    return EngineConfig(
+        model_dir=settings.model_dir,
+        encoder_threads=settings.encoder_threads,
+        blas_threads=settings.blas_threads,
+        index_mmap=settings.index_mmap,
+        rating_scale=settings.engine_rating_scale,
+        **settings.engine_shared,
+    )
+
+
 def create_app(
     settings: ServiceSettings | None = None,
     *,
@@ -75,14 +87,7 @@ def create_app(
     make_encoder = encoder_factory or default_encoder
 
     def open_engine() -> Engine:
-        config = engine_config or EngineConfig(
-            model_dir=settings.model_dir,
-            encoder_threads=settings.encoder_threads,
-            blas_threads=settings.blas_threads,
-            index_mmap=settings.index_mmap,
-            rating_scale=settings.engine_rating_scale,
-            **settings.engine_shared,
-        )
+        config = engine_config or engine_config_of(settings)
         encoder = CachingEncoder(
             make_encoder(settings),
             settings.query_cache_size,
