@@ -270,11 +270,17 @@ class IndexKeeper:
             self.index = self._build(txn, self.index.kind)
 
     def save(self, force: bool = False) -> bool:
-        """Persist the index if it moved since it was loaded or last saved."""
+        """Persist the index if it moved since it was loaded or last saved. A mapped
+        index is saved under the file lock, and not at all when the file already
+        holds its catalog state: workers closing together write it once (each write
+        of a mapped index first copies it into memory)."""
         with self.lock.reading():
             if not force and self.index.seq == self._saved_seq:
                 return False
-            self.index.save(self.path, fingerprint=self.stamp)
+            with index_file_lock(self.path) if self.index.mapped else contextlib.nullcontext():
+                on_disk = VectorIndex.saved_seq(self.path, fingerprint=self.stamp)
+                if force or not self.index.mapped or on_disk != self.index.seq:
+                    self.index.save(self.path, fingerprint=self.stamp)
             self._saved_seq = self.index.seq
             return True
 

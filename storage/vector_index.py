@@ -292,6 +292,19 @@ class VectorIndex:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    @staticmethod
+    def saved_seq(path: Path, *, fingerprint: str) -> int | None:
+        """The catalog sequence number the file at ``path`` reflects, from its header
+        alone (None: no file, another model's, or one of the earlier layout)."""
+        try:
+            with path.open("rb") as fh:
+                found = _header(fh)
+            if found is None or found[0].get("fingerprint") != fingerprint:
+                return None
+            return int(found[0]["seq"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
     @classmethod
     def load(
         cls, path: Path, *, fingerprint: str, dimension: int, mapped: bool = False
@@ -334,16 +347,11 @@ def index_file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _read(fh: Any, path: Path, mapped: bool) -> tuple[dict[str, Any], Any, bool]:
-    """The header and FAISS index of an open index file (either layout), and whether
-    the index's lists are mapped from the file (asked for, IVF, the current layout)."""
-    if fh.read(len(_MAGIC)) == _MAGIC:  # the earlier layout: header first
-        (hlen,) = _HEADER_LEN.unpack(fh.read(_HEADER_LEN.size))
-        header = json.loads(fh.read(hlen))
-        index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))  # type: ignore[attr-defined]
-        if fh.read(1):
-            raise ValueError("trailing bytes")
-        return header, index, False
+def _header(fh: Any) -> tuple[dict[str, Any], int] | None:
+    """The header of an open file of this layout and where FAISS's bytes end (None: a
+    file of the earlier layout)."""
+    if fh.read(len(_MAGIC)) == _MAGIC:
+        return None
     end = fh.seek(0, os.SEEK_END)
     tail = len(_TRAILER_MAGIC) + _HEADER_LEN.size
     if end < tail:
@@ -354,7 +362,21 @@ def _read(fh: Any, path: Path, mapped: bool) -> tuple[dict[str, Any], Any, bool]
         raise ValueError("bad magic")
     body = end - tail - hlen
     fh.seek(body)
-    header = json.loads(fh.read(hlen))
+    return json.loads(fh.read(hlen)), body
+
+
+def _read(fh: Any, path: Path, mapped: bool) -> tuple[dict[str, Any], Any, bool]:
+    """The header and FAISS index of an open index file (either layout), and whether
+    the index's lists are mapped from the file (asked for, IVF, the current layout)."""
+    found = _header(fh)
+    if found is None:  # the earlier layout: header first
+        (hlen,) = _HEADER_LEN.unpack(fh.read(_HEADER_LEN.size))
+        header = json.loads(fh.read(hlen))
+        index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))  # type: ignore[attr-defined]
+        if fh.read(1):
+            raise ValueError("trailing bytes")
+        return header, index, False
+    header, body = found
     if mapped and header["kind"] == "ivf":
         # through this open file, not its name: a save by another process may have
         # renamed a newer file onto the name since the header was read

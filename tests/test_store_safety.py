@@ -182,7 +182,8 @@ def _ivf_reader(path: str, commands: Any, done: Any) -> None:
 def test_processes_opening_an_ivf_store_share_one_mapped_index_file(tmp_path: Path) -> None:
     """The second process maps the file the first wrote (the same inode: one copy of
     the vectors in the page cache for both), and each catches up with the other's
-    writes in its own in-memory delta, leaving the file as it is."""
+    writes in its own in-memory delta, leaving the file as it is; at close the file is
+    written once for a catalog state both processes hold."""
     ctx = mp.get_context("spawn")
     commands, done = ctx.Queue(), ctx.Queue()
     with make_engine(tmp_path, WordHashEncoder(), index_kind="ivf") as engine:
@@ -205,6 +206,9 @@ def test_processes_opening_an_ivf_store_share_one_mapped_index_file(tmp_path: Pa
             commands.put(None)
             child.join(timeout=60)
         assert child.exitcode == 0
+        written_by_child = path.stat().st_ino  # its close saved the state both hold
+        assert written_by_child != inode
+    assert path.stat().st_ino == written_by_child  # so this close did not write it again
 
 
 def test_changes_from_another_process_are_visible_at_the_next_query(tmp_path: Path) -> None:

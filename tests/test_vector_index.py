@@ -432,7 +432,10 @@ def test_an_index_file_of_the_earlier_layout_is_still_read(tmp_path: Path) -> No
     index = build("ivf", unit_vectors(300, seed=50))
     index.seq = 7
     path = tmp_path / "catalog.index"
+    assert VectorIndex.saved_seq(path, fingerprint=FINGERPRINT) is None  # no file
     index.save(path, fingerprint=FINGERPRINT)
+    assert VectorIndex.saved_seq(path, fingerprint=FINGERPRINT) == 7  # the header alone
+    assert VectorIndex.saved_seq(path, fingerprint="another model") is None
     header = {
         "kind": "ivf",
         "dimension": DIM,
@@ -446,6 +449,7 @@ def test_an_index_file_of_the_earlier_layout_is_still_read(tmp_path: Path) -> No
     raw = json.dumps(header).encode()
     body = faiss.serialize_index(index._ivf.merged() if index._ivf else None).tobytes()
     path.write_bytes(vector_index_module._MAGIC + struct.pack("<I", len(raw)) + raw + body)
+    assert VectorIndex.saved_seq(path, fingerprint=FINGERPRINT) is None  # old layout
     for mapped in (False, True):  # mapping needs the new layout: read into memory
         old = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM, mapped=mapped)
         assert (old.seq, old.ntotal, old.mapped) == (7, 300, False)
