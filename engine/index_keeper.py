@@ -33,18 +33,17 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import StoreFormatError
 from ..storage.catalog_store import CatalogStore, net_change
 from ..storage.lmdb_env import LmdbEnvironment
 from ..storage.vector_index import (
     IndexType,
     VectorIndex,
-    index_file_lock,
     set_faiss_threads,
     use_faiss_threads,
 )
 from .config import EngineConfig
 from .filters import Expr
+from .index_file import IndexFile
 from .index_sizing import ef_search_for, ivf_lists_for, ivf_training_stride
 from .locks import ReadWriteLock
 from .property_table import PropertyTable, filter_fields
@@ -90,27 +89,15 @@ class IndexKeeper:
         # search_shared's answers by (seq, query, k, filter), oldest first
         self._shared_answers: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
         self._shared_lock = threading.Lock()
-        self._saved_seq = -1
+        self.file = IndexFile(path, stamp, dimension, config)
+        self._compacting = threading.Lock()
         set_faiss_threads(config.index_threads)
         self.index = self._open()
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def _open(self) -> VectorIndex:
-        index: VectorIndex | None = None
-        try:
-            index = VectorIndex.load(
-                self.path,
-                fingerprint=self.stamp,
-                dimension=self.dimension,
-                mapped=self.config.index_mmap,
-            )
-        except FileNotFoundError:
-            log.info("no index file at %s; building it from LMDB", self.path)
-        except StoreFormatError as exc:
-            log.warning("%s; rebuilding the index from LMDB", exc)
-        if index is not None:
-            self._saved_seq = index.seq
+        index = self.file.load()
         with self.env.read() as txn:
             if index is None or not self._catch_up(index, txn):
                 index = self._build(txn, index.kind if index else None)
@@ -169,40 +156,9 @@ class IndexKeeper:
         return self._remapped(index)
 
     def _remapped(self, index: VectorIndex) -> VectorIndex:
-        """An IVF index written to its file and read back mapped (``index_mmap``), so
-        that the processes opening the file share its vectors in the page cache: after
-        a build, and once a mapped index's in-memory delta holds more than a quarter of
-        its rows (which also makes the next opening's catch-up short). Processes take
-        turns (a lock file), and one that finds the file already at its own catalog
-        sequence number maps that file rather than writing another: workers that start
-        together end up sharing one file."""
-        if not self.config.index_mmap or index.kind != "ivf":
-            return index
-        if index.mapped and 4 * index.delta_count <= index.ntotal:
-            return index
-        try:
-            with index_file_lock(self.path):
-                mapped = self._load_mapped()
-                if mapped is None or mapped.seq != index.seq:
-                    index.save(self.path, fingerprint=self.stamp)
-                    mapped = self._load_mapped()
-        except OSError as exc:
-            log.warning("the index stays in this process's memory: %s", exc)
-            return index
-        if mapped is None or mapped.seq != index.seq:
-            return index
-        self._saved_seq = mapped.seq
-        return self._sized(mapped)
-
-    def _load_mapped(self) -> VectorIndex | None:
-        """The index file, mapped, if it holds a mappable index of this store."""
-        try:
-            found = VectorIndex.load(
-                self.path, fingerprint=self.stamp, dimension=self.dimension, mapped=True
-            )
-        except (FileNotFoundError, StoreFormatError):
-            return None
-        return found if found.mapped else None
+        """``index`` written and mapped from the file when due (``IndexFile``)."""
+        remapped = self.file.remapped(index)
+        return index if remapped is index else self._sized(remapped)
 
     def _training_sample(self, txn: Any, live: int, lists: int) -> np.ndarray:
         """Every s-th stored vector (``ivf_training_stride``): the same snapshot always
@@ -262,7 +218,28 @@ class IndexKeeper:
         with self.lock.writing(), self.env.read() as txn:
             if not self._catch_up(self.index, txn):
                 self.index = self._build(txn, self.index.kind)
-            self.index = self._remapped(self._sized(self._maybe_rebuild(self.index, txn)))
+            self.index = self._sized(self._maybe_rebuild(self.index, txn))
+        self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite and map again a mapped index whose delta has outgrown a quarter of
+        its rows (``_remapped``) while searches go on: the copy and the write take
+        seconds at 1M items, so they run under the read lock (catch-ups wait), and
+        only the swap takes the write lock."""
+        index = self.index
+        if not index.mapped or not self.file.due(index):
+            return
+        if not self._compacting.acquire(blocking=False):
+            return  # another thread is at it
+        try:
+            with self.lock.reading():
+                fresh = self._remapped(index) if self.index is index else index
+            if fresh is not index:
+                with self.lock.writing():
+                    if self.index is index and fresh.seq == index.seq:
+                        self.index = fresh  # else a catch-up came first: next time
+        finally:
+            self._compacting.release()
 
     def rebuild(self) -> None:
         """Rebuild the index from LMDB now (drops tombstones, re-picks the kind)."""
@@ -270,19 +247,9 @@ class IndexKeeper:
             self.index = self._build(txn, self.index.kind)
 
     def save(self, force: bool = False) -> bool:
-        """Persist the index if it moved since it was loaded or last saved. A mapped
-        index is saved under the file lock, and not at all when the file already
-        holds its catalog state: workers closing together write it once (each write
-        of a mapped index first copies it into memory)."""
+        """Persist the index if it moved since it was loaded or last saved."""
         with self.lock.reading():
-            if not force and self.index.seq == self._saved_seq:
-                return False
-            with index_file_lock(self.path) if self.index.mapped else contextlib.nullcontext():
-                on_disk = VectorIndex.saved_seq(self.path, fingerprint=self.stamp)
-                if force or not self.index.mapped or on_disk != self.index.seq:
-                    self.index.save(self.path, fingerprint=self.stamp)
-            self._saved_seq = self.index.seq
-            return True
+            return self.file.save(self.index, force)
 
     def warm_up(self) -> None:
         """Catch up with LMDB, build the property table and read a mapped index file

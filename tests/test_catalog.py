@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,7 @@ from ownrank import (
     InvalidItemError,
     ItemNotFoundError,
 )
+from ownrank.storage.vector_index import VectorIndex
 
 from conftest import WordHashEncoder, make_engine
 
@@ -329,6 +331,35 @@ def test_an_ivf_index_is_mapped_from_its_file_and_answers_as_one_in_memory(
         index = reopened.catalog.keeper.index
         assert index.mapped and reopened.catalog.keeper.rebuilds == 0
         assert index.live_count == reopened.catalog.count() == 459
+
+
+def test_a_mapped_index_is_rewritten_while_searches_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewriting the file (seconds at 1M items) holds the read lock, not the write
+    lock: a search from another thread completes while the file is being written."""
+    config = {"index_kind": "ivf", "ivf_nprobe": 2}
+    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as engine:
+        keeper = engine.catalog.keeper
+        engine.catalog.upsert(catalog_items(300))
+        assert keeper.index.mapped
+        searched: list[list[str]] = []
+        answered_during_save: list[bool] = []
+        real_save = VectorIndex.save
+
+        def save_while_searching(index: VectorIndex, path: Path, *, fingerprint: str) -> None:
+            other = threading.Thread(target=lambda: searched.append(ids(engine.search("chess", 3))))
+            other.start()
+            other.join(timeout=10)  # blocked behind a write lock: no answer in time
+            answered_during_save.append(not other.is_alive())
+            real_save(index, path, fingerprint=fingerprint)
+
+        monkeypatch.setattr(VectorIndex, "save", save_while_searching)
+        engine.catalog.upsert(catalog_items(420))  # 120 new rows of 420: due
+        assert ids(engine.search("jazz story", 3))
+        assert keeper.index.mapped and keeper.index.delta_count == 0
+        assert answered_during_save == [True]
+        assert len(searched) == 1 and searched[0][0].startswith("chess")
 
 
 def test_hnsw_tombstones_then_compaction(tmp_path: Path) -> None:
