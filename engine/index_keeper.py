@@ -90,7 +90,7 @@ class IndexKeeper:
         self._shared_answers: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
         self._shared_lock = threading.Lock()
         self.file = IndexFile(path, stamp, dimension, config)
-        self._compacting = threading.Lock()
+        self._background = threading.Lock()
         set_faiss_threads(config.index_threads)
         self.index = self._open()
 
@@ -101,7 +101,9 @@ class IndexKeeper:
         with self.env.read() as txn:
             if index is None or not self._catch_up(index, txn):
                 index = self._build(txn, index.kind if index else None)
-            return self._remapped(self._sized(self._maybe_rebuild(index, txn)))
+            elif self._rebuild_due(index):
+                index = self._build(txn, index.kind)
+            return self._remapped(self._sized(index))
 
     def _sized(self, index: VectorIndex) -> VectorIndex:
         """``index`` with the beam width for its size (``ef_search_for``) and the
@@ -150,7 +152,6 @@ class IndexKeeper:
         if rows:
             index.add(np.asarray(rows, np.int64), np.stack(vecs))
         index.seq = self.store.catalog_seq(txn)
-        self.table = None  # rebuilt lazily from the same kind of snapshot
         self.rebuilds += 1
         log.info("built %s index of %d vectors at catalog seq %d", index.kind, live, index.seq)
         return self._remapped(index)
@@ -168,15 +169,16 @@ class IndexKeeper:
         sample = [vec for _row, _id, vec in itertools.islice(vectors, 0, None, stride)]
         return np.stack(sample) if sample else np.zeros((1, self.dimension), np.float32)
 
-    def _maybe_rebuild(self, index: VectorIndex, txn: Any) -> VectorIndex:
+    def _rebuild_due(self, index: VectorIndex) -> bool:
+        """Another kind for this size, an IVF index the catalog has outgrown (doubled
+        since training), or an HNSW graph past its tombstone share."""
         wrong_kind = self._desired_kind(index.live_count, index.kind) != index.kind
         outgrown = index.kind == "ivf" and index.live_count > 2 * index.trained_on
-        if wrong_kind or outgrown or index.tombstone_ratio > self.config.tombstone_rebuild_ratio:
-            return self._build(txn, index.kind)
-        return index
+        return wrong_kind or outgrown or index.tombstone_ratio > self.config.tombstone_rebuild_ratio
 
-    def _catch_up(self, index: VectorIndex, txn: Any) -> bool:
-        """Replay the changes after ``index.seq``; False when the log cannot (rebuild)."""
+    def _catch_up(self, index: VectorIndex, txn: Any, *, table: bool = True) -> bool:
+        """Replay the changes after ``index.seq`` (into the property table too, unless
+        ``table`` is false); False when the log cannot (rebuild)."""
         changes = self.store.changes_since(txn, index.seq)
         if changes is None:
             return False
@@ -193,7 +195,7 @@ class IndexKeeper:
                 vecs.append(found[1])
         if rows:
             index.add(np.asarray(rows, np.int64), np.stack(vecs))
-        if self.table is not None:
+        if table and self.table is not None:
             for row in net.removed:
                 self.table.remove(row)
             for row in [*rows, *net.properties]:
@@ -218,8 +220,32 @@ class IndexKeeper:
         with self.lock.writing(), self.env.read() as txn:
             if not self._catch_up(self.index, txn):
                 self.index = self._build(txn, self.index.kind)
-            self.index = self._sized(self._maybe_rebuild(self.index, txn))
+                self.table = None  # rebuilt lazily at the new index's snapshot
+            self.index = self._sized(self.index)
+        if self._rebuild_due(self.index):
+            self._rebuild_beside()
         self._compact()
+
+    def _rebuild_beside(self) -> None:
+        """Rebuild while searches and catch-ups go on with the current index (an IVF
+        retrain or an HNSW build takes 20-40 s at 1M or 100k items): the build reads
+        an LMDB snapshot under no lock; under the write lock the new index is then
+        caught up to now, the property table with the old one (so both stay at the
+        index's sequence number), and swapped in. The calling thread waits for it."""
+        old = self.index
+        if not self._background.acquire(blocking=False):
+            return  # another thread is at it
+        try:
+            with self.env.read() as txn:
+                fresh = self._build(txn, old.kind)
+            with self.lock.writing(), self.env.read() as txn:
+                if self.index is not old or not self._catch_up(fresh, txn, table=False):
+                    return  # replaced meanwhile, or too far behind: the next sync decides
+                if not self._catch_up(old, txn):
+                    self.table = None
+                self.index = self._sized(fresh)
+        finally:
+            self._background.release()
 
     def _compact(self) -> None:
         """Rewrite and map again a mapped index whose delta has outgrown a quarter of
@@ -229,7 +255,7 @@ class IndexKeeper:
         index = self.index
         if not index.mapped or not self.file.due(index):
             return
-        if not self._compacting.acquire(blocking=False):
+        if not self._background.acquire(blocking=False):
             return  # another thread is at it
         try:
             with self.lock.reading():
@@ -239,12 +265,13 @@ class IndexKeeper:
                     if self.index is index and fresh.seq == index.seq:
                         self.index = fresh  # else a catch-up came first: next time
         finally:
-            self._compacting.release()
+            self._background.release()
 
     def rebuild(self) -> None:
         """Rebuild the index from LMDB now (drops tombstones, re-picks the kind)."""
         with self.lock.writing(), self.env.read() as txn:
             self.index = self._build(txn, self.index.kind)
+            self.table = None
 
     def save(self, force: bool = False) -> bool:
         """Persist the index if it moved since it was loaded or last saved."""

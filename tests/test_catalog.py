@@ -17,6 +17,7 @@ from ownrank import (
     InvalidItemError,
     ItemNotFoundError,
 )
+from ownrank.engine.index_keeper import IndexKeeper
 from ownrank.storage.vector_index import VectorIndex
 
 from conftest import WordHashEncoder, make_engine
@@ -331,6 +332,39 @@ def test_an_ivf_index_is_mapped_from_its_file_and_answers_as_one_in_memory(
         index = reopened.catalog.keeper.index
         assert index.mapped and reopened.catalog.keeper.rebuilds == 0
         assert index.live_count == reopened.catalog.count() == 459
+
+
+def test_an_ivf_retrain_runs_beside_the_index_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild (here the retrain once the catalog doubled) reads an LMDB snapshot
+    under no lock: a search from another thread answers with the current index
+    meanwhile, and the new index, caught up with what was written during the build,
+    then replaces it."""
+    sizes = {"index_kind": "ivf", "ivf_nprobe": 16}
+    with make_engine(tmp_path / "s", WordHashEncoder(), **sizes) as engine:
+        keeper = engine.catalog.keeper
+        engine.catalog.upsert(catalog_items(120))
+        assert ids(engine.search("chess", 3)) and keeper.index.trained_on == 120
+        answered_during_build: list[bool] = []
+        real_sample = IndexKeeper._training_sample
+
+        def sample_while_searching(self: IndexKeeper, txn: Any, live: int, lists: int) -> Any:
+            other = threading.Thread(target=lambda: engine.search("chess", 3))
+            other.start()
+            other.join(timeout=10)  # blocked behind the write lock: no answer in time
+            answered_during_build.append(not other.is_alive())
+            # a write during the build: the new index must hold it when swapped in
+            engine.catalog.upsert([{"id": "late", "title": "yodel yodel"}])
+            return real_sample(self, txn, live, lists)
+
+        monkeypatch.setattr(IndexKeeper, "_training_sample", sample_while_searching)
+        engine.catalog.upsert(catalog_items(241))
+        assert ids(engine.search("chess", 3))
+        assert answered_during_build == [True]
+        assert (keeper.index.trained_on, keeper.index.live_count) == (241, 242)
+        assert ids(engine.search("yodel", 1)) == ["late"]
+        assert ids(engine.search("x", 300, filters={"topic": "chess"}))  # the table follows
 
 
 def test_a_mapped_index_is_rewritten_while_searches_go_on(
