@@ -106,9 +106,12 @@ class IvfIndex:
 
     def add(self, rows: Rows, vectors: Vectors) -> None:
         """Add vectors (float32, C-contiguous) under these rows, each to its nearest list
-        (of a mapped index: in the delta)."""
+        (of a mapped index: in the delta); a row already held is replaced."""
         ids = np.ascontiguousarray(rows, dtype=np.int64)
         x = np.ascontiguousarray(vectors, dtype=np.float32)
+        inside = ids[ids < self.list_of.size]
+        if (self.list_of[inside] >= 0).any():
+            self.remove(inside)
         _, nearest = self.faiss.quantizer.search(x, 1)
         lists = np.ascontiguousarray(nearest[:, 0], dtype=np.int64)
         ptr = faiss.swig_ptr

@@ -427,6 +427,20 @@ def test_a_mapped_ivf_index_answers_as_the_in_memory_one_through_any_changes(
         assert_same(answers(reread, queries, allowed), answers(memory, queries, allowed))
 
 
+@pytest.mark.parametrize("mapped", [False, True])
+def test_ivf_adding_a_row_it_holds_replaces_it(tmp_path: Path, mapped: bool) -> None:
+    vectors = unit_vectors(300, seed=60)
+    index = build("ivf", vectors)
+    if mapped:
+        path = tmp_path / "catalog.index"
+        index.save(path, fingerprint=FINGERPRINT)
+        index = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM, mapped=True)
+    index.add(np.array([5, 7], dtype=np.int64), vectors[[5, 7]])
+    assert index.ntotal == 300
+    _, rows = index.search(vectors[5:6], 300, nprobe=16)
+    assert sorted(rows[0].tolist()) == list(range(300))  # each row once
+
+
 def test_an_index_file_of_the_earlier_layout_is_still_read(tmp_path: Path) -> None:
     """Header first, FAISS after (before the layout that lets FAISS map the file)."""
     index = build("ivf", unit_vectors(300, seed=50))
