@@ -281,8 +281,7 @@ class IndexKeeper:
     def warm_up(self) -> None:
         """Catch up with LMDB, build the property table and read a mapped index file
         into the page cache now rather than on the first searches (at 20k items the
-        table alone takes ~0.4 s; at 1M, the first recommends on a cold mapped file
-        took 0.7-1.2 s each)."""
+        table alone takes ~0.4 s; a cold mapped file is faulted in page by page)."""
         self.sync()
         self.property_table()
         self.index.prefetch()

@@ -140,7 +140,7 @@ class VectorIndex:
     def prefetch(self) -> None:
         """Read a mapped index's file once, front to back, into the page cache: the
         first searches would otherwise fault its pages in one at a time from disk
-        (``posix_fadvise`` read-ahead was measured to do nothing on this VM's disk)."""
+        (``posix_fadvise`` read-ahead did not fill the cache on this VM)."""
         if self.mapped and self.path is not None:
             with contextlib.suppress(OSError), self.path.open("rb", buffering=0) as fh:
                 chunk = bytearray(8 * 2**20)
