@@ -33,7 +33,22 @@ class IndexFile:
         self.saved_seq = -1  # the catalog sequence number this process last wrote or read
 
     def load(self) -> VectorIndex | None:
-        """The index in the file (mapped, if so configured and IVF); None: build one."""
+        """The index in the file (mapped, if so configured and IVF); None: build one.
+        With ``index_mmap`` processes open it in turn, and the first to find an IVF
+        file of the earlier layout (which is read into memory) rewrites it, so the
+        others map it rather than each holding a copy while it is converted."""
+        if not self.config.index_mmap:
+            return self._read()
+        try:
+            with index_file_lock(self.path):
+                index = self._read()
+                due = index is not None and self.due(index)
+                return self._write_and_map(index) if due and index is not None else index
+        except OSError as exc:  # no lock file here (a read-only folder): read it alone
+            log.warning("index file lock: %s", exc)
+            return self._read()
+
+    def _read(self) -> VectorIndex | None:
         try:
             index = VectorIndex.load(
                 self.path,
@@ -65,13 +80,21 @@ class IndexFile:
             return index
         try:
             with index_file_lock(self.path):
-                mapped = self._load_mapped()
-                if mapped is None or mapped.seq != index.seq:
-                    index.save(self.path, fingerprint=self.stamp)
-                    mapped = self._load_mapped()
+                return self._write_and_map(index)
         except OSError as exc:
             log.warning("the index stays in this process's memory: %s", exc)
             return index
+
+    def _write_and_map(self, index: VectorIndex) -> VectorIndex:
+        """``remapped``'s work, under the file lock (the caller holds it)."""
+        mapped = self._load_mapped()
+        if mapped is None or mapped.seq != index.seq:
+            try:
+                index.save(self.path, fingerprint=self.stamp)
+            except OSError as exc:
+                log.warning("the index stays in this process's memory: %s", exc)
+                return index
+            mapped = self._load_mapped()
         if mapped is None or mapped.seq != index.seq:  # replaced by another process
             return index
         self.saved_seq = mapped.seq

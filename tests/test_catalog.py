@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import faiss
 import pytest
 
 from ownrank import (
@@ -18,6 +21,7 @@ from ownrank import (
     ItemNotFoundError,
 )
 from ownrank.engine.index_keeper import IndexKeeper
+from ownrank.storage import vector_index as vector_index_module
 from ownrank.storage.vector_index import VectorIndex
 
 from conftest import WordHashEncoder, make_engine
@@ -332,6 +336,31 @@ def test_an_ivf_index_is_mapped_from_its_file_and_answers_as_one_in_memory(
         index = reopened.catalog.keeper.index
         assert index.mapped and reopened.catalog.keeper.rebuilds == 0
         assert index.live_count == reopened.catalog.count() == 459
+
+
+def test_an_ivf_file_of_the_earlier_layout_is_rewritten_and_mapped_on_open(
+    tmp_path: Path,
+) -> None:
+    """A store from before mapping: its IVF file (header first) is read once, written
+    in the layout FAISS can map, and mapped; no rebuild."""
+    config = {"index_kind": "ivf", "ivf_nprobe": 2}
+    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as engine:
+        engine.catalog.upsert(catalog_items(300))
+        expected = engine.search("jazz story", 20)
+        keeper = engine.catalog.keeper
+        path, stamp, dim = keeper.path, keeper.file.stamp, keeper.dimension
+    index = VectorIndex.load(path, fingerprint=stamp, dimension=dim)
+    header = {"kind": "ivf", "dimension": dim, "seq": index.seq, "dead": [],
+              "fingerprint": stamp, "ef_search": 96, "nprobe": 2, "trained_on": 300}  # fmt: skip
+    raw = json.dumps(header).encode()
+    body = faiss.serialize_index(index._ivf.merged() if index._ivf else None).tobytes()
+    path.write_bytes(vector_index_module._MAGIC + struct.pack("<I", len(raw)) + raw + body)
+    assert VectorIndex.saved_seq(path, fingerprint=stamp) is None  # the earlier layout
+    with make_engine(tmp_path / "s", WordHashEncoder(), **config) as engine:
+        keeper = engine.catalog.keeper
+        assert keeper.rebuilds == 0 and keeper.index.mapped
+        assert VectorIndex.saved_seq(path, fingerprint=stamp) == index.seq
+        assert engine.search("jazz story", 20) == expected
 
 
 def test_an_ivf_retrain_runs_beside_the_index_in_use(
