@@ -1,13 +1,15 @@
 """Keeps this process's vector index and property table in step with LMDB.
 
 LMDB is the source of truth; the FAISS index is a derived, per-process cache
-persisted beside it. On open the keeper loads the index file and catches it up
-from the catalog change log, or rebuilds it from the stored vectors when the
+persisted beside it (an IVF index is mapped from that file and shared between
+processes: ``index_file``). On open the keeper loads the index file and catches it
+up from the catalog change log, or rebuilds it from the stored vectors when the
 file is missing, unreadable, from another model or store, or too far behind.
 Before every query it compares the index's sequence number with the stored
 one (one cheap read) and replays the changes it missed, so a catalog change
 made by another process is visible at the next query and a deleted item is
-never returned.
+never returned. Rebuilds for size (another kind, an IVF retrain, HNSW
+tombstones) are built beside the index in use and swapped in.
 
 Search strategy (exactness where it matters):
 - no filter: the index's own search, over-fetching past excluded rows;
