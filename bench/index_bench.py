@@ -61,7 +61,12 @@ from threadpoolctl import threadpool_limits
 
 from ownrank import EngineConfig
 from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper
-from ownrank.engine.index_sizing import ef_search_for, ivf_lists_for, ivf_training_stride
+from ownrank.engine.index_sizing import (
+    ef_search_for,
+    ivf_lists_for,
+    ivf_nprobe_for,
+    ivf_training_stride,
+)
 from ownrank.storage.vector_index import IndexType, VectorIndex
 
 Vectors = npt.NDArray[np.float32]
@@ -190,7 +195,7 @@ def build_index(kind: IndexType, vectors: Vectors, settings: Settings) -> Vector
         ef_construction=cfg.hnsw_ef_construction,
         ef_search=ef_search_for(len(vectors), cfg.hnsw_ef_search),
         ivf_lists=lists,
-        nprobe=cfg.ivf_nprobe,
+        nprobe=ivf_nprobe_for(lists, cfg.ivf_nprobe),
         training=vectors[:: ivf_training_stride(len(vectors), lists)] if lists else None,
         trained_on=len(vectors),
     )

@@ -157,13 +157,15 @@ class EngineConfig(BaseModel):
     ivf_threshold: int = Field(
         100_000, ge=1, description="live items from which index_kind='auto' picks IVF"
     )
-    ivf_nprobe: int = Field(
-        64,
+    ivf_nprobe: int | None = Field(
+        None,
         ge=1,
         le=65_536,
-        description="inverted lists an IVF search scans (a filtered search scans the lists "
-        "holding admitted rows, nearest first, until it has covered twice as many rows; "
-        "storage/ivf_index.py)",
+        description="inverted lists an IVF search scans; None: by the number of lists, "
+        "√(2·lists) (32 of 512 at 100k items, 64 of 2,048 at 1M; "
+        "engine/index_sizing.ivf_nprobe_for). A filtered search scans the lists holding "
+        "admitted rows, nearest first, until it has covered twice as many rows "
+        "(storage/ivf_index.py)",
     )
     index_mmap: bool = Field(
         True,

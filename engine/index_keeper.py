@@ -46,7 +46,7 @@ from ..storage.vector_index import (
 from .config import EngineConfig
 from .filters import Expr
 from .index_file import IndexFile
-from .index_sizing import ef_search_for, ivf_lists_for, ivf_training_stride
+from .index_sizing import ef_search_for, ivf_lists_for, ivf_nprobe_for, ivf_training_stride
 from .locks import ReadWriteLock
 from .property_table import PropertyTable, filter_fields
 
@@ -111,7 +111,7 @@ class IndexKeeper:
         """``index`` with the beam width for its size (``ef_search_for``) and the
         configured IVF lists scanned (not the saved file's)."""
         index.ef_search = ef_search_for(index.ntotal - len(index.dead), self.config.hnsw_ef_search)
-        index.nprobe = self.config.ivf_nprobe
+        index.nprobe = ivf_nprobe_for(index.ivf_lists, self.config.ivf_nprobe)
         return index
 
     def _desired_kind(self, live: int, current: IndexType | None) -> IndexType:
@@ -139,7 +139,7 @@ class IndexKeeper:
             ef_construction=self.config.hnsw_ef_construction,
             ef_search=ef_search_for(live, self.config.hnsw_ef_search),
             ivf_lists=lists,
-            nprobe=self.config.ivf_nprobe,
+            nprobe=ivf_nprobe_for(lists, self.config.ivf_nprobe),
             training=self._training_sample(txn, live, lists) if kind == "ivf" else None,
             trained_on=live,
         )

@@ -265,6 +265,7 @@ def test_auto_picks_ivf_from_its_threshold_and_retrains_when_the_catalog_doubles
         engine.catalog.upsert(catalog_items(120))
         assert engine.info()["index"]["type"] == "ivf"
         assert (keeper.index.trained_on, keeper.index.ivf_lists) == (120, 16)
+        assert keeper.index.nprobe == 6  # unset: √(2·16) lists scanned
         assert ids(engine.search("chess", 3))[0].startswith("chess")
         engine.catalog.upsert(catalog_items(240))  # doubled, not more: the lists stay
         assert engine.search("chess", 3) and keeper.index.trained_on == 120
