@@ -377,7 +377,7 @@ def measure_kind(
     else:
         search = engine_filtered_search(index, cfg, k, allowed)
         measure_search(run, search, queries, truth["filtered"], k, ["engine"], **topic)
-        if admitted > cfg.exact_filter_limit:
+        if admitted > cfg.exact_filter_limit or kind == "ivf":
             route = f"{kind} search with an ID selector, exact scoring for the "
             route += f"{short} queries it left short"
         else:

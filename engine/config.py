@@ -185,7 +185,11 @@ class EngineConfig(BaseModel):
     )
     tombstone_rebuild_ratio: float = Field(0.2, gt=0.0, le=1.0)
     exact_filter_limit: int = Field(
-        20_000, ge=0, description="filtered queries matching at most this many items are exact"
+        20_000,
+        ge=0,
+        description="filtered queries matching at most this many items are scored exactly "
+        "(with HNSW; an IVF index's filtered scan is used at every size, exact up to twice "
+        "the rows of an unfiltered scan)",
     )
 
     shared_statistics: SharedStatisticsMode = Field(

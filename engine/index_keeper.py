@@ -14,10 +14,10 @@ tombstones) are built beside the index in use and swapped in.
 Search strategy (exactness where it matters):
 - no filter: the index's own search, over-fetching past excluded rows;
 - filter: the property table yields the exact set of matching rows first. A
-  flat index searches exactly within them; with HNSW or IVF, small sets (at most
+  flat index searches exactly within them; with HNSW, small sets (at most
   ``exact_filter_limit``) are scored exactly, larger ones use the index's filtered
-  search (IVF scans the lists holding admitted rows, see ``storage/ivf_index``), and
-  fall back to exact scoring if it found fewer than ``n``.
+  search; IVF always does (it scans the lists holding admitted rows, see
+  ``storage/ivf_index``); both fall back to exact scoring if they found fewer than ``n``.
 """
 
 from __future__ import annotations
@@ -229,11 +229,9 @@ class IndexKeeper:
         self._compact()
 
     def _rebuild_beside(self) -> None:
-        """Rebuild while searches and catch-ups go on with the current index (an IVF
-        retrain or an HNSW build takes 20-40 s at 1M or 100k items): the build reads
-        an LMDB snapshot under no lock; under the write lock the new index is then
-        caught up to now, the property table with the old one (so both stay at the
-        index's sequence number), and swapped in. The calling thread waits for it."""
+        """Rebuild from an LMDB snapshot under no lock while searches go on (a retrain
+        takes ~20 s at 1M); under the write lock, catch the new index up (the table
+        with the old one, so both keep one sequence number) and swap it in."""
         old = self.index
         if not self._background.acquire(blocking=False):
             return  # another thread is at it
@@ -251,9 +249,8 @@ class IndexKeeper:
 
     def _compact(self) -> None:
         """Rewrite and map again a mapped index whose delta has outgrown a quarter of
-        its rows (``_remapped``) while searches go on: the copy and the write take
-        seconds at 1M items, so they run under the read lock (catch-ups wait), and
-        only the swap takes the write lock."""
+        its rows while searches go on: the copy and write (seconds at 1M) hold the
+        read lock (catch-ups wait); only the swap takes the write lock."""
         index = self.index
         if not index.mapped or not self.file.due(index):
             return
@@ -385,7 +382,8 @@ class IndexKeeper:
             allowed = table.matching_rows(expr)
             if allowed.size == 0:
                 return [[] for _k in sizes]
-            if allowed.size > min(self.config.exact_filter_limit, _BATCH_EXACT_LIMIT):
+            limit = min(self.config.exact_filter_limit, _BATCH_EXACT_LIMIT)
+            if self._index_filters(allowed, limit):
                 return self._search_many_in_many(np.asarray(queries, np.float32), sizes, allowed)
             vectors = self._admitted_vectors(allowed)
         scores = np.asarray(queries, np.float32).reshape(len(sizes), -1) @ vectors.T
@@ -473,7 +471,8 @@ class IndexKeeper:
         if allowed.size == 0:
             return []
         need = min(n, int(allowed.size))
-        if self.index.kind != "flat" and allowed.size > self.config.exact_filter_limit:
+        limit = self.config.exact_filter_limit
+        if self.index.kind != "flat" and self._index_filters(allowed, limit):
             ef = max(self.index.ef_search, 4 * n)
             scores, rows = self.index.search(query, n, allowed=allowed, ef_search=ef)
             out = _enough(rows[0], scores[0], need)
@@ -483,6 +482,12 @@ class IndexKeeper:
             scores, rows = self.index.search(query, n, allowed=allowed)
             return [(int(r), float(s)) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0]
         return self._exact(query, n, allowed) if exact else None
+
+    def _index_filters(self, allowed: Rows, limit: int) -> bool:
+        """A filter's search goes to the index above ``limit`` admitted rows, and always
+        with IVF: its filtered scan is exact up to twice an unfiltered scan's rows, and
+        faster than copying the admitted vectors (bench/README.md, 2026-12-06)."""
+        return self.index.kind == "ivf" or allowed.size > limit
 
     def _exact(self, query: np.ndarray, n: int, allowed: Rows) -> list[tuple[int, float]]:
         return self._exact_many(np.asarray(query, np.float32).reshape(1, -1), [n], allowed)[0]

@@ -72,6 +72,10 @@ def test_ivf_scanning_every_list_is_exact(rows: list[harness.Row]) -> None:
     assert value(rows, "recall@100", **ivf, filter="sweep", nprobe=64) == 1.0
     assert value(rows, "recall@10", **ivf, filter="none") > 0.8
     assert value(rows, "recall@10", **ivf, filter="topic", path="index") == 1.0
+    # the engine's filtered path takes IVF's own filtered scan at any size (exact here)
+    engine: Any = {**ivf, "filter": "topic", "path": "engine"}
+    assert value(rows, "route", **engine).startswith("ivf search with an ID selector")
+    assert value(rows, "recall@10", **engine) == 1.0
     # read back mapped from its file: the same answers, its vectors in file pages
     for k, search, memory in ((10, "mapped", "none"), (100, "mapped", "none"),
                               (10, "mapped, topic", "topic")):  # fmt: skip
