@@ -91,10 +91,17 @@ def app() -> FastAPI:
     settings from ``OWNRANK_*``, exactly like ``create_app_from_env``; the store's
     ``--content-neighbours`` when given (``LISTS_ENV``)."""
     settings = ServiceSettings.from_env()
+    config = served_config(settings)
+    return create_app(settings, encoder_factory=synthetic_encoder, engine_config=config)
+
+
+def served_config(settings: ServiceSettings) -> EngineConfig:
+    """The workers' engine settings: the service's, with the store's
+    ``--content-neighbours`` when given (``LISTS_ENV``)."""
     config = engine_config_of(settings)
     if os.environ.get(LISTS_ENV):
         config = config.model_copy(update={"content_neighbours": int(os.environ[LISTS_ENV])})
-    return create_app(settings, encoder_factory=synthetic_encoder, engine_config=config)
+    return config
 
 
 class CannedRecommendations:
@@ -116,7 +123,7 @@ class CannedRecommendations:
 def floor_app() -> FastAPI:
     """:func:`app` with :class:`CannedRecommendations` in place of the engine."""
     settings = ServiceSettings.from_env()
-    engine = Engine(settings.data_dir, EngineConfig(), encoder=SyntheticEncoder())
+    engine = Engine(settings.data_dir, served_config(settings), encoder=SyntheticEncoder())
     return create_app(settings, engine=cast(Engine, CannedRecommendations(engine)))
 
 

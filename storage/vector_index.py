@@ -19,8 +19,8 @@ has mapped the old file keeps reading it until it opens the new one).
 
 File layout: FAISS's own serialization first, so that FAISS can map an IVF index's
 lists straight from the file (``load(mapped=True)``), then a JSON header, its length
-and ``_MAGIC``. Files of the earlier layout (``_MAGIC``, length, header, FAISS) are
-still read, into memory.
+and ``_TRAILER_MAGIC``. Files of the earlier layout (``_MAGIC``, length, header,
+FAISS) are still read, into memory.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ class VectorIndex:
                 # streamed: no in-memory copy of the whole index
                 writer = faiss.PyCallbackIOWriter(fh.write)  # type: ignore[attr-defined]
                 faiss.write_index(index, writer)
-                del writer  # flushes FAISS's buffer into fh
+                del writer  # done with FAISS's writer before the header follows
                 fh.write(header)
                 fh.write(_HEADER_LEN.pack(len(header)))
                 fh.write(_TRAILER_MAGIC)
