@@ -118,8 +118,8 @@ class IndexFile:
         if not force and index.seq == self.saved_seq:
             return False
         with index_file_lock(self.path) if index.mapped else contextlib.nullcontext():
-            on_disk = VectorIndex.saved_seq(self.path, fingerprint=self.stamp)
-            if force or not index.mapped or on_disk != index.seq:
+            written = index.mapped and not force  # by another process, maybe
+            if not written or VectorIndex.saved_seq(self.path, fingerprint=self.stamp) != index.seq:
                 index.save(self.path, fingerprint=self.stamp)
         self.saved_seq = index.seq
         return True

@@ -56,6 +56,7 @@ class IvfIndex:
         self.in_delta = np.zeros(0, dtype=bool)  # row -> held by the delta (mapped only)
         self._delta: Any = None  # created on the first add to a mapped index
         self._gone = np.zeros(0, dtype=bool)  # rows removed from the base's lists
+        self._gone_bits: npt.NDArray[np.uint8] | None = None  # the same, packed (cached)
         self._gone_count = 0
         lists = index.invlists
         for number in range(self.nlist):
@@ -142,6 +143,7 @@ class IvfIndex:
             self._gone = grown
         self._gone[rows] = True
         self._gone_count += int(rows.size)
+        self._gone_bits = None
 
     def _delta_index(self) -> Any:
         """The in-memory index that takes a mapped index's additions (same centroids)."""
@@ -268,12 +270,12 @@ class IvfIndex:
         """Scan the ``probe`` lists of each query (of the base, and of a mapped index's
         delta) for its best ``k`` rows (of ``allowed`` when given), best first, ties by
         row: the same rows in any split between base and delta give the same answer."""
-        parts = [(self.faiss, self._gone if self._gone_count else None)]
+        skip = self._gone if self._gone_count else None
+        if skip is not None and allowed is None and self._gone_bits is None:
+            self._gone_bits = np.packbits(skip, bitorder="little")  # once per removal
+        found = [_scan_lists(self.faiss, x, k, probe, probe_scores, allowed, skip, self._gone_bits)]
         if self._delta is not None and self._delta.ntotal:
-            parts.append((self._delta, None))
-        found = [
-            _scan_lists(index, x, k, probe, probe_scores, allowed, skip) for index, skip in parts
-        ]
+            found.append(_scan_lists(self._delta, x, k, probe, probe_scores, allowed, None, None))
         scores = np.concatenate([f[0] for f in found], axis=1)
         rows = np.concatenate([f[1] for f in found], axis=1)
         scores[rows < 0] = -np.inf
@@ -289,9 +291,11 @@ def _scan_lists(
     probe_scores: Scores,
     allowed: Rows | None,
     skip: npt.NDArray[np.bool_] | None,
+    skip_bits: npt.NDArray[np.uint8] | None,
 ) -> tuple[Scores, Rows]:
     """FAISS's scan of the given lists of one index, through a one-bit-per-row selector
-    of the admitted rows less the skipped ones (no selector when neither applies)."""
+    of the admitted rows less the skipped ones (no selector when neither applies;
+    ``skip_bits``: ``skip`` packed, for an unfiltered scan)."""
     bits: npt.NDArray[np.uint8] | None = None
     selector: Any = None
     if allowed is not None:
@@ -299,7 +303,7 @@ def _scan_lists(
         bits = _row_bitmap(admitted)
         selector = faiss.IDSelectorBitmap(bits.size, faiss.swig_ptr(bits))
     elif skip is not None:
-        bits = np.packbits(skip, bitorder="little")
+        bits = skip_bits if skip_bits is not None else np.packbits(skip, bitorder="little")
         selector = faiss.IDSelectorNot(faiss.IDSelectorBitmap(bits.size, faiss.swig_ptr(bits)))
     params = faiss.SearchParametersIVF(nprobe=probe.shape[1], sel=selector)  # type: ignore[call-arg]
     nq = len(x)
