@@ -316,8 +316,10 @@ def test_an_ivf_index_is_mapped_from_its_file_and_answers_as_one_in_memory(
         make_engine(tmp_path / "p", WordHashEncoder(), index_mmap=False, **config) as private,
     ):
         keeper = mapped.catalog.keeper
+        liked = [{"kind": "like", "item_id": i["id"]} for i in catalog_items(300)[::50]]
         for engine in (mapped, private):
             engine.catalog.upsert(catalog_items(300))
+            engine.interact("reader", liked)  # a recommend that retrieves by its model
         assert keeper.index.mapped and not private.catalog.keeper.index.mapped
         written = keeper.path.read_bytes()
         steps = [catalog_items(360), catalog_items(360)[:20], catalog_items(460)]
@@ -327,7 +329,8 @@ def test_an_ivf_index_is_mapped_from_its_file_and_answers_as_one_in_memory(
                 engine.catalog.delete([catalog_items(460)[40 + step]["id"]])
             for query in ("jazz jazz", "chess"):
                 assert mapped.search(query, 25) == private.search(query, 25)
-            assert mapped.recommend("nobody", 10) == private.recommend("nobody", 10)
+            got = mapped.recommend("reader", 10)
+            assert len(got) == 10 and got == private.recommend("reader", 10)
             if step == 0:  # 60 new rows of 359: held in memory, the file untouched
                 assert keeper.index.delta_count == 60 and keeper.path.read_bytes() == written
         # 100 more and 2 re-added (162 of 459 > a quarter): rewritten and mapped again
