@@ -149,7 +149,10 @@ class Recommender:
         expr = self.catalog.parse_filters(filters)
         cfg = self.config.ranking
         model = record.model if record else None
-        seen = record.seen() if (record and exclude_seen) else SeenItems.nothing()
+        if record is None or not exclude_seen:
+            seen = SeenItems.nothing()
+        else:  # the live rows' keys are the log's items: not collected twice
+            seen = record.seen(None if live_rows is None else set(live_rows))
         candidates = self.candidates
 
         def interests_of() -> list[Interest]:

@@ -61,12 +61,15 @@ class DislikeScorer:
         if ctx.record is None or self.weight(cfg) <= 0.0:
             return None
         rated = [o for o in ctx.observations if not o.is_query]
-        strong = [o for o in rated if o.strength <= -cfg.dislike_min_strength]
-        disliked = self._centre(ctx, strong[-cfg.dislike_items :])
+        strengths = np.array([o.strength for o in rated])
+        newest = cfg.dislike_items
+        disliked = self._centre(
+            ctx, rated, strengths, np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:]
+        )
         if disliked is None:
             return None
         # what the user also liked is not pushed away
-        liked = self._centre(ctx, [o for o in rated if o.liked][-cfg.dislike_items :])
+        liked = self._centre(ctx, rated, strengths, np.flatnonzero(strengths > 0.0)[-newest:])
         pool, eligible = ctx.pool, ctx.eligible
 
         def at(positions: np.ndarray) -> np.ndarray:
@@ -88,15 +91,16 @@ class DislikeScorer:
         return at
 
     def _centre(
-        self, ctx: RankingContext, observed: list[Observation]
+        self, ctx: RankingContext, rated: list[Observation], strengths: np.ndarray, at: np.ndarray
     ) -> tuple[np.ndarray, float] | None:
-        """The weighted centre of these items' unit vectors, and mean(w) (None when
-        none of them is live)."""
-        kept = [o for o in observed if o.ref in ctx.rated_rows]
+        """The weighted centre of the unit vectors of the items ``rated[at]`` still in the
+        catalog, and mean(w) (None when none of them is)."""
+        live = ctx.rated_rows
+        kept = [int(k) for k in at if rated[k].ref in live]
         if not kept:
             return None
-        weights = np.minimum(np.abs([o.strength for o in kept]), 1.0)
-        centre = weights @ self._units(ctx, [o.ref for o in kept])
+        weights = np.minimum(np.abs(strengths[kept]), 1.0)
+        centre = weights @ self._units(ctx, [rated[k].ref for k in kept])
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
         return centre, float(weights.mean())
 

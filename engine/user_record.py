@@ -257,9 +257,10 @@ class UserRecord:
         """Items with events in the retained log."""
         return {e.ref for e in self.events if not e.is_search}
 
-    def seen(self) -> SeenItems:
-        """Every item the user has had an event on: the log's and the earlier ones."""
-        return SeenItems(self.item_ids(), self.earlier.fingerprints())
+    def seen(self, logged: set[str] | None = None) -> SeenItems:
+        """Every item the user has had an event on: the log's and the earlier ones
+        (``logged``: the log's items, when the caller has them already)."""
+        return SeenItems(self.item_ids() if logged is None else logged, self.earlier.fingerprints())
 
     def remember_dropped(self, dropped: list[StoredEvent], cap: int) -> None:
         """Keep the items of events the caps just dropped as earlier items; at most

@@ -28,6 +28,7 @@ import secrets
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -64,10 +65,21 @@ class MasterKeys:
                 raise StoreFormatError("a master key must be 32 bytes (AES-256)")
 
     def by_id(self, kid: bytes) -> bytes | None:
-        for key in (self.current, *self.previous):
-            if key_id(key) == kid:
-                return key
-        return None
+        return self._by_id.get(kid)
+
+    def cipher(self, kid: bytes) -> AESGCM | None:
+        """The AES-GCM cipher of the master key with this id (built once: every read
+        of a sealed record unwraps its data key)."""
+        return self._ciphers.get(kid)
+
+    @cached_property
+    def _by_id(self) -> dict[bytes, bytes]:
+        keys = (self.current, *self.previous)
+        return {kid: key for kid, key in reversed([(key_id(k), k) for k in keys])}
+
+    @cached_property
+    def _ciphers(self) -> dict[bytes, AESGCM]:
+        return {kid: AESGCM(key) for kid, key in self._by_id.items()}
 
     @staticmethod
     def parse(text: str) -> MasterKeys:
@@ -124,14 +136,14 @@ class Keystore:
         magic, kid, _created, nonce = _HEAD.unpack_from(raw)
         if magic != _MAGIC:
             raise StoreFormatError("keystore entry has an unknown format")
-        master = self.masters.by_id(kid)
+        master = self.masters.cipher(kid)
         if master is None:
             raise StoreFormatError(
                 f"data key wrapped by unknown master key {kid.hex()}; "
                 f"set {MASTER_KEY_ENV} to include it"
             )
         try:
-            return AESGCM(master).decrypt(nonce, raw[_HEAD.size :], _AAD + user_key)
+            return master.decrypt(nonce, raw[_HEAD.size :], _AAD + user_key)
         except InvalidTag:
             raise StoreFormatError("a data key failed authentication") from None
 
