@@ -336,6 +336,17 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def lists_current(engine: Engine) -> float:
+    """Wait until the engine's content-neighbour lists are current; the seconds waited.
+
+    A store whose lists are behind its catalog brings them up to date on a background
+    thread of every process that opens it (and a copy of the store loses that work
+    when it is deleted): timing calls meanwhile times them against that thread."""
+    started = time.perf_counter()
+    engine.catalog.neighbours.update()
+    return time.perf_counter() - started
+
+
 def measure_queries(
     run: Callable[[int], list[str]], count: int, warmup: int
 ) -> tuple[list[float], list[list[str]]]:
