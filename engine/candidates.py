@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -99,10 +99,10 @@ class CandidatePool:
         found = sorted_rows[at] == rows if len(sorted_rows) else np.zeros(len(rows), bool)
         return np.where(found, order[at], -1)
 
-    @cached_property
-    def id_array(self) -> np.ndarray:
-        """``ids`` as an array, to pick many at once."""
-        return np.array(self.ids, dtype=object)
+    def ids_at(self, positions: np.ndarray) -> PoolIds:
+        """The ids at ``positions``, each looked up when asked (a ranking call names
+        its few results: a list of every candidate's id cost more than the ranking)."""
+        return PoolIds(self.ids, positions)
 
     @cached_property
     def position_of(self) -> dict[str, int]:
@@ -126,6 +126,37 @@ class CandidatePool:
             at = np.minimum(np.searchsorted(seen.earlier, self.hashes), len(seen.earlier) - 1)
             keep &= seen.earlier[at] != self.hashes
         return np.flatnonzero(keep)
+
+
+class PoolIds(Sequence[str]):
+    """The item ids at some positions of a pool, read on demand.
+
+    >>> ids = PoolIds(["a", "b", "c"], np.array([2, 0]))
+    >>> len(ids), ids[0], list(ids), ids[-1:]
+    (2, 'c', ['c', 'a'], ['a'])
+    """
+
+    def __init__(self, ids: list[str], positions: np.ndarray) -> None:
+        self._ids = ids
+        self._positions = positions
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, k: int) -> str: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[str]: ...
+
+    def __getitem__(self, k: int | slice) -> str | list[str]:
+        if isinstance(k, slice):
+            return [self._ids[p] for p in self._positions[k].tolist()]
+        return self._ids[int(self._positions[k])]
+
+    def __iter__(self) -> Iterator[str]:
+        ids = self._ids
+        return (ids[p] for p in self._positions.tolist())
 
 
 class UserVectors(Mapping[str, np.ndarray]):

@@ -171,15 +171,25 @@ def top_n(scores: np.ndarray, n: int) -> list[int]:
     return [int(i) for i in near[np.lexsort((near, -scores[near]))][:n]]
 
 
+def contributions(parts: Mapping[str, np.ndarray], order: Sequence[int]) -> list[dict[str, float]]:
+    """Each scorer's weighted part of the candidates ``order`` names, rounded to 4
+    places, one dict per candidate (each part read once for all of them).
+
+    >>> contributions({"a": np.array([0.123456, 2.0]), "b": np.array([1.0, -0.5])}, [1, 0])
+    [{'a': 2.0, 'b': -0.5}, {'a': 0.1235, 'b': 1.0}]
+    """
+    columns = {name: values[list(order)].tolist() for name, values in parts.items()}
+    return [{name: round(col[j], 4) for name, col in columns.items()} for j in range(len(order))]
+
+
 def explain(
     k: int,
     vector: np.ndarray,
-    parts: Mapping[str, np.ndarray],
+    contributions: dict[str, float],
     explainers: Mapping[str, Explain | None],
     retrieved_by: str,
 ) -> Explanation:
-    """Why candidate ``k`` is there (see ``Explanation``)."""
-    contributions = {name: round(float(v[k]), 4) for name, v in parts.items()}
+    """Why candidate ``k`` is there (see ``Explanation``), from its ``contributions``."""
     reason = max(contributions, key=lambda name: contributions[name])
     out = Explanation(reason=reason, retrieved_by=retrieved_by, parts=contributions)
     details = explainers.get(reason)

@@ -26,7 +26,7 @@ from .config import EngineConfig
 from .events import Event
 from .items import Item
 from .personal_model import observations
-from .ranker import LazyScores, Recommendation, explain, select_live
+from .ranker import LazyScores, Recommendation, contributions, explain, select_live
 from .record_store import RecordStore
 from .scorer_collaborative import CollaborativeScorer
 from .scorer_dislikes import DislikeScorer
@@ -178,7 +178,7 @@ class Recommender:
         if eligible.size == 0:
             return []
         # features over the whole pool (matrix products), then the eligible entries
-        ids: list[str] = pool.id_array[eligible].tolist()
+        ids = pool.ids_at(eligible)
         # the scorers' products on blas_threads (retrieval above makes none)
         with self.env.read() as txn, blas_threads(self.config.blas_threads):
             ctx = RankingContext(
@@ -243,9 +243,11 @@ class Recommender:
                     ids[k],
                     float(scores[k]),
                     chosen[k],
-                    explain(k, pool.vectors[eligible[k]], parts, explainers, why[int(eligible[k])]),
+                    explain(
+                        k, pool.vectors[eligible[k]], parts_k, explainers, why[int(eligible[k])]
+                    ),
                 )
-                for k in order
+                for k, parts_k in zip(order, contributions(parts, order), strict=True)
             ]
 
     def _live_rows(

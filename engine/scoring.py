@@ -9,7 +9,7 @@ class like the ones in ``scorer_*.py`` plus one line in ``default_scorers``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -36,7 +36,7 @@ class RankingContext:
     interests_of: Callable[[], list[Interest]]
     pool: CandidatePool
     eligible: np.ndarray  # positions in the pool of the candidates being scored
-    ids: list[str]  # their item ids
+    ids: Sequence[str]  # their item ids (looked up on demand)
     items: list[Any | None]  # their items, when the call read them (else empty)
     # the net feedback on each of the user's items and queries, oldest first (computed
     # once a call: candidate retrieval and several scorers read it)
