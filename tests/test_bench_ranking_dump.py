@@ -7,6 +7,7 @@ from pathlib import Path
 
 import harness
 import ranking_dump
+from catalog_bench import lists_current
 from api_support import TOPICS, sample_items
 from engine_bench import user_id
 
@@ -46,3 +47,17 @@ def test_dumps_are_equal_for_the_same_rankings_and_compare_counts_what_moved(
     assert {(r.metric, r.labels["call"]): r.value for r in rows} == {
         (metric, kind): value for kind, e in summary.items() for metric, value in e.items()
     }
+
+
+def test_timing_waits_until_the_neighbour_lists_are_current(tmp_path: Path) -> None:
+    """A store whose lists are behind rebuilds them on a background thread of the
+    process that opened it; ``lists_current`` (which the dump, engine_bench and the
+    service benchmark's store builder call before timing) returns only once they are
+    current, so no timed call shares the GIL with that thread."""
+    # a budget of 0: every catalog write leaves the lists to the background thread
+    with make_engine(tmp_path / "s", WordHashEncoder(), neighbour_sync_budget=0) as engine:
+        engine.catalog.upsert(sample_items(40))
+        engine.catalog.upsert(sample_items(60)[40:])
+        lists_current(engine)
+        status = engine.catalog.neighbours.status()
+        assert status.current and status.lists == 60
