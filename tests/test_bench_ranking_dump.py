@@ -7,8 +7,8 @@ from pathlib import Path
 
 import harness
 import ranking_dump
-from catalog_bench import lists_current
 from api_support import TOPICS, sample_items
+from catalog_bench import lists_current
 from engine_bench import user_id
 
 from conftest import WordHashEncoder, make_engine
