@@ -23,8 +23,9 @@ Cheap changes are applied right after the catalog write that made them; a
 change costing more than ``EngineConfig.neighbour_sync_budget`` multiply-adds
 (a large batch into a large catalog) is applied by a background thread,
 computed outside any write transaction and committed only if nobody else moved
-the lists meanwhile. Until then the lists of the last maintained state serve
-(items deleted since are never candidates; new items join when it is done).
+the lists meanwhile; a store's processes take turns at it (``LOCK_FILE``), so one
+computes and the others find the lists current. Until then the lists of the last
+maintained state serve (items deleted since are never candidates).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 from ..storage.catalog_store import CatalogChange, CatalogStore, net_change
 from ..storage.lmdb_env import LmdbEnvironment
 from ..storage.neighbour_lists import NeighbourLists
+from ..storage.process_lock import ProcessLock
 from .blas import single_threaded
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ _BLOCK_CELLS = 2**24  # similarities computed per block (64 MiB of float32)
 _NO_FLOOR = -(2**62)  # a list shorter than k: any row enters
 _NO_ROWS = np.zeros(0, np.int64)
 _NO_SIMS = np.zeros(0, np.int32)
+LOCK_FILE = "catalog.neighbours.lock"  # beside the LMDB folder
 
 
 class _Closing(Exception):
@@ -238,6 +241,7 @@ class ContentNeighbours:
         self.dimension = dimension
         self._matrix = _Matrix(dimension)
         self._lock = threading.Lock()  # one maintenance step at a time in this process
+        self._turn = ProcessLock(env.path.with_name(LOCK_FILE))  # and in the store
         self._thread: threading.Thread | None = None
         self._again = threading.Event()
         self._closing = False
@@ -294,27 +298,47 @@ class ContentNeighbours:
             self._again.set()
             return False
         try:
-            for _attempt in range(100):
-                with self.env.read() as txn:
-                    if not self.behind(txn):
-                        return True
-                    plan = self._plan(txn, budget)
-                if plan is None:
-                    return False
-                self._commit(plan)
-            raise RuntimeError(
-                "neighbour lists kept racing with catalog writes"
-            )  # pragma: no cover
+            with self.env.read() as txn:
+                if not self.behind(txn):
+                    return True
+            # the store's other processes take turns at it too (then find it done)
+            if not self._take_turn(wait=budget is None):
+                self._again.set()
+                return False
+            try:
+                for _attempt in range(100):
+                    with self.env.read() as txn:
+                        if not self.behind(txn):
+                            return True
+                        plan = self._plan(txn, budget)
+                    if plan is None:
+                        return False
+                    self._commit(plan)
+                raise RuntimeError(
+                    "neighbour lists kept racing with catalog writes"
+                )  # pragma: no cover
+            finally:
+                self._turn.release()
         finally:
             self._lock.release()
+
+    def _take_turn(self, wait: bool) -> bool:
+        if self._turn.acquire(wait, give_up=lambda: self._closing):
+            return True
+        self._check_closing()  # a closing engine stops waiting
+        return False
 
     def rebuild(self) -> NeighbourStatus:
         """Build every list from scratch (and wait for it)."""
         with self._lock:
-            with self.env.read() as txn:
-                plan = self._plan_full(txn, *self._catalog_centre(txn))
-            plan.seq_from, plan.k_from = self._state()
-            self._commit(plan, check=False)
+            self._take_turn(wait=True)
+            try:
+                with self.env.read() as txn:
+                    plan = self._plan_full(txn, *self._catalog_centre(txn))
+                plan.seq_from, plan.k_from = self._state()
+                self._commit(plan, check=False)
+            finally:
+                self._turn.release()
         return self.status()
 
     def check(self) -> list[int]:

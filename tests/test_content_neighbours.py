@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from ownrank import Engine
 from ownrank.engine.config import RankingConfig
-from ownrank.engine.content_neighbours import merge_list, quantize, top_lists
+from ownrank.engine.content_neighbours import LOCK_FILE, merge_list, quantize, top_lists
 from ownrank.service.cli import app
+from ownrank.storage.process_lock import ProcessLock
 
 from conftest import WordHashEncoder, make_engine
 
@@ -293,3 +294,37 @@ def test_wide_lists_equal_a_full_sort() -> None:
         cols = [c for c in np.lexsort((np.arange(4000), -values)) if c != own[i]][:50]
         assert got_rows.tolist() == rows[cols].tolist()
         assert got_sims.tolist() == values[cols].tolist()
+
+
+def test_the_processes_of_a_store_take_turns_at_the_lists(tmp_path: Path) -> None:
+    """The service's workers each open the store: while one brings the lists up to date,
+    the others compute nothing and then find them current (a second open file's
+    ``flock`` conflicts like another process's). A closing engine stops waiting."""
+    other = ProcessLock(tmp_path / "s" / LOCK_FILE)  # another process's turn
+    # a budget of 0: every catalog write leaves the lists to the background thread
+    with make_engine(tmp_path / "s", WordHashEncoder(), neighbour_sync_budget=0) as engine:
+        assert other.acquire(wait=False)
+        engine.catalog.upsert(_catalog(30))
+        time.sleep(0.5)
+        assert engine.catalog.neighbours.status().lists == 0  # waiting, not computing
+        other.release()
+        engine.catalog.neighbours.update()  # waits for the background thread's turn
+        status = engine.catalog.neighbours.status()
+        assert status.current and status.lists == 30
+        assert other.acquire(wait=False)
+        engine.catalog.upsert(_catalog(40)[30:])
+        started = time.perf_counter()
+    assert time.perf_counter() - started < 5.0  # close gave up the wait
+    other.release()
+    with make_engine(tmp_path / "s", WordHashEncoder()) as engine:
+        engine.catalog.neighbours.update()
+        assert engine.catalog.neighbours.status().lists == 40
+
+
+def test_the_process_lock_examples_run() -> None:
+    import doctest
+
+    from ownrank.storage import process_lock
+
+    failed, attempted = doctest.testmod(process_lock)
+    assert attempted >= 4 and failed == 0

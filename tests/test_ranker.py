@@ -4,6 +4,7 @@ of the scores with every penalty computed, whatever the scores and penalties."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -59,3 +60,13 @@ def test_only_the_candidates_that_can_reach_the_top_are_computed() -> None:
     LazyScores(known, {"p": penalty}).top(10, first=32)
     # the 32 best, then nobody else: the 10th exact score (position 14) beats the rest
     assert sorted(asked) == list(range(32))
+
+
+@pytest.mark.parametrize("module", ["ownrank.engine.ranker", "ownrank.engine.candidates"])
+def test_the_examples_in_the_docstrings_run(module: str) -> None:
+    """LazyScores, top_n, contributions and PoolIds, as written in their docstrings."""
+    import doctest
+    import importlib
+
+    failed, attempted = doctest.testmod(importlib.import_module(module))
+    assert attempted >= 2 and failed == 0
