@@ -206,7 +206,8 @@ def cached_store(args: argparse.Namespace) -> tuple[Path, Json, bool]:
         try:  # the engine may have changed since: the store must still open
             with Engine(root / "data", store_config(args), encoder=SyntheticEncoder()) as engine:
                 count = engine.catalog.count()
-                if count == args.items and not engine.catalog.neighbours.status().current:
+                lists = engine.catalog.neighbours.status()
+                if count == args.items and lists.k > 0 and not lists.current:
                     # a store built before its builder waited for the lists
                     print(f"completing the content-neighbour lists of {root}", flush=True)
                     print(f"content-neighbour lists: {lists_current(engine):.0f} s", flush=True)
