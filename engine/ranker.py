@@ -94,7 +94,7 @@ def select_live(
     item_of: Callable[[str], Item | None],
     ids: Sequence[str],
     scores: np.ndarray,
-    vectors: Callable[[], np.ndarray],
+    vectors: Callable[[np.ndarray], np.ndarray],
     n: int,
     diversity: float,
     items: Sequence[Item | None],
@@ -129,30 +129,40 @@ def select_live(
         gone = np.union1d(gone, np.asarray([k for k in order if k not in found], np.int64))
 
 
-def _rows_of(vectors: Callable[[], np.ndarray], rows: np.ndarray) -> np.ndarray:
-    matrix: np.ndarray = vectors()[rows]
-    return matrix
+def _rows_of(
+    vectors: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, at: np.ndarray
+) -> np.ndarray:
+    return vectors(rows[at])
 
 
 def select(
-    scores: np.ndarray, vectors: Callable[[], np.ndarray], n: int, diversity: float
+    scores: np.ndarray, vectors: Callable[[np.ndarray], np.ndarray], n: int, diversity: float
 ) -> list[int]:
     """Top ``n`` by score (ties: the earlier candidate first), or by maximal marginal
-    relevance when ``diversity`` > 0 (``vectors``: the candidates' vectors, asked for
-    only then)."""
+    relevance when ``diversity`` > 0 over the ``max(10n, 50)`` best (``vectors``: the
+    vectors of the candidates at given positions, asked for only then, and only
+    those of the best).
+
+    >>> unit = np.eye(3)[[0, 0, 1, 2]]  # candidates 0 and 1 alike
+    >>> select(np.array([1.0, 0.9, 0.5, 0.1]), lambda at: unit[at], 2, 0.0)
+    [0, 1]
+    >>> select(np.array([1.0, 0.9, 0.5, 0.1]), lambda at: unit[at], 2, 0.5)
+    [0, 2]
+    """
     if diversity <= 0.0:
         return top_n(scores, n)
     order = np.lexsort((np.arange(len(scores)), -scores))
-    vectors_of = vectors()
+    best = order[: max(n * 10, 50)]
+    vectors_of = vectors(best)
     spread = float(scores.std()) or 1.0
-    relevance = (scores - scores.mean()) / spread
+    relevance = ((scores - scores.mean()) / spread)[best]
     chosen: list[int] = []
-    best_sim = np.full(len(scores), -1.0)
-    pool = list(order[: max(n * 10, 50)])
+    best_sim = np.full(len(best), -1.0)
+    pool = list(range(len(best)))
     while pool and len(chosen) < n:
         values = [(1 - diversity) * relevance[i] - diversity * 3.0 * best_sim[i] for i in pool]
         pick = pool.pop(int(np.argmax(values)))
-        chosen.append(int(pick))
+        chosen.append(int(best[pick]))
         best_sim = np.maximum(best_sim, vectors_of @ vectors_of[pick])
     return chosen
 

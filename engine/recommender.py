@@ -231,7 +231,7 @@ class Recommender:
                 lambda item_id: self._item_or_none(txn, item_id),
                 ids,
                 scores,
-                lambda: ctx.vectors,
+                lambda at: pool.vectors[eligible[at]],
                 n,
                 diversity,
                 ctx.items,

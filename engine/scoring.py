@@ -57,13 +57,6 @@ class RankingContext:
         rows = self.live_rows(refs)
         return {ref: row for ref, row in zip(refs, rows, strict=True) if row is not None}
 
-    @cached_property
-    def vectors(self) -> np.ndarray:
-        """Their vectors (a copy: taken only by a call that needs it; a scorer of
-        every candidate may score ``pool.vectors`` and take ``eligible``)."""
-        vectors: np.ndarray = self.pool.vectors[self.eligible]
-        return vectors
-
 
 Explain = Callable[[int, np.ndarray], dict[str, Any]]
 
