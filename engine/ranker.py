@@ -195,13 +195,14 @@ def contributions(parts: Mapping[str, np.ndarray], order: Sequence[int]) -> list
 def explain(
     k: int,
     vector: np.ndarray,
-    contributions: dict[str, float],
+    parts: dict[str, float],
     explainers: Mapping[str, Explain | None],
     retrieved_by: str,
 ) -> Explanation:
-    """Why candidate ``k`` is there (see ``Explanation``), from its ``contributions``."""
-    reason = max(contributions, key=lambda name: contributions[name])
-    out = Explanation(reason=reason, retrieved_by=retrieved_by, parts=contributions)
+    """Why candidate ``k`` is there (see ``Explanation``), from its weighted ``parts``
+    (``contributions``)."""
+    reason = max(parts, key=lambda name: parts[name])
+    out = Explanation(reason=reason, retrieved_by=retrieved_by, parts=parts)
     details = explainers.get(reason)
     if details is not None:
         out.update(details(k, vector))  # type: ignore[typeddict-item]

@@ -64,22 +64,15 @@ class MasterKeys:
             if len(key) != 32:
                 raise StoreFormatError("a master key must be 32 bytes (AES-256)")
 
-    def by_id(self, kid: bytes) -> bytes | None:
-        return self._by_id.get(kid)
-
     def cipher(self, kid: bytes) -> AESGCM | None:
         """The AES-GCM cipher of the master key with this id (built once: every read
         of a sealed record unwraps its data key)."""
         return self._ciphers.get(kid)
 
     @cached_property
-    def _by_id(self) -> dict[bytes, bytes]:
-        keys = (self.current, *self.previous)
-        return {kid: key for kid, key in reversed([(key_id(k), k) for k in keys])}
-
-    @cached_property
     def _ciphers(self) -> dict[bytes, AESGCM]:
-        return {kid: AESGCM(key) for kid, key in self._by_id.items()}
+        # oldest first, so that the current key wins an id two keys share
+        return {key_id(k): AESGCM(k) for k in reversed((self.current, *self.previous))}
 
     @staticmethod
     def parse(text: str) -> MasterKeys:
