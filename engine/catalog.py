@@ -33,7 +33,7 @@ from .content_neighbours import ContentNeighbours
 from .encoder import Encoder
 from .filters import Expr, parse_filter
 from .index_keeper import IndexKeeper
-from .items import Item, is_valid_item_id, too_deep_properties
+from .items import Item, is_valid_item_id, too_deep_properties, trusted_item
 from .personal_model import CatalogPrior
 
 MAX_RESULTS = 1_000
@@ -100,7 +100,7 @@ def read_item(
     """The catalog's ``ItemReader`` (``storage.catalog_store``): an ``Item`` from its
     stored fields, without the properties today's rules refuse, and their names.
 
-    No re-validation (``model_construct``): every stored item was validated when
+    No re-validation (``trusted_item``): every stored item was validated when
     written, and this runs for every item that search and recommend decode. Only
     the nesting of properties is checked, as items written by older versions may
     nest deeper than ``MAX_PROPERTY_DEPTH``: one such value would make every
@@ -109,13 +109,15 @@ def read_item(
     dropped = too_deep_properties(properties)
     if dropped:
         properties = {k: v for k, v in properties.items() if k not in dropped}
-    item = Item.model_construct(
-        id=item_id,
-        title=title,
-        body=body,
-        tags=tags,
-        properties=properties,
-        published_at=published_at,
+    item = trusted_item(
+        {
+            "id": item_id,
+            "title": title,
+            "body": body,
+            "tags": tags,
+            "properties": properties,
+            "published_at": published_at,
+        }
     )
     return item, tuple(dropped)
 

@@ -580,7 +580,7 @@ class IndexKeeper:
         """Each item's live row as of the last catch-up (None: not in the catalog then)."""
         table = self.property_table()
         with self.lock.reading():
-            return [table.row_of(i) for i in item_ids]
+            return table.rows_of(item_ids)
 
     def most_recent(self, n: int, expr: Expr | None, exclude: set[int]) -> list[int]:
         """Rows of the newest items by publication time (undated items last)."""

@@ -80,29 +80,29 @@ def observations(events: Sequence[StoredEvent], cfg: LearnerConfig) -> list[Obse
     """Net feedback per item (and per query), oldest first by last event."""
     if not events:
         return []
-    newest = max(e.ts for e in events)
+    newest = max([e.ts for e in events])
     half_life = cfg.half_life_days * 86_400.0
+    search = KindCode.search  # (an enum member read from its class costs ~150 ns)
     # a log holds few distinct (kind, value, weight): each strength is computed once
     strengths: dict[tuple[KindCode, float | None, float], float] = {}
     items: dict[str, list[float]] = {}  # ref -> [net strength, index of its newest event]
     queries: dict[str, list[float]] = {}
     for idx, (kind, ref, value, weight, ts, _eid) in enumerate(events):
-        base = strengths.get((kind, value, weight))
+        key = (kind, value, weight)
+        base = strengths.get(key)
         if base is None:
-            base = strengths[kind, value, weight] = strength(kind, value, weight, cfg.strengths)
-        totals = queries if kind is KindCode.search else items
+            base = strengths[key] = strength(kind, value, weight, cfg.strengths)
+        totals = queries if kind is search else items
+        decayed = base * 0.5 ** ((newest - ts) / half_life)
         acc = totals.get(ref)
         if acc is None:
-            acc = totals[ref] = [0.0, idx]
-        acc[0] += base * 0.5 ** ((newest - ts) / half_life)
-        acc[1] = idx
+            totals[ref] = [decayed, idx]
+        else:
+            acc[0] += decayed
+            acc[1] = idx
     make = tuple.__new__  # a named tuple without the keyword handling of its __new__
-    out = [
-        make(Observation, (ref, is_query, s, int(last)))
-        for is_query, totals in ((False, items), (True, queries))
-        for ref, (s, last) in totals.items()
-        if s != 0.0
-    ]
+    out = [make(Observation, (ref, False, s, last)) for ref, (s, last) in items.items() if s]
+    out += [make(Observation, (ref, True, s, last)) for ref, (s, last) in queries.items() if s]
     out.sort(key=lambda o: o.last_event)
     return out
 

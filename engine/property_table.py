@@ -9,7 +9,7 @@ catalog change log that keeps the vector index current.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,12 @@ class PropertyTable:
     def row_of(self, item_id: str) -> int | None:
         """The live row of an item (None: not in the table)."""
         return self._row_of.get(item_id)
+
+    def rows_of(self, item_ids: Iterable[str]) -> list[int | None]:
+        """``row_of`` of each item (one bound lookup for all: a recommend asks for every
+        item the user has events on)."""
+        get = self._row_of.get
+        return [get(i) for i in item_ids]
 
     def set(self, row: int, fields: dict[str, Any]) -> None:
         """Add or replace a row; ``fields["id"]`` (always there in the engine's

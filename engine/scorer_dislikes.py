@@ -33,7 +33,6 @@ import numpy as np
 from .candidates import centred_units
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
-from .personal_model import Observation
 from .scoring import RankingContext, ScorePart
 
 
@@ -60,16 +59,15 @@ class DislikeScorer:
         cfg = ctx.config
         if ctx.record is None or self.weight(cfg) <= 0.0:
             return None
-        rated = [o for o in ctx.observations if not o.is_query]
-        strengths = np.array([o.strength for o in rated])
+        strengths = ctx.rated.strengths
         newest = cfg.dislike_items
         disliked = self._centre(
-            ctx, rated, strengths, np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:]
+            ctx, np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:]
         )
         if disliked is None:
             return None
         # what the user also liked is not pushed away
-        liked = self._centre(ctx, rated, strengths, np.flatnonzero(strengths > 0.0)[-newest:])
+        liked = self._centre(ctx, np.flatnonzero(strengths > 0.0)[-newest:])
         pool, eligible = ctx.pool, ctx.eligible
 
         def at(positions: np.ndarray) -> np.ndarray:
@@ -90,29 +88,29 @@ class DislikeScorer:
 
         return at
 
-    def _centre(
-        self, ctx: RankingContext, rated: list[Observation], strengths: np.ndarray, at: np.ndarray
-    ) -> tuple[np.ndarray, float] | None:
-        """The weighted centre of the unit vectors of the items ``rated[at]`` still in the
-        catalog, and mean(w) (None when none of them is)."""
-        live = ctx.rated_rows
-        kept = [int(k) for k in at if rated[k].ref in live]
-        if not kept:
+    def _centre(self, ctx: RankingContext, at: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """The weighted centre of the unit vectors of the rated items ``at``
+        (``RankingContext.rated``) still in the catalog, and mean(w) (None when none
+        of them is)."""
+        rated = ctx.rated
+        kept = at[rated.rows[at] >= 0]
+        if not len(kept):
             return None
-        weights = np.minimum(np.abs(strengths[kept]), 1.0)
-        centre = weights @ self._units(ctx, [rated[k].ref for k in kept])
+        weights = np.minimum(np.abs(rated.strengths[kept]), 1.0)
+        centre = weights @ self._units(ctx, kept)
         centre /= max(float(np.linalg.norm(centre)), 1e-12)
         return centre, float(weights.mean())
 
-    def _units(self, ctx: RankingContext, refs: list[str]) -> np.ndarray:
-        """The items' catalog-centred unit vectors, from their vectors in the pool when
-        it holds them all (a pool of the whole catalog does), else in the index (or LMDB)."""
-        pool = ctx.pool
-        at = [pool.position_of.get(r) for r in refs]
-        if all(p is not None for p in at):  # the pool knows their norms
-            picked = np.array(at, np.int64)
-            scale = pool.inverse_norms[picked, None]
-            return np.asarray((pool.vectors[picked] - pool.mean) * scale)
+    def _units(self, ctx: RankingContext, kept: np.ndarray) -> np.ndarray:
+        """The catalog-centred unit vectors of the rated items ``kept``, from their
+        vectors in the pool when it holds them all (a pool of the whole catalog does),
+        else in the index (or LMDB)."""
+        pool, rated = ctx.pool, ctx.rated
+        at = pool.positions(rated.rows[kept])
+        if (at >= 0).all():  # the pool knows their norms
+            scale = pool.inverse_norms[at, None]
+            return np.asarray((pool.vectors[at] - pool.mean) * scale)
+        refs = [rated.refs[int(k)] for k in kept]
         vectors = self.catalog.keeper.item_vectors(refs)
         if vectors is None:  # the index is catching up: the user's vectors from LMDB
             vectors = {r: ctx.user_vectors[r] for r in refs}

@@ -25,7 +25,7 @@ from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .content_neighbours import SIM_SCALE
 from .personal_model import Observation, observations
-from .scoring import RankingContext, ScorePart
+from .scoring import RankingContext, RatedItems, ScorePart
 from .user_record import UserRecord
 
 
@@ -56,9 +56,7 @@ class NeighbourScorer:
         found = Neighbours.none(count)
         if ctx.model is not None and ctx.record is not None and self.weight(ctx.config) > 0.0:
             if self.config.content_neighbours > 0:
-                found = self.from_lists(
-                    ctx.txn, ctx.observations, ctx.rated_rows, ctx.pool, ctx.eligible
-                )
+                found = self.from_lists(ctx.txn, ctx.rated, ctx.pool, ctx.eligible)
             else:
                 found = self.neighbours(ctx.record, ctx.user_vectors, ctx.pool.units, ctx.eligible)
 
@@ -78,29 +76,22 @@ class NeighbourScorer:
         return obs[-self.config.ranking.neighbour_items :]
 
     def from_lists(
-        self,
-        txn: Any,
-        user_observations: list[Observation],
-        live: Mapping[str, int],
-        pool: CandidatePool,
-        eligible: np.ndarray,
+        self, txn: Any, rated: RatedItems, pool: CandidatePool, eligible: np.ndarray
     ) -> Neighbours:
         """The neighbour score as a sum over the rated items' neighbour lists:
         strength * max(0, cos)^neighbour_power for each candidate in a rated item's
         list, divided by the total absolute strength, standardized over the eligible
         candidates. A candidate in no list scores as if its similarities were 0."""
-        kept = [(o, live[o.ref]) for o in user_observations if not o.is_query and o.ref in live]
-        kept = kept[-self.config.ranking.neighbour_items :]  # the newest
-        if not kept:
+        live = np.flatnonzero(rated.rows >= 0)[-self.config.ranking.neighbour_items :]
+        if not len(live):  # (the newest rated items still in the catalog)
             return Neighbours.none(len(eligible))
-        obs = [o for o, _row in kept]
         neighbours = self.catalog.neighbours
-        rows, sims, source = neighbours.entries(txn, [row for _o, row in kept])
+        rows, sims, source = neighbours.entries(txn, rated.rows[live].tolist())
         if neighbours.behind(txn):
             neighbours.start_background()
         if not len(rows):
             return Neighbours.none(len(eligible))
-        strengths = np.array([o.strength for o in obs], dtype=np.float64)
+        strengths = rated.strengths[live]
         closeness = sims * (1.0 / SIM_SCALE)
         np.maximum(closeness, 0.0, out=closeness)
         raise_to(closeness, self.config.ranking.neighbour_power)
@@ -116,7 +107,6 @@ class NeighbourScorer:
         raw -= raw.mean()
         spread = math.sqrt(float(raw @ raw) / len(raw)) if len(raw) else 0.0
         scores = raw / spread if spread > 1e-12 else np.zeros(len(raw))
-        refs = [o.ref for o in obs]
 
         def because(k: int) -> str | None:
             """The rated item whose entry gave candidate ``k`` the most (found only for
@@ -124,7 +114,7 @@ class NeighbourScorer:
             mine = np.flatnonzero(position == eligible[k])
             if not len(mine):
                 return None
-            return refs[int(source[mine[np.argmax(contribution[mine])]])]
+            return rated.refs[int(live[source[mine[np.argmax(contribution[mine])]]])]
 
         return Neighbours(scores, because)
 

@@ -50,12 +50,24 @@ class RankingContext:
         return self.interests_of()
 
     @cached_property
-    def rated_rows(self) -> dict[str, int]:
-        """The live row of each item the user has feedback on (items no longer in the
-        catalog left out); looked up once a call for the scorers that read them."""
+    def rated(self) -> RatedItems:
+        """The items the user has feedback on, as arrays (built once a call for the
+        scorers that read them)."""
         refs = [o.ref for o in self.observations if not o.is_query]
-        rows = self.live_rows(refs)
-        return {ref: row for ref, row in zip(refs, rows, strict=True) if row is not None}
+        rows = [-1 if r is None else r for r in self.live_rows(refs)]
+        strengths = [o.strength for o in self.observations if not o.is_query]
+        return RatedItems(refs, np.array(strengths, np.float64), np.array(rows, np.int64))
+
+
+@dataclass(frozen=True)
+class RatedItems:
+    """The items (not queries) the user has net feedback on, oldest first by their
+    newest event (``personal_model.observations``): ids, signed strengths, and live
+    rows in the index (-1: not in the catalog now)."""
+
+    refs: list[str]
+    strengths: np.ndarray  # float64
+    rows: np.ndarray  # int64
 
 
 Explain = Callable[[int, np.ndarray], dict[str, Any]]
