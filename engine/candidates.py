@@ -59,12 +59,14 @@ class CandidatePool:
         every item): a ranking call that also scores ``vectors`` then reads one matrix,
         not two (each pass over a catalog-sized matrix costs about as much as the rest
         of the call, bench/README.md 2026-12-06)."""
-        c = np.asarray(centre, np.float32)
         if at is None:
-            return np.asarray((self.vectors @ c - np.float32(self.mean @ c)) * self.inverse_norms)
-        return np.asarray(
-            (self.vectors[at] @ c - np.float32(self.mean @ c)) * self.inverse_norms[at]
-        )
+            return _cosines(centre, self.vectors, self.mean, self.inverse_norms)
+        return _cosines(centre, self.vectors[at], self.mean, self.inverse_norms[at])
+
+    def cosines_at(self, at: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """``cosines(centre, at)`` for any number of centres, reading those rows once."""
+        vectors, inverse = self.vectors[at], self.inverse_norms[at]
+        return lambda centre: _cosines(centre, vectors, self.mean, inverse)
 
     @cached_property
     def row_order(self) -> np.ndarray:
@@ -362,3 +364,12 @@ def centred_units(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
     centred = np.asarray(vectors, dtype=np.float32) - mean
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
     return np.asarray(centred / np.maximum(norms, 1e-12))
+
+
+def _cosines(
+    centre: np.ndarray, vectors: np.ndarray, mean: np.ndarray, inverse_norms: np.ndarray
+) -> np.ndarray:
+    """The cosine of each row of ``vectors``, centred on ``mean``, with ``centre``
+    (a unit vector): ``(vectors @ c - mean @ c) / |vector - mean|``."""
+    c = np.asarray(centre, np.float32)
+    return np.asarray((vectors @ c - np.float32(mean @ c)) * inverse_norms)

@@ -61,24 +61,29 @@ class DislikeScorer:
             return None
         strengths = ctx.rated.strengths
         newest = cfg.dislike_items
-        disliked = self._centre(
-            ctx, np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:]
-        )
-        if disliked is None:
+        negative = self._live(ctx, np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:])
+        if not len(negative):
             return None
         # what the user also liked is not pushed away
-        liked = self._centre(ctx, np.flatnonzero(strengths > 0.0)[-newest:])
+        positive = self._live(ctx, np.flatnonzero(strengths > 0.0)[-newest:])
+        disliked = _centre(strengths[negative], self._units(ctx, negative))
+        liked = _centre(strengths[positive], self._units(ctx, positive)) if len(positive) else None
         pool, eligible = ctx.pool, ctx.eligible
 
         def at(positions: np.ndarray) -> np.ndarray:
             rows = eligible[positions]
             # most of the pool: a matrix-vector product over its contiguous rows is
             # cheaper than copying the rows out first (and two of them cheaper than one
-            # product with two columns); a few rows: those rows only
-            few = 4 * len(positions) < len(pool.rows)
+            # product with two columns); a few rows: those rows only, read once
+            if 4 * len(positions) < len(pool.rows):
+                cosines = pool.cosines_at(rows)
+            else:
+
+                def cosines(centre: np.ndarray) -> np.ndarray:
+                    return np.asarray(pool.cosines(centre)[rows])
 
             def near(centre: np.ndarray, weight: float) -> np.ndarray:
-                cos = pool.cosines(centre, rows) if few else pool.cosines(centre)[rows]
+                cos = cosines(centre)
                 return np.asarray(_power(np.maximum(cos, 0.0), cfg.dislike_power) * weight)
 
             penalty = near(*disliked)
@@ -88,18 +93,10 @@ class DislikeScorer:
 
         return at
 
-    def _centre(self, ctx: RankingContext, at: np.ndarray) -> tuple[np.ndarray, float] | None:
-        """The weighted centre of the unit vectors of the rated items ``at``
-        (``RankingContext.rated``) still in the catalog, and mean(w) (None when none
-        of them is)."""
-        rated = ctx.rated
-        kept = at[rated.rows[at] >= 0]
-        if not len(kept):
-            return None
-        weights = np.minimum(np.abs(rated.strengths[kept]), 1.0)
-        centre = weights @ self._units(ctx, kept)
-        centre /= max(float(np.linalg.norm(centre)), 1e-12)
-        return centre, float(weights.mean())
+    @staticmethod
+    def _live(ctx: RankingContext, at: np.ndarray) -> np.ndarray:
+        """Those of the rated items ``at`` (``RankingContext.rated``) still in the catalog."""
+        return np.asarray(at[ctx.rated.rows[at] >= 0])
 
     def _units(self, ctx: RankingContext, kept: np.ndarray) -> np.ndarray:
         """The catalog-centred unit vectors of the rated items ``kept``, from their
@@ -115,6 +112,15 @@ class DislikeScorer:
         if vectors is None:  # the index is catching up: the user's vectors from LMDB
             vectors = {r: ctx.user_vectors[r] for r in refs}
         return centred_units(np.stack([vectors[r] for r in refs]), pool.mean)
+
+
+def _centre(strengths: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, float]:
+    """The centre of ``units`` weighted by ``w = min(1, |strength|)``, as a unit
+    vector, and mean(w)."""
+    weights = np.minimum(np.abs(strengths), 1.0)
+    centre = weights @ units
+    centre /= max(float(np.linalg.norm(centre)), 1e-12)
+    return centre, float(weights.mean())
 
 
 def _power(values: np.ndarray, power: float) -> np.ndarray:
