@@ -143,7 +143,24 @@ class Recommender:
         diversity: float,
         live_rows: Mapping[str, int | None] | None = None,
     ) -> list[Recommendation]:
-        """``live_rows``: the live rows of the user's items, if the caller has them."""
+        """``live_rows``: the live rows of the user's items, if the caller has them.
+        Nothing read or derived for the user outlives the call (the collaborative
+        scorer's rows, shared by retrieval and scoring, are dropped at its end)."""
+        try:
+            return self._rank(record, user_vectors, n, filters, exclude_seen, diversity, live_rows)
+        finally:
+            self.collaborative.end_call()
+
+    def _rank(
+        self,
+        record: UserRecord | None,
+        user_vectors: Mapping[str, np.ndarray],
+        n: int,
+        filters: Mapping[str, Any] | None,
+        exclude_seen: bool,
+        diversity: float,
+        live_rows: Mapping[str, int | None] | None,
+    ) -> list[Recommendation]:
         if not 0.0 <= diversity <= 1.0:
             raise InvalidInputError("diversity must be between 0 and 1")
         expr = self.catalog.parse_filters(filters)

@@ -64,13 +64,19 @@ class CollaborativeScorer:
         self.popularity = popularity
         self._lookup: tuple[CandidatePool, KeyLookup] | None = None  # of the last pool
         self._powers: tuple[np.ndarray, float, np.ndarray] | None = None
-        # the last user's rows: (their observations, (snapshot id, settings), rows)
+        # the calling user's rows: (their observations, (snapshot id, settings), rows);
+        # dropped when the ranking call ends (``end_call``)
         self._last_pairs: (
             tuple[list[Observation], tuple[int, RankingConfig], _Pairs | None] | None
         ) = None
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.collaborative_weight
+
+    def end_call(self) -> None:
+        """Drop the last user's rows (kept only from retrieval to scoring in one call):
+        after an erasure nothing derived from the user stays in memory."""
+        self._last_pairs = None
 
     def active(self, cfg: RankingConfig) -> bool:
         return self.shared.collaborative and self.weight(cfg) > 0.0

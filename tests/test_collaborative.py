@@ -168,7 +168,7 @@ def test_people_who_liked_this_also_liked_that(crowd: Engine) -> None:
 
 
 def test_a_catalog_too_big_to_score_whole_retrieves_what_was_liked_together(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With retrieval (full_rank_limit below the catalog), the items liked together
     with the user's come in as candidates of their own."""
@@ -184,11 +184,17 @@ def test_a_catalog_too_big_to_score_whole_retrieves_what_was_liked_together(
         for u in range(30):  # a crowd that makes other items the popular ones
             engine.interact(f"crowd{u}", likes(ids[90:110]))
         engine.interact("me", likes([ids[0]]))
+        scorer = engine._users.ranking.collaborative
+        reads: list[int] = []
+        read = scorer._read_pairs
+        monkeypatch.setattr(scorer, "_read_pairs", lambda *a: reads.append(1) or read(*a))
         recs = engine.recommend("me", 5)
         found = {r.item_id: r for r in recs}
         assert partner in found
         assert found[partner].explanation["retrieved_by"] == "collaborative"
         assert found[partner].explanation["because_of"] == ids[0]
+        # retrieval and scoring shared the user's rows; the call dropped them at its end
+        assert len(reads) == 1 and scorer._last_pairs is None
 
 
 def test_item_keys_name_the_live_items_and_are_backfilled_on_open(tmp_path: Path) -> None:
