@@ -54,6 +54,20 @@ class CandidatePool:
         norms = np.linalg.norm(np.asarray(self.vectors, np.float32) - self.mean, axis=1)
         return np.asarray(1.0 / np.maximum(norms, 1e-12), np.float32)
 
+    @cached_property
+    def scaled_units(self) -> np.ndarray:
+        """``(vector - mean) * inverse_norm`` of every item: the centred unit vectors
+        as ``units_at`` computes them, bit for bit. Computed whole only for pools that
+        are kept (``CandidateSelector.small_pool``: 4 bytes a dimension an item more)."""
+        return np.asarray((self.vectors - self.mean) * self.inverse_norms[:, None])
+
+    def units_at(self, at: np.ndarray) -> np.ndarray:
+        """The centred unit vectors of the items at positions ``at``; one gather where
+        the pool holds them all (a kept pool), else computed for those rows."""
+        if "scaled_units" in self.__dict__:
+            return np.asarray(self.scaled_units[at])
+        return np.asarray((self.vectors[at] - self.mean) * self.inverse_norms[at, None])
+
     def cosines(self, centre: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """``units @ centre`` computed from ``vectors`` (of the positions ``at``, else of
         every item): a ranking call that also scores ``vectors`` then reads one matrix,
@@ -257,6 +271,7 @@ class CandidateSelector:
         cached = self._pools.get(key)
         if cached is None:
             cached = self.pool_of([int(r) for r in rows])
+            cached.scaled_units  # noqa: B018 (computed once for the pool's many calls)
             with self._pools_lock:  # SDK users may rank from several threads
                 if len(self._pools) >= 8:
                     self._pools.pop(next(iter(self._pools)))

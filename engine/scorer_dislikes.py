@@ -26,6 +26,7 @@ time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -105,8 +106,7 @@ class DislikeScorer:
         pool, rated = ctx.pool, ctx.rated
         at = pool.positions(rated.rows[kept])
         if (at >= 0).all():  # the pool knows their norms
-            scale = pool.inverse_norms[at, None]
-            return np.asarray((pool.vectors[at] - pool.mean) * scale)
+            return pool.units_at(at)
         refs = [rated.refs[int(k)] for k in kept]
         vectors = self.catalog.keeper.item_vectors(refs)
         if vectors is None:  # the index is catching up: the user's vectors from LMDB
@@ -119,8 +119,9 @@ def _centre(strengths: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, float
     vector, and mean(w)."""
     weights = np.minimum(np.abs(strengths), 1.0)
     centre = weights @ units
-    centre /= max(float(np.linalg.norm(centre)), 1e-12)
-    return centre, float(weights.mean())
+    # as numpy's norm and mean compute them, without their dispatch (~10 us a call)
+    centre /= max(math.sqrt(float(centre @ centre)), 1e-12)
+    return centre, float(weights.sum()) / len(weights)
 
 
 def _power(values: np.ndarray, power: float) -> np.ndarray:
