@@ -8,7 +8,11 @@ user step of implicit ALS with the base model's vectors as fixed item factors):
 - ``x_j`` are the embeddings of the items (and search queries) the user gave
   feedback on; ``y_j`` is 1 for net-positive feedback and ``negative_target`` for
   net-negative feedback (dislikes, low ratings, skips), with confidence ``c_j`` =
-  the absolute, time-decayed strength of that feedback;
+  the absolute, time-decayed strength of that feedback. The default target 0
+  says "not for me" without pushing the head away from the disliked item's
+  content (a low rating is often on an item much like the liked ones; -0.5 cost
+  cold20 on inner validation, ``bench/tune_defaults.py``); the dislike part
+  (``scorer_dislikes.py``) ranks against disliked content;
 - the middle term treats *every* catalog item as a weak implicit negative. It
   needs only the catalog's Gram matrix (catalog data, no user data), so it is
   exact and O(d^2), with no negative sampling.
@@ -50,7 +54,7 @@ class LearnerConfig(BaseModel):
 
     implicit_weight: float = Field(200.0, ge=0.0, description="c0: weight of the catalog")
     l2: float = Field(1.0, gt=0.0)
-    negative_target: float = Field(-0.5, le=0.0)
+    negative_target: float = Field(0.0, le=0.0)
     half_life_days: float = Field(365.0, gt=0.0)
     max_interests: int = Field(4, ge=1, le=16)
     interest_merge_cosine: float = Field(0.5, ge=-1.0, le=1.0)
