@@ -232,12 +232,10 @@ def _aggregate(
     hits: npt.NDArray[np.float64], n_rel: npt.NDArray[np.float64], k: int
 ) -> dict[str, float]:
     """Average Recall/NDCG/HR over users from a (users x k) hit matrix."""
-    disc = _discounts(k)
-    ideal = np.cumsum(disc)[np.minimum(n_rel, k).astype(np.int64) - 1]
     n_hit = hits.sum(axis=1)
     return {
         f"Recall@{k}": float(np.mean(n_hit / n_rel)) if len(n_rel) else 0.0,
-        f"NDCG@{k}": float(np.mean((hits @ disc) / ideal)) if len(n_rel) else 0.0,
+        f"NDCG@{k}": float(np.mean(_ndcg_rows(hits, n_rel, k))) if len(n_rel) else 0.0,
         f"HR@{k}": float(np.mean(n_hit > 0)) if len(n_rel) else 0.0,
         "n_users": float(len(n_rel)),
     }
@@ -272,13 +270,37 @@ def evaluate(split: Split, rank_fn: RankFn | FloatArray, k: int = 10) -> dict[st
             raise ValueError(f"score matrix shape {rank_fn.shape} != (users, candidates) {shape}")
         matrix = rank_fn
         return evaluate_scores(split, lambda users: matrix[np.searchsorted(split.users, users)], k)
+    return _aggregate(*_hits(split, rank_fn, k), k)
+
+
+def ndcg_per_user(split: Split, rank_fn: RankFn, k: int = 10) -> npt.NDArray[np.float64]:
+    """NDCG@k of each of ``split.users``, in that order: two rankers evaluated on the same
+    users compare by the mean and standard error of their per-user differences (paired),
+    far tighter than the standard error of either mean."""
+    hits, n_rel = _hits(split, rank_fn, k)
+    return _ndcg_rows(hits, n_rel, k)
+
+
+def _hits(
+    split: Split, rank_fn: RankFn, k: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The (users x k) hit matrix of ``rank_fn`` and each user's number of test items."""
     n_rel = np.array([len(split.test[int(u)]) for u in split.users], dtype=np.float64)
     hits = np.zeros((len(split.users), k))
     for i, u in enumerate(split.users):
         test = set(split.test[int(u)].tolist())
         ranked = list(rank_fn(int(u)))[:k]
         hits[i, : len(ranked)] = [int(item) in test for item in ranked]
-    return _aggregate(hits, n_rel, k)
+    return hits, n_rel
+
+
+def _ndcg_rows(
+    hits: npt.NDArray[np.float64], n_rel: npt.NDArray[np.float64], k: int
+) -> npt.NDArray[np.float64]:
+    disc = _discounts(k)
+    ideal = np.cumsum(disc)[np.minimum(n_rel, k).astype(np.int64) - 1]
+    out: npt.NDArray[np.float64] = (hits @ disc) / ideal
+    return out
 
 
 def evaluate_scores(

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,14 @@ def ownrank_metrics(
 ) -> dict[str, float]:
     """Metrics of ``Engine.recommend`` over ``split.users``; each whole SDK call's
     wall time is appended to ``seconds`` when given."""
+    return evaluate(split, ownrank_ranker(engine, seconds))
+
+
+def ownrank_ranker(
+    engine: Engine, seconds: list[float] | None = None
+) -> Callable[[int], list[int]]:
+    """user -> ``Engine.recommend``'s top 10 among the protocol's candidates, each call's
+    wall time appended to ``seconds`` when given."""
 
     def rank(user: int) -> list[int]:
         t0 = time.perf_counter()
@@ -148,7 +156,7 @@ def ownrank_metrics(
             seconds.append(time.perf_counter() - t0)
         return [int(r.item_id) for r in recs]
 
-    return evaluate(split, rank)
+    return rank
 
 
 def evaluated(split: Split, quick: bool) -> Split:

@@ -303,3 +303,24 @@ def test_run_peers_rows_and_tables(tmp_path: Path) -> None:
     assert chosen["chrono20"] == chosen["cold20"] in ("k=5", "k=10")
     assert all(0 <= r.value <= 1 for r in rows if r.metric in ("NDCG@10", "Recall@10", "HR@10"))
     assert "### chrono20: top-10 quality" in harness.render(doc)
+
+
+def test_per_user_ndcg_averages_to_evaluate_and_pairs_on_the_same_users(chrono: Split) -> None:
+    """tune_defaults compares settings by per-user NDCG differences: the per-user values
+    must be the ones evaluate averages, in split.users order."""
+    from protocols import evaluate, ndcg_per_user
+    from tune_defaults import paired
+
+    def test_first(user: int) -> list[int]:  # odd users: their test items first
+        test = chrono.test[user].tolist()
+        rest = [int(i) for i in chrono.candidates if int(i) not in test]
+        return test + rest if user % 2 else rest[::-1]
+
+    per_user = ndcg_per_user(chrono, test_first)
+    assert per_user.shape == (len(chrono.users),)
+    assert np.all(per_user[chrono.users % 2 == 1] == 1.0)
+    assert per_user.mean() == pytest.approx(evaluate(chrono, test_first)["NDCG@10"])
+    gain, error = paired(per_user, np.zeros_like(per_user))
+    assert gain == pytest.approx(per_user.mean())
+    assert error == pytest.approx(per_user.std(ddof=1) / np.sqrt(len(per_user)))
+    assert paired(per_user, per_user) == (0.0, 0.0)
