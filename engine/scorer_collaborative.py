@@ -150,32 +150,25 @@ class CollaborativeScorer:
     ) -> _Pairs | None:
         liked = [o for o in user_observations if o.liked]
         liked = liked[-cfg.collaborative_query_items :]
-        rows = self.shared.co.rows(txn, [o.ref for o in liked])
-        found = [
-            (k, o, row)
-            for k, (o, row) in enumerate(zip(liked, rows, strict=True))
-            if row is not None
-        ]
-        if not found:
+        joined = self.shared.co.joined_rows(txn, [o.ref for o in liked])
+        if joined is None:
             return None
-        partners = np.concatenate([row.partners for _k, _o, row in found])
-        counts = np.concatenate([row.counts for _k, _o, row in found]).astype(np.float64)
-        sizes = np.array([len(row.partners) for _k, _o, row in found])
-        source = np.repeat(np.arange(len(found), dtype=np.int32), sizes)
+        partners, counts, source = joined.partners, joined.counts, joined.source
         if cfg.collaborative_min_count > 1:  # pairs seen once or twice are mostly noise
-            strong = counts >= cfg.collaborative_min_count
+            strong = np.flatnonzero(counts >= cfg.collaborative_min_count)
             partners, counts, source = partners[strong], counts[strong], source[strong]
-        weight = np.array([o.strength for _k, o, _row in found])
+        found = [liked[k] for k in joined.found]
+        weight = np.array([o.strength for o in found])
         if cfg.collaborative_half_life_items > 0:  # newer likes say more about what is next
-            age = np.array([len(liked) - 1 - k for k, _o, _row in found])
+            age = np.array([len(liked) - 1 - k for k in joined.found])
             weight *= np.exp2(-age / cfg.collaborative_half_life_items)
-        degree = np.array([row.degree for _k, _o, row in found], np.float64)
+        degree = joined.degrees.astype(np.float64)
         return _Pairs(
-            [o.ref for _k, o, _row in found],
+            [o.ref for o in found],
             weight,
             degree**cfg.collaborative_alpha,
             partners,
-            counts,
+            counts.astype(np.float64),
             source,
         )
 
