@@ -185,13 +185,6 @@ class CoCounts:
 
     # -- reads --------------------------------------------------------------------------
 
-    def rows(self, txn: Any, item_ids: Sequence[str]) -> list[CoRow | None]:
-        """The rows of ``item_ids`` (None: no user has the item in a set), one batched
-        read. The arrays are copies: they outlive ``txn``."""
-        keys = [_key(i) for i in item_ids]
-        found = dict(txn.cursor(db=self.db).getmulti(keys))
-        return [None if (raw := found.get(k)) is None else CoRow.unpack(bytes(raw)) for k in keys]
-
     def joined_rows(self, txn: Any, item_ids: Sequence[str]) -> JoinedRows | None:
         """The rows of ``item_ids`` end to end (None: none has a row), one batched read
         and one copy of each column, for all rows at once (the arrays outlive ``txn``).
