@@ -201,9 +201,18 @@ def explain(
 ) -> Explanation:
     """Why candidate ``k`` is there (see ``Explanation``), from its weighted ``parts``
     (``contributions``)."""
-    reason = max(parts, key=lambda name: parts[name])
+    reason = reason_of(parts)
     out = Explanation(reason=reason, retrieved_by=retrieved_by, parts=parts)
     details = explainers.get(reason)
     if details is not None:
         out.update(details(k, vector))  # type: ignore[typeddict-item]
     return out
+
+
+def reason_of(parts: Mapping[str, float]) -> str:
+    """The part an explanation names: the largest (the first of equals).
+
+    >>> reason_of({"personal": 0.2, "popularity": 0.9, "collaborative": 0.9})
+    'popularity'
+    """
+    return max(parts, key=lambda name: parts[name])

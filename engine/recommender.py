@@ -26,7 +26,14 @@ from .config import EngineConfig
 from .events import Event
 from .items import Item
 from .personal_model import observations
-from .ranker import LazyScores, Recommendation, contributions, explain, select_live
+from .ranker import (
+    LazyScores,
+    Recommendation,
+    contributions,
+    explain,
+    reason_of,
+    select_live,
+)
 from .record_store import RecordStore
 from .scorer_collaborative import CollaborativeScorer
 from .scorer_dislikes import DislikeScorer
@@ -255,6 +262,8 @@ class Recommender:
                 lazily.complete if lazy else None,
             )
             explainers = {name: part.explain for name, part in done.items()}
+            parts_of = contributions(parts, order)
+            _prepare(done, order, [reason_of(p) for p in parts_of])
             return [
                 Recommendation(
                     ids[k],
@@ -264,7 +273,7 @@ class Recommender:
                         k, pool.vectors[eligible[k]], parts_k, explainers, why[int(eligible[k])]
                     ),
                 )
-                for k, parts_k in zip(order, contributions(parts, order), strict=True)
+                for k, parts_k in zip(order, parts_of, strict=True)
             ]
 
     def _live_rows(
@@ -335,6 +344,16 @@ class Recommender:
                     if len(hits) == n:
                         break
             return hits
+
+
+def _prepare(parts: Mapping[str, ScorePart], order: Sequence[int], reasons: list[str]) -> None:
+    """Tell each part that has a ``prepare`` which candidates it will explain (those
+    whose largest part it is), once, before the explanations."""
+    for name, part in parts.items():
+        if part.prepare is not None:
+            mine = [k for k, reason in zip(order, reasons, strict=True) if reason == name]
+            if mine:
+                part.prepare(mine)
 
 
 def _weighted(

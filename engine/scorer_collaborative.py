@@ -25,7 +25,6 @@ partners with the largest numerators as candidates (``candidates``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +36,7 @@ from .config import EngineConfig, RankingConfig
 from .key_lookup import KeyLookup
 from .personal_model import Observation
 from .scorer_popularity import Popularity
-from .scoring import RankingContext, ScorePart
+from .scoring import BestEntry, RankingContext, ScorePart
 from .shared_stats import SharedStatistics
 
 
@@ -105,13 +104,14 @@ class CollaborativeScorer:
         if ramp > 0.0:  # a few likes say little about whom the user resembles
             liked = sum(1 for o in ctx.observations if o.liked)
             values *= liked / (liked + ramp)
-        because = _because(position, source, contribution, ctx.eligible, pairs.refs)
+        best = BestEntry(position, source, contribution, ctx.eligible, len(ctx.pool.ids))
 
         def explain(k: int, _vector: np.ndarray) -> dict[str, Any]:
-            item = because(k)
-            return {} if item is None else {"because_of": item}
+            """The liked item whose pairs gave candidate ``k`` the most."""
+            liked = best.source_of(k)
+            return {} if liked is None else {"because_of": pairs.refs[liked]}
 
-        return ScorePart(values, explain)
+        return ScorePart(values, explain, best.prepare)
 
     def candidates(
         self, txn: Any, user_observations: list[Observation], cfg: RankingConfig, want: int
@@ -190,21 +190,3 @@ class CollaborativeScorer:
         lookup = KeyLookup(item_keys(pool.ids))
         self._lookup = (pool, lookup)
         return lookup
-
-
-def _because(
-    position: np.ndarray,
-    source: np.ndarray,
-    contribution: np.ndarray,
-    eligible: np.ndarray,
-    refs: list[str],
-) -> Callable[[int], str | None]:
-    def because(k: int) -> str | None:
-        """The liked item whose pairs gave candidate ``k`` the most (found only for the
-        candidates a call explains)."""
-        mine = np.flatnonzero(position == eligible[k])
-        if not len(mine):
-            return None
-        return refs[int(source[mine[np.argmax(contribution[mine])]])]
-
-    return because

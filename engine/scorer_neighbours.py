@@ -13,7 +13,7 @@ against).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .content_neighbours import SIM_SCALE
 from .personal_model import Observation, observations
-from .scoring import RankingContext, RatedItems, ScorePart
+from .scoring import BestEntry, RankingContext, RatedItems, ScorePart
 from .user_record import UserRecord
 
 
@@ -35,6 +35,7 @@ class Neighbours:
 
     scores: np.ndarray
     because: Callable[[int], str | None]  # candidate -> the rated item that explains it
+    prepare: Callable[[Sequence[int]], None] | None = None  # (ScorePart.prepare)
 
     @staticmethod
     def none(count: int) -> Neighbours:
@@ -64,7 +65,7 @@ class NeighbourScorer:
             because = found.because(k)
             return {} if because is None else {"because_of": because}
 
-        return ScorePart(found.scores, explain)
+        return ScorePart(found.scores, explain, found.prepare)
 
     def rated(self, record: UserRecord, vectors: Mapping[str, np.ndarray]) -> list[Observation]:
         """The newest ``neighbour_items`` rated catalog items, oldest first."""
@@ -108,15 +109,14 @@ class NeighbourScorer:
         spread = math.sqrt(float(raw @ raw) / len(raw)) if len(raw) else 0.0
         scores = raw / spread if spread > 1e-12 else np.zeros(len(raw))
 
-        def because(k: int) -> str | None:
-            """The rated item whose entry gave candidate ``k`` the most (found only for
-            the candidates a call explains)."""
-            mine = np.flatnonzero(position == eligible[k])
-            if not len(mine):
-                return None
-            return rated.refs[int(live[source[mine[np.argmax(contribution[mine])]]])]
+        best = BestEntry(position, source, contribution, eligible, len(pool.rows))
 
-        return Neighbours(scores, because)
+        def because(k: int) -> str | None:
+            """The rated item whose entry gave candidate ``k`` the most."""
+            found = best.source_of(k)
+            return None if found is None else rated.refs[int(live[found])]
+
+        return Neighbours(scores, because, best.prepare)
 
     def neighbours(
         self,

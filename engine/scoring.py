@@ -76,10 +76,62 @@ Explain = Callable[[int, np.ndarray], dict[str, Any]]
 @dataclass(frozen=True)
 class ScorePart:
     """A scorer's values for the candidates (before its weight), and the details it
-    adds to an explanation when its part is the largest (candidate index, vector)."""
+    adds to an explanation when its part is the largest (candidate index, vector).
+    ``prepare``, if given, is called once with the candidates a call will explain,
+    before any ``explain``."""
 
     values: np.ndarray
     explain: Explain | None = None
+    prepare: Callable[[Sequence[int]], None] | None = None
+
+
+class BestEntry:
+    """Which source gave a candidate its largest entry, among the entries of a sparse
+    sum (``position``: each entry's pool position; ``source``: what it came from, e.g. a
+    liked item; ``contribution``: its value), found only for the candidates a call
+    explains: ``prepare`` narrows the entries to theirs in one pass, so each lookup
+    scans a few entries, not all of them.
+
+    >>> best = BestEntry(np.array([3, 1, 3]), np.array([0, 1, 2]), np.array([0.5, 0.2, 0.9]),
+    ...                  eligible=np.array([1, 3]), pool_size=4)
+    >>> best.prepare([1])
+    >>> best.source_of(1), best.source_of(0)  # candidate 1 is pool row 3: entries 0 and 2
+    (2, 1)
+    """
+
+    def __init__(
+        self,
+        position: np.ndarray,
+        source: np.ndarray,
+        contribution: np.ndarray,
+        eligible: np.ndarray,
+        pool_size: int,
+    ) -> None:
+        self.entries = (position, source, contribution)
+        self.eligible = eligible
+        self.pool_size = pool_size
+        self.narrowed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.prepared = np.zeros(0, bool)
+
+    def prepare(self, candidates: Sequence[int]) -> None:
+        marked = np.zeros(self.pool_size, bool)
+        marked[self.eligible[list(candidates)]] = True
+        position, source, contribution = self.entries
+        keep = np.flatnonzero(marked[position])
+        self.narrowed = (position[keep], source[keep], contribution[keep])
+        self.prepared = marked
+
+    def source_of(self, k: int) -> int | None:
+        """The source of candidate ``k``'s largest entry (the first of equals), or None
+        when it has no entry."""
+        row = self.eligible[k]
+        narrowed = self.narrowed
+        entries = narrowed if narrowed is not None and self.prepared[row] else self.entries
+        position, source, contribution = entries
+        mine = np.flatnonzero(position == row)
+        if not len(mine):
+            return None
+        return int(source[mine[np.argmax(contribution[mine])]])
 
 
 class Scorer(Protocol):

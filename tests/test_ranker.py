@@ -62,11 +62,39 @@ def test_only_the_candidates_that_can_reach_the_top_are_computed() -> None:
     assert sorted(asked) == list(range(32))
 
 
-@pytest.mark.parametrize("module", ["ownrank.engine.ranker", "ownrank.engine.candidates"])
+@pytest.mark.parametrize(
+    "module", ["ownrank.engine.ranker", "ownrank.engine.candidates", "ownrank.engine.scoring"]
+)
 def test_the_examples_in_the_docstrings_run(module: str) -> None:
-    """LazyScores, top_n, contributions and PoolIds, as written in their docstrings."""
+    """LazyScores, top_n, contributions, PoolIds and BestEntry, as in their docstrings."""
     import doctest
     import importlib
 
     failed, attempted = doctest.testmod(importlib.import_module(module))
     assert attempted >= 2 and failed == 0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_best_entry_narrowed_or_not_finds_what_a_full_scan_finds(seed: int) -> None:
+    """An explanation's source is the same whether or not the entries were narrowed to
+    the explained candidates first (and for candidates outside the narrowed set)."""
+    from ownrank.engine.scoring import BestEntry
+
+    rng = np.random.default_rng(seed)
+    pool_size = 30
+    position = rng.integers(0, pool_size, 200)
+    source = rng.integers(0, 8, 200)
+    contribution = rng.integers(0, 4, 200).astype(float)  # ties: the first entry wins
+    eligible = np.sort(rng.choice(pool_size, 20, replace=False))
+
+    def full_scan(k: int) -> int | None:
+        mine = [i for i in range(200) if position[i] == eligible[k]]
+        if not mine:
+            return None
+        return int(source[max(mine, key=lambda i: (contribution[i], -i))])
+
+    plain = BestEntry(position, source, contribution, eligible, pool_size)
+    narrowed = BestEntry(position, source, contribution, eligible, pool_size)
+    narrowed.prepare(rng.choice(20, 5, replace=False).tolist())
+    for k in range(20):
+        assert plain.source_of(k) == narrowed.source_of(k) == full_scan(k)
