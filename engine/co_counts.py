@@ -103,6 +103,46 @@ def _key(item_id: str) -> bytes:
     return item_id.encode()
 
 
+# a move that changes at most this many partners of a row splices the row's bytes (more
+# changes: one vectorised merge, faster from about 32)
+SPLICE_MAX = 24
+
+
+def _splice(
+    item: str, raw: bytes | None, degree: int, changed: np.ndarray, delta: np.ndarray
+) -> bytes | None:
+    """The row after adding ``degree`` to its degree and ``delta`` to its count with each
+    of ``changed`` (sorted, distinct), by splicing its bytes: the same bytes as packing
+    the new counts afresh (partners ascending, no zero count), at a few microseconds
+    whatever the row's length. None: nothing is left of the row."""
+    data = raw or bytes(_DEGREE.itemsize)
+    n = (len(data) - 8) // 12
+    keys = np.frombuffer(data, _PARTNER, n, 8)
+    partners, counts = bytearray(data[8 : 8 + 8 * n]), bytearray(data[8 + 8 * n :])
+    at = np.searchsorted(keys, changed).tolist()
+    # from the last position back, so the positions still to change stay where they were
+    for i, k, d in sorted(zip(at, changed.tolist(), delta.tolist(), strict=True), reverse=True):
+        if i < n and int(keys[i]) == k:
+            count = int.from_bytes(counts[4 * i : 4 * i + 4], "little") + d
+            if count < 0:
+                raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
+            if count:
+                counts[4 * i : 4 * i + 4] = count.to_bytes(4, "little")
+            else:
+                del partners[8 * i : 8 * i + 8], counts[4 * i : 4 * i + 4]
+        elif d < 0:
+            raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
+        elif d:
+            partners[8 * i : 8 * i] = k.to_bytes(8, "little")
+            counts[4 * i : 4 * i] = d.to_bytes(4, "little")
+    new_degree = int.from_bytes(data[:8], "little") + degree
+    if new_degree < 0:
+        raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
+    if new_degree == 0 and not partners:
+        return None
+    return b"".join((new_degree.to_bytes(8, "little"), partners, counts))
+
+
 class CoCounts:
     """The ``co_pairs`` database: reads for ranking, exact moves for ledgers."""
 
@@ -149,8 +189,6 @@ class CoCounts:
         +1 with each of ``plus``: one merge into the sorted row, no full sort."""
         key = _key(item)
         raw = txn.get(key, db=self.db)
-        row = CoRow.empty() if raw is None else CoRow.unpack(raw)
-        new_degree = row.degree + degree
         if not len(minus) or not len(plus):  # one side: sorted, distinct, one sign
             changed = plus if len(plus) else minus
             delta = np.full(len(changed), 1 if len(plus) else -1, np.int64)
@@ -159,6 +197,15 @@ class CoCounts:
             signs = np.concatenate([np.full(len(minus), -1.0), np.ones(len(plus))])
             delta = np.rint(np.bincount(where, weights=signs, minlength=len(changed)))
             delta = delta.astype(np.int64)
+        if len(changed) <= SPLICE_MAX:  # most moves: a partner or two came or went
+            spliced = _splice(item, None if raw is None else bytes(raw), degree, changed, delta)
+            if spliced is None:
+                txn.delete(key, db=self.db)
+            else:
+                txn.put(key, spliced, db=self.db)
+            return
+        row = CoRow.empty() if raw is None else CoRow.unpack(raw)
+        new_degree = row.degree + degree
         at = np.searchsorted(row.partners, changed)
         found = at < len(row.partners)
         found[found] = row.partners[at[found]] == changed[found]

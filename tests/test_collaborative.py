@@ -234,3 +234,55 @@ def test_the_examples_in_the_docstrings_run(module: str) -> None:
     found = importlib.import_module(f"ownrank.{module}")
     failed, attempted = doctest.testmod(found)
     assert attempted > 0 and failed == 0
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(tmp_path: Path, seed: int) -> None:
+    """Every way a row can change (counts up and down, partners new and emptied, the
+    degree up, down or not at all) stores the canonical row of the resulting counts,
+    or refuses counts below zero."""
+    import numpy as np
+
+    from ownrank.engine.co_counts import CoCounts, CoRow
+    from ownrank.storage.lmdb_env import LmdbEnvironment
+
+    rng = np.random.default_rng(seed)
+    env = LmdbEnvironment(tmp_path / "db", map_size=1 << 24)
+    co = CoCounts(env, 8)
+    universe = np.arange(1, 40, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15 >> 8)
+    counts = {int(k): int(rng.integers(1, 4)) for k in rng.choice(universe, 12, replace=False)}
+    degree = int(rng.integers(1, 5))
+    with env.write() as txn:
+        start = sorted(counts)
+        packed = CoRow.pack(
+            degree, np.array(start, np.uint64), np.array([counts[k] for k in start])
+        )
+        txn.put(b"x", packed, db=co.db)
+    for _ in range(6):
+        minus = np.sort(rng.choice(universe, int(rng.integers(0, 4)), replace=False))
+        plus = np.sort(
+            rng.choice(np.setdiff1d(universe, minus), int(rng.integers(0, 4)), replace=False)
+        )
+        step = int(rng.integers(-1, 2))
+        expected = dict(counts)
+        for k in minus.tolist():
+            expected[k] = expected.get(k, 0) - 1
+        for k in plus.tolist():
+            expected[k] = expected.get(k, 0) + 1
+        if degree + step < 0 or min(expected.values(), default=0) < 0:
+            with pytest.raises(RuntimeError), env.write() as txn:
+                co._move(txn, "x", step, minus, plus)
+            continue
+        with env.write() as txn:
+            co._move(txn, "x", step, minus, plus)
+        counts, degree = {k: v for k, v in expected.items() if v}, degree + step
+        keys = sorted(counts)
+        with env.read() as txn:
+            stored = txn.get(b"x", db=co.db)
+            raw = None if stored is None else bytes(stored)
+        if degree == 0 and not counts:
+            assert raw is None
+            break
+        assert raw == CoRow.pack(
+            degree, np.array(keys, np.uint64), np.array([counts[k] for k in keys])
+        )
