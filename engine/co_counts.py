@@ -13,7 +13,7 @@ database holds one row:
 
 A row is stored as little-endian ``uint64`` degree, then the partners' 64-bit
 hashes (``item_key``, ascending) and their ``uint32`` counts, columnar, so a
-ranking call reads a row with one ``frombuffer`` each. Zero counts are left
+ranking call reads all its rows with one copy of each column (``joined_rows``). Zero counts are left
 out and a row with nothing in it is deleted, so the bytes are a pure function
 of the counts: adding a user and subtracting them again (erasure, forget,
 consent withdrawal, log caps, a catalog delete) gives back the very bytes of
@@ -22,7 +22,8 @@ a store that never saw them, whatever the order of the writes.
 Cost: a user's set changes by at most a few items per write, but every item of
 the old and new set has its row rewritten (the pairs with the items that came
 or went), so a write touches at most ``2 * collaborative_items`` rows and an
-erasure ``collaborative_items`` rows. Size: at most ``K * (K - 1)`` partner
+erasure ``collaborative_items`` rows (a row that changes by a few partners, as when
+a user likes one more item, is spliced in place: ``_splice``). Size: at most ``K * (K - 1)`` partner
 entries (12 bytes) per user, far fewer in practice because users share pairs.
 
 >>> import numpy as np
