@@ -13,18 +13,19 @@ database holds one row:
 
 A row is stored as little-endian ``uint64`` degree, then the partners' 64-bit
 hashes (``item_key``, ascending) and their ``uint32`` counts, columnar, so a
-ranking call reads all its rows with one copy of each column (``joined_rows``). Zero counts are left
-out and a row with nothing in it is deleted, so the bytes are a pure function
-of the counts: adding a user and subtracting them again (erasure, forget,
-consent withdrawal, log caps, a catalog delete) gives back the very bytes of
-a store that never saw them, whatever the order of the writes.
+ranking call reads all its rows with one copy of each column (``joined_rows``).
+Zero counts are left out and a row with nothing in it is deleted, so the bytes
+are a pure function of the counts: adding a user and subtracting them again
+(erasure, forget, consent withdrawal, log caps, a catalog delete) gives back the
+very bytes of a store that never saw them, whatever the order of the writes.
 
 Cost: a user's set changes by at most a few items per write, but every item of
 the old and new set has its row rewritten (the pairs with the items that came
 or went), so a write touches at most ``2 * collaborative_items`` rows and an
 erasure ``collaborative_items`` rows (a row that changes by a few partners, as when
-a user likes one more item, is spliced in place: ``_splice``). Size: at most ``K * (K - 1)`` partner
-entries (12 bytes) per user, far fewer in practice because users share pairs.
+a user likes one more item, is spliced in place: ``_splice``). Size: at most
+``K * (K - 1)`` partner entries (12 bytes) per user, far fewer in practice because
+users share pairs.
 
 >>> import numpy as np
 >>> row = CoRow.pack(2, np.array([5, 9], np.uint64), np.array([1, 2], np.uint32))
@@ -114,8 +115,9 @@ def _splice(
 ) -> bytes | None:
     """The row after adding ``degree`` to its degree and ``delta`` to its count with each
     of ``changed`` (sorted, distinct), by splicing its bytes: the same bytes as packing
-    the new counts afresh (partners ascending, no zero count), at a few microseconds
-    whatever the row's length. None: nothing is left of the row."""
+    the new counts afresh (partners ascending, no zero count), with one copy of the
+    row and a few operations a change instead of the merge's fixed dozens of array
+    operations. None: nothing is left of the row."""
     data = raw or bytes(_DEGREE.itemsize)
     n = (len(data) - 8) // 12
     keys = np.frombuffer(data, _PARTNER, n, 8)
