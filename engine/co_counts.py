@@ -146,6 +146,97 @@ def _splice(
     return b"".join((new_degree.to_bytes(8, "little"), partners, counts))
 
 
+@dataclass(frozen=True)
+class _Move:
+    """What one row gains: ``degree`` added to its degree, ``delta`` to its count with
+    each of ``changed`` (partner keys, sorted and distinct)."""
+
+    item: str
+    degree: int
+    changed: np.ndarray  # uint64
+    delta: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, item: str, degree: int, minus: np.ndarray, plus: np.ndarray) -> _Move:
+        """-1 with each of ``minus`` and +1 with each of ``plus`` (each sorted, distinct)."""
+        if not len(minus) or not len(plus):  # one side: sorted, distinct, one sign
+            changed = plus if len(plus) else minus
+            return cls(item, degree, changed, np.full(len(changed), 1 if len(plus) else -1))
+        changed, where = np.unique(np.concatenate([minus, plus]), return_inverse=True)
+        signs = np.concatenate([np.full(len(minus), -1), np.ones(len(plus), np.int64)])
+        return cls(item, degree, changed, np.bincount(where, signs, len(changed)).astype(np.int64))
+
+
+def _merged(moves: Sequence[_Move], raws: Sequence[bytes | None]) -> list[bytes | None]:
+    """The rows after ``moves`` (``raws``: their stored bytes, None for no row), merged
+    all at once: the rows laid end to end, each move's partners found in its own row
+    (``searchsorted``, no sort), counts changed, new partners inserted at their sorted
+    places and emptied ones dropped, then each row packed as ``CoRow.pack`` would.
+    None: nothing is left of that row. The whole columns are copied about twice;
+    everything else touches the changed entries only."""
+    datas = [raw or bytes(_DEGREE.itemsize) for raw in raws]
+    sizes = np.array([(len(d) - 8) // 12 for d in datas], np.int64)
+    starts = np.cumsum(sizes) - sizes
+    partners = np.concatenate(
+        [np.frombuffer(d, _PARTNER, n, 8) for d, n in zip(datas, sizes.tolist(), strict=True)]
+    )
+    counts = np.concatenate(
+        [np.frombuffer(d, _COUNT, n, 8 + 8 * n) for d, n in zip(datas, sizes.tolist(), strict=True)]
+    )
+    degrees = [
+        int.from_bytes(d[:8], "little") + m.degree for d, m in zip(datas, moves, strict=True)
+    ]
+    # each change's place in its own row, as an index into the joined columns
+    at = np.concatenate(
+        [
+            partners[s : s + n].searchsorted(m.changed) + s
+            for m, s, n in zip(moves, starts.tolist(), sizes.tolist(), strict=True)
+        ]
+    )
+    changed = np.concatenate([m.changed for m in moves])
+    delta = np.concatenate([m.delta for m in moves])
+    row_of_change = np.repeat(np.arange(len(moves)), [len(m.changed) for m in moves])
+    found = at < (starts + sizes)[row_of_change]
+    found[found] = partners[at[found]] == changed[found]
+    value = delta.copy()  # each changed entry's new count
+    value[found] += counts[at[found]]
+    below = [k for k, d in enumerate(degrees) if d < 0] + row_of_change[value < 0].tolist()
+    if below:
+        raise RuntimeError(f"co-occurrence counts of {moves[min(below)].item!r} would go negative")
+    # the new partners go in at their sorted places (``at`` never decreases): each
+    # change's place in the merged columns is its ``at`` moved by the insertions before it
+    fresh = ~found
+    place = at + np.cumsum(fresh) - fresh
+    size = len(partners) + int(fresh.sum())
+    keep = np.ones(size, bool)
+    keep[place[fresh]] = False
+    all_partners = np.empty(size, _PARTNER)
+    all_partners[keep], all_partners[place[fresh]] = partners, changed[fresh]
+    all_counts = np.empty(size, _COUNT)
+    all_counts[keep] = counts
+    all_counts[place] = value
+    sizes += np.bincount(row_of_change[fresh], minlength=len(moves))
+    if not value.all():  # counts that fell to zero: their partners leave the row
+        zero = value == 0
+        all_partners = np.delete(all_partners, place[zero])
+        all_counts = np.delete(all_counts, place[zero])
+        sizes -= np.bincount(row_of_change[zero], minlength=len(moves))
+    partner_view, count_view = all_partners.data, all_counts.data
+    out: list[bytes | None] = []
+    for degree, n, s in zip(
+        degrees, sizes.tolist(), (np.cumsum(sizes) - sizes).tolist(), strict=True
+    ):
+        if degree == 0 and n == 0:
+            out.append(None)
+        else:
+            out.append(
+                b"".join(
+                    (degree.to_bytes(8, "little"), partner_view[s : s + n], count_view[s : s + n])
+                )
+            )
+    return out
+
+
 class CoCounts:
     """The ``co_pairs`` database: reads for ranking, exact moves for ledgers."""
 
@@ -173,15 +264,20 @@ class CoCounts:
 
         gone_keys, came_keys = keys_of(gone), keys_of(came)
         before_keys, after_keys = keys_of(before), keys_of(after)
-        nothing = np.zeros(0, np.uint64)
+        # the same changes for every kept item, and one sign for the others' (shared)
+        shift = _Move.of("", 0, gone_keys, came_keys)
+        minus = np.full(max(len(before) - 1, 0), -1, np.int64)
+        plus = np.ones(max(len(after) - 1, 0), np.int64)
+        moves: list[_Move] = []
         for item in sorted(before | after):
             own = np.uint64(keys[item])
             if item in kept:  # its pairs with the items that went and came
-                self._move(txn, item, 0, gone_keys, came_keys)
+                moves.append(_Move(item, 0, shift.changed, shift.delta))
             elif item in gone:
-                self._move(txn, item, -1, before_keys[before_keys != own], nothing)
+                moves.append(_Move(item, -1, before_keys[before_keys != own], minus))
             else:
-                self._move(txn, item, +1, nothing, after_keys[after_keys != own])
+                moves.append(_Move(item, +1, after_keys[after_keys != own], plus))
+        self._write(txn, moves)
         pairs_before = len(before) * (len(before) - 1) // 2
         pairs_after = len(after) * (len(after) - 1) // 2
         pairs_kept = len(kept) * (len(kept) - 1) // 2
@@ -189,49 +285,29 @@ class CoCounts:
 
     def _move(self, txn: Any, item: str, degree: int, minus: np.ndarray, plus: np.ndarray) -> None:
         """Add ``degree`` to the item's degree, -1 to its count with each of ``minus`` and
-        +1 with each of ``plus``: one merge into the sorted row, no full sort."""
-        key = _key(item)
-        raw = txn.get(key, db=self.db)
-        if not len(minus) or not len(plus):  # one side: sorted, distinct, one sign
-            changed = plus if len(plus) else minus
-            delta = np.full(len(changed), 1 if len(plus) else -1, np.int64)
-        else:
-            changed, where = np.unique(np.concatenate([minus, plus]), return_inverse=True)
-            signs = np.concatenate([np.full(len(minus), -1.0), np.ones(len(plus))])
-            delta = np.rint(np.bincount(where, weights=signs, minlength=len(changed)))
-            delta = delta.astype(np.int64)
-        if len(changed) <= SPLICE_MAX:  # most moves: a partner or two came or went
-            spliced = _splice(item, None if raw is None else bytes(raw), degree, changed, delta)
-            if spliced is None:
+        +1 with each of ``plus`` (one row; ``apply`` moves all of a write's rows at once)."""
+        self._write(txn, [_Move.of(item, degree, minus, plus)])
+
+    def _write(self, txn: Any, moves: Sequence[_Move]) -> None:
+        """Apply ``moves`` (distinct items): rows with a few changes are spliced, the
+        others merged together in one vectorised pass (``_merged``); then each row is
+        stored, or deleted when nothing is left of it."""
+        keys = [_key(m.item) for m in moves]
+        got = dict(txn.cursor(db=self.db).getmulti(keys))
+        rows: list[bytes | None] = [None] * len(moves)
+        large = [k for k, m in enumerate(moves) if len(m.changed) > SPLICE_MAX]
+        for k, m in enumerate(moves):
+            if len(m.changed) <= SPLICE_MAX:  # most moves: a partner or two came or went
+                rows[k] = _splice(m.item, got.get(keys[k]), m.degree, m.changed, m.delta)
+        if large:
+            merged = _merged([moves[k] for k in large], [got.get(keys[k]) for k in large])
+            for k, row in zip(large, merged, strict=True):
+                rows[k] = row
+        for key, row in zip(keys, rows, strict=True):
+            if row is None:
                 txn.delete(key, db=self.db)
             else:
-                txn.put(key, spliced, db=self.db)
-            return
-        row = CoRow.empty() if raw is None else CoRow.unpack(raw)
-        new_degree = row.degree + degree
-        at = np.searchsorted(row.partners, changed)
-        found = at < len(row.partners)
-        found[found] = row.partners[at[found]] == changed[found]
-        counts = row.counts.astype(np.int64)
-        counts[at[found]] += delta[found]  # ``changed`` is distinct: no index twice
-        # the new partners go in at their sorted places, in both columns at once
-        fresh = ~found
-        into = at[fresh] + np.arange(int(fresh.sum()))
-        size = len(row.partners) + len(into)
-        keep = np.ones(size, bool)
-        keep[into] = False
-        partners = np.empty(size, np.uint64)
-        partners[keep], partners[into] = row.partners, changed[fresh]
-        merged = np.empty(size, np.int64)
-        merged[keep], merged[into] = counts, delta[fresh]
-        counts = merged
-        if new_degree < 0 or (counts < 0).any():
-            raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
-        nonzero = counts > 0
-        if new_degree == 0 and not nonzero.any():
-            txn.delete(key, db=self.db)
-            return
-        txn.put(key, CoRow.pack(new_degree, partners[nonzero], counts[nonzero]), db=self.db)
+                txn.put(key, row, db=self.db)
 
     # -- reads --------------------------------------------------------------------------
 

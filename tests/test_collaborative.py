@@ -236,16 +236,21 @@ def test_the_examples_in_the_docstrings_run(module: str) -> None:
     assert attempted > 0 and failed == 0
 
 
+@pytest.mark.parametrize("path", ["splice", "merge"])
 @pytest.mark.parametrize("seed", range(30))
-def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(tmp_path: Path, seed: int) -> None:
+def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(
+    tmp_path: Path, seed: int, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every way a row can change (counts up and down, partners new and emptied, the
     degree up, down or not at all) stores the canonical row of the resulting counts,
-    or refuses counts below zero."""
+    or refuses counts below zero; by either path a move can take."""
     import numpy as np
 
+    from ownrank.engine import co_counts
     from ownrank.engine.co_counts import CoCounts, CoRow
     from ownrank.storage.lmdb_env import LmdbEnvironment
 
+    monkeypatch.setattr(co_counts, "SPLICE_MAX", 1_000 if path == "splice" else -1)
     rng = np.random.default_rng(seed)
     env = LmdbEnvironment(tmp_path / "db", map_size=1 << 24)
     co = CoCounts(env, 8)
@@ -286,3 +291,43 @@ def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(tmp_path: Path, 
         assert raw == CoRow.pack(
             degree, np.array(keys, np.uint64), np.array([counts[k] for k in keys])
         )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_writes_of_many_rows_at_once_store_the_counts_of_the_sets_that_remain(
+    tmp_path: Path, seed: int
+) -> None:
+    """Sets of up to 60 items come, change and go (rows merged together, some spliced):
+    every row stays the canonical bytes of the counts of the sets that remain."""
+    import numpy as np
+
+    from ownrank.engine.co_counts import CoCounts, CoRow
+    from ownrank.storage.lmdb_env import LmdbEnvironment
+
+    rng = np.random.default_rng(seed)
+    env = LmdbEnvironment(tmp_path / "db", map_size=1 << 26)
+    co = CoCounts(env, 64)
+    universe = [f"i{k}" for k in range(120)]
+    sets: dict[int, list[str]] = {}
+    for _ in range(40):
+        user = int(rng.integers(8))
+        old = sets.get(user, [])
+        if old and rng.random() < 0.5:  # the set shifts by a few items or many
+            keep = [i for i in old if rng.random() < rng.choice([0.5, 0.95])]
+            new = sorted({*keep, *rng.choice(universe, int(rng.integers(0, 30))).tolist()})
+        else:
+            new = sorted(set(rng.choice(universe, int(rng.integers(0, 60))).tolist()))
+        new = new if len(new) >= 2 else []
+        with env.write() as txn:
+            co.apply(txn, old, new)
+        sets[user] = new
+        with env.read() as txn:
+            stored = {bytes(k).decode(): bytes(v) for k, v in txn.cursor(db=co.db)}
+        expected = expected_totals(s for s in sets.values() if s)
+        assert stored.keys() == expected.keys()
+        for item, (degree, pairs) in expected.items():
+            keys = sorted(pairs)
+            packed = CoRow.pack(
+                degree, np.array(keys, np.uint64), np.array([pairs[k] for k in keys])
+            )
+            assert stored[item] == packed
