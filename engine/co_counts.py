@@ -22,8 +22,8 @@ very bytes of a store that never saw them, whatever the order of the writes.
 Cost: a user's set changes by at most a few items per write, but every item of
 the old and new set has its row rewritten (the pairs with the items that came
 or went), so a write touches at most ``2 * collaborative_items`` rows and an
-erasure ``collaborative_items`` rows (a row that changes by a few partners, as when
-a user likes one more item, is spliced in place: ``_splice``). Size: at most
+erasure ``collaborative_items`` rows, all merged together in one vectorised pass
+(``_merged``). Size: at most
 ``K * (K - 1)`` partner entries (12 bytes) per user, far fewer in practice because
 users share pairs.
 
@@ -103,47 +103,6 @@ class JoinedRows:
 
 def _key(item_id: str) -> bytes:
     return item_id.encode()
-
-
-# a move that changes at most this many partners of a row splices the row's bytes (more
-# changes: one vectorised merge, faster from about 32)
-SPLICE_MAX = 24
-
-
-def _splice(
-    item: str, raw: bytes | None, degree: int, changed: np.ndarray, delta: np.ndarray
-) -> bytes | None:
-    """The row after adding ``degree`` to its degree and ``delta`` to its count with each
-    of ``changed`` (sorted, distinct), by splicing its bytes: the same bytes as packing
-    the new counts afresh (partners ascending, no zero count), with one copy of the
-    row and a few operations a change instead of the merge's fixed dozens of array
-    operations. None: nothing is left of the row."""
-    data = raw or bytes(_DEGREE.itemsize)
-    n = (len(data) - 8) // 12
-    keys = np.frombuffer(data, _PARTNER, n, 8)
-    partners, counts = bytearray(data[8 : 8 + 8 * n]), bytearray(data[8 + 8 * n :])
-    at = np.searchsorted(keys, changed).tolist()
-    # from the last position back, so the positions still to change stay where they were
-    for i, k, d in sorted(zip(at, changed.tolist(), delta.tolist(), strict=True), reverse=True):
-        if i < n and int(keys[i]) == k:
-            count = int.from_bytes(counts[4 * i : 4 * i + 4], "little") + d
-            if count < 0:
-                raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
-            if count:
-                counts[4 * i : 4 * i + 4] = count.to_bytes(4, "little")
-            else:
-                del partners[8 * i : 8 * i + 8], counts[4 * i : 4 * i + 4]
-        elif d < 0:
-            raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
-        elif d:
-            partners[8 * i : 8 * i] = k.to_bytes(8, "little")
-            counts[4 * i : 4 * i] = d.to_bytes(4, "little")
-    new_degree = int.from_bytes(data[:8], "little") + degree
-    if new_degree < 0:
-        raise RuntimeError(f"co-occurrence counts of {item!r} would go negative")
-    if new_degree == 0 and not partners:
-        return None
-    return b"".join((new_degree.to_bytes(8, "little"), partners, counts))
 
 
 @dataclass(frozen=True)
@@ -289,21 +248,11 @@ class CoCounts:
         self._write(txn, [_Move.of(item, degree, minus, plus)])
 
     def _write(self, txn: Any, moves: Sequence[_Move]) -> None:
-        """Apply ``moves`` (distinct items): rows with a few changes are spliced, the
-        others merged together in one vectorised pass (``_merged``); then each row is
-        stored, or deleted when nothing is left of it."""
+        """Apply ``moves`` (distinct items), all merged in one pass (``_merged``); then
+        store each row, or delete it when nothing is left of it."""
         keys = [_key(m.item) for m in moves]
         got = dict(txn.cursor(db=self.db).getmulti(keys))
-        rows: list[bytes | None] = [None] * len(moves)
-        large = [k for k, m in enumerate(moves) if len(m.changed) > SPLICE_MAX]
-        for k, m in enumerate(moves):
-            if len(m.changed) <= SPLICE_MAX:  # most moves: a partner or two came or went
-                rows[k] = _splice(m.item, got.get(keys[k]), m.degree, m.changed, m.delta)
-        if large:
-            merged = _merged([moves[k] for k in large], [got.get(keys[k]) for k in large])
-            for k, row in zip(large, merged, strict=True):
-                rows[k] = row
-        for key, row in zip(keys, rows, strict=True):
+        for key, row in zip(keys, _merged(moves, [got.get(k) for k in keys]), strict=True):
             if row is None:
                 txn.delete(key, db=self.db)
             else:

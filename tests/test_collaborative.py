@@ -236,21 +236,16 @@ def test_the_examples_in_the_docstrings_run(module: str) -> None:
     assert attempted > 0 and failed == 0
 
 
-@pytest.mark.parametrize("path", ["splice", "merge"])
 @pytest.mark.parametrize("seed", range(30))
-def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(
-    tmp_path: Path, seed: int, path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(tmp_path: Path, seed: int) -> None:
     """Every way a row can change (counts up and down, partners new and emptied, the
     degree up, down or not at all) stores the canonical row of the resulting counts,
-    or refuses counts below zero; by either path a move can take."""
+    or refuses counts below zero."""
     import numpy as np
 
-    from ownrank.engine import co_counts
     from ownrank.engine.co_counts import CoCounts, CoRow
     from ownrank.storage.lmdb_env import LmdbEnvironment
 
-    monkeypatch.setattr(co_counts, "SPLICE_MAX", 1_000 if path == "splice" else -1)
     rng = np.random.default_rng(seed)
     env = LmdbEnvironment(tmp_path / "db", map_size=1 << 24)
     co = CoCounts(env, 8)
@@ -297,8 +292,8 @@ def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(
 def test_writes_of_many_rows_at_once_store_the_counts_of_the_sets_that_remain(
     tmp_path: Path, seed: int
 ) -> None:
-    """Sets of up to 60 items come, change and go (rows merged together, some spliced):
-    every row stays the canonical bytes of the counts of the sets that remain."""
+    """Sets of up to 60 items come, change and go (many rows merged at once): every
+    row stays the canonical bytes of the counts of the sets that remain."""
     import numpy as np
 
     from ownrank.engine.co_counts import CoCounts, CoRow
