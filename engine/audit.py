@@ -6,7 +6,9 @@ users that exist (so no contribution of a user who is gone is left), and a byte
 scan of every file under the data directory for the raw user id and any other
 terms given (e.g. the user's queries). Free LMDB pages keep old bytes until
 they are reused or the store is compacted (``ownrank compact``): the scan shows
-whether that matters for this user.
+whether that matters for this user. A short term also turns up by chance in
+random-looking bytes (sealed records, keys): the report says how often that is
+expected for each term (``chance_matches``), so a finding can be judged.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class AuditReport:
     files_scanned: int
     bytes_scanned: int
     findings: list[Finding] = field(default_factory=list)
+    # per term: how many matches ``bytes_scanned`` bytes of random data would hold by
+    # chance (``chance_matches``); sealed records, keys and hashes look random, so a
+    # short term is found in them now and then without anything of the user being there
+    chance_matches: dict[str, float] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -83,6 +89,21 @@ def scan_files(root: Path, terms: Mapping[str, bytes]) -> tuple[list[Finding], i
                     findings.append(Finding(name, str(path), at))
                     at = data.find(needle, at + 1)
     return findings, files, scanned
+
+
+def chance_matches(needle: bytes, scanned: int) -> float:
+    """How many times ``needle`` turns up by chance in ``scanned`` random bytes (one
+    chance in 256^len at each offset): near 0 for a user id of 8 bytes or more, but
+    a 3-byte id is expected about once in 17 MB of sealed records.
+
+    >>> round(chance_matches(b"ann", 50 * 2**20), 2)
+    3.12
+    >>> chance_matches(b"reader-0042", 50 * 2**20) < 1e-18
+    True
+    """
+    if not needle:
+        return 0.0
+    return max(scanned - len(needle) + 1, 0) / 256.0 ** len(needle)
 
 
 def shared_statistics_consistent(users: Users) -> bool:
@@ -140,4 +161,5 @@ def audit_user(
         files_scanned=files,
         bytes_scanned=scanned,
         findings=findings,
+        chance_matches={name: chance_matches(n, scanned) for name, n in needles.items()},
     )

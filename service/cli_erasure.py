@@ -112,6 +112,12 @@ def audit(
                 )
             else:
                 console.print(f"[red]found[/red] {where}")
+        for name, expected in report.chance_matches.items():
+            if expected >= 0.01:  # worth saying: a finding may well be chance
+                console.print(
+                    f"{name}: {expected:.2g} matches expected by chance in "
+                    f"{report.bytes_scanned:,} random bytes (a longer id or term avoids this)"
+                )
         console.print("[green]clean[/green]" if report.clean else "[red]NOT clean[/red]")
     if not report.clean:
         raise typer.Exit(1)

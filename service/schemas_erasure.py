@@ -48,3 +48,7 @@ class AuditResponse(BaseModel):
     files_scanned: int
     bytes_scanned: int
     findings: list[AuditFinding]
+    chance_matches: dict[str, float] = Field(
+        description="per term: matches expected by chance in that many random bytes "
+        "(sealed records and keys look random; a short term is found in them now and then)"
+    )

@@ -343,3 +343,23 @@ def test_an_audit_tells_catalog_text_from_user_data(store: Engine) -> None:
     query = [f for f in report.findings if f.term == "the query"]
     assert all(not f.catalog_text for f in query)
     assert report.clean == (not query)  # the query's bytes may sit in a free page
+
+
+def test_an_audit_says_how_often_each_term_turns_up_by_chance(store: Engine) -> None:
+    """Sealed records and keys look random, so a short term is found in them now and
+    then whatever the user did: the report gives, per term, the matches expected by
+    chance in the bytes it scanned (bytes / 256^len), so a finding can be judged."""
+    import doctest
+
+    from ownrank.engine import audit as audit_module
+
+    add_user(store, "alice")
+    store.erase("alice")
+    long_term = b"a term of thirty-two bytes, long"
+    report = store.audit("z", {"long": long_term})
+    assert report.bytes_scanned > 100_000
+    assert report.chance_matches["user id"] == pytest.approx(report.bytes_scanned / 256)
+    assert 0 < report.chance_matches["long"] < 1e-70
+    assert report.as_dict()["chance_matches"] == report.chance_matches
+    failed, attempted = doctest.testmod(audit_module)
+    assert attempted >= 2 and failed == 0

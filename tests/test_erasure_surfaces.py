@@ -34,6 +34,7 @@ def test_erase_over_http_returns_a_receipt_anyone_can_verify(tmp_path: Path) -> 
 
         audit = client.get("/users/erin-5521/audit", headers=ADMIN).json()
         assert audit["clean"] and audit["tombstone_erased_at"] is not None
+        assert 0 < audit["chance_matches"]["user id"] < 1e-9  # 10 bytes: chance is nil
         assert client.get("/users/erin-5521/audit", headers=me).status_code == 403
 
         body = {"shared_statistics": False}
@@ -80,6 +81,8 @@ def test_the_erasure_commands(tmp_path: Path, real_encoder: BaseEncoder) -> None
     assert code == 0 and "lmdb" in out
     code, out = run("audit", "quinn-8080", "--data-dir", str(data), "--json")
     assert code == 0 and json.loads(out)["clean"] is True
+    code, out = run("audit", "quinn-8080", "--data-dir", str(data), "--term", "q")
+    assert code == 1 and "term 1:" in out and "expected by chance" in out  # one byte
 
     code, _ = run("restore", str(tmp_path / "bk"), "--data-dir", str(data))
     assert code == 0
