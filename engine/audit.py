@@ -13,6 +13,7 @@ expected for each term (``chance_matches``), so a finding can be judged.
 
 from __future__ import annotations
 
+import math
 import mmap
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -100,10 +101,12 @@ def chance_matches(needle: bytes, scanned: int) -> float:
     3.12
     >>> chance_matches(b"reader-0042", 50 * 2**20) < 1e-18
     True
+    >>> chance_matches(b"x" * 1000, 50 * 2**20)  # (256^1000 is past any float)
+    0.0
     """
     if not needle:
         return 0.0
-    return max(scanned - len(needle) + 1, 0) / 256.0 ** len(needle)
+    return math.ldexp(max(scanned - len(needle) + 1, 0), -8 * len(needle))
 
 
 def shared_statistics_consistent(users: Users) -> bool:
