@@ -83,10 +83,6 @@ class CoRow:
         counts = np.frombuffer(raw, _COUNT, n, 8 + 8 * n)
         return cls(degree, partners, counts)
 
-    @classmethod
-    def empty(cls) -> CoRow:
-        return cls(0, np.zeros(0, np.uint64), np.zeros(0, np.uint32))
-
 
 @dataclass(frozen=True)
 class JoinedRows:
@@ -131,8 +127,8 @@ def _merged(moves: Sequence[_Move], raws: Sequence[bytes | None]) -> list[bytes 
     all at once: the rows laid end to end, each move's partners found in its own row
     (``searchsorted``, no sort), counts changed, new partners inserted at their sorted
     places and emptied ones dropped, then each row packed as ``CoRow.pack`` would.
-    None: nothing is left of that row. The whole columns are copied about twice;
-    everything else touches the changed entries only."""
+    None: nothing is left of that row. Each row's bytes are copied a few times
+    (joined, merged, packed); the rest touches only the changed entries."""
     datas = [raw or bytes(_DEGREE.itemsize) for raw in raws]
     sizes = np.array([(len(d) - 8) // 12 for d in datas], np.int64)
     starts = np.cumsum(sizes) - sizes
@@ -241,11 +237,6 @@ class CoCounts:
         pairs_after = len(after) * (len(after) - 1) // 2
         pairs_kept = len(kept) * (len(kept) - 1) // 2
         return pairs_before + pairs_after - 2 * pairs_kept
-
-    def _move(self, txn: Any, item: str, degree: int, minus: np.ndarray, plus: np.ndarray) -> None:
-        """Add ``degree`` to the item's degree, -1 to its count with each of ``minus`` and
-        +1 with each of ``plus`` (one row; ``apply`` moves all of a write's rows at once)."""
-        self._write(txn, [_Move.of(item, degree, minus, plus)])
 
     def _write(self, txn: Any, moves: Sequence[_Move]) -> None:
         """Apply ``moves`` (distinct items), all merged in one pass (``_merged``); then

@@ -243,7 +243,7 @@ def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(tmp_path: Path, 
     or refuses counts below zero."""
     import numpy as np
 
-    from ownrank.engine.co_counts import CoCounts, CoRow
+    from ownrank.engine.co_counts import CoCounts, CoRow, _Move
     from ownrank.storage.lmdb_env import LmdbEnvironment
 
     rng = np.random.default_rng(seed)
@@ -271,10 +271,10 @@ def test_a_row_moves_to_the_bytes_of_its_counts_computed_afresh(tmp_path: Path, 
             expected[k] = expected.get(k, 0) + 1
         if degree + step < 0 or min(expected.values(), default=0) < 0:
             with pytest.raises(RuntimeError), env.write() as txn:
-                co._move(txn, "x", step, minus, plus)
+                co._write(txn, [_Move.of("x", step, minus, plus)])
             continue
         with env.write() as txn:
-            co._move(txn, "x", step, minus, plus)
+            co._write(txn, [_Move.of("x", step, minus, plus)])
         counts, degree = {k: v for k, v in expected.items() if v}, degree + step
         keys = sorted(counts)
         with env.read() as txn:
