@@ -188,8 +188,12 @@ def contributions(parts: Mapping[str, np.ndarray], order: Sequence[int]) -> list
     >>> contributions({"a": np.array([0.123456, 2.0]), "b": np.array([1.0, -0.5])}, [1, 0])
     [{'a': 2.0, 'b': -0.5}, {'a': 0.1235, 'b': 1.0}]
     """
-    columns = {name: values[list(order)].tolist() for name, values in parts.items()}
-    return [{name: round(col[j], 4) for name, col in columns.items()} for j in range(len(order))]
+    if not parts:
+        return [{} for _k in order]
+    names, at = list(parts), np.asarray(order, np.intp)
+    # one rounding for the whole table (Python's round, value by value, cost ~1 us each)
+    rows = np.round(np.stack([parts[name][at] for name in names], axis=1), 4).tolist()
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def explain(
