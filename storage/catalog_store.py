@@ -186,6 +186,23 @@ class StoredItem:
         return cls(item, rec["h"], rec["r"], rec["c"], rec["u"], dropped)
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in ``value`` (nested lists and maps: keys and values).
+
+    >>> list(_strings(["a", {"b": [1, "c"]}, 2.5]))
+    ['a', 'b', 'c']
+    """
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _strings(key)
+            yield from _strings(inner)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            yield from _strings(inner)
+
+
 @dataclass(frozen=True)
 class StoreIdentity:
     """Who a store is: a random id, and the base model its embeddings come from."""
@@ -384,9 +401,21 @@ class CatalogStore:
             yield StoredItem.from_bytes(bytes(key).decode(), raw, read)
 
     def holds_text(self, txn: Any, needle: bytes) -> bool:
-        """Whether some stored item's id or fields contain ``needle`` verbatim (a scan
-        of every item: for audits, which must tell catalog text from user data)."""
-        return any(needle in bytes(k) or needle in bytes(v) for k, v in txn.cursor(db=self.items))
+        """Whether some stored item's text (its id, title, body, tags, or a property's
+        name or string value) contains ``needle`` verbatim: a scan of every item, for
+        audits, which must tell catalog text from user data. Only an item whose stored
+        bytes hold the needle is decoded; those bytes also hold numbers, times and
+        field names, which a short needle can match without being text."""
+        for key, raw in txn.cursor(db=self.items):
+            if needle in bytes(key):  # the item's id
+                return True
+            value = bytes(raw)
+            if needle in value:
+                rec = msgpack.unpackb(value, raw=False)
+                texts = (rec["t"], rec["b"], rec["g"], rec["p"])
+                if any(needle in text.encode() for text in _strings(texts)):
+                    return True
+        return False
 
     def nonconforming_items(self, txn: Any) -> Iterator[str]:
         """Ids of the stored items whose properties today's rules refuse (written by an

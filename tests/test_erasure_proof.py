@@ -363,3 +363,24 @@ def test_an_audit_says_how_often_each_term_turns_up_by_chance(store: Engine) -> 
     assert report.as_dict()["chance_matches"] == report.chance_matches
     failed, attempted = doctest.testmod(audit_module)
     assert attempted >= 2 and failed == 0
+
+
+def test_catalog_text_is_text_not_the_bytes_around_it(store: Engine) -> None:
+    """A term counts as catalog text when an item's id, title, body, tags or a
+    property's name or string value holds it, not when it matches the numbers,
+    times or field names stored beside them (a short user id would otherwise have
+    every finding written off as catalog text)."""
+    import msgpack
+
+    store.catalog.upsert(
+        [{"id": "odd-1", "title": "Plain words", "properties": {"colour": {"x": ["rare-ink"]}}}]
+    )
+    catalogue = store.catalog.store
+    with store._env.read() as txn:
+        raw = bytes(txn.get(b"odd-1", db=catalogue.items))
+        created = msgpack.packb(msgpack.unpackb(raw)["c"])[1:]  # 8 bytes of a float
+        assert created in raw and b"\xa2at" in raw  # a time, and a field's name
+        assert not catalogue.holds_text(txn, created)
+        assert not catalogue.holds_text(txn, b"\xa2at")
+        for text in (b"odd-1", b"Plain", b"colour", b"rare-ink"):
+            assert catalogue.holds_text(txn, text)
