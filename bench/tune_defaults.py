@@ -5,7 +5,7 @@ on the inner validation split of ml-1m-half (chrono20 and cold20 applied to the
 training data, ``bench/protocols.py``: test data is never seen) with the collaborative
 layer on, then checked unchanged on the outer splits and ml-100k by ``bench/quality.py``.
 
-    python bench/tune_defaults.py            # every inner user (about 35 minutes)
+    python bench/tune_defaults.py            # every inner user (691 s on 2026-12-06)
     python bench/tune_defaults.py --quick    # 500 inner users a setting
 
 Each row is one setting: the defaults with the named fields changed (``learner``: the

@@ -202,10 +202,10 @@ def explain(
     parts: dict[str, float],
     explainers: Mapping[str, Explain | None],
     retrieved_by: str,
+    reason: str,
 ) -> Explanation:
     """Why candidate ``k`` is there (see ``Explanation``), from its weighted ``parts``
-    (``contributions``)."""
-    reason = reason_of(parts)
+    (``contributions``) and the largest of them (``reason_of``)."""
     out = Explanation(reason=reason, retrieved_by=retrieved_by, parts=parts)
     details = explainers.get(reason)
     if details is not None:

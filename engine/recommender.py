@@ -263,17 +263,23 @@ class Recommender:
             )
             explainers = {name: part.explain for name, part in done.items()}
             parts_of = contributions(parts, order)
-            _prepare(done, order, [reason_of(p) for p in parts_of])
+            reasons = [reason_of(p) for p in parts_of]
+            _prepare(done, order, reasons)
             return [
                 Recommendation(
                     ids[k],
                     float(scores[k]),
                     chosen[k],
                     explain(
-                        k, pool.vectors[eligible[k]], parts_k, explainers, why[int(eligible[k])]
+                        k,
+                        pool.vectors[eligible[k]],
+                        parts_k,
+                        explainers,
+                        why[int(eligible[k])],
+                        reason,
                     ),
                 )
-                for k, parts_k in zip(order, parts_of, strict=True)
+                for k, parts_k, reason in zip(order, parts_of, reasons, strict=True)
             ]
 
     def _live_rows(

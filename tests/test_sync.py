@@ -99,7 +99,8 @@ def test_the_record_is_a_function_of_the_set_not_of_the_order(tmp_path: Path, en
 
 def test_erasure_and_generations(store: Engine) -> None:
     # the audit scans every file for the id's bytes: a 3-byte id like "ann" turned up by
-    # chance in the base64 of a freshly generated receipt key (one CI run in thousands)
+    # chance in the base64 of a freshly generated receipt key in one CI run (the audit's
+    # ``chance_matches`` gives the odds for an id's length)
     user = "ann-erased-device-owner"
     store.sync.exchange(user, generation=None, push=[ev(0, 1)])
     store.erase(user)
