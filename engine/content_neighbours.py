@@ -273,7 +273,7 @@ class ContentNeighbours:
         return [None if row is None else self.lists.get(txn, row) for row in rows]
 
     def entries(
-        self, txn: Any, rows: Sequence[int | None]
+        self, txn: Any, rows: Sequence[int | None] | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All entries of the lists of ``rows`` at once: (neighbour rows, similarities,
         the position in ``rows`` each came from); see ``NeighbourLists.get_many``."""

@@ -87,7 +87,7 @@ class NeighbourScorer:
         if not len(live):  # (the newest rated items still in the catalog)
             return Neighbours.none(len(eligible))
         neighbours = self.catalog.neighbours
-        rows, sims, source = neighbours.entries(txn, rated.rows[live].tolist())
+        rows, sims, source = neighbours.entries(txn, rated.rows[live])
         if neighbours.behind(txn):
             neighbours.start_background()
         if not len(rows):
@@ -97,19 +97,19 @@ class NeighbourScorer:
         np.maximum(closeness, 0.0, out=closeness)
         raise_to(closeness, self.config.ranking.neighbour_power)
         contribution = strengths[source] * closeness
-        # list entries -> positions in the pool (entries outside it are dropped)
+        # list entries -> positions in the pool; entries outside it go to one more
+        # position, past the pool's (one write, not a copy of three arrays)
+        outside = len(pool.rows)
         position = pool.positions(rows)
-        inside = position >= 0
-        if not inside.all():
-            position, contribution, source = position[inside], contribution[inside], source[inside]
-        total = np.bincount(position, weights=contribution, minlength=len(pool.rows))
+        position[position < 0] = outside
+        total = np.bincount(position, weights=contribution, minlength=outside + 1)
         raw = np.asarray(total[eligible], np.float64)  # (bincount of nothing is int64)
         raw *= 1.0 / float(np.abs(strengths).sum())
-        raw -= raw.mean()
+        raw -= float(raw.sum()) / len(raw) if len(raw) else 0.0
         spread = math.sqrt(float(raw @ raw) / len(raw)) if len(raw) else 0.0
         scores = raw / spread if spread > 1e-12 else np.zeros(len(raw))
 
-        best = BestEntry(position, source, contribution, eligible, len(pool.rows))
+        best = BestEntry(position, source, contribution, eligible, outside + 1)
 
         def because(k: int) -> str | None:
             """The rated item whose entry gave candidate ``k`` the most."""

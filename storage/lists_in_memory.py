@@ -13,6 +13,7 @@ arrays, bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +59,9 @@ class ListsInMemory:
     def entries(self) -> int:
         return int(self.lengths.sum())
 
-    def get_many(self, owners: list[int | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def get_many(
+        self, owners: Sequence[int | None] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """As ``NeighbourLists.get_many``: (rows, similarities, the position in
         ``owners`` of the list each entry came from).
 
@@ -66,8 +69,13 @@ class ListsInMemory:
         ...                       np.array([[90, 80], [90, 0]], np.int32), np.array([2, 1]))
         >>> [a.tolist() for a in lists.get_many([1, None, 0, 7])]
         [[0, 1, 2], [90, 90, 80], [0, 2, 2]]
+        >>> [a.tolist() for a in lists.get_many(np.array([1, -1, 0]))]
+        [[0, 1, 2], [90, 90, 80], [0, 2, 2]]
         """
-        asked = np.array([-1 if o is None else o for o in owners], np.int64)
+        if isinstance(owners, np.ndarray):  # rows, -1 for none (the ranking hot path)
+            asked = np.asarray(owners, np.int64)
+        else:
+            asked = np.array([-1 if o is None else o for o in owners], np.int64)
         at = np.flatnonzero((asked >= 0) & (asked < len(self.lengths)))
         picked = asked[at]
         counts = self.lengths[picked]

@@ -109,15 +109,18 @@ class NeighbourLists:
         txn.put(b"neighbours_version", os.urandom(8), db=self.meta)
 
     def get_many(
-        self, txn: Any, owners: Sequence[int | None]
+        self, txn: Any, owners: Sequence[int | None] | np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The entries of many lists at once: (rows, similarities, the position in
         ``owners`` of the list each entry came from). Owners without a list (or
-        None) add nothing. From memory while the lists there are current (read again
-        after a change, if they are few enough: ``in_memory_entries``)."""
+        None, or -1 in an array of rows) add nothing. From memory while the lists
+        there are current (read again after a change, if they are few enough:
+        ``in_memory_entries``)."""
         memory = self._in_memory(txn)
         if memory is not None:
-            return memory.get_many(list(owners))
+            return memory.get_many(owners if isinstance(owners, np.ndarray) else list(owners))
+        if isinstance(owners, np.ndarray):
+            owners = [None if o < 0 else o for o in owners.tolist()]
         asked = [(row_key(o), position) for position, o in enumerate(owners) if o is not None]
         found = dict(txn.cursor(db=self.lists).getmulti([key for key, _p in asked]))
         raws: list[bytes] = []

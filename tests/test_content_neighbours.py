@@ -107,20 +107,23 @@ class CatalogWrites(RuleBasedStateMachine):
 
     @invariant()
     def lists_in_memory_equal_the_stored_ones(self) -> None:
-        """Read from memory (current after every write) and from LMDB, bit for bit."""
+        """Read from memory (current after every write) and from LMDB, bit for bit, the
+        owners named by a list (None: none) or by an array of rows (-1: none)."""
         lists = self.engine.catalog.neighbours.lists
         owners: list[int | None] = [*range(40), None, 3, 3]
+        as_rows = np.array([-1 if o is None else o for o in owners], np.int64)
         with self.engine._env.read() as txn:
             memory = lists._in_memory(txn)
             assert memory is not None and memory.version == lists.version(txn)
-            from_memory = lists.get_many(txn, owners)
+            from_memory = [lists.get_many(txn, owners), lists.get_many(txn, as_rows)]
             lists.in_memory_entries = 0
             try:
-                stored = lists.get_many(txn, owners)
+                stored = [lists.get_many(txn, owners), lists.get_many(txn, as_rows)]
             finally:
                 lists.in_memory_entries = 10_000
-        for got, want in zip(from_memory, stored, strict=True):
-            assert got.dtype == want.dtype and np.array_equal(got, want)
+        for found in [*from_memory, stored[1]]:
+            for got, want in zip(found, stored[0], strict=True):
+                assert got.dtype == want.dtype and np.array_equal(got, want)
 
     def teardown(self) -> None:
         self.engine.close()
