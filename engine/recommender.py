@@ -299,8 +299,8 @@ class Recommender:
 
     def _item_or_none(self, txn: Any, item_id: str) -> Item | None:
         """The item as of ``txn``, or None if it was deleted since the index saw it."""
-        stored = self.catalog.store.get_item(txn, item_id)
-        return None if stored is None else stored.item
+        item: Item | None = self.catalog.store.get_item_only(txn, item_id)
+        return item
 
     def search(
         self,

@@ -185,6 +185,15 @@ class StoredItem:
         )
         return cls(item, rec["h"], rec["r"], rec["c"], rec["u"], dropped)
 
+    @staticmethod
+    def item_from_bytes(item_id: str, raw: bytes, read: ItemReader = read_record) -> Any:
+        """Only the item of ``from_bytes`` (what a result shows), without building the
+        stored item around it (a recommend decodes each of its results)."""
+        rec = msgpack.unpackb(raw, raw=False)
+        return read(
+            item_id, rec["t"], rec["b"], tuple(rec["g"]), rec["p"], _from_micros(rec["at"])
+        )[0]
+
 
 def _strings(value: Any) -> Iterator[str]:
     """Every string in ``value`` (nested lists and maps: keys and values).
@@ -346,6 +355,11 @@ class CatalogStore:
     def get_item(self, txn: Any, item_id: str) -> StoredItem | None:
         raw = txn.get(item_id.encode(), db=self.items)
         return None if raw is None else StoredItem.from_bytes(item_id, raw, self.read_item)
+
+    def get_item_only(self, txn: Any, item_id: str) -> Any:
+        """``get_item(...).item``, or None (``StoredItem.item_from_bytes``)."""
+        raw = txn.get(item_id.encode(), db=self.items)
+        return None if raw is None else StoredItem.item_from_bytes(item_id, raw, self.read_item)
 
     def row_of(self, txn: Any, item_id: str) -> int | None:
         """An item's current row, without building the item (hot paths)."""

@@ -39,6 +39,10 @@ def test_decoded_items_equal_the_written_ones(tmp_path: Path) -> None:
             assert copy.deepcopy(read) == read and read.model_copy() == read
             with pytest.raises(Exception, match="frozen"):
                 read.title = "changed"  # type: ignore[misc]
+            with engine._env.read() as txn:  # the item alone, as results decode it
+                assert engine.catalog.store.get_item_only(txn, item.id) == item
+        with engine._env.read() as txn:
+            assert engine.catalog.store.get_item_only(txn, "gone") is None
 
 
 def test_a_missing_or_unknown_field_is_refused() -> None:
