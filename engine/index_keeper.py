@@ -62,7 +62,7 @@ _SHARED_ANSWERS_KEPT = 32
 
 def _enough(rows: Rows, scores: np.ndarray, need: int) -> list[tuple[int, float]] | None:
     """A search's (row, score) pairs, best first, if it found at least ``need`` rows."""
-    out = [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0]
+    out = [(r, s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True) if r >= 0]
     return out if len(out) >= need else None
 
 
@@ -338,7 +338,7 @@ class IndexKeeper:
                     found += zip(scores, rows, strict=True)
                     start = end
         return [
-            [(int(r), float(s)) for r, s in zip(rows, scores, strict=True) if r >= 0][:k]
+            [(r, s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True) if r >= 0][:k]
             for (scores, rows), k in zip(found, sizes, strict=True)
         ]
 
