@@ -88,9 +88,11 @@ class ScorePart:
 class BestEntry:
     """Which source gave a candidate its largest entry, among the entries of a sparse
     sum (``position``: each entry's pool position; ``source``: what it came from, e.g. a
-    liked item; ``contribution``: its value), found only for the candidates a call
-    explains: ``prepare`` narrows the entries to theirs in one pass, so each lookup
-    scans a few entries, not all of them.
+    liked item; ``contribution``: its value; ``pool_size``: one past the largest
+    position, which may be a spare one for entries outside the pool, never a
+    candidate's), found only for the candidates a call explains: ``prepare`` narrows
+    the entries to theirs in one pass, so each lookup scans a few entries, not all
+    of them.
 
     >>> best = BestEntry(np.array([3, 1, 3]), np.array([0, 1, 2]), np.array([0.5, 0.2, 0.9]),
     ...                  eligible=np.array([1, 3]), pool_size=4)

@@ -180,19 +180,21 @@ class StoredItem:
     @classmethod
     def from_bytes(cls, item_id: str, raw: bytes, read: ItemReader = read_record) -> StoredItem:
         rec = msgpack.unpackb(raw, raw=False)
-        item, dropped = read(
-            item_id, rec["t"], rec["b"], tuple(rec["g"]), rec["p"], _from_micros(rec["at"])
-        )
+        item, dropped = _read_fields(item_id, rec, read)
         return cls(item, rec["h"], rec["r"], rec["c"], rec["u"], dropped)
 
     @staticmethod
     def item_from_bytes(item_id: str, raw: bytes, read: ItemReader = read_record) -> Any:
         """Only the item of ``from_bytes`` (what a result shows), without building the
         stored item around it (a recommend decodes each of its results)."""
-        rec = msgpack.unpackb(raw, raw=False)
-        return read(
-            item_id, rec["t"], rec["b"], tuple(rec["g"]), rec["p"], _from_micros(rec["at"])
-        )[0]
+        return _read_fields(item_id, msgpack.unpackb(raw, raw=False), read)[0]
+
+
+def _read_fields(
+    item_id: str, rec: dict[str, Any], read: ItemReader
+) -> tuple[Any, tuple[str, ...]]:
+    """The item of a decoded stored record, and the properties ``read`` dropped."""
+    return read(item_id, rec["t"], rec["b"], tuple(rec["g"]), rec["p"], _from_micros(rec["at"]))
 
 
 def _strings(value: Any) -> Iterator[str]:
