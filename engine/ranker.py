@@ -181,19 +181,25 @@ def top_n(scores: np.ndarray, n: int) -> list[int]:
     return [int(i) for i in near[np.lexsort((near, -scores[near]))][:n]]
 
 
-def contributions(parts: Mapping[str, np.ndarray], order: Sequence[int]) -> list[dict[str, float]]:
+def contributions(
+    parts: Mapping[str, np.ndarray], order: Sequence[int]
+) -> tuple[list[dict[str, float]], list[str]]:
     """Each scorer's weighted part of the candidates ``order`` names, rounded to 4
-    places, one dict per candidate (each part read once for all of them).
+    places, one dict per candidate (each part read once for all of them), and the
+    part each candidate's explanation names: its largest rounded part, the first of
+    equals.
 
     >>> contributions({"a": np.array([0.123456, 2.0]), "b": np.array([1.0, -0.5])}, [1, 0])
-    [{'a': 2.0, 'b': -0.5}, {'a': 0.1235, 'b': 1.0}]
+    ([{'a': 2.0, 'b': -0.5}, {'a': 0.1235, 'b': 1.0}], ['a', 'b'])
+    >>> contributions({"p": np.array([0.2]), "q": np.array([0.9]), "r": np.array([0.9])}, [0])
+    ([{'p': 0.2, 'q': 0.9, 'r': 0.9}], ['q'])
     """
-    if not parts:
-        return [{} for _k in order]
     names, at = list(parts), np.asarray(order, np.intp)
-    # one rounding for the whole table (Python's round, value by value, cost ~1 us each)
-    rows = np.round(np.stack([parts[name][at] for name in names], axis=1), 4).tolist()
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    # one rounding for the whole table (Python's round, value by value, cost ~1 us
+    # each), and one argmax for the reasons (first of equals, as ``max`` picks)
+    table = np.round(np.stack([parts[name][at] for name in names], axis=1), 4)
+    reasons = [names[i] for i in table.argmax(axis=1).tolist()]
+    return [dict(zip(names, row, strict=True)) for row in table.tolist()], reasons
 
 
 def explain(
@@ -205,18 +211,9 @@ def explain(
     reason: str,
 ) -> Explanation:
     """Why candidate ``k`` is there (see ``Explanation``), from its weighted ``parts``
-    (``contributions``) and the largest of them (``reason_of``)."""
+    and the largest of them, ``reason`` (both from ``contributions``)."""
     out = Explanation(reason=reason, retrieved_by=retrieved_by, parts=parts)
     details = explainers.get(reason)
     if details is not None:
         out.update(details(k, vector))  # type: ignore[typeddict-item]
     return out
-
-
-def reason_of(parts: Mapping[str, float]) -> str:
-    """The part an explanation names: the largest (the first of equals).
-
-    >>> reason_of({"personal": 0.2, "popularity": 0.9, "collaborative": 0.9})
-    'popularity'
-    """
-    return max(parts, key=lambda name: parts[name])

@@ -31,7 +31,6 @@ from .ranker import (
     Recommendation,
     contributions,
     explain,
-    reason_of,
     select_live,
 )
 from .record_store import RecordStore
@@ -262,8 +261,7 @@ class Recommender:
                 lazily.complete if lazy else None,
             )
             explainers = {name: part.explain for name, part in done.items()}
-            parts_of = contributions(parts, order)
-            reasons = [reason_of(p) for p in parts_of]
+            parts_of, reasons = contributions(parts, order)
             _prepare(done, order, reasons)
             return [
                 Recommendation(
