@@ -23,6 +23,7 @@ class KeyLookup:
 
     def __init__(self, keys: np.ndarray) -> None:
         self.keys = np.asarray(keys, np.uint64)
+        self.padded = np.append(self.keys, np.uint64(0))  # what an empty slot (-1) takes
         # 16 slots a key: about 3% of keys share a slot
         self.bits = max(8, int(np.ceil(np.log2(max(len(self.keys), 1) * 16))))
         self.shift = np.uint64(64 - self.bits)
@@ -37,13 +38,16 @@ class KeyLookup:
         self.lost_positions = lost[order]
 
     def positions(self, keys: np.ndarray) -> np.ndarray:
-        slots = keys >> self.shift
-        found: np.ndarray = self.table[slots]
-        hit = found >= 0
-        hit[hit] = self.keys[found[hit]] == keys[hit]
-        found[~hit] = -1
+        # slots as intp and ``take``: numpy's indexing with uint64 converts and checks
+        # the indices each time (about 2x the gather)
+        slots = (keys >> self.shift).astype(np.intp)
+        found = self.table.take(slots)
+        # an empty slot (-1) takes the padding: compared, then masked with found >= 0
+        hit = self.padded.take(found) == keys
+        hit &= found >= 0
+        found = np.where(hit, found, -1)
         if len(self.lost_keys):
-            again = np.flatnonzero(~hit & self.shared_slot[slots])
+            again = np.flatnonzero(self.shared_slot.take(slots) & ~hit)
             if len(again):
                 at = np.searchsorted(self.lost_keys, keys[again])
                 at = np.minimum(at, len(self.lost_keys) - 1)

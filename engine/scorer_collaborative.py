@@ -90,7 +90,9 @@ class CollaborativeScorer:
             return ScorePart(np.zeros(count))
         position = self._lookup_of(ctx.pool).positions(pairs.partners)
         inside = position >= 0
-        position, counts, source = position[inside], pairs.counts[inside], pairs.source[inside]
+        counts, source = pairs.counts, pairs.source
+        if not inside.all():  # (a pool of the whole catalog holds every partner)
+            position, counts, source = position[inside], counts[inside], source[inside]
         # the normaliser's two factors: one per liked item, one per pool item
         likes = self._likes(ctx, 1.0 - cfg.collaborative_alpha)
         contribution = (pairs.weight[source] * counts) / (
