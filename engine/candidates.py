@@ -193,7 +193,7 @@ class UserVectors(Mapping[str, np.ndarray]):
         return self.vectors[item_id]
 
     def __contains__(self, item_id: object) -> bool:
-        # (Mapping's own asks for the item and catches KeyError: ~10x slower)
+        # (Mapping's own asks for the item and catches KeyError: 2.5x the time, timeit)
         return item_id in self.vectors
 
     def __iter__(self) -> Iterator[str]:
@@ -274,7 +274,7 @@ class CandidateSelector:
             return None
         seq, last = self.catalog.prior_seq(), self._last_pool
         # the index answers a filter it saw before with the same array while nothing
-        # changed: then no key of every row is built and hashed (~10 us at 4k rows)
+        # changed: then no key of every row is built and hashed (8.5 us at 3,883 rows)
         if last is not None and last[0] == seq and last[1] is rows:
             return last[2]
         key = (seq, rows.tobytes())

@@ -331,3 +331,14 @@ def test_the_process_lock_examples_run() -> None:
 
     failed, attempted = doctest.testmod(process_lock)
     assert attempted >= 4 and failed == 0
+
+
+def test_the_lists_in_memory_examples_run() -> None:
+    """``ListsInMemory.get_many`` as its docstring shows it: owners as a list (None:
+    none) and as an array of rows (-1: none)."""
+    import doctest
+
+    from ownrank.storage import lists_in_memory
+
+    failed, attempted = doctest.testmod(lists_in_memory)
+    assert attempted >= 3 and failed == 0
