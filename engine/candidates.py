@@ -249,8 +249,7 @@ class CandidateSelector:
     ) -> list[Interest]:
         """The user's interests, heaviest first, with their members' vectors."""
         members = [
-            [record.events[i].ref for i in idx if i < len(record.events)]
-            for _w, idx in sorted(model.interests, key=lambda g: -g[0])
+            record.event_refs(idx) for _w, idx in sorted(model.interests, key=lambda g: -g[0])
         ]
         out = []
         for group in members:

@@ -79,14 +79,14 @@ class Diagnostics:
             "events": parts["e"],
             "model": parts["m"],
             "ledger": parts["l"],
-            "n_events": len(body["e"]),
+            "n_events": len(record.log),
             "n_ledger_items": len(body["l"].get("pop", [])),
         }
 
     def retained_events(self, user_id: str) -> int | None:
         """Events the user's record holds now (None: no record)."""
         record = self._users.record(user_id)
-        return None if record is None else len(record.events)
+        return None if record is None else len(record.log)
 
     def read_costs(self, user_ids: Iterable[str]) -> dict[str, list[float]]:
         """Seconds of each step of a record read after the LMDB get, per user read:

@@ -61,7 +61,7 @@ def positive_items(
     path's refit returns (``personal_model.fit``) for the same events."""
     return [
         o.ref
-        for o in observations(record.events, config.learner)
+        for o in observations(record.columns, config.learner)
         if o.liked and catalog.store.has_item(txn, o.ref)
     ]
 

@@ -184,7 +184,7 @@ class Recommender:
             return candidates.interest_vectors(record, model, user_vectors)
 
         user_observations = (
-            [] if record is None else observations(record.events, self.config.learner)
+            [] if record is None else observations(record.columns, self.config.learner)
         )
         pool = candidates.small_pool(expr)
         if pool is not None:  # few enough to score every one

@@ -71,7 +71,7 @@ def size_bound(
         record.consent_shared,
         record.created_at,
         record.version + 1,
-        record.events,
+        record.log,
         None,
         # the largest ledger: every item liked (and the newest K of them forming pairs)
         {"pop": items, "co": items[: config.collaborative_items]}

@@ -71,7 +71,7 @@ class NeighbourScorer:
         """The newest ``neighbour_items`` rated catalog items, oldest first."""
         obs = [
             o
-            for o in observations(record.events, self.config.learner)
+            for o in observations(record.columns, self.config.learner)
             if not o.is_query and o.ref in vectors
         ]
         return obs[-self.config.ranking.neighbour_items :]

@@ -1,18 +1,19 @@
 """A user's record: everything ownrank holds about one user, under one key.
 
-Record format version 3 (msgpack map; documented for device sync)::
+Record format version 4 (msgpack map; documented for device sync)::
 
-    {"v": 3,                       format version
+    {"v": 4,                       format version
      "n": int,                     record version: +1 on every write
      "c": bool,                    consent to contribute to shared statistics
      "t": int,                     created (Unix seconds)
-     "e": [[kind, ref, value, weight, ts, id], ...]
-                                   retained events, oldest first: kind = KindCode,
-                                   ref = item id (or the query text of a search),
-                                   value = rating/dwell or nil, weight, ts = Unix
-                                   seconds, id = the client's 16-byte event id, or
-                                   the sequence number the engine's id is derived
-                                   from (``engine/event_ids.py``)
+     "e": {...}                    retained events, oldest first, as columns
+                                   (``engine/event_columns.py``); each event has a
+                                   kind (KindCode), a ref (item id, or the query
+                                   text of a search), a value (rating/dwell or
+                                   nil), a weight, ts (Unix seconds) and an id:
+                                   the client's 16-byte event id, or the sequence
+                                   number the engine's id is derived from
+                                   (``engine/event_ids.py``)
      "q": int                      the next sequence number (ids are never reused)
      "x": bytes                    optional: retired event ids, (uint32 event time,
                                    uint64 id digest) little-endian, oldest first
@@ -34,12 +35,14 @@ Record format version 3 (msgpack map; documented for device sync)::
                                    explicit re-creation after an erasure starts the
                                    next one (``storage/erasure_fence.py``)}
 
-Format 2 had no event ids (events of five fields, no ``"q"``, ``"x"``, ``"h"``,
-``"d"``): read as format 3, its events get sequence numbers 0, 1, ... in log
-order. Format 1 differed from 2 in the earlier items: ``"p"``, little-endian
-uint32 pairs (32-bit item hash, Unix seconds of its newest dropped event), 8 bytes
-each (the hash's top 24 bits are the fingerprint, the seconds give the day).
-Records are written in format 3; stores are rewritten on open
+Format 3 stored the events as rows, ``[[kind, ref, value, weight, ts, id], ...]``
+(a recommend decoded them event by event). Format 2 had no event ids (events of
+five fields, no ``"q"``, ``"x"``, ``"h"``, ``"d"``): read as format 4, its events
+get sequence numbers 0, 1, ... in log order. Format 1 differed from 2 in the
+earlier items: ``"p"``, little-endian uint32 pairs (32-bit item hash, Unix seconds
+of its newest dropped event), 8 bytes each (the hash's top 24 bits are the
+fingerprint, the seconds give the day).
+Records are written in format 4; stores are rewritten on open
 (``ledger_upgrade.py``).
 
 Caps (``EngineConfig``): at most ``max_events`` events and ``max_record_bytes``
@@ -61,12 +64,13 @@ import msgpack
 import numpy as np
 
 from ..errors import StoreFormatError
+from .event_columns import EventColumns
 from .event_ids import RetiredIds
 from .events import KindCode
 from .seen_filter import DAY_SECONDS, FINGERPRINT_BITS, SeenFilter, day_of, fingerprint
 
-RECORD_FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)  # formats 1 and 2 are converted on reading
+RECORD_FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)  # formats 1 to 3 are converted on reading
 _KINDS = tuple(KindCode)  # by code: a tuple index is faster than KindCode(code)
 assert all(kind == code for code, kind in enumerate(_KINDS))
 
@@ -100,7 +104,7 @@ class StoredEvent(NamedTuple):
             kind, ref, value, weight, ts, *rest = raw
             eid = rest[0] if rest else seq
         # built without the named tuple's keyword handling, converting only what
-        # needs it (format 3 stores the right types; a recommend decodes every event)
+        # needs it (format 3 stored the right types)
         return tuple.__new__(
             cls,
             (
@@ -115,9 +119,9 @@ class StoredEvent(NamedTuple):
 
     @classmethod
     def unpack_all(cls, raw: list[Any]) -> list[StoredEvent]:
-        """Every packed event of a log, in one pass when all are as format 3 writes
-        them (a recommend decodes the whole log: a call per event cost ~40 us of a
-        100-event log); else event by event, converting what needs it."""
+        """Every packed event of a log of format 3 or older (rows), in one pass when
+        all are as format 3 wrote them; else event by event, converting what needs
+        it. Format 4 stores columns (``event_columns.py``)."""
         kinds, new = _KINDS, tuple.__new__
         try:
             if all(
@@ -207,12 +211,14 @@ def item_hash(item_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(item_id.encode(), digest_size=4).digest(), "little")
 
 
-@dataclass
+@dataclass(eq=False)
 class UserRecord:
     consent_shared: bool
     created_at: int
     version: int = 0
-    events: list[StoredEvent] = field(default_factory=list)
+    # the retained events, oldest first: as read (columns), or as objects once a
+    # caller asked for ``events`` (a recommend reads only the columns)
+    log: list[StoredEvent] | EventColumns = field(default_factory=list)
     model: PersonalModel | None = None
     ledger: dict[str, list[str]] = field(default_factory=dict)
     # items whose events the caps dropped: (fingerprint, day of the newest dropped event)
@@ -223,13 +229,43 @@ class UserRecord:
     retired: RetiredIds = field(default_factory=RetiredIds)  # ids of events that left
     devices: list[DeviceEntry] = field(default_factory=list)  # by device id
 
+    @property
+    def events(self) -> list[StoredEvent]:
+        """The retained events, oldest first: the record's own list, which callers may
+        change in place (built from the columns read on first use)."""
+        log = self.log
+        if isinstance(log, EventColumns):
+            log = self.log = log.rows(StoredEvent)
+        return log
+
+    @events.setter
+    def events(self, events: list[StoredEvent]) -> None:
+        self.log = events
+
+    @property
+    def columns(self) -> EventColumns:
+        """The retained events as columns (``event_columns.py``): as read, or built
+        from the events."""
+        log = self.log
+        return log if isinstance(log, EventColumns) else EventColumns.from_events(log)
+
+    def __eq__(self, other: object) -> bool:
+        """Records are equal when every field is, the events compared as events."""
+        if not isinstance(other, UserRecord):
+            return NotImplemented
+        mine, theirs = dict(vars(self)), dict(vars(other))
+        del mine["log"], theirs["log"]
+        return mine == theirs and self.events == other.events
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, as the dataclass was)
+
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {
             "v": RECORD_FORMAT,
             "n": self.version,
             "c": self.consent_shared,
             "t": self.created_at,
-            "e": [e.pack() for e in self.events],
+            "e": self.columns.pack(),
             "l": {k: v for k, v in self.ledger.items() if v},
         }
         if self.model is not None:
@@ -250,7 +286,11 @@ class UserRecord:
     @classmethod
     def from_bytes(cls, raw: bytes) -> UserRecord:
         body = _unpack_body(raw)
-        events = StoredEvent.unpack_all(body["e"])
+        log: list[StoredEvent] | EventColumns
+        if body["v"] >= 4:
+            log = EventColumns.unpack(body["e"])
+        else:
+            log = StoredEvent.unpack_all(body["e"])
         try:
             retired = RetiredIds.from_bytes(body.get("x", b""), body.get("h", 0))
         except (ValueError, TypeError):
@@ -259,13 +299,13 @@ class UserRecord:
             consent_shared=bool(body["c"]),
             created_at=int(body["t"]),
             version=int(body["n"]),
-            events=events,
+            log=log,
             model=PersonalModel.unpack(body["m"]) if "m" in body else None,
             ledger={k: list(v) for k, v in body["l"].items()},
             earlier=_unpack_earlier(body),
             generation=int(body.get("g", 0)),
             # format 2 numbered its events on reading: the next number follows them
-            next_seq=int(body.get("q", len(events))),
+            next_seq=int(body.get("q", len(log))),
             retired=retired,
             devices=[DeviceEntry.unpack(d) for d in body.get("d", [])],
         )
@@ -275,8 +315,19 @@ class UserRecord:
 
     def item_ids(self) -> set[str]:
         """Items with events in the retained log."""
+        log = self.log
+        if isinstance(log, EventColumns):
+            return log.item_ids()
         search = KindCode.search
-        return {e.ref for e in self.events if e.kind is not search}
+        return {e.ref for e in log if e.kind is not search}
+
+    def event_refs(self, events: list[int]) -> list[str]:
+        """The item or query of each of the events at these positions in the log
+        (positions past its end are left out), without building the events."""
+        log = self.log
+        if isinstance(log, EventColumns):
+            return log.refs_at(events)
+        return [log[i].ref for i in events if 0 <= i < len(log)]
 
     def seen(self, logged: set[str] | None = None) -> SeenItems:
         """Every item the user has had an event on: the log's and the earlier ones
@@ -357,8 +408,14 @@ class RecordSummary:
     def from_bytes(cls, raw: bytes) -> RecordSummary:
         body = _unpack_body(raw)
         return cls(
-            len(body["e"]), {k: list(v) for k, v in body["l"].items()}, int(body.get("g", 0))
+            event_count(body), {k: list(v) for k, v in body["l"].items()}, int(body.get("g", 0))
         )
+
+
+def event_count(body: dict[str, Any]) -> int:
+    """How many events a decoded record body holds, without decoding them."""
+    events = body["e"]
+    return len(events["d"]) if body["v"] >= 4 else len(events)
 
 
 def _unpack_body(raw: bytes) -> dict[str, Any]:

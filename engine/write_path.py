@@ -34,6 +34,7 @@ from ..errors import (
 from .catalog import Catalog
 from .config import EngineConfig
 from .erasure_log import ErasureLog
+from .event_columns import EventColumns
 from .event_ids import parse_event_id
 from .event_merge import Incoming, IncomingBatch, Merged, merge_events, retire
 from .events import DEFAULT_RATING_SCALE, Event, KindCode
@@ -195,7 +196,7 @@ class WritePath:
             encoded = self.catalog.encoder.encode(queries)
             query_vectors = dict(zip(queries, encoded, strict=True))
         record.model, positives = fit(
-            record.events, vectors, query_vectors, self.catalog.prior(), self.config.learner
+            record.columns, vectors, query_vectors, self.catalog.prior(), self.config.learner
         )
         return vectors, positives
 
@@ -559,7 +560,8 @@ def copy_record(record: UserRecord | None) -> UserRecord | None:
         record.consent_shared,
         record.created_at,
         record.version,
-        list(record.events),
+        # columns as read are never changed in place (``events`` replaces them)
+        record.log if isinstance(record.log, EventColumns) else list(record.log),
         record.model,
         {k: list(v) for k, v in record.ledger.items()},
         record.earlier.copy(),

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .engine.catalog_replica import CatalogReplica
 from .engine.config import EngineConfig
+from .engine.event_columns import EventColumns
 from .engine.event_ids import parse_event_id
 from .engine.event_merge import event_id
 from .engine.events import Event
@@ -161,7 +162,11 @@ class DeviceClient:
         """The personal model of the device's event set (the engine's fit)."""
         vectors = dict(zip(self.catalog.ids, self.catalog.vectors, strict=True))
         model, _positives = fit(
-            self.events(), vectors, {}, self._catalog_prior(), self.config.learner
+            EventColumns.from_events(self.events()),
+            vectors,
+            {},
+            self._catalog_prior(),
+            self.config.learner,
         )
         return model
 

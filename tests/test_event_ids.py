@@ -19,7 +19,7 @@ from ownrank import (
     ResetRequiredError,
     VersionConflictError,
 )
-from ownrank.engine.user_record import UserRecord
+from ownrank.engine.user_record import RECORD_FORMAT, UserRecord
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import TOPICS, catalog_items
@@ -212,20 +212,27 @@ def test_a_stale_import_is_refused(store: Engine) -> None:
     assert store.export("ann")["version"] == 3
 
 
-def _downgrade_to_format_2(engine: Engine) -> int:
-    """Rewrite every record as the previous format wrote it (no event ids)."""
+def _downgrade(engine: Engine, version: int) -> int:
+    """Rewrite every record as format ``version`` (2 or 3) wrote it: events as rows,
+    with ids from format 3 on."""
     users = engine._users
     count = 0
     with users.env.write() as txn:
         for key, raw in list(users.records.scan(txn)):
             plain, data_key = users.records.plaintext(key, raw)
             body = msgpack.unpackb(plain, raw=False)
-            body["v"] = 2
-            body["e"] = [e[:5] for e in body["e"]]
-            for name in ("q", "x", "h", "d"):
-                body.pop(name, None)
+            events = UserRecord.from_bytes(plain).events
+            body["v"] = version
+            body["e"] = [e.pack()[: 6 if version >= 3 else 5] for e in events]
+            if version == 2:
+                for name in ("q", "x", "h", "d"):
+                    body.pop(name, None)
             record = UserRecord.from_bytes(msgpack.packb(body, use_bin_type=True))
-            assert record.next_seq == len(record.events)  # read as format 3
+            assert record.events == (
+                events if version >= 3 else [e._replace(eid=k) for k, e in enumerate(events)]
+            )
+            if version == 2:
+                assert record.next_seq == len(record.events)  # numbered on reading
             sealed = msgpack.packb(body, use_bin_type=True)
             if data_key is not None:
                 from ownrank.engine.record_cipher import seal
@@ -233,12 +240,13 @@ def _downgrade_to_format_2(engine: Engine) -> int:
                 sealed = seal(data_key, key, sealed)
             users.records.put(txn, key, sealed)
             count += 1
-        engine.catalog.store.put_meta(txn, "ledger_settings", ["popularity", 64, 2])
+        engine.catalog.store.put_meta(txn, "ledger_settings", ["popularity", 64, version])
     return count
 
 
-def test_a_store_of_the_previous_format_is_migrated_on_open(
-    tmp_path: Path, encoder: WordHashEncoder
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_store_of_a_previous_format_is_migrated_on_open(
+    tmp_path: Path, encoder: WordHashEncoder, version: int
 ) -> None:
     path = tmp_path / "old"
     users = [f"u{k}" for k in range(12)]
@@ -248,7 +256,7 @@ def test_a_store_of_the_previous_format_is_migrated_on_open(
             store.interact(user, [ev(it((k + j) % 20)) for j in range(1 + k % 5)])
         store.interact("u1", [{"kind": "search", "query": "chess openings"}])
         ranked = {u: [(r.item_id, r.score) for r in store.recommend(u, 10)] for u in users}
-        assert _downgrade_to_format_2(store) == len(users)
+        assert _downgrade(store, version) == len(users)
     with make_engine(path, encoder) as store:  # migrated on open
         assert store.ledgers_upgraded == len(users)
         before = {u: [(r.item_id, r.score) for r in store.recommend(u, 10)] for u in users}
@@ -257,7 +265,7 @@ def test_a_store_of_the_previous_format_is_migrated_on_open(
         with store._users.env.read() as txn:
             for _key, raw in store._users.records.scan(txn):
                 plain = store._users.records.plaintext(_key, raw)[0]
-                assert msgpack.unpackb(plain, raw=False)["v"] == 3
+                assert msgpack.unpackb(plain, raw=False)["v"] == RECORD_FORMAT
     with make_engine(path, encoder) as store:  # reopened: nothing more to do, same answers
         assert store.ledgers_upgraded == 0
         after = {u: [(r.item_id, r.score) for r in store.recommend(u, 10)] for u in users}
