@@ -18,6 +18,7 @@ import numpy as np
 
 from .catalog import Catalog
 from .config import EngineConfig
+from .event_columns import EventColumns
 from .scorer_popularity import Popularity
 from .seen_filter import fingerprint
 from .shared_stats import SharedStatistics
@@ -237,12 +238,16 @@ class CandidateSelector:
     def lazy_user_vectors(self, record: UserRecord | None) -> UserVectors:
         return UserVectors(lambda: self.user_vectors(record))
 
-    def live_rows_of(self, record: UserRecord) -> dict[str, int | None]:
-        """Each item the user has events on -> its live row (None: it left the catalog),
-        as of a catch-up of the index with LMDB."""
-        self.catalog.keeper.sync()
-        ids = list(record.item_ids())
-        return dict(zip(ids, self.catalog.keeper.live_rows(ids), strict=True))
+    def ref_rows(self, log: EventColumns) -> np.ndarray:
+        """The live row of each ref of ``log`` (-1: a query, or an item that left the
+        catalog), as of a catch-up of the index with LMDB."""
+        keeper = self.catalog.keeper
+        keeper.sync()
+        items = np.flatnonzero(~log.is_query)
+        found = keeper.live_rows([log.refs[i] for i in items.tolist()])
+        rows = np.full(len(log.refs), -1, np.int64)
+        rows[items] = [-1 if row is None else row for row in found]
+        return rows
 
     def interest_vectors(
         self, record: UserRecord, model: PersonalModel, vectors: Mapping[str, np.ndarray]

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -81,10 +83,57 @@ class Observation(NamedTuple):
         return not self.is_query and self.strength > 0
 
 
+@dataclass(frozen=True, eq=False)
+class NetFeedback:
+    """The net feedback of a log (``net_feedback``), as arrays over its refs (the
+    distinct items and queries of ``EventColumns``): what a recommend reads, without
+    an object per item unless a caller asks for ``observations``."""
+
+    log: EventColumns
+    net: np.ndarray  # float64 per ref: the signed, time-decayed sum of its events
+    last: np.ndarray  # int64 per ref: the index of its newest event
+    order: np.ndarray  # the refs with a net feedback (not 0), oldest first by ``last``
+
+    @cached_property
+    def items(self) -> np.ndarray:
+        """``order`` without the queries: the user's rated items."""
+        order = self.order
+        return np.asarray(order[~self.log.is_query[order]])
+
+    @cached_property
+    def observations(self) -> list[Observation]:
+        """One ``Observation`` per ref of ``order`` (built once, on first use)."""
+        refs, queries = self.log.refs, self.log.is_query.tolist()
+        nets, lasts = self.net.tolist(), self.last.tolist()
+        make = tuple.__new__  # a named tuple without the keyword handling of its __new__
+        return [
+            make(Observation, (refs[i], queries[i], nets[i], lasts[i])) for i in self.order.tolist()
+        ]
+
+
+def net_feedback(events: EventColumns, cfg: LearnerConfig) -> NetFeedback:
+    """Net feedback per item (and per query): each event's strength, decayed by its
+    age against the newest event, summed per ref in log order (one pass over
+    columns: a recommend computes it for the user's whole log)."""
+    refs = len(events.refs)
+    if not len(events):
+        nothing = np.zeros(0, np.int64)
+        return NetFeedback(events, np.zeros(0), nothing, nothing)
+    ts = events.ts.astype(np.int64)
+    # a log holds few distinct (kind, value, weight): each strength is computed once
+    base = np.array([strength(k, v, w, cfg.strengths) for k, v, w in events.combos])
+    age = (int(ts.max()) - ts) / (cfg.half_life_days * 86_400.0)
+    decayed = base[events.combo_of] * 0.5**age
+    net = np.bincount(events.ref_of, weights=decayed, minlength=refs)  # in log order
+    last = np.zeros(refs, np.int64)
+    np.maximum.at(last, events.ref_of, np.arange(len(ts)))
+    order = np.argsort(last)  # (each event is the last of at most one ref: no ties)
+    return NetFeedback(events, net, last, order[net[order] != 0.0])
+
+
 def observations(events: EventColumns, cfg: LearnerConfig) -> list[Observation]:
-    """Net feedback per item (and per query), oldest first by last event: each event's
-    strength, decayed by its age against the newest event, summed per item in log
-    order (one pass over columns: a recommend computes it for the user's whole log).
+    """Net feedback per item (and per query), oldest first by last event
+    (``net_feedback``, as one ``Observation`` each).
 
     >>> from .events import KindCode
     >>> log = EventColumns.from_events([(KindCode.like, "a", None, 1.0, 0, 0),
@@ -92,22 +141,7 @@ def observations(events: EventColumns, cfg: LearnerConfig) -> list[Observation]:
     >>> [(o.ref, o.liked) for o in observations(log, LearnerConfig())]
     [('a', True), ('b', False)]
     """
-    if not len(events):
-        return []
-    ts = events.ts.astype(np.int64)
-    # a log holds few distinct (kind, value, weight): each strength is computed once
-    base = np.array([strength(k, v, w, cfg.strengths) for k, v, w in events.combos])
-    age = (int(ts.max()) - ts) / (cfg.half_life_days * 86_400.0)
-    decayed = base[events.combo_of] * 0.5**age
-    refs = len(events.refs)
-    net = np.bincount(events.ref_of, weights=decayed, minlength=refs)  # in log order
-    last = np.zeros(refs, np.int64)
-    np.maximum.at(last, events.ref_of, np.arange(len(ts)))
-    order = np.argsort(last)  # (each event is the last of at most one ref: no ties)
-    order = order[net[order] != 0.0]
-    names, queries, nets, lasts = events.refs, events.is_query.tolist(), net.tolist(), last.tolist()
-    make = tuple.__new__  # a named tuple without the keyword handling of its __new__
-    return [make(Observation, (names[i], queries[i], nets[i], lasts[i])) for i in order.tolist()]
+    return net_feedback(events, cfg).observations
 
 
 class CatalogPrior:

@@ -23,9 +23,10 @@ from .blas import blas_threads
 from .candidates import CandidateSelector, Interest
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
+from .event_columns import EventColumns
 from .events import Event
 from .items import Item
-from .personal_model import observations
+from .personal_model import net_feedback
 from .ranker import (
     LazyScores,
     Recommendation,
@@ -47,6 +48,9 @@ from .write_path import WritePath
 
 # cold start without popularity shows recent items, spread over topics
 COLD_START_DIVERSITY = 0.3
+# what a call without a user ranks with (never changed: shared by every such call)
+NO_FEEDBACK = net_feedback(EventColumns.from_events([]), EngineConfig().learner)
+NO_ROWS = np.zeros(0, np.int64)
 
 
 def default_scorers(
@@ -114,13 +118,18 @@ class Recommender:
         re-ranked by the personal model and priors. Unknown users get the cold-start list."""
         check_n(n)
         record = self.records.read(user_id)
-        rows = None if record is None else self.candidates.live_rows_of(record)
-        if rows is not None and None in rows.values():
-            # catalog items the user had events on are gone: the write path drops them
-            # (once: the rewrite drops those events)
-            record, rows = self.writes.catch_up(user_id), None
+        live = None
+        if record is not None:
+            log = record.columns
+            rows = self.candidates.ref_rows(log)
+            if (rows[~log.is_query] < 0).any():
+                # catalog items the user had events on are gone: the write path drops
+                # them (once: the rewrite drops those events)
+                record = self.writes.catch_up(user_id)
+            else:
+                live = (log, rows)
         vectors = self.candidates.lazy_user_vectors(record)
-        return self.rank(record, vectors, n, filters, exclude_seen, diversity, rows)
+        return self.rank(record, vectors, n, filters, exclude_seen, diversity, live)
 
     def recommend_from_history(
         self,
@@ -147,13 +156,14 @@ class Recommender:
         filters: Mapping[str, Any] | None,
         exclude_seen: bool,
         diversity: float,
-        live_rows: Mapping[str, int | None] | None = None,
+        live: tuple[EventColumns, np.ndarray] | None = None,
     ) -> list[Recommendation]:
-        """``live_rows``: the live rows of the user's items, if the caller has them.
-        Nothing read or derived for the user outlives the call (the collaborative
-        scorer's rows, shared by retrieval and scoring, are dropped at its end)."""
+        """``live``: the record's events and the live row of each of their refs
+        (``CandidateSelector.ref_rows``), if the caller has them. Nothing read or
+        derived for the user outlives the call (the collaborative scorer's rows,
+        shared by retrieval and scoring, are dropped at its end)."""
         try:
-            return self._rank(record, user_vectors, n, filters, exclude_seen, diversity, live_rows)
+            return self._rank(record, user_vectors, n, filters, exclude_seen, diversity, live)
         finally:
             self.collaborative.end_call()
 
@@ -165,17 +175,14 @@ class Recommender:
         filters: Mapping[str, Any] | None,
         exclude_seen: bool,
         diversity: float,
-        live_rows: Mapping[str, int | None] | None,
+        live: tuple[EventColumns, np.ndarray] | None,
     ) -> list[Recommendation]:
         if not 0.0 <= diversity <= 1.0:
             raise InvalidInputError("diversity must be between 0 and 1")
         expr = self.catalog.parse_filters(filters)
         cfg = self.config.ranking
         model = record.model if record else None
-        if record is None or not exclude_seen:
-            seen = SeenItems.nothing()
-        else:  # the live rows' keys are the log's items: not collected twice
-            seen = record.seen(None if live_rows is None else set(live_rows))
+        seen = SeenItems.nothing() if record is None or not exclude_seen else record.seen()
         candidates = self.candidates
 
         def interests_of() -> list[Interest]:
@@ -183,16 +190,22 @@ class Recommender:
                 return []
             return candidates.interest_vectors(record, model, user_vectors)
 
-        user_observations = (
-            [] if record is None else observations(record.columns, self.config.learner)
-        )
+        ref_rows: np.ndarray
+        if record is None:
+            feedback, ref_rows = NO_FEEDBACK, NO_ROWS
+        else:
+            if live is None:
+                log = record.columns
+                live = log, candidates.ref_rows(log)
+            log, ref_rows = live
+            feedback = net_feedback(log, self.config.learner)
         pool = candidates.small_pool(expr)
         if pool is not None:  # few enough to score every one
             why = ["catalog"] * len(pool.ids)
         else:
             with self.env.read() as txn:  # items liked together with the user's
                 also = self.collaborative.candidates(
-                    txn, user_observations, cfg, max(cfg.candidates, 3 * n)
+                    txn, feedback.observations, cfg, max(cfg.candidates, 3 * n)
                 )
             rows = candidates.retrieve(model, interests_of(), expr, seen, n, also)
             pool = candidates.pool_of(list(rows))
@@ -215,8 +228,8 @@ class Recommender:
                 eligible,
                 ids,
                 [],
-                user_observations,
-                self._live_rows(live_rows),
+                feedback,
+                ref_rows,
             )
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item
@@ -279,21 +292,6 @@ class Recommender:
                 )
                 for k, parts_k, reason in zip(order, parts_of, reasons, strict=True)
             ]
-
-    def _live_rows(
-        self, known: Mapping[str, int | None] | None
-    ) -> Callable[[list[str]], list[int | None]]:
-        """Item ids -> live rows: from ``known`` where it has them, else the index's."""
-        keeper = self.catalog.keeper
-        if known is None:
-            return keeper.live_rows
-
-        def rows(ids: list[str]) -> list[int | None]:
-            if all(i in known for i in ids):
-                return [known[i] for i in ids]
-            return keeper.live_rows(ids)
-
-        return rows
 
     def _item_or_none(self, txn: Any, item_id: str) -> Item | None:
         """The item as of ``txn``, or None if it was deleted since the index saw it."""

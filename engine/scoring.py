@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from .config import RankingConfig
-from .personal_model import Observation
+from .personal_model import NetFeedback, Observation
 from .user_record import PersonalModel, UserRecord
 
 if TYPE_CHECKING:
@@ -38,11 +38,17 @@ class RankingContext:
     eligible: np.ndarray  # positions in the pool of the candidates being scored
     ids: Sequence[str]  # their item ids (looked up on demand)
     items: list[Any | None]  # their items, when the call read them (else empty)
-    # the net feedback on each of the user's items and queries, oldest first (computed
-    # once a call: candidate retrieval and several scorers read it)
-    observations: list[Observation]
-    # item ids -> their live rows in the index (None: not in the catalog now)
-    live_rows: Callable[[list[str]], list[int | None]]
+    # the net feedback on each of the user's items and queries (computed once a call:
+    # candidate retrieval and several scorers read it)
+    feedback: NetFeedback
+    # the live row in the index of each ref of ``feedback.log`` (-1: a query, or an
+    # item not in the catalog now)
+    ref_rows: np.ndarray
+
+    @property
+    def observations(self) -> list[Observation]:
+        """The net feedback as one ``Observation`` per item or query, oldest first."""
+        return self.feedback.observations
 
     @cached_property
     def interests(self) -> list[Interest]:
@@ -53,10 +59,10 @@ class RankingContext:
     def rated(self) -> RatedItems:
         """The items the user has feedback on, as arrays (built once a call for the
         scorers that read them)."""
-        refs = [o.ref for o in self.observations if not o.is_query]
-        rows = [-1 if r is None else r for r in self.live_rows(refs)]
-        strengths = [o.strength for o in self.observations if not o.is_query]
-        return RatedItems(refs, np.array(strengths, np.float64), np.array(rows, np.int64))
+        feedback = self.feedback
+        items, names = feedback.items, feedback.log.refs
+        refs = [names[i] for i in items.tolist()]
+        return RatedItems(refs, feedback.net[items], self.ref_rows[items])
 
 
 @dataclass(frozen=True)
