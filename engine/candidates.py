@@ -131,6 +131,12 @@ class CandidatePool:
         once per pool: pools are cached)."""
         return np.array([fingerprint(i) for i in self.ids], np.uint32)
 
+    @cached_property
+    def sorted_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The positions that sort ``hashes``, and the sorted hashes (once per pool)."""
+        order = np.argsort(self.hashes, kind="stable")
+        return order, self.hashes[order]
+
     def unseen(self, seen: SeenItems) -> np.ndarray:
         """Positions of the items not in ``seen``."""
         keep = np.ones(len(self.ids), bool)
@@ -139,9 +145,18 @@ class CandidatePool:
             keep[positions] = False
         else:
             keep &= np.array([i not in seen.logged for i in self.ids], bool)
-        if len(seen.earlier):  # sorted: a binary search per item (np.isin sorts both)
-            at = np.minimum(np.searchsorted(seen.earlier, self.hashes), len(seen.earlier) - 1)
-            keep &= seen.earlier[at] != self.hashes
+        if len(seen.earlier):  # a binary search per earlier item in the sorted hashes
+            order, hashes = self.sorted_hashes
+            first = np.searchsorted(hashes, seen.earlier, "left")
+            past = np.searchsorted(hashes, seen.earlier, "right")
+            found = first < past
+            if found.any():
+                first, past = first[found], past[found]
+                if int((past - first).max()) == 1:  # (a fingerprint shared in the pool: rare)
+                    keep[order[first]] = False
+                else:
+                    for start, stop in zip(first.tolist(), past.tolist(), strict=True):
+                        keep[order[start:stop]] = False
         return np.flatnonzero(keep)
 
 

@@ -293,3 +293,37 @@ def test_old_and_new_exports_of_earlier_items_import(tmp_path: Path) -> None:
         ):
             with pytest.raises(InvalidInputError):
                 engine.import_user({**export, "earlier_items": [bad]})
+
+
+def _colliding_ids() -> tuple[str, str]:
+    """Two item ids with the same 24-bit fingerprint (found by search: deterministic)."""
+    first: dict[int, str] = {}
+    for k in range(200_000):
+        item_id = f"c{k}"
+        other = first.setdefault(fingerprint(item_id), item_id)
+        if other != item_id:
+            return other, item_id
+    raise AssertionError("no collision found")
+
+
+COLLIDING = _colliding_ids()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_pool_leaves_out_exactly_the_seen_items(data: Any) -> None:
+    """``CandidatePool.unseen`` against the definition: not in the log, and no earlier
+    item's fingerprint is the item's (two pool items may share one)."""
+    from ownrank.engine.candidates import CandidatePool
+    from ownrank.engine.user_record import SeenItems
+
+    ids = [f"i{k}" for k in range(data.draw(st.integers(0, 40)))] + list(COLLIDING)
+    pool = CandidatePool(
+        np.arange(len(ids)), ids, np.zeros((len(ids), 2), np.float32), np.zeros(2, np.float32)
+    )
+    logged = set(data.draw(st.lists(st.sampled_from([*ids, "elsewhere"]), max_size=30)))
+    earlier_ids = data.draw(st.lists(st.sampled_from([*ids, "x1", "x2"]), max_size=30))
+    earlier = {fingerprint(i) for i in earlier_ids}
+    seen = SeenItems(logged, np.array(sorted(earlier), np.uint32))
+    expected = [k for k, i in enumerate(ids) if i not in logged and fingerprint(i) not in earlier]
+    assert pool.unseen(seen).tolist() == expected
