@@ -258,6 +258,8 @@ class CandidateSelector:
         catalog), as of a catch-up of the index with LMDB."""
         keeper = self.catalog.keeper
         keeper.sync()
+        if not log.is_query.any():  # (the usual log: items only)
+            return np.array([-1 if r is None else r for r in keeper.live_rows(log.refs)], np.int64)
         items = np.flatnonzero(~log.is_query)
         found = keeper.live_rows([log.refs[i] for i in items.tolist()])
         rows = np.full(len(log.refs), -1, np.int64)

@@ -110,6 +110,8 @@ class EventColumns:
 
     def item_ids(self) -> set[str]:
         """The items (not queries) the events name."""
+        if not self.is_query.any():  # (the usual log: items only)
+            return set(self.refs)
         return {
             ref for ref, query in zip(self.refs, self.is_query.tolist(), strict=True) if not query
         }
