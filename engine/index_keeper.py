@@ -6,10 +6,11 @@ processes: ``index_file``). On open the keeper loads the index file and catches 
 up from the catalog change log, or rebuilds it from the stored vectors when the
 file is missing, unreadable, from another model or store, or too far behind.
 Before every query it compares the index's sequence number with the stored
-one (one cheap read) and replays the changes it missed, so a catalog change
-made by another process is visible at the next query and a deleted item is
-never returned. Rebuilds for size (another kind, an IVF retrain, HNSW
-tombstones) are built beside the index in use and swapped in.
+one (one cheap read, none while no transaction committed since the last check)
+and replays the changes it missed, so a catalog change made by another process
+is visible at the next query and a deleted item is never returned. Rebuilds for
+size (another kind, an IVF retrain, HNSW tombstones) are built beside the index in
+use and swapped in.
 
 Search strategy (exactness where it matters):
 - no filter: the index's own search, over-fetching past excluded rows;
@@ -95,6 +96,7 @@ class IndexKeeper:
         self._background = threading.Lock()
         set_faiss_threads(config.index_threads)
         self.index = self._open()
+        self._current: tuple[int, Any] | None = None  # (txn id, index) of the last check
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -164,16 +166,14 @@ class IndexKeeper:
         return index if remapped is index else self._sized(remapped)
 
     def _training_sample(self, txn: Any, live: int, lists: int) -> np.ndarray:
-        """Every s-th stored vector (``ivf_training_stride``): the same snapshot always
-        gives the same sample, so the same centroids."""
+        """Every s-th stored vector (``ivf_training_stride``): one snapshot, one sample."""
         stride = ivf_training_stride(live, lists)
         vectors = self.store.iter_vectors(txn, self.dimension)
         sample = [vec for _row, _id, vec in itertools.islice(vectors, 0, None, stride)]
         return np.stack(sample) if sample else np.zeros((1, self.dimension), np.float32)
 
     def _rebuild_due(self, index: VectorIndex) -> bool:
-        """Another kind for this size, an IVF index the catalog has outgrown (doubled
-        since training), or an HNSW graph past its tombstone share."""
+        """Another kind for this size, IVF outgrown (2x since training), HNSW past tombstones."""
         wrong_kind = self._desired_kind(index.live_count, index.kind) != index.kind
         outgrown = index.kind == "ivf" and index.live_count > 2 * index.trained_on
         return wrong_kind or outgrown or index.tombstone_ratio > self.config.tombstone_rebuild_ratio
@@ -188,15 +188,11 @@ class IndexKeeper:
             return True
         net = net_change(changes)
         index.remove(net.removed)
-        rows: list[int] = []
-        vecs: list[np.ndarray] = []
-        for row in net.added:
-            found = self.store.get_vector(txn, row, self.dimension)
-            if found is not None:
-                rows.append(row)
-                vecs.append(found[1])
+        read = [(row, self.store.get_vector(txn, row, self.dimension)) for row in net.added]
+        found = [(row, hit[1]) for row, hit in read if hit is not None]
+        rows = [row for row, _vector in found]
         if rows:
-            index.add(np.asarray(rows, np.int64), np.stack(vecs))
+            index.add(np.asarray(rows, np.int64), np.stack([vector for _row, vector in found]))
         if table and self.table is not None:
             for row in net.removed:
                 self.table.remove(row)
@@ -216,8 +212,12 @@ class IndexKeeper:
 
     def sync(self) -> None:
         """Catch up with changes committed by this or any other process."""
+        index, committed = self.index, self.env.last_txn_id()
+        if self._current == (committed, index):  # nothing committed since the last check
+            return
         with self.env.read() as txn:
-            if self.store.catalog_seq(txn) == self.index.seq:
+            if self.store.catalog_seq(txn) == index.seq:
+                self._current = (committed, index)  # (current as of a snapshot >= that)
                 return
         with self.lock.writing(), self.env.read() as txn:
             if not self._catch_up(self.index, txn):

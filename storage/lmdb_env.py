@@ -120,6 +120,7 @@ class LmdbEnvironment:
 
     def last_txn_id(self) -> int:
         """LMDB's id of the last committed transaction (a store-wide sequence number)."""
+        self._check_pid()
         return int(self._env.info()["last_txnid"])
 
     def copy_to(self, path: Path) -> None:
