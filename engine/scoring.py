@@ -96,9 +96,8 @@ class BestEntry:
     sum (``position``: each entry's pool position; ``source``: what it came from, e.g. a
     liked item; ``contribution``: its value; ``pool_size``: one past the largest
     position, which may be a spare one for entries outside the pool, never a
-    candidate's), found only for the candidates a call explains: ``prepare`` narrows
-    the entries to theirs in one pass, so each lookup scans a few entries, not all
-    of them.
+    candidate's), found for the candidates a call explains in one pass over the
+    entries (``prepare``); another candidate's by a scan of every entry.
 
     >>> best = BestEntry(np.array([3, 1, 3]), np.array([0, 1, 2]), np.array([0.5, 0.2, 0.9]),
     ...                  eligible=np.array([1, 3]), pool_size=4)
@@ -118,7 +117,7 @@ class BestEntry:
         self.entries = (position, source, contribution)
         self.eligible = eligible
         self.pool_size = pool_size
-        self.narrowed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.best: dict[int, int] = {}  # pool position -> source, for those prepared
         self.prepared = np.zeros(0, bool)
 
     def prepare(self, candidates: Sequence[int]) -> None:
@@ -126,16 +125,22 @@ class BestEntry:
         marked[self.eligible[list(candidates)]] = True
         position, source, contribution = self.entries
         keep = np.flatnonzero(marked[position])
-        self.narrowed = (position[keep], source[keep], contribution[keep])
+        at = position[keep]
+        # by position, then the largest contribution, then the first entry: the first
+        # of each position's run is its best (as ``source_of``'s argmax picks)
+        order = np.lexsort((keep, -contribution[keep], at))
+        at = at[order]
+        first = np.flatnonzero(np.diff(at, prepend=-1))
+        self.best = dict(zip(at[first].tolist(), source[keep[order[first]]].tolist(), strict=True))
         self.prepared = marked
 
     def source_of(self, k: int) -> int | None:
         """The source of candidate ``k``'s largest entry (the first of equals), or None
         when it has no entry."""
-        row = self.eligible[k]
-        narrowed = self.narrowed
-        entries = narrowed if narrowed is not None and self.prepared[row] else self.entries
-        position, source, contribution = entries
+        row = int(self.eligible[k])
+        if row < len(self.prepared) and self.prepared[row]:
+            return self.best.get(row)
+        position, source, contribution = self.entries
         mine = np.flatnonzero(position == row)
         if not len(mine):
             return None
