@@ -101,6 +101,12 @@ class NetFeedback:
         return np.asarray(order[~self.log.is_query[order]])
 
     @cached_property
+    def liked(self) -> np.ndarray:
+        """``items`` with a positive net feedback (``Observation.liked``'s rule)."""
+        items = self.items
+        return np.asarray(items[self.net[items] > 0.0])
+
+    @cached_property
     def observations(self) -> list[Observation]:
         """One ``Observation`` per ref of ``order`` (built once, on first use)."""
         refs, queries = self.log.refs, self.log.is_query.tolist()

@@ -204,9 +204,7 @@ class Recommender:
             why = ["catalog"] * len(pool.ids)
         else:
             with self.env.read() as txn:  # items liked together with the user's
-                also = self.collaborative.candidates(
-                    txn, feedback.observations, cfg, max(cfg.candidates, 3 * n)
-                )
+                also = self.collaborative.candidates(txn, feedback, cfg, max(cfg.candidates, 3 * n))
             rows = candidates.retrieve(model, interests_of(), expr, seen, n, also)
             pool = candidates.pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]

@@ -34,7 +34,7 @@ from .candidates import CandidatePool
 from .co_counts import item_keys
 from .config import EngineConfig, RankingConfig
 from .key_lookup import KeyLookup
-from .personal_model import Observation
+from .personal_model import NetFeedback
 from .scorer_popularity import Popularity
 from .scoring import BestEntry, RankingContext, ScorePart
 from .shared_stats import SharedStatistics
@@ -63,11 +63,9 @@ class CollaborativeScorer:
         self.popularity = popularity
         self._lookup: tuple[CandidatePool, KeyLookup] | None = None  # of the last pool
         self._powers: tuple[np.ndarray, float, np.ndarray] | None = None
-        # the calling user's rows: (their observations, (snapshot id, settings), rows);
+        # the calling user's rows: (their net feedback, (snapshot id, settings), rows);
         # dropped when the ranking call ends (``end_call``)
-        self._last_pairs: (
-            tuple[list[Observation], tuple[int, RankingConfig], _Pairs | None] | None
-        ) = None
+        self._last_pairs: tuple[NetFeedback, tuple[int, RankingConfig], _Pairs | None] | None = None
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.collaborative_weight
@@ -85,7 +83,7 @@ class CollaborativeScorer:
         if not (self.active(ctx.config) and ctx.record is not None):
             return ScorePart(np.zeros(count))
         cfg = ctx.config
-        pairs = self._pairs(ctx.txn, ctx.observations, cfg)
+        pairs = self._pairs(ctx.txn, ctx.feedback, cfg)
         if pairs is None:
             return ScorePart(np.zeros(count))
         position = self._lookup_of(ctx.pool).positions(pairs.partners)
@@ -104,7 +102,7 @@ class CollaborativeScorer:
         values = (raw - raw.mean()) / spread if spread > 1e-12 else np.zeros(count)
         ramp = cfg.collaborative_ramp_items
         if ramp > 0.0:  # a few likes say little about whom the user resembles
-            liked = sum(1 for o in ctx.observations if o.liked)
+            liked = len(ctx.feedback.liked)
             values *= liked / (liked + ramp)
         best = BestEntry(position, source, contribution, ctx.eligible, len(ctx.pool.ids))
 
@@ -116,14 +114,14 @@ class CollaborativeScorer:
         return ScorePart(values, explain, best.prepare)
 
     def candidates(
-        self, txn: Any, user_observations: list[Observation], cfg: RankingConfig, want: int
+        self, txn: Any, feedback: NetFeedback, cfg: RankingConfig, want: int
     ) -> list[str]:
         """The ``want`` items most liked together with the user's newest liked items
         (by the score's numerator: catalogs too big to score whole retrieve them as
         candidates, and the score then ranks them with the rest), best first."""
         if not self.active(cfg):
             return []
-        pairs = self._pairs(txn, user_observations, cfg)
+        pairs = self._pairs(txn, feedback, cfg)
         if pairs is None:
             return []
         keys, where = np.unique(pairs.partners, return_inverse=True)
@@ -133,40 +131,37 @@ class CollaborativeScorer:
         found = self.shared.catalog.ids_of_keys(txn, keys[best].tolist())
         return [item_id for item_id in found if item_id is not None]
 
-    def _pairs(
-        self, txn: Any, user_observations: list[Observation], cfg: RankingConfig
-    ) -> _Pairs | None:
+    def _pairs(self, txn: Any, feedback: NetFeedback, cfg: RankingConfig) -> _Pairs | None:
         """The co-occurrence rows of the user's newest liked items, flattened; read
         once a call (retrieval and the score ask for the same user, settings and
         LMDB snapshot: any write, an erasure's too, gives a new snapshot id)."""
         stamp = (txn.id(), cfg)
         last = self._last_pairs
-        if last is not None and last[0] is user_observations and last[1] == stamp:
+        if last is not None and last[0] is feedback and last[1] == stamp:
             return last[2]
-        pairs = self._read_pairs(txn, user_observations, cfg)
-        self._last_pairs = (user_observations, stamp, pairs)
+        pairs = self._read_pairs(txn, feedback, cfg)
+        self._last_pairs = (feedback, stamp, pairs)
         return pairs
 
-    def _read_pairs(
-        self, txn: Any, user_observations: list[Observation], cfg: RankingConfig
-    ) -> _Pairs | None:
-        liked = [o for o in user_observations if o.liked]
-        liked = liked[-cfg.collaborative_query_items :]
-        joined = self.shared.co.joined_rows(txn, [o.ref for o in liked])
+    def _read_pairs(self, txn: Any, feedback: NetFeedback, cfg: RankingConfig) -> _Pairs | None:
+        liked = feedback.liked[-cfg.collaborative_query_items :]  # (refs of the log)
+        names = feedback.log.refs
+        refs = [names[i] for i in liked.tolist()]
+        joined = self.shared.co.joined_rows(txn, refs)
         if joined is None:
             return None
         partners, counts, source = joined.partners, joined.counts, joined.source
         if cfg.collaborative_min_count > 1:  # pairs seen once or twice are mostly noise
             strong = np.flatnonzero(counts >= cfg.collaborative_min_count)
             partners, counts, source = partners[strong], counts[strong], source[strong]
-        found = [liked[k] for k in joined.found]
-        weight = np.array([o.strength for o in found])
+        found = np.asarray(joined.found, np.int64)  # (positions in ``liked``)
+        weight = np.asarray(feedback.net[liked[found]], np.float64)
         if cfg.collaborative_half_life_items > 0:  # newer likes say more about what is next
-            age = np.array([len(liked) - 1 - k for k in joined.found])
+            age = len(liked) - 1 - found
             weight *= np.exp2(-age / cfg.collaborative_half_life_items)
         degree = joined.degrees.astype(np.float64)
         return _Pairs(
-            [o.ref for o in found],
+            [refs[k] for k in joined.found],
             weight,
             degree**cfg.collaborative_alpha,
             partners,

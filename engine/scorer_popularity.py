@@ -57,7 +57,7 @@ class Popularity:
             # the more the engine knows of the user, the less it leans on the crowd's
             # counts and the more on the user's own signals and the collaborative part
             # (without that part the user's own signals are too weak to lead)
-            rated = sum(1 for o in ctx.observations if not o.is_query)
+            rated = len(ctx.feedback.items)
             values = values * (fade / (fade + rated))
         return ScorePart(values)
 
