@@ -178,7 +178,7 @@ class PersonalModel:
     @classmethod
     def unpack(cls, raw: dict[str, Any]) -> PersonalModel:
         weights = np.frombuffer(raw["w"], dtype="<f2").astype(np.float32)
-        interests = [(float(w), [int(i) for i in members]) for w, members in raw["i"]]
+        interests = [(float(w), list(map(int, members))) for w, members in raw["i"]]
         return cls(weights, float(raw["o"]), float(raw["s"]), interests)
 
 
