@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..storage.catalog_store import CatalogMoments
 from .blas import single_threaded
-from .event_columns import Combo, EventColumns
+from .event_columns import EventColumns
 from .events import FeedbackStrengths, strength
 from .user_record import PersonalModel
 
@@ -126,7 +126,9 @@ def net_feedback(events: EventColumns, cfg: LearnerConfig) -> NetFeedback:
         nothing = np.zeros(0, np.int64)
         return NetFeedback(events, np.zeros(0), nothing, nothing)
     ts = events.ts.astype(np.int64)
-    base = np.array(_strengths(events.combos, cfg.strengths))
+    # a log holds few distinct (kind, value, weight): each strength is computed once (not
+    # remembered across calls: the values are the user's, and nothing of theirs outlives a call)
+    base = np.array([strength(k, v, w, cfg.strengths) for k, v, w in events.combos])
     age = (int(ts.max()) - ts) / (cfg.half_life_days * 86_400.0)
     decayed = base[events.combo_of] * 0.5**age
     net = np.bincount(events.ref_of, weights=decayed, minlength=refs)  # in log order
@@ -134,31 +136,6 @@ def net_feedback(events: EventColumns, cfg: LearnerConfig) -> NetFeedback:
     np.maximum.at(last, events.ref_of, np.arange(len(ts)))
     order = np.argsort(last)  # (each event is the last of at most one ref: no ties)
     return NetFeedback(events, net, last, order[net[order] != 0.0])
-
-
-# settings -> (the settings, (kind, value, weight) -> strength): a log holds a few
-# distinct triples, and most logs the same few (ratings 1 to 5, likes, views)
-_STRENGTHS: dict[int, tuple[FeedbackStrengths, dict[Combo, float]]] = {}
-
-
-def _strengths(combos: list[Combo], settings: FeedbackStrengths) -> list[float]:
-    """``strength`` of each triple, remembered per settings object (by identity; at
-    most 8 objects and 4,096 triples each are remembered)."""
-    found = _STRENGTHS.get(id(settings))
-    if found is None or found[0] is not settings:
-        if len(_STRENGTHS) >= 8:
-            _STRENGTHS.clear()
-        found = _STRENGTHS[id(settings)] = (settings, {})
-    known = found[1]
-    if len(known) > 4096:
-        known.clear()
-    out = []
-    for combo in combos:
-        value = known.get(combo)
-        if value is None:
-            value = known[combo] = strength(*combo, settings)
-        out.append(value)
-    return out
 
 
 def observations(events: EventColumns, cfg: LearnerConfig) -> list[Observation]:
