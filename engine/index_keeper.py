@@ -95,8 +95,8 @@ class IndexKeeper:
         self.file = IndexFile(path, stamp, dimension, config)
         self._background = threading.Lock()
         set_faiss_threads(config.index_threads)
-        self.index = self._open()
         self._current: tuple[int, Any] | None = None  # (txn id, index) of the last check
+        self.index = self._open()
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from .config import EngineConfig
 from .event_columns import EventColumns
 from .events import Event
 from .items import Item
-from .personal_model import net_feedback
+from .personal_model import LearnerConfig, net_feedback
 from .ranker import (
     LazyScores,
     Recommendation,
@@ -49,7 +49,7 @@ from .write_path import WritePath
 # cold start without popularity shows recent items, spread over topics
 COLD_START_DIVERSITY = 0.3
 # what a call without a user ranks with (never changed: shared by every such call)
-NO_FEEDBACK = net_feedback(EventColumns.from_events([]), EngineConfig().learner)
+NO_FEEDBACK = net_feedback(EventColumns.from_events([]), LearnerConfig())
 NO_ROWS = np.zeros(0, np.int64)
 
 

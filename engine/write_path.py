@@ -195,8 +195,10 @@ class WritePath:
         if queries:
             encoded = self.catalog.encoder.encode(queries)
             query_vectors = dict(zip(queries, encoded, strict=True))
+        # the events are final from here: as columns, fitted and then written as they are
+        record.log = columns = record.columns
         record.model, positives = fit(
-            record.columns, vectors, query_vectors, self.catalog.prior(), self.config.learner
+            columns, vectors, query_vectors, self.catalog.prior(), self.config.learner
         )
         return vectors, positives
 
