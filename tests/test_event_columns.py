@@ -123,3 +123,31 @@ def test_malformed_columns_are_a_store_format_error(change: Any) -> None:
     change(packed)
     with pytest.raises(StoreFormatError):
         EventColumns.unpack(packed).rows(StoredEvent)
+
+
+@pytest.mark.parametrize("shared", ["popularity", "collaborative"])
+def test_a_recommend_reads_the_columns_and_builds_no_event(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, shared: str
+) -> None:
+    """The point of format 4: a recommend reads the stored columns only (building the
+    events is the write path's business), and ranks as from the events."""
+    from conftest import WordHashEncoder, make_engine
+    from test_catalog import TOPICS, catalog_items
+
+    items = [f"{TOPICS[k % len(TOPICS)]}-{k:04d}" for k in range(30)]
+    with make_engine(tmp_path / "s", WordHashEncoder(), shared_statistics=shared) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        for u in range(4):
+            events: list[dict[str, Any]] = [
+                {"kind": "rating", "item_id": items[(u + k) % 30], "value": 1 + k % 5}
+                for k in range(12)
+            ]
+            engine.interact(f"u{u}", [*events, {"kind": "search", "query": "chess"}])
+        expected = [[(r.item_id, r.score) for r in engine.recommend(f"u{u}", 5)] for u in range(4)]
+
+        def built(*_args: Any) -> Any:
+            raise AssertionError("a recommend built the events")
+
+        monkeypatch.setattr(EventColumns, "rows", built)
+        got = [[(r.item_id, r.score) for r in engine.recommend(f"u{u}", 5)] for u in range(4)]
+        assert got == expected and all(got)
