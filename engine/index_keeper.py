@@ -212,9 +212,9 @@ class IndexKeeper:
 
     def sync(self) -> None:
         """Catch up with changes committed by this or any other process."""
-        index, committed = self.index, self.env.last_txn_id()
-        if self._current == (committed, index):  # nothing committed since the last check
-            return
+        index, committed, checked = self.index, self.env.last_txn_id(), self._current
+        if checked is not None and checked[0] == committed and checked[1] is index:
+            return  # nothing committed since the last check (the same index, by identity)
         with self.env.read() as txn:
             if self.store.catalog_seq(txn) == index.seq:
                 self._current = (committed, index)  # (current as of a snapshot >= that)
