@@ -258,13 +258,17 @@ class CandidateSelector:
         catalog), as of a catch-up of the index with LMDB."""
         keeper = self.catalog.keeper
         keeper.sync()
-        if not log.is_query.any():  # (the usual log: items only)
-            return np.array([-1 if r is None else r for r in keeper.live_rows(log.refs)], np.int64)
-        items = np.flatnonzero(~log.is_query)
-        found = keeper.live_rows([log.refs[i] for i in items.tolist()])
-        rows = np.full(len(log.refs), -1, np.int64)
-        rows[items] = [-1 if row is None else row for row in found]
-        return rows
+        # (the usual log has no search: its refs are all items)
+        items = np.flatnonzero(~log.is_query) if log.is_query.any() else None
+        found = keeper.live_rows(
+            log.refs if items is None else [log.refs[i] for i in items.tolist()]
+        )
+        rows = np.array([-1 if row is None else row for row in found], np.int64)
+        if items is None:
+            return rows
+        out = np.full(len(log.refs), -1, np.int64)
+        out[items] = rows
+        return out
 
     def interest_vectors(
         self, record: UserRecord, model: PersonalModel, vectors: Mapping[str, np.ndarray]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from .config import RankingConfig
-from .personal_model import NetFeedback, Observation
+from .personal_model import NetFeedback
 from .user_record import PersonalModel, UserRecord
 
 if TYPE_CHECKING:
@@ -44,11 +44,6 @@ class RankingContext:
     # the live row in the index of each ref of ``feedback.log`` (-1: a query, or an
     # item not in the catalog now)
     ref_rows: np.ndarray
-
-    @property
-    def observations(self) -> list[Observation]:
-        """The net feedback as one ``Observation`` per item or query, oldest first."""
-        return self.feedback.observations
 
     @cached_property
     def interests(self) -> list[Interest]:
