@@ -116,6 +116,34 @@ class CandidatePool:
         found = sorted_rows[at] == rows if len(sorted_rows) else np.zeros(len(rows), bool)
         return np.where(found, order[at], -1)
 
+    @cached_property
+    def slot_by_row(self) -> np.ndarray | None:
+        """``position_by_row`` with ``len(rows)`` for a row not in the pool, and one
+        more such entry at the end, which row -1 reads (once per pool)."""
+        table = self.position_by_row
+        if table is None:
+            return None
+        slots = np.append(table, -1)
+        slots[slots < 0] = len(self.rows)
+        return slots
+
+    def slots(self, rows: np.ndarray) -> np.ndarray:
+        """The pool position of each of ``rows`` (any shape; -1 allowed), and
+        ``len(self.rows)``, one past the pool, for a row not in it: a sparse sum
+        adds every entry into one array, those outside the pool into its last slot.
+
+        >>> pool = CandidatePool(np.array([7, 3]), ["a", "b"], np.zeros((2, 1)), np.zeros(1))
+        >>> pool.slots(np.array([[3, -1], [7, 9]])).tolist()
+        [[1, 2], [0, 2]]
+        """
+        table = self.slot_by_row
+        if table is not None and (not rows.size or int(rows.max()) < len(table) - 1):
+            found: np.ndarray = table[rows]  # -1 reads the last entry: outside
+            return found
+        position = self.positions(rows.ravel()).reshape(rows.shape)
+        position[(position < 0) | (rows < 0)] = len(self.rows)
+        return position
+
     def ids_at(self, positions: np.ndarray) -> PoolIds:
         """The ids at ``positions``, each looked up when asked (a ranking call names
         its few results: a list of every candidate's id cost more than the ranking)."""

@@ -87,21 +87,22 @@ class NeighbourScorer:
         if not len(live):  # (the newest rated items still in the catalog)
             return Neighbours.none(len(eligible))
         neighbours = self.catalog.neighbours
-        rows, sims, source = neighbours.entries(txn, rated.rows[live])
+        # the rated items' lists as padded blocks: row -1 and similarity 0 past a
+        # list's end, so every step below is one operation over the whole block
+        rows, sims = neighbours.entries(txn, rated.rows[live])
         if neighbours.behind(txn):
             neighbours.start_background()
-        if not len(rows):
+        if not rows.size:
             return Neighbours.none(len(eligible))
         strengths = rated.strengths[live]
         closeness = sims * (1.0 / SIM_SCALE)
         np.maximum(closeness, 0.0, out=closeness)
         raise_to(closeness, self.config.ranking.neighbour_power)
-        contribution = strengths[source] * closeness
-        # list entries -> positions in the pool; entries outside it go to one more
-        # position, past the pool's (one write, not a copy of three arrays)
+        contribution = (strengths[:, None] * closeness).ravel()
+        # list entries -> positions in the pool; entries outside it (and the padding)
+        # go to one more position, past the pool's
         outside = len(pool.rows)
-        position = pool.positions(rows)
-        position[position < 0] = outside
+        position = pool.slots(rows).ravel()
         total = np.bincount(position, weights=contribution, minlength=outside + 1)
         raw = np.asarray(total[eligible], np.float64)  # (bincount of nothing is int64)
         raw *= 1.0 / float(np.abs(strengths).sum())
@@ -109,7 +110,7 @@ class NeighbourScorer:
         spread = math.sqrt(float(raw @ raw) / len(raw)) if len(raw) else 0.0
         scores = raw / spread if spread > 1e-12 else np.zeros(len(raw))
 
-        best = BestEntry(position, source, contribution, eligible, outside + 1)
+        best = BestEntry(position, rows.shape[1], contribution, eligible, outside + 1)
 
         def because(k: int) -> str | None:
             """The rated item whose entry gave candidate ``k`` the most."""

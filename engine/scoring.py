@@ -89,7 +89,8 @@ class ScorePart:
 class BestEntry:
     """Which source gave a candidate its largest entry, among the entries of a sparse
     sum (``position``: each entry's pool position; ``source``: what it came from, e.g. a
-    liked item; ``contribution``: its value; ``pool_size``: one past the largest
+    liked item, or an int w: entry i came from source i // w, as the rows of padded
+    blocks do; ``contribution``: its value; ``pool_size``: one past the largest
     position, which may be a spare one for entries outside the pool, never a
     candidate's), found for the candidates a call explains in one pass over the
     entries (``prepare``); another candidate's by a scan of every entry.
@@ -99,26 +100,37 @@ class BestEntry:
     >>> best.prepare([1])
     >>> best.source_of(1), best.source_of(0)  # candidate 1 is pool row 3: entries 0 and 2
     (2, 1)
+    >>> blocks = BestEntry(np.array([3, 1, 3, 4]), 2, np.array([0.5, 0.2, 0.9, 0.0]),
+    ...                    eligible=np.array([1, 3]), pool_size=5)
+    >>> blocks.source_of(1), blocks.source_of(0)  # entry 2 is in the second block
+    (1, 0)
     """
 
     def __init__(
         self,
         position: np.ndarray,
-        source: np.ndarray,
+        source: np.ndarray | int,
         contribution: np.ndarray,
         eligible: np.ndarray,
         pool_size: int,
     ) -> None:
-        self.entries = (position, source, contribution)
+        self.entries = (position, contribution)
+        self.source = source
         self.eligible = eligible
         self.pool_size = pool_size
         self.best: dict[int, int] = {}  # pool position -> source, for those prepared
         self.prepared = np.zeros(0, bool)
 
+    def _sources(self, entries: np.ndarray) -> np.ndarray:
+        """The source of each of these entries."""
+        if isinstance(self.source, int):
+            return entries // self.source
+        return np.asarray(self.source[entries])
+
     def prepare(self, candidates: Sequence[int]) -> None:
         marked = np.zeros(self.pool_size, bool)
         marked[self.eligible[list(candidates)]] = True
-        position, source, contribution = self.entries
+        position, contribution = self.entries
         keep = np.flatnonzero(marked[position])
         at = position[keep]
         # by position, then the largest contribution, then the first entry: the first
@@ -126,7 +138,8 @@ class BestEntry:
         order = np.lexsort((keep, -contribution[keep], at))
         at = at[order]
         first = np.flatnonzero(np.diff(at, prepend=-1))
-        self.best = dict(zip(at[first].tolist(), source[keep[order[first]]].tolist(), strict=True))
+        sources = self._sources(keep[order[first]])
+        self.best = dict(zip(at[first].tolist(), sources.tolist(), strict=True))
         self.prepared = marked
 
     def source_of(self, k: int) -> int | None:
@@ -135,11 +148,11 @@ class BestEntry:
         row = int(self.eligible[k])
         if row < len(self.prepared) and self.prepared[row]:
             return self.best.get(row)
-        position, source, contribution = self.entries
+        position, contribution = self.entries
         mine = np.flatnonzero(position == row)
         if not len(mine):
             return None
-        return int(source[mine[np.argmax(contribution[mine])]])
+        return int(self._sources(mine[np.argmax(contribution[mine])][None])[0])
 
 
 class Scorer(Protocol):

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 import numpy as np
 
 from .catalog_store import row_from_key, row_key
-from .lists_in_memory import ENTRY, ListsInMemory
+from .lists_in_memory import ENTRY, ListsInMemory, padded
 from .lmdb_env import LmdbEnvironment
 
 LAYOUT = 1
@@ -108,33 +108,20 @@ class NeighbourLists:
     def _changed(self, txn: Any) -> None:
         txn.put(b"neighbours_version", os.urandom(8), db=self.meta)
 
-    def get_many(
-        self, txn: Any, owners: Sequence[int | None] | np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The entries of many lists at once: (rows, similarities, the position in
-        ``owners`` of the list each entry came from). Owners without a list (or
-        None, or -1 in an array of rows) add nothing. From memory while the lists
-        there are current (read again after a change, if they are few enough:
-        ``in_memory_entries``)."""
+    def get_many(self, txn: Any, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The lists of many owners at once (rows; -1 or a row without a list: none) as
+        padded blocks: ``rows[i, j]`` and ``sims[i, j]`` the j-th entry of owner i's
+        list, row -1 and similarity 0 past its end (``ListsInMemory.get_many``). From
+        memory while the lists there are current (read again after a change, if they
+        are few enough: ``in_memory_entries``)."""
         memory = self._in_memory(txn)
         if memory is not None:
-            return memory.get_many(owners if isinstance(owners, np.ndarray) else list(owners))
-        if isinstance(owners, np.ndarray):
-            owners = [None if o < 0 else o for o in owners.tolist()]
-        asked = [(row_key(o), position) for position, o in enumerate(owners) if o is not None]
-        found = dict(txn.cursor(db=self.lists).getmulti([key for key, _p in asked]))
-        raws: list[bytes] = []
-        sources: list[int] = []
-        lengths: list[int] = []
-        for key, position in asked:
-            raw = found.get(key)
-            if raw:
-                raws.append(raw)
-                sources.append(position)
-                lengths.append(len(raw) // ENTRY.itemsize)
-        entries = np.frombuffer(b"".join(raws), ENTRY)
-        source = np.repeat(np.asarray(sources, np.int64), lengths)
-        return entries["row"].astype(np.int64), entries["sim"].astype(np.int64), source
+            return memory.get_many(owners)
+        asked = np.asarray(owners, np.int64).tolist()
+        keys = [row_key(o) for o in asked if o >= 0]
+        found = dict(txn.cursor(db=self.lists).getmulti(keys))
+        raws = [b"" if o < 0 else bytes(found.get(row_key(o), b"")) for o in asked]
+        return padded(raws, self.k(txn) or 0)
 
     def _in_memory(self, txn: Any) -> ListsInMemory | None:
         """The lists as of ``txn`` from memory; read into memory first if they changed

@@ -108,22 +108,29 @@ class CatalogWrites(RuleBasedStateMachine):
     @invariant()
     def lists_in_memory_equal_the_stored_ones(self) -> None:
         """Read from memory (current after every write) and from LMDB, bit for bit, the
-        owners named by a list (None: none) or by an array of rows (-1: none)."""
+        owners named by an array of rows (-1, a row past the lists: none); the two
+        paddings may differ in width only."""
         lists = self.engine.catalog.neighbours.lists
-        owners: list[int | None] = [*range(40), None, 3, 3]
-        as_rows = np.array([-1 if o is None else o for o in owners], np.int64)
+        owners = np.array([*range(40), -1, 3, 3, 10_000], np.int64)
         with self.engine._env.read() as txn:
             memory = lists._in_memory(txn)
             assert memory is not None and memory.version == lists.version(txn)
-            from_memory = [lists.get_many(txn, owners), lists.get_many(txn, as_rows)]
+            from_memory = lists.get_many(txn, owners)
             lists.in_memory_entries = 0
             try:
-                stored = [lists.get_many(txn, owners), lists.get_many(txn, as_rows)]
+                stored = lists.get_many(txn, owners)
+                singly = [None if o < 0 else lists.get(txn, int(o)) for o in owners]
             finally:
                 lists.in_memory_entries = 10_000
-        for found in [*from_memory, stored[1]]:
-            for got, want in zip(found, stored[0], strict=True):
-                assert got.dtype == want.dtype and np.array_equal(got, want)
+        for (rows, sims), one in zip(zip(*from_memory, strict=True), singly, strict=True):
+            want_rows, want_sims = (np.zeros(0, np.int64),) * 2 if one is None else one
+            assert np.array_equal(rows[: len(want_rows)], want_rows)
+            assert np.array_equal(sims[: len(want_sims)], want_sims)
+            assert (rows[len(want_rows) :] == -1).all() and (sims[len(want_sims) :] == 0).all()
+        width = min(from_memory[0].shape[1], stored[0].shape[1])
+        for got, want in zip(from_memory, stored, strict=True):
+            assert got.dtype == want.dtype and np.array_equal(got[:, :width], want[:, :width])
+            assert (got[:, width:] <= 0).all() and (want[:, width:] <= 0).all()
 
     def teardown(self) -> None:
         self.engine.close()
@@ -334,8 +341,8 @@ def test_the_process_lock_examples_run() -> None:
 
 
 def test_the_lists_in_memory_examples_run() -> None:
-    """``ListsInMemory.get_many`` as its docstring shows it: owners as a list (None:
-    none) and as an array of rows (-1: none)."""
+    """``ListsInMemory.get_many`` and ``padded`` as their docstrings show them: padded
+    blocks, -1 or a row without a list giving an empty row."""
     import doctest
 
     from ownrank.storage import lists_in_memory
