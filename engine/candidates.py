@@ -165,18 +165,16 @@ class CandidatePool:
         order = np.argsort(self.hashes, kind="stable")
         return order, self.hashes[order]
 
-    def unseen(self, seen: SeenItems) -> np.ndarray:
-        """Positions of the items not in ``seen``."""
-        keep = np.ones(len(self.ids), bool)
-        if len(seen.logged) < len(self.ids):
-            positions = [p for i in seen.logged if (p := self.position_of.get(i)) is not None]
-            keep[positions] = False
-        else:
-            keep &= np.array([i not in seen.logged for i in self.ids], bool)
-        if len(seen.earlier):  # a binary search per earlier item in the sorted hashes
+    def unseen(self, logged_rows: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+        """Positions of the items not seen: not at ``logged_rows`` (the live rows of the
+        items in the user's log; -1 for none) and without one of the ``earlier``
+        fingerprints (sorted uint32, ``SeenItems.earlier``)."""
+        keep = np.ones(len(self.ids) + 1, bool)  # (+1: the slot of rows not in the pool)
+        keep[self.slots(logged_rows)] = False
+        if len(earlier):  # a binary search per earlier item in the sorted hashes
             order, hashes = self.sorted_hashes
-            first = np.searchsorted(hashes, seen.earlier, "left")
-            past = np.searchsorted(hashes, seen.earlier, "right")
+            first = np.searchsorted(hashes, earlier, "left")
+            past = np.searchsorted(hashes, earlier, "right")
             found = first < past
             if found.any():
                 first, past = first[found], past[found]
@@ -185,7 +183,7 @@ class CandidatePool:
                 else:
                     for start, stop in zip(first.tolist(), past.tolist(), strict=True):
                         keep[order[start:stop]] = False
-        return np.flatnonzero(keep)
+        return np.flatnonzero(keep[:-1])
 
 
 class PoolIds(Sequence[str]):

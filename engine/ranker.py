@@ -175,10 +175,12 @@ def top_n(scores: np.ndarray, n: int) -> list[int]:
     [1, 3, 0]
     """
     if n >= len(scores):
-        return [int(i) for i in np.lexsort((np.arange(len(scores)), -scores))]
+        order: list[int] = np.lexsort((np.arange(len(scores)), -scores)).tolist()
+        return order
     floor = np.partition(scores, len(scores) - n)[len(scores) - n]
     near = np.flatnonzero(scores >= floor)  # the top n and any tie with the n-th
-    return [int(i) for i in near[np.lexsort((near, -scores[near]))][:n]]
+    best: list[int] = near[np.lexsort((near, -scores[near]))][:n].tolist()
+    return best
 
 
 def contributions(

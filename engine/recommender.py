@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..storage.catalog_store import StoredItem
 from .blas import blas_threads
 from .candidates import CandidateSelector, Interest
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
 from .event_columns import EventColumns
 from .events import Event
+from .item_cache import DecodedItems
 from .items import Item
 from .personal_model import LearnerConfig, net_feedback
 from .ranker import (
@@ -51,6 +53,7 @@ COLD_START_DIVERSITY = 0.3
 # what a call without a user ranks with (never changed: shared by every such call)
 NO_FEEDBACK = net_feedback(EventColumns.from_events([]), LearnerConfig())
 NO_ROWS = np.zeros(0, np.int64)
+NO_FINGERPRINTS = np.zeros(0, np.uint32)
 
 
 def default_scorers(
@@ -92,6 +95,7 @@ class Recommender:
         self.weights = {s.name: s.weight for s in self.scorers}
         # parts computed lazily (a protocol check per call costs ~20 us: once here)
         self.penalties = {s.name: s for s in self.scorers if isinstance(s, Penalty)}
+        self.items = DecodedItems()  # the items results name (catalog data)
 
     def warm_up(self) -> None:
         """Compute what every ranking call shares (the catalog prior, the popularity
@@ -182,7 +186,6 @@ class Recommender:
         expr = self.catalog.parse_filters(filters)
         cfg = self.config.ranking
         model = record.model if record else None
-        seen = SeenItems.nothing() if record is None or not exclude_seen else record.seen()
         candidates = self.candidates
 
         def interests_of() -> list[Interest]:
@@ -199,16 +202,23 @@ class Recommender:
                 live = log, candidates.ref_rows(log)
             log, ref_rows = live
             feedback = net_feedback(log, self.config.learner)
+        # what the user has seen: the log's items by their rows, and the earlier items
+        if record is None or not exclude_seen:
+            seen_rows, earlier = NO_ROWS, NO_FINGERPRINTS
+        else:
+            seen_rows, earlier = ref_rows[~feedback.log.is_query], record.earlier.fingerprints()
         pool = candidates.small_pool(expr)
         if pool is not None:  # few enough to score every one
             why = ["catalog"] * len(pool.ids)
         else:
+            # (retrieval filters by id)
+            seen = record.seen() if record and exclude_seen else SeenItems.nothing()
             with self.env.read() as txn:  # items liked together with the user's
                 also = self.collaborative.candidates(txn, feedback, cfg, max(cfg.candidates, 3 * n))
             rows = candidates.retrieve(model, interests_of(), expr, seen, n, also)
             pool = candidates.pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]
-        eligible = pool.unseen(seen)
+        eligible = pool.unseen(seen_rows, earlier)
         if eligible.size == 0:
             return []
         # features over the whole pool (matrix products), then the eligible entries
@@ -292,8 +302,14 @@ class Recommender:
             ]
 
     def _item_or_none(self, txn: Any, item_id: str) -> Item | None:
-        """The item as of ``txn``, or None if it was deleted since the index saw it."""
-        item: Item | None = self.catalog.store.get_item_only(txn, item_id)
+        """The item as of ``txn``, or None if it was deleted since the index saw it
+        (decoded once for as long as its stored bytes stay the same)."""
+        raw = self.catalog.store.item_bytes(txn, item_id)
+        return None if raw is None else self.items.get(item_id, raw, self._decode_item)
+
+    def _decode_item(self, item_id: str, raw: bytes) -> Item:
+        store = self.catalog.store
+        item: Item = StoredItem.item_from_bytes(item_id, raw, store.read_item)
         return item
 
     def search(

@@ -51,3 +51,43 @@ def test_a_missing_or_unknown_field_is_refused() -> None:
         trusted_item(fields)
     with pytest.raises(ValueError, match="stored fields"):
         trusted_item({**fields, "published_at": None, "extra": 1})
+
+
+def test_item_cache_doctests() -> None:
+    from ownrank.engine import item_cache
+
+    failed, attempted = doctest.testmod(item_cache)
+    assert attempted >= 5 and failed == 0
+
+
+def test_results_name_the_items_as_stored_now_each_a_copy_of_its_own(tmp_path: Path) -> None:
+    """Result items come from the decoded-item cache: each equals the stored item as of
+    the call (after an update or a delete too), and changing one (its properties are a
+    plain dict, nested values included) changes no later result."""
+    nested = {"n": 1, "l": [1, {"x": 2}]}
+    written = [
+        Item(id="a", title="Roses red", properties=nested),
+        Item(id="b", title="Roses white", properties={"n": 2}),
+        Item(id="c", title="Tulips", properties={"n": 3}),
+    ]
+    with Engine(tmp_path, encoder=WordHashEncoder()) as engine:
+        engine.catalog.upsert(written)
+
+        def results() -> dict[str, Item]:
+            found = {r.item_id: r.item for r in engine.recommend("nobody", 10)}
+            assert found == {i: engine.catalog.get(i) for i in found}
+            return found
+
+        first = results()
+        assert set(first) == {"a", "b", "c"} and first["a"].properties == nested
+        first["a"].properties["l"][1]["x"] = 99  # the caller changes its copy
+        first["b"].properties["n"] = 99
+        again = results()
+        assert again["a"].properties == nested and again["b"].properties == {"n": 2}
+        assert again["a"] is not first["a"]
+        engine.catalog.update_properties("b", {"n": 5})
+        engine.catalog.delete(["c"])
+        later = results()
+        assert later["b"].properties == {"n": 5} and "c" not in later
+        hits = {h.item_id: h.item for h in engine.search("roses", user_id=None, n=5)}
+        assert hits["a"].properties == nested

@@ -312,10 +312,10 @@ COLLIDING = _colliding_ids()
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_a_pool_leaves_out_exactly_the_seen_items(data: Any) -> None:
-    """``CandidatePool.unseen`` against the definition: not in the log, and no earlier
-    item's fingerprint is the item's (two pool items may share one)."""
+    """``CandidatePool.unseen`` against the definition: not in the log (whose items
+    are given by their rows: -1 or a row outside the pool for an item not in it), and
+    no earlier item's fingerprint is the item's (two pool items may share one)."""
     from ownrank.engine.candidates import CandidatePool
-    from ownrank.engine.user_record import SeenItems
 
     ids = [f"i{k}" for k in range(data.draw(st.integers(0, 40)))] + list(COLLIDING)
     pool = CandidatePool(
@@ -324,6 +324,9 @@ def test_a_pool_leaves_out_exactly_the_seen_items(data: Any) -> None:
     logged = set(data.draw(st.lists(st.sampled_from([*ids, "elsewhere"]), max_size=30)))
     earlier_ids = data.draw(st.lists(st.sampled_from([*ids, "x1", "x2"]), max_size=30))
     earlier = {fingerprint(i) for i in earlier_ids}
-    seen = SeenItems(logged, np.array(sorted(earlier), np.uint32))
+    rows = np.array(
+        [ids.index(i) if i in ids else data.draw(st.sampled_from([-1, 999])) for i in logged],
+        np.int64,
+    )
     expected = [k for k, i in enumerate(ids) if i not in logged and fingerprint(i) not in earlier]
-    assert pool.unseen(seen).tolist() == expected
+    assert pool.unseen(rows, np.array(sorted(earlier), np.uint32)).tolist() == expected
