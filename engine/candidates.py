@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, overload
 
 import numpy as np
 
+from ..storage.lists_in_memory import ListsInMemory
 from .catalog import Catalog
 from .config import EngineConfig
 from .event_columns import EventColumns
@@ -43,6 +44,9 @@ class CandidatePool:
     ids: list[str]
     vectors: np.ndarray
     mean: np.ndarray  # the catalog mean (float32)
+    # cached across calls (``CandidateSelector.small_pool``): tables over catalog data
+    # may be kept with it (a pool retrieved for one call is the user's: nothing is)
+    kept: bool = False
 
     @cached_property
     def units(self) -> np.ndarray:
@@ -126,6 +130,20 @@ class CandidatePool:
         slots = np.append(table, -1)
         slots[slots < 0] = len(self.rows)
         return slots
+
+    def list_slots(self, lists: ListsInMemory) -> np.ndarray | None:
+        """``slots`` of every entry of the neighbour lists in memory, one row per owner,
+        and one more row, of the spare slot only, for an owner without a list; kept
+        with a kept pool for as long as the same lists are current (else None)."""
+        if not self.kept:
+            return None
+        found = self.__dict__.get("_list_slots")
+        if found is not None and found[0] is lists:
+            return np.asarray(found[1])
+        spare = np.full((1, lists.rows.shape[1]), len(self.rows), np.int64)
+        table = np.vstack([self.slots(lists.rows), spare])
+        self.__dict__["_list_slots"] = (lists, table)  # (as a cached_property stores)
+        return table
 
     def slots(self, rows: np.ndarray) -> np.ndarray:
         """The pool position of each of ``rows`` (any shape; -1 allowed), and
@@ -331,7 +349,7 @@ class CandidateSelector:
         key = (seq, rows.tobytes())
         cached = self._pools.get(key)
         if cached is None:
-            cached = self.pool_of([int(r) for r in rows])
+            cached = replace(self.pool_of([int(r) for r in rows]), kept=True)
             cached.scaled_units  # noqa: B018 (computed once for the pool's many calls)
             with self._pools_lock:  # SDK users may rank from several threads
                 if len(self._pools) >= 8:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..storage.lists_in_memory import ListsInMemory
 from .blas import single_threaded
 from .candidates import CandidatePool, centred_units
 from .catalog import Catalog
@@ -48,6 +49,8 @@ class NeighbourScorer:
     def __init__(self, catalog: Catalog, config: EngineConfig) -> None:
         self.catalog = catalog
         self.config = config
+        # closeness of every entry of the lists in memory, with the lists it is of
+        self._kept_closeness: tuple[ListsInMemory, np.ndarray] | None = None
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.neighbour_weight
@@ -87,22 +90,18 @@ class NeighbourScorer:
         if not len(live):  # (the newest rated items still in the catalog)
             return Neighbours.none(len(eligible))
         neighbours = self.catalog.neighbours
-        # the rated items' lists as padded blocks: row -1 and similarity 0 past a
-        # list's end, so every step below is one operation over the whole block
-        rows, sims = neighbours.entries(txn, rated.rows[live])
         if neighbours.behind(txn):
             neighbours.start_background()
-        if not rows.size:
+        # the rated items' lists as padded blocks (padding: similarity 0), each entry's
+        # closeness and its position in the pool (one past the pool for entries outside
+        # it, and for the padding), so every step is one operation over the blocks
+        position, closeness = self._entries(txn, rated.rows[live], pool)
+        if not closeness.size:
             return Neighbours.none(len(eligible))
         strengths = rated.strengths[live]
-        closeness = sims * (1.0 / SIM_SCALE)
-        np.maximum(closeness, 0.0, out=closeness)
-        raise_to(closeness, self.config.ranking.neighbour_power)
         contribution = (strengths[:, None] * closeness).ravel()
-        # list entries -> positions in the pool; entries outside it (and the padding)
-        # go to one more position, past the pool's
+        position = position.ravel()
         outside = len(pool.rows)
-        position = pool.slots(rows).ravel()
         total = np.bincount(position, weights=contribution, minlength=outside + 1)
         raw = np.asarray(total[eligible], np.float64)  # (bincount of nothing is int64)
         raw *= 1.0 / float(np.abs(strengths).sum())
@@ -110,7 +109,7 @@ class NeighbourScorer:
         spread = math.sqrt(float(raw @ raw) / len(raw)) if len(raw) else 0.0
         scores = raw / spread if spread > 1e-12 else np.zeros(len(raw))
 
-        best = BestEntry(position, rows.shape[1], contribution, eligible, outside + 1)
+        best = BestEntry(position, closeness.shape[1], contribution, eligible, outside + 1)
 
         def because(k: int) -> str | None:
             """The rated item whose entry gave candidate ``k`` the most."""
@@ -118,6 +117,37 @@ class NeighbourScorer:
             return None if found is None else rated.refs[int(live[found])]
 
         return Neighbours(scores, because, best.prepare)
+
+    def _entries(
+        self, txn: Any, owners: np.ndarray, pool: CandidatePool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(pool slot, closeness) of each entry of the lists of ``owners``, one row per
+        owner: gathered from tables over the lists in memory (catalog data, built once
+        per version of the lists) when the pool is kept, else computed."""
+        lists = self.catalog.neighbours.lists.in_memory(txn)
+        slots = None if lists is None else pool.list_slots(lists)
+        if lists is not None and slots is not None:
+            at = np.minimum(owners, len(slots) - 1)  # (the last row: no list)
+            return slots[at], self._closeness_of(lists)[at]
+        rows, sims = self.catalog.neighbours.entries(txn, owners)
+        return pool.slots(rows), self._closeness(sims)
+
+    def _closeness_of(self, lists: ListsInMemory) -> np.ndarray:
+        """``_closeness`` of every entry of the lists in memory, and a last row of
+        zeros (as ``CandidatePool.list_slots``); kept while they are current."""
+        found = self._kept_closeness
+        if found is not None and found[0] is lists:
+            return found[1]
+        table = self._closeness(np.vstack([lists.sims, np.zeros_like(lists.sims[:1])]))
+        self._kept_closeness = (lists, table)
+        return table
+
+    def _closeness(self, sims: np.ndarray) -> np.ndarray:
+        """max(0, cos)^neighbour_power from stored similarities."""
+        closeness = sims * (1.0 / SIM_SCALE)
+        np.maximum(closeness, 0.0, out=closeness)
+        raise_to(closeness, self.config.ranking.neighbour_power)
+        return closeness
 
     def neighbours(
         self,

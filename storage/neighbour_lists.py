@@ -114,7 +114,7 @@ class NeighbourLists:
         list, row -1 and similarity 0 past its end (``ListsInMemory.get_many``). From
         memory while the lists there are current (read again after a change, if they
         are few enough: ``in_memory_entries``)."""
-        memory = self._in_memory(txn)
+        memory = self.in_memory(txn)
         if memory is not None:
             return memory.get_many(owners)
         asked = np.asarray(owners, np.int64).tolist()
@@ -123,7 +123,7 @@ class NeighbourLists:
         raws = [b"" if o < 0 else bytes(found.get(row_key(o), b"")) for o in asked]
         return padded(raws, self.k(txn) or 0)
 
-    def _in_memory(self, txn: Any) -> ListsInMemory | None:
+    def in_memory(self, txn: Any) -> ListsInMemory | None:
         """The lists as of ``txn`` from memory; read into memory first if they changed
         and hold at most ``in_memory_entries`` entries (None: read them from LMDB)."""
         if self.in_memory_entries <= 0:

@@ -113,7 +113,7 @@ class CatalogWrites(RuleBasedStateMachine):
         lists = self.engine.catalog.neighbours.lists
         owners = np.array([*range(40), -1, 3, 3, 10_000], np.int64)
         with self.engine._env.read() as txn:
-            memory = lists._in_memory(txn)
+            memory = lists.in_memory(txn)
             assert memory is not None and memory.version == lists.version(txn)
             from_memory = lists.get_many(txn, owners)
             lists.in_memory_entries = 0
@@ -254,6 +254,51 @@ def test_no_list_entry_among_the_candidates_scores_zero(tmp_path: Path) -> None:
         engine.close()
 
 
+def test_kept_tables_sum_what_the_lists_read_anew_sum(tmp_path: Path) -> None:
+    """A kept pool ranks from tables over the lists in memory (each entry's slot and
+    closeness, built once per version of the lists); scores and explanations equal
+    those from lists read from LMDB, bit for bit, before and after catalog writes
+    that change the lists (the tables follow the new version)."""
+    ranking = RankingConfig(personal_weight=0.0, neighbour_weight=1.0, popularity_weight=0.0)
+    engine = make_engine(tmp_path / "s", WordHashEncoder(), content_neighbours=4, ranking=ranking)
+    try:
+        engine.catalog.upsert(_catalog(40))
+        engine.interact(
+            "u1",
+            [
+                {"kind": "like", "item_id": "i3"},
+                {"kind": "like", "item_id": "i17"},
+                {"kind": "dislike", "item_id": "i8"},
+            ],
+        )
+        scorer = next(s for s in engine._users.ranking.scorers if s.name == "neighbours")
+        lists = engine.catalog.neighbours.lists
+
+        def ranked() -> list[tuple[str, float, object]]:
+            return [(r.item_id, r.score, r.explanation) for r in engine.recommend("u1", n=30)]
+
+        def both_ways() -> list[tuple[str, float, object]]:
+            from_tables = ranked()
+            assert scorer._kept_closeness is not None  # the tables were used
+            with engine._env.read() as txn:
+                assert scorer._kept_closeness[0] is lists.in_memory(txn)
+            held, lists.in_memory_entries = lists.in_memory_entries, 0
+            try:  # lists read from LMDB, closeness computed
+                assert ranked() == from_tables
+            finally:
+                lists.in_memory_entries = held
+            return from_tables
+
+        before = both_ways()
+        assert any(r[2].get("because_of") == "i17" for r in before)  # type: ignore[attr-defined]
+        engine.catalog.delete(["i4", "i5"])
+        engine.catalog.upsert([{"id": "twin", "title": _catalog(40)[17]["title"]}])
+        after = both_ways()
+        assert after[0][0] == "twin" and after != before
+    finally:
+        engine.close()
+
+
 def test_dense_and_list_scores_agree_on_the_nearest_item(tmp_path: Path) -> None:
     """The lists path and the dense path (lists off) put an item's twin first."""
     ranking = RankingConfig(personal_weight=0.0, neighbour_weight=1.0, popularity_weight=0.0)
@@ -349,3 +394,22 @@ def test_the_lists_in_memory_examples_run() -> None:
 
     failed, attempted = doctest.testmod(lists_in_memory)
     assert attempted >= 3 and failed == 0
+
+
+def test_a_kept_pool_keeps_its_list_slots_for_one_version_of_the_lists() -> None:
+    """``CandidatePool.list_slots``: each entry's pool slot (one past the pool for rows
+    outside it and for the padding), a last row of that spare slot; rebuilt for another
+    version of the lists; never kept for a pool that is not kept (None)."""
+    from dataclasses import replace
+
+    from ownrank.engine.candidates import CandidatePool
+    from ownrank.storage.lists_in_memory import ListsInMemory
+
+    pool = CandidatePool(np.array([7, 3]), ["a", "b"], np.zeros((2, 1)), np.zeros(1), kept=True)
+    sims = np.array([[9, 8], [7, 0]], np.int32)
+    old = ListsInMemory(b"1", np.array([[3, 7], [9, -1]]), sims, np.array([2, 1]))
+    new = ListsInMemory(b"2", np.array([[7, 5], [3, -1]]), sims, np.array([2, 1]))
+    assert pool.list_slots(old).tolist() == [[1, 0], [2, 2], [2, 2]]
+    assert pool.list_slots(old) is pool.list_slots(old)  # kept
+    assert pool.list_slots(new).tolist() == [[0, 2], [1, 2], [2, 2]]
+    assert replace(pool, kept=False).list_slots(new) is None
