@@ -73,19 +73,19 @@ class CandidatePool:
             return np.asarray(self.scaled_units[at])
         return np.asarray((self.vectors[at] - self.mean) * self.inverse_norms[at, None])
 
-    def cosines(self, centre: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    def cosines(self, centre: Centre, at: np.ndarray | None = None) -> np.ndarray:
         """``units @ centre`` computed from ``vectors`` (of the positions ``at``, else of
         every item): a ranking call that also scores ``vectors`` then reads one matrix,
         not two (each pass over a catalog-sized matrix costs about as much as the rest
         of the call, bench/README.md 2026-12-06)."""
         if at is None:
-            return _cosines(centre, self.vectors, self.mean, self.inverse_norms)
-        return _cosines(centre, self.vectors[at], self.mean, self.inverse_norms[at])
+            return centre.cosines(self.vectors, self.inverse_norms)
+        return centre.cosines(self.vectors[at], self.inverse_norms[at])
 
-    def cosines_at(self, at: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def cosines_at(self, at: np.ndarray) -> Callable[[Centre], np.ndarray]:
         """``cosines(centre, at)`` for any number of centres, reading those rows once."""
         vectors, inverse = self.vectors[at], self.inverse_norms[at]
-        return lambda centre: _cosines(centre, vectors, self.mean, inverse)
+        return lambda centre: centre.cosines(vectors, inverse)
 
     @cached_property
     def row_order(self) -> np.ndarray:
@@ -461,10 +461,21 @@ def centred_units(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.asarray(centred / np.maximum(norms, 1e-12))
 
 
-def _cosines(
-    centre: np.ndarray, vectors: np.ndarray, mean: np.ndarray, inverse_norms: np.ndarray
-) -> np.ndarray:
-    """The cosine of each row of ``vectors``, centred on ``mean``, with ``centre``
-    (a unit vector): ``(vectors @ c - mean @ c) / |vector - mean|``."""
-    c = np.asarray(centre, np.float32)
-    return np.asarray((vectors @ c - np.float32(mean @ c)) * inverse_norms)
+@dataclass(frozen=True)
+class Centre:
+    """A unit vector to measure catalog-centred cosines to (``CandidatePool.cosines``),
+    with what every measure needs: it in float32, and the catalog mean's product with
+    it, each computed once."""
+
+    vector: np.ndarray  # float32
+    shift: np.float32  # mean @ vector
+
+    @classmethod
+    def of(cls, centre: np.ndarray, mean: np.ndarray) -> Centre:
+        c = np.asarray(centre, np.float32)
+        return cls(c, np.float32(mean @ c))
+
+    def cosines(self, vectors: np.ndarray, inverse_norms: np.ndarray) -> np.ndarray:
+        """The cosine of each row of ``vectors``, centred on the mean, with the centre:
+        ``(vectors @ c - mean @ c) / |vector - mean|``."""
+        return np.asarray((vectors @ self.vector - self.shift) * inverse_norms)

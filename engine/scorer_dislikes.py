@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .candidates import centred_units
+from .candidates import Centre, centred_units
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .scoring import RankingContext, ScorePart
@@ -60,15 +60,25 @@ class DislikeScorer:
         cfg = ctx.config
         if ctx.record is None or self.weight(cfg) <= 0.0:
             return None
-        strengths = ctx.rated.strengths
-        newest = cfg.dislike_items
-        negative = self._live(ctx, np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:])
+        rated, newest = ctx.rated, cfg.dislike_items
+        strengths = rated.strengths
+        negative = np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:]
+        negative = negative[rated.rows[negative] >= 0]  # (still in the catalog)
         if not len(negative):
             return None
         # what the user also liked is not pushed away
-        positive = self._live(ctx, np.flatnonzero(strengths > 0.0)[-newest:])
-        disliked = _centre(strengths[negative], self._units(ctx, negative))
-        liked = _centre(strengths[positive], self._units(ctx, positive)) if len(positive) else None
+        positive = np.flatnonzero(strengths > 0.0)[-newest:]
+        positive = positive[rated.rows[positive] >= 0]
+        both = np.concatenate([negative, positive])
+        found = ctx.pool.positions(rated.rows[both])
+        if (found >= 0).all():  # the pool knows their norms: both groups in one gather
+            units = ctx.pool.units_at(found)
+        else:
+            units = np.concatenate([self._units(ctx, negative), self._units(ctx, positive)])
+        weights = np.minimum(np.abs(strengths[both]), 1.0)
+        split, mean = len(negative), ctx.pool.mean
+        disliked = _centre(weights[:split], units[:split], mean)
+        liked = _centre(weights[split:], units[split:], mean) if len(positive) else None
         pool, eligible = ctx.pool, ctx.eligible
 
         def at(positions: np.ndarray) -> np.ndarray:
@@ -80,10 +90,10 @@ class DislikeScorer:
                 cosines = pool.cosines_at(rows)
             else:
 
-                def cosines(centre: np.ndarray) -> np.ndarray:
+                def cosines(centre: Centre) -> np.ndarray:
                     return np.asarray(pool.cosines(centre)[rows])
 
-            def near(centre: np.ndarray, weight: float) -> np.ndarray:
+            def near(centre: Centre, weight: float) -> np.ndarray:
                 cos = cosines(centre)
                 return np.asarray(_power(np.maximum(cos, 0.0), cfg.dislike_power) * weight)
 
@@ -93,11 +103,6 @@ class DislikeScorer:
             return np.asarray(-np.maximum(penalty, 0.0))
 
         return at
-
-    @staticmethod
-    def _live(ctx: RankingContext, at: np.ndarray) -> np.ndarray:
-        """Those of the rated items ``at`` (``RankingContext.rated``) still in the catalog."""
-        return np.asarray(at[ctx.rated.rows[at] >= 0])
 
     def _units(self, ctx: RankingContext, kept: np.ndarray) -> np.ndarray:
         """The catalog-centred unit vectors of the rated items ``kept``, from their
@@ -114,14 +119,13 @@ class DislikeScorer:
         return centred_units(np.stack([vectors[r] for r in refs]), pool.mean)
 
 
-def _centre(strengths: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, float]:
-    """The centre of ``units`` weighted by ``w = min(1, |strength|)``, as a unit
-    vector, and mean(w)."""
-    weights = np.minimum(np.abs(strengths), 1.0)
+def _centre(weights: np.ndarray, units: np.ndarray, mean: np.ndarray) -> tuple[Centre, float]:
+    """The centre of ``units`` weighted by ``weights`` (``w = min(1, |strength|)``), as
+    a unit vector, and mean(w)."""
     centre = weights @ units
     # as numpy's norm and mean compute them, without their dispatch (~10 us a call)
     centre /= max(math.sqrt(float(centre @ centre)), 1e-12)
-    return centre, float(weights.sum()) / len(weights)
+    return Centre.of(centre, mean), float(weights.sum()) / len(weights)
 
 
 def _power(values: np.ndarray, power: float) -> np.ndarray:

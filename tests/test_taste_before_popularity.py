@@ -99,3 +99,37 @@ def test_the_dislike_part_computed_lazily_ranks_as_when_computed_for_every_candi
         assert [r.item_id for r in recs] == [r.item_id for r in full], (user, n)
         assert [r.score for r in recs] == pytest.approx([r.score for r in full], abs=1e-9)
         assert [r.explanation for r in recs] == [r.explanation for r in full]
+
+
+def test_the_dislike_part_is_the_same_when_the_pool_lacks_the_rated_items(
+    crowd: tuple[Engine, list[str], list[str]],
+) -> None:
+    """The disliked and liked centres come from the pool's vectors when it holds every
+    rated item, else each group from the index: a filter that leaves the liked item
+    (or the disliked ones) out of the pool gives each candidate the dislike part it
+    gets unfiltered."""
+    engine, football, popular = crowd
+    disliked = [i for i in football if i not in popular][:3]
+    lines = CATALOG_PATH.read_text().splitlines()
+    items = [{"id": i["id"], "topic": i["properties"]["topic"]} for i in map(json.loads, lines)]
+    liked = next(i["id"] for i in items if i["topic"] == "jazz")
+    user = "torn"
+    engine.interact(user, [{"kind": "dislike", "item_id": i} for i in disliked])
+    engine.interact(user, [{"kind": "like", "item_id": liked}])
+
+    def dislike_parts(among: list[str]) -> dict[str, float]:
+        recs = engine.recommend(user, 100, filters={"id": {"$in": among}})
+        return {r.item_id: r.explanation["parts"]["dislikes"] for r in recs}
+
+    topic_of = {i["id"]: i["topic"] for i in items}
+    pushed = [topic_of[i] for i, part in dislike_parts(list(topic_of)).items() if part < 0]
+    other = max((t for t in set(pushed) if t not in ("football", "jazz")), key=pushed.count)
+    rated = [*disliked, liked]
+    for topic, left_out in (("football", [liked]), (other, disliked)):
+        ranked = [i for i, t in topic_of.items() if t == topic and i not in rated]
+        held = dislike_parts([*rated, *ranked])  # the pool holds every rated item
+        narrowed = dislike_parts([i for i in [*rated, *ranked] if i not in left_out])
+        assert set(narrowed) == set(held) == set(ranked)
+        assert any(part < 0 for part in held.values())
+        for item_id, part in narrowed.items():
+            assert part == pytest.approx(held[item_id], abs=2e-4)
