@@ -152,7 +152,8 @@ class Catalog:
         self.encoder = encoder
         self.config = config
         self.clock = clock
-        self._prior: tuple[int, CatalogPrior] | None = None
+        # (catalog version, its prior, LMDB's last transaction id when last checked)
+        self._prior: tuple[int, CatalogPrior, int] | None = None
         self.neighbours = ContentNeighbours(
             store.env,
             store,
@@ -407,13 +408,18 @@ class Catalog:
 
     def prior(self) -> CatalogPrior:
         """The personal models' catalog-side matrices (from the catalog's moments),
-        cached per catalog version."""
-        with self.env.read() as txn:
+        cached per catalog version (not even the version is read while LMDB has
+        committed nothing since the last look: ``LmdbEnvironment.last_txn_id``)."""
+        committed, found = self.env.last_txn_id(), self._prior
+        if found is not None and found[2] == committed:
+            return found[1]
+        with self.env.read() as txn:  # (a snapshot at least as new as ``committed``)
             seq = self.store.catalog_seq(txn)
-            if self._prior is None or self._prior[0] != seq:
+            if found is None or found[0] != seq:
                 moments = self.store.get_moments(txn, self.keeper.dimension)
-                self._prior = (seq, CatalogPrior(moments, self.config.learner))
-        return self._prior[1]
+                found = (seq, CatalogPrior(moments, self.config.learner), committed)
+            self._prior = (seq, found[1], committed)  # one assignment: never mismatched
+        return found[1]
 
     def moments(self) -> tuple[int, CatalogMoments]:
         """(catalog version, the embeddings' moments): catalog data, what a device
