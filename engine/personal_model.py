@@ -37,6 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -130,8 +131,9 @@ def net_feedback(events: EventColumns, cfg: LearnerConfig) -> NetFeedback:
     # remembered across calls: the values are the user's, and nothing of theirs outlives a call)
     base = np.array([strength(k, v, w, cfg.strengths) for k, v, w in events.combos])
     age = ((int(ts.max()) - ts) / (cfg.half_life_days * 86_400.0)).tolist()
-    # Python's pow, not numpy's: the same bits on every CPU (numpy's may be a SIMD one)
-    decayed = base[events.combo_of] * np.array([0.5**a for a in age])
+    # Python's pow (0.5 ** a), not numpy's: the same bits on every CPU (numpy's may be
+    # a SIMD one)
+    decayed = base[events.combo_of] * np.fromiter(map(pow, repeat(0.5), age), np.float64, len(age))
     net = np.bincount(events.ref_of, weights=decayed, minlength=refs)  # in log order
     last = np.zeros(refs, np.int64)
     np.maximum.at(last, events.ref_of, np.arange(len(ts)))

@@ -49,6 +49,8 @@ class NeighbourScorer:
     def __init__(self, catalog: Catalog, config: EngineConfig) -> None:
         self.catalog = catalog
         self.config = config
+        # the snapshot (LMDB transaction id) at which the lists were last found current
+        self._current_at = -1
         # closeness of every entry of the lists in memory, with the lists it is of
         self._kept_closeness: tuple[ListsInMemory, np.ndarray] | None = None
 
@@ -90,8 +92,11 @@ class NeighbourScorer:
         if not len(live):  # (the newest rated items still in the catalog)
             return Neighbours.none(len(eligible))
         neighbours = self.catalog.neighbours
-        if neighbours.behind(txn):
-            neighbours.start_background()
+        if self._current_at != txn.id():  # (one look per snapshot of the store)
+            if neighbours.behind(txn):
+                neighbours.start_background()
+            else:
+                self._current_at = txn.id()
         # the rated items' lists as padded blocks (padding: similarity 0), each entry's
         # closeness and its position in the pool (one past the pool for entries outside
         # it, and for the padding), so every step is one operation over the blocks
