@@ -1,11 +1,13 @@
-"""Decoded catalog items, kept by their stored bytes: a result's item without a decode.
+"""Decoded catalog items, kept per catalog version: a result's item without a read.
 
-Every recommend and search decodes the items it returns (msgpack, the property
-check, a datetime: ~5 us an item, a tenth of a cold-start recommend). The
-stored bytes of an item are the whole of what its decode reads, so the item
-decoded from the same id and the same bytes is the same: the cache is looked up
-by both, after the read that the call makes anyway (a deleted or changed item
-is never served from it). Items are catalog data: no user data goes in.
+Every recommend and search decodes the items it returns (an LMDB read, msgpack,
+the property check, a datetime: ~5 us an item in a loop, three times that inside
+a ranking call, whose other reads have pushed the item pages out of the CPU's
+caches). Every catalog write bumps the catalog's sequence number in the same
+transaction (``storage/catalog_store.py``), so while it is unchanged every item
+is what it was: the items are kept for one sequence number, the newest a call
+has read, and a call whose snapshot has another one reads its items itself.
+Items are catalog data: no user data goes in.
 
 Each call gets its own item: ``Item`` is frozen, but its ``properties`` is a
 dict a caller may change, so the properties are copied (deeply where a value is
@@ -15,60 +17,79 @@ a list or an object; a shallow copy otherwise).
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable
-from typing import Any
 
 from .items import Item
 
 _SCALARS = (str, int, float, bool, type(None))
+ItemOf = Callable[[str], Item | None]
 
 
 class DecodedItems:
-    """At most ``size`` decoded items; the oldest goes first when full.
+    """At most ``size`` decoded items of the newest catalog version seen (the oldest
+    goes first when full).
 
     >>> from ownrank.engine.items import trusted_item
-    >>> decoded = []
-    >>> def decode(item_id: str, raw: bytes) -> Item:
-    ...     decoded.append(item_id)
-    ...     return trusted_item({"id": item_id, "title": raw.decode(), "body": "",
-    ...                          "tags": (), "properties": {"k": [1]}, "published_at": None})
+    >>> stored = {"a": "A"}; reads = []
+    >>> def read(item_id: str) -> Item | None:
+    ...     reads.append(item_id)
+    ...     title = stored.get(item_id)
+    ...     return None if title is None else trusted_item({
+    ...         "id": item_id, "title": title, "body": "", "tags": (),
+    ...         "properties": {"k": [1]}, "published_at": None})
     >>> cache = DecodedItems(size=2)
-    >>> a, b = cache.get("a", b"A", decode), cache.get("a", b"A", decode)
-    >>> a == b, a is b, a.properties["k"] is b.properties["k"], decoded
+    >>> a, b = cache.reader(1, read)("a"), cache.reader(1, read)("a")
+    >>> a == b, a is b, a.properties["k"] is b.properties["k"], reads
     (True, False, False, ['a'])
-    >>> cache.get("a", b"A2", decode).title, decoded  # new bytes: decoded again
-    ('A2', ['a', 'a'])
-    >>> _ = cache.get("b", b"B", decode); len(cache._items)  # "a" with b"A" went first
-    2
+    >>> stored["a"] = "A2"  # a catalog write: a new version
+    >>> cache.reader(2, read)("a").title, cache.reader(1, read)("a").title, reads
+    ('A2', 'A2', ['a', 'a', 'a'])
+    >>> cache.reader(2, read)("gone"), reads[-1]  # (what is not there is not kept)
+    (None, 'gone')
     """
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._items: dict[tuple[str, bytes], tuple[Item, bool]] = {}
-        self._lock = threading.Lock()  # for adding (a lookup needs none)
+        self._kept: tuple[int, dict[str, tuple[Item, bool]]] = (-1, {})
 
-    def get(self, item_id: str, raw: bytes, decode: Callable[[str, bytes], Item]) -> Item:
-        """The item stored as ``raw`` under ``item_id``, decoded by ``decode`` unless
-        kept; a copy of its own either way."""
-        key = (item_id, raw)
-        found = self._items.get(key)
-        if found is None:
-            item = decode(item_id, raw)
-            found = (item, all(isinstance(v, _SCALARS) for v in item.properties.values()))
-            with self._lock:  # SDK users may rank from several threads
-                self._items[key] = found
-                while len(self._items) > self.size:
-                    del self._items[next(iter(self._items))]
-        item, flat = found
-        props = item.properties
-        return _copy(item, dict(props) if flat else copy.deepcopy(props))
+    def reader(self, version: int, read: ItemOf) -> ItemOf:
+        """The item of an id as of a snapshot of catalog ``version`` (``read``: it read
+        from that snapshot, None if there is none), decoded once per version."""
+        kept_version, kept = self._kept
+        if version > kept_version:  # (one assignment: threads never see a mix)
+            kept = {}
+            self._kept = (version, kept)
+        elif version < kept_version:  # an older snapshot: its items are its own
+            return read
+
+        def item_of(item_id: str) -> Item | None:
+            found = kept.get(item_id)
+            if found is None:
+                found = _decoded(read(item_id))
+                if found is None:
+                    return None
+                kept[item_id] = found
+                if len(kept) > self.size:
+                    kept.pop(next(iter(kept)), None)
+            return _fresh(found)
+
+        return item_of
 
 
-def _copy(item: Item, properties: dict[str, Any]) -> Item:
-    """``item`` with these properties (as ``items.trusted_item`` builds an item)."""
+def _decoded(item: Item | None) -> tuple[Item, bool] | None:
+    """The item, and whether its properties are flat (no list or object values)."""
+    if item is None:
+        return None
+    return item, all(isinstance(v, _SCALARS) for v in item.properties.values())
+
+
+def _fresh(found: tuple[Item, bool]) -> Item:
+    """A copy of the item with its own properties (as ``items.trusted_item`` builds an
+    item)."""
+    item, flat = found
+    props = item.properties
     fields = item.__dict__.copy()
-    fields["properties"] = properties
+    fields["properties"] = dict(props) if flat else copy.deepcopy(props)
     new = Item.__new__(Item)
     object.__setattr__(new, "__dict__", fields)
     object.__setattr__(new, "__pydantic_fields_set__", set(item.__pydantic_fields_set__))

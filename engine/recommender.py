@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..storage.catalog_store import StoredItem
 from .blas import blas_threads
 from .candidates import CandidateSelector, Interest
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
 from .event_columns import EventColumns
 from .events import Event
-from .item_cache import DecodedItems
+from .item_cache import DecodedItems, ItemOf
 from .items import Item
 from .personal_model import LearnerConfig, net_feedback
 from .ranker import (
@@ -239,12 +238,13 @@ class Recommender:
                 feedback,
                 ref_rows,
             )
+            item_of = self._items_of(txn)
             # popularity first: without it (and without a model) the call is a cold start,
             # which ranks by date and so reads every candidate's item
             done: dict[str, ScorePart] = {"popularity": self.popularity.score(ctx)}
             cold_and_bare = model is None and not done["popularity"].values.any()
             if cfg.recency_weight > 0.0 or cold_and_bare:
-                ctx.items = [self._item_or_none(txn, i) for i in ids]
+                ctx.items = [item_of(i) for i in ids]
             if cold_and_bare:  # cold start with no priors: recent first, and diverse
                 diversity = max(diversity, COLD_START_DIVERSITY)
             # parts that only lower a score: for the candidates that can reach the top n
@@ -272,7 +272,7 @@ class Recommender:
                 for s in self.scorers
             }
             order, chosen = select_live(
-                lambda item_id: self._item_or_none(txn, item_id),
+                item_of,
                 ids,
                 scores,
                 lambda at: pool.vectors[eligible[at]],
@@ -302,15 +302,14 @@ class Recommender:
             ]
 
     def _item_or_none(self, txn: Any, item_id: str) -> Item | None:
-        """The item as of ``txn``, or None if it was deleted since the index saw it
-        (decoded once for as long as its stored bytes stay the same)."""
-        raw = self.catalog.store.item_bytes(txn, item_id)
-        return None if raw is None else self.items.get(item_id, raw, self._decode_item)
-
-    def _decode_item(self, item_id: str, raw: bytes) -> Item:
-        store = self.catalog.store
-        item: Item = StoredItem.item_from_bytes(item_id, raw, store.read_item)
+        """The item as of ``txn``, or None if it was deleted since the index saw it."""
+        item: Item | None = self.catalog.store.get_item_only(txn, item_id)
         return item
+
+    def _items_of(self, txn: Any) -> ItemOf:
+        """``_item_or_none`` in ``txn``, each item decoded once per catalog version."""
+        version = self.catalog.store.catalog_seq(txn)
+        return self.items.reader(version, lambda item_id: self._item_or_none(txn, item_id))
 
     def search(
         self,
@@ -353,8 +352,9 @@ class Recommender:
             # only the results are decoded into items (a row's vector and its item are
             # deleted in one transaction, so a live row has its item: the check is cheap)
             hits: list[Hit] = []
+            item_of = self._items_of(txn)
             for i in np.lexsort((np.arange(len(found)), -combined)):
-                item = self._item_or_none(txn, found[i][0])
+                item = item_of(found[i][0])
                 if item is not None:
                     hits.append(Hit(found[i][0], float(combined[i]), item))
                     if len(hits) == n:

@@ -363,11 +363,6 @@ class CatalogStore:
         raw = txn.get(item_id.encode(), db=self.items)
         return None if raw is None else StoredItem.item_from_bytes(item_id, raw, self.read_item)
 
-    def item_bytes(self, txn: Any, item_id: str) -> bytes | None:
-        """An item's stored bytes (``StoredItem.item_from_bytes`` decodes them)."""
-        raw = txn.get(item_id.encode(), db=self.items)
-        return None if raw is None else bytes(raw)
-
     def row_of(self, txn: Any, item_id: str) -> int | None:
         """An item's current row, without building the item (hot paths)."""
         raw = txn.get(item_id.encode(), db=self.items)
