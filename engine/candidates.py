@@ -304,10 +304,9 @@ class CandidateSelector:
         keeper.sync()
         # (the usual log has no search: its refs are all items)
         items = np.flatnonzero(~log.is_query) if log.is_query.any() else None
-        found = keeper.live_rows(
+        rows = keeper.live_rows(
             log.refs if items is None else [log.refs[i] for i in items.tolist()]
         )
-        rows = np.array([-1 if row is None else row for row in found], np.int64)
         if items is None:
             return rows
         out = np.full(len(log.refs), -1, np.int64)
@@ -434,12 +433,12 @@ class CandidateSelector:
             for row, _score in keeper.search_shared(popular, with_seen(want // 2), expr):
                 rows.setdefault(row, "popular")
         allowed = keeper.allowed_rows(expr)  # sorted
-        for found_row in keeper.live_rows(top):
-            if found_row is not None and (allowed is None or contains_row(allowed, found_row)):
+        for found_row in keeper.live_rows(top).tolist():
+            if found_row >= 0 and (allowed is None or contains_row(allowed, found_row)):
                 rows.setdefault(found_row, "popular")
         liked_with = [i for i in also if i not in seen]
-        for found_row in keeper.live_rows(liked_with):
-            if found_row is not None and (allowed is None or contains_row(allowed, found_row)):
+        for found_row in keeper.live_rows(liked_with).tolist():
+            if found_row >= 0 and (allowed is None or contains_row(allowed, found_row)):
                 rows.setdefault(found_row, "collaborative")
         if not queries and direction is None and not rows:  # no model, no popularity: recent
             with self.env.read() as txn:

@@ -544,15 +544,13 @@ class IndexKeeper:
 
     def indexed_items(self, rows: Sequence[int]) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(which of ``rows`` the in-memory index holds live, their item ids, their
-        vectors), as of the index's last catch-up with LMDB (every search starts with one).
-
-        A row's vector never changes (re-embedding gives a new row) and both index
-        kinds store float32 vectors as given, so these are the bits LMDB holds, read
-        without a decode per row. Rows the index does not hold (written by another
-        process since its last catch-up) are left to the caller."""
+        vectors), as of the index's last catch-up with LMDB (every search starts with
+        one). A row's vector never changes (re-embedding gives a new row) and both index
+        kinds store float32 vectors as given: the bits LMDB holds, without a decode per
+        row. Rows the index does not hold (tombstoned, or written by another process
+        since its last catch-up) are left to the caller."""
         table = self.property_table()
         with self.lock.reading():
-            # tombstoned rows are not in the table
             found = table.item_ids_of(rows)
             known = np.asarray(found != None, dtype=bool)  # noqa: E711 (elementwise)
             try:
@@ -576,11 +574,11 @@ class IndexKeeper:
                 return None
         return {item_id: vectors[k] for k, (item_id, _r) in enumerate(found)}
 
-    def live_rows(self, item_ids: Iterable[str]) -> list[int | None]:
-        """Each item's live row as of the last catch-up (None: not in the catalog then)."""
+    def live_rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Each item's live row as of the last catch-up (-1: not in the catalog then)."""
         table = self.property_table()
         with self.lock.reading():
-            return table.rows_of(item_ids)
+            return table.row_array(item_ids)
 
     def most_recent(self, n: int, expr: Expr | None, exclude: set[int]) -> list[int]:
         """Rows of the newest items by publication time (undated items last)."""

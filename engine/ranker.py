@@ -199,9 +199,10 @@ def contributions(
     names, at = list(parts), np.asarray(order, np.intp)
     # one rounding for the whole table (Python's round, value by value, cost ~1 us
     # each), and one argmax for the reasons (first of equals, as ``max`` picks)
-    table = np.round(np.stack([parts[name][at] for name in names], axis=1), 4)
+    table = np.round(np.array([parts[name].take(at) for name in names]).T, 4)
     reasons = [names[i] for i in table.argmax(axis=1).tolist()]
-    return [dict(zip(names, row, strict=True)) for row in table.tolist()], reasons
+    # (each row has one value per name: a strict zip would only add its checks)
+    return [dict(zip(names, row, strict=False)) for row in table.tolist()], reasons
 
 
 def explain(

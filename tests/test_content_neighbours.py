@@ -219,7 +219,7 @@ def test_the_neighbour_score_sums_the_rated_items_lists(tmp_path: Path) -> None:
         recs = engine.recommend("u1", n=5)
         with engine._env.read() as txn:
             (found,) = engine.catalog.neighbours.of_rows(
-                txn, engine.catalog.keeper.live_rows(["i3"])
+                txn, engine.catalog.keeper.live_rows(["i3"]).tolist()
             )
             assert found is not None
             listed = {engine.catalog.store.item_id_of_row(txn, int(r)) for r in found[0]}
@@ -242,7 +242,7 @@ def test_no_list_entry_among_the_candidates_scores_zero(tmp_path: Path) -> None:
         engine.interact("u1", [{"kind": "like", "item_id": "i3"}])
         with engine._env.read() as txn:
             (found,) = engine.catalog.neighbours.of_rows(
-                txn, engine.catalog.keeper.live_rows(["i3"])
+                txn, engine.catalog.keeper.live_rows(["i3"]).tolist()
             )
             assert found is not None
             (listed,) = [engine.catalog.store.item_id_of_row(txn, int(r)) for r in found[0]]
