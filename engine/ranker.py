@@ -48,6 +48,7 @@ class LazyScores:
     scores: np.ndarray = field(init=False)  # exact where ``done``, else ``known``
     parts: dict[str, np.ndarray] = field(init=False)  # each penalty; 0 where not computed
     done: np.ndarray = field(init=False)
+    best: list[int] | None = field(init=False, default=None)  # the top n, once known
 
     def __post_init__(self) -> None:
         self.scores = self.known.copy()
@@ -56,21 +57,31 @@ class LazyScores:
 
     def top(self, n: int, first: int = 32) -> np.ndarray:
         """Exact wherever it decides the top ``n``; returns the scores. Two rounds: the
-        ``max(2n, first)`` best by ``known``, then every candidate whose ``known``
-        reaches the n-th exact score found.
+        ``max(2n, first)`` best by ``known``, then, unless the n-th exact score found
+        is above every other candidate's ``known``, every candidate whose ``known``
+        reaches it. ``best`` is then the top ``n`` (``top_n``'s order).
 
         >>> lazy = LazyScores(np.array([3.0, 2.0, 1.0, 0.5]), {"no": lambda at: -2.0 * (at == 0)})
-        >>> lazy.top(1, first=1).tolist(), lazy.done.tolist()
-        ([1.0, 2.0, 1.0, 0.5], [True, True, False, False])
+        >>> lazy.top(1, first=1).tolist(), lazy.done.tolist(), lazy.best
+        ([1.0, 2.0, 1.0, 0.5], [True, True, False, False], [1])
         """
         count = len(self.known)
         take = max(2 * n, first)
         if take >= count or n > count:
-            return self.complete()
-        self._compute(np.argpartition(self.scores, count - take)[count - take :])
-        exact = self.scores[self.done]
-        nth = np.partition(exact, len(exact) - n)[len(exact) - n]
-        self._compute(np.flatnonzero(~self.done & (self.scores >= nth)))
+            scores = self.complete()
+            self.best = top_n(scores, n)
+            return scores
+        computed = np.argpartition(self.scores, count - take)[count - take :]
+        self._compute(computed)
+        exact = self.scores[computed]
+        nth = np.partition(exact, take - n)[take - n]
+        # every other candidate's ``known`` (and so its exact score) is at most the
+        # least ``known`` computed: when the n-th exact score is above it, done
+        if nth <= self.known[computed].min():
+            more = np.flatnonzero(~self.done & (self.scores >= nth))
+            self._compute(more)
+            computed = np.concatenate([computed, more])
+        self.best = top_n(self.scores[computed], n, computed)
         return self.scores
 
     def complete(self) -> np.ndarray:
@@ -99,6 +110,7 @@ def select_live(
     diversity: float,
     items: Sequence[Item | None],
     complete: Callable[[], np.ndarray] | None = None,
+    best: list[int] | None = None,
 ) -> tuple[list[int], dict[int, Item]]:
     """The top ``n`` among candidates whose item still exists (``item_of``: the item in
     the call's read snapshot, or None), with those items.
@@ -108,7 +120,8 @@ def select_live(
     next one takes its place), so no result names an item deleted before the
     snapshot was taken. ``scores`` may be exact only where they decide the top ``n``
     (``LazyScores.top``): ``complete`` then gives them everywhere, for the
-    choice without the candidates that are gone."""
+    choice without the candidates that are gone; ``best``, the top ``n`` if known
+    (``LazyScores.best``), is the choice while none is gone."""
     known: dict[int, Item | None] = dict(enumerate(items)) if items else {}
     gone = np.array([k for k, item in known.items() if item is None], np.int64)
     while True:
@@ -118,6 +131,8 @@ def select_live(
             live = np.setdiff1d(np.arange(len(ids)), gone)
             live_vectors = partial(_rows_of, vectors, live)
             order = [int(live[j]) for j in select(scores[live], live_vectors, n, diversity)]
+        elif best is not None and diversity <= 0.0:
+            order = best
         else:
             order = select(scores, vectors, n, diversity)
         for k in order:
@@ -167,19 +182,23 @@ def select(
     return chosen
 
 
-def top_n(scores: np.ndarray, n: int) -> list[int]:
+def top_n(scores: np.ndarray, n: int, positions: np.ndarray | None = None) -> list[int]:
     """The positions of the ``n`` highest scores, highest first, ties to the lower
-    position (a full sort's order, without sorting everything).
+    position (a full sort's order, without sorting everything); ``positions``: the
+    position of each score, when they are not 0, 1, 2...
 
     >>> top_n(np.array([0.5, 2.0, 0.5, 1.0]), 3)
     [1, 3, 0]
+    >>> top_n(np.array([0.5, 2.0, 0.5]), 2, positions=np.array([9, 4, 7]))
+    [4, 7]
     """
+    at = np.arange(len(scores)) if positions is None else positions
     if n >= len(scores):
-        order: list[int] = np.lexsort((np.arange(len(scores)), -scores)).tolist()
+        order: list[int] = at[np.lexsort((at, -scores))].tolist()
         return order
     floor = np.partition(scores, len(scores) - n)[len(scores) - n]
     near = np.flatnonzero(scores >= floor)  # the top n and any tie with the n-th
-    best: list[int] = near[np.lexsort((near, -scores[near]))][:n].tolist()
+    best: list[int] = at[near[np.lexsort((at[near], -scores[near]))][:n]].tolist()
     return best
 
 

@@ -280,6 +280,7 @@ class Recommender:
                 diversity,
                 ctx.items,
                 lazily.complete if lazy else None,
+                lazily.best,
             )
             explainers = {name: part.explain for name, part in done.items()}
             parts_of, reasons = contributions(parts, order)

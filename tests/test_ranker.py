@@ -1,5 +1,6 @@
-"""The ranker's lazily computed penalties: the top n of ``LazyScores.top`` is the top n
-of the scores with every penalty computed, whatever the scores and penalties."""
+"""The ranker's lazily computed penalties: the top n of ``LazyScores.top`` (and its
+``best``) is the top n of the scores with every penalty computed, whatever the scores
+and penalties."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_the_lazy_top_n_is_the_top_n_of_the_complete_scores(
     scores = lazily.top(n, first)
     complete = LazyScores(known, penalties).complete()
     chosen = top_n(scores, n)
-    assert chosen == top_n(complete, n)
+    assert chosen == top_n(complete, n) == lazily.best
     assert lazily.done[chosen].all()
     assert np.array_equal(scores[chosen], complete[chosen])
     assert np.array_equal(lazily.parts["b"][chosen], -0.5 * share_b[chosen])
