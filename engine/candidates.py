@@ -93,43 +93,21 @@ class CandidatePool:
         return np.argsort(self.rows, kind="stable")
 
     @cached_property
-    def position_by_row(self) -> np.ndarray | None:
-        """row -> position in the pool (-1: not in it), as one array while rows are
-        small enough for that (else None: look rows up in ``row_order``)."""
+    def slot_by_row(self) -> np.ndarray | None:
+        """row -> position in the pool, ``len(rows)`` (one past the pool) for a row not
+        in it, and one more such entry at the end, which row -1 reads: one array while
+        rows are small enough for that (else None: rows are looked up in ``row_order``)."""
         top = int(self.rows.max(initial=-1)) + 1
         if top > max(4 * len(self.rows), 1 << 20):
             return None
-        table = np.full(top, -1, np.int64)
+        table = np.full(top + 1, len(self.rows), np.int64)
         table[self.rows] = np.arange(len(self.rows))
         return table
 
     def positions(self, rows: np.ndarray) -> np.ndarray:
         """The pool position of each of ``rows`` (-1: not in the pool)."""
-        table = self.position_by_row
-        if table is not None:
-            if not len(rows) or int(rows.max()) < len(table):
-                out_of_table: np.ndarray = table[rows]
-                return out_of_table
-            inside = rows < len(table)
-            out = np.full(len(rows), -1, np.int64)
-            out[inside] = table[rows[inside]]
-            return out
-        order = self.row_order
-        sorted_rows = self.rows[order]
-        at = np.minimum(np.searchsorted(sorted_rows, rows), max(len(sorted_rows) - 1, 0))
-        found = sorted_rows[at] == rows if len(sorted_rows) else np.zeros(len(rows), bool)
-        return np.where(found, order[at], -1)
-
-    @cached_property
-    def slot_by_row(self) -> np.ndarray | None:
-        """``position_by_row`` with ``len(rows)`` for a row not in the pool, and one
-        more such entry at the end, which row -1 reads (once per pool)."""
-        table = self.position_by_row
-        if table is None:
-            return None
-        slots = np.append(table, -1)
-        slots[slots < 0] = len(self.rows)
-        return slots
+        found = self.slots(rows)
+        return np.where(found == len(self.rows), -1, found)
 
     def list_slots(self, lists: ListsInMemory) -> np.ndarray | None:
         """``slots`` of every entry of the neighbour lists in memory, one row per owner,
@@ -151,16 +129,21 @@ class CandidatePool:
         adds every entry into one array, those outside the pool into its last slot.
 
         >>> pool = CandidatePool(np.array([7, 3]), ["a", "b"], np.zeros((2, 1)), np.zeros(1))
-        >>> pool.slots(np.array([[3, -1], [7, 9]])).tolist()
-        [[1, 2], [0, 2]]
+        >>> pool.slots(np.array([[3, -1], [7, 9]])).tolist(), pool.positions(np.array([3, 5]))
+        ([[1, 2], [0, 2]], array([ 1, -1]))
         """
-        table = self.slot_by_row
-        if table is not None and (not rows.size or int(rows.max()) < len(table) - 1):
-            found: np.ndarray = table[rows]  # -1 reads the last entry: outside
+        outside, table = len(self.rows), self.slot_by_row
+        if table is not None:
+            # -1, and any row past the table, read its last entry: outside
+            if rows.size and int(rows.max()) >= len(table):
+                rows = np.minimum(rows, len(table) - 1)
+            found: np.ndarray = table[rows]
             return found
-        position = self.positions(rows.ravel()).reshape(rows.shape)
-        position[(position < 0) | (rows < 0)] = len(self.rows)
-        return position
+        order = self.row_order
+        sorted_rows = self.rows[order]
+        at = np.minimum(np.searchsorted(sorted_rows, rows), max(outside - 1, 0))
+        found = sorted_rows[at] == rows if outside else np.zeros(rows.shape, bool)
+        return np.where(found, order[at], outside)
 
     def ids_at(self, positions: np.ndarray) -> PoolIds:
         """The ids at ``positions``, each looked up when asked (a ranking call names

@@ -17,6 +17,7 @@ a list or an object; a shallow copy otherwise).
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 
 from .items import Item
@@ -46,11 +47,15 @@ class DecodedItems:
     ('A2', 'A2', ['a', 'a', 'a'])
     >>> cache.reader(2, read)("gone"), reads[-1]  # (what is not there is not kept)
     (None, 'gone')
+    >>> stored.update(b="B", c="C"); _ = [cache.reader(2, read)(i) for i in "bc"]
+    >>> list(cache._kept[1])  # full: "a", the oldest, went first
+    ['b', 'c']
     """
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
         self._kept: tuple[int, dict[str, tuple[Item, bool]]] = (-1, {})
+        self._adding = threading.Lock()
 
     def reader(self, version: int, read: ItemOf) -> ItemOf:
         """The item of an id as of a snapshot of catalog ``version`` (``read``: it read
@@ -63,14 +68,15 @@ class DecodedItems:
             return read
 
         def item_of(item_id: str) -> Item | None:
-            found = kept.get(item_id)
+            found = kept.get(item_id)  # (a lookup needs no lock)
             if found is None:
                 found = _decoded(read(item_id))
                 if found is None:
                     return None
-                kept[item_id] = found
-                if len(kept) > self.size:
-                    kept.pop(next(iter(kept)), None)
+                with self._adding:  # SDK users may rank from several threads
+                    kept[item_id] = found
+                    while len(kept) > self.size:
+                        del kept[next(iter(kept))]
             return _fresh(found)
 
         return item_of

@@ -99,3 +99,30 @@ def test_best_entry_narrowed_or_not_finds_what_a_full_scan_finds(seed: int) -> N
     narrowed.prepare(rng.choice(20, 5, replace=False).tolist())
     for k in range(20):
         assert plain.source_of(k) == narrowed.source_of(k) == full_scan(k)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 60), unique=True, max_size=20),
+    st.lists(st.integers(-1, 70), max_size=30),
+    st.booleans(),
+)
+def test_pool_slots_and_positions_follow_their_definition(
+    pool_rows: list[int], asked: list[int], sparse: bool
+) -> None:
+    """``CandidatePool.slots`` (one past the pool for a row not in it, -1 included) and
+    ``positions`` (-1 there), by the table of rows and, for rows too sparse for one,
+    by binary search; in any shape."""
+    from ownrank.engine.candidates import CandidatePool
+
+    shift = 3_000_000 if sparse else 0  # past 2**20: no table
+    rows = np.array([r + shift for r in pool_rows], np.int64)
+    pool = CandidatePool(rows, [f"i{r}" for r in pool_rows], np.zeros((len(rows), 1)), np.zeros(1))
+    assert (pool.slot_by_row is None) == (sparse and bool(pool_rows))
+    wanted = np.array([r + shift if r >= 0 else -1 for r in asked], np.int64)
+    where = {int(r): k for k, r in enumerate(rows)}
+    expected = [where.get(int(r), len(rows)) for r in wanted]
+    assert pool.slots(wanted).tolist() == expected
+    assert pool.positions(wanted).tolist() == [-1 if e == len(rows) else e for e in expected]
+    if len(wanted) % 2 == 0:
+        assert pool.slots(wanted.reshape(2, -1)).ravel().tolist() == expected
