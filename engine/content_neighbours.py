@@ -272,11 +272,6 @@ class ContentNeighbours:
         Lists built with another ``k`` (before a rebuild finished) are used as they are."""
         return [None if row is None else self.lists.get(txn, row) for row in rows]
 
-    def entries(self, txn: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The lists of ``rows`` (-1: none) as padded blocks (neighbour rows, -1 past a
-        list's end; similarities, 0 there); see ``NeighbourLists.get_many``."""
-        return self.lists.get_many(txn, rows)
-
     # -- maintaining ----------------------------------------------------------------------
 
     def catch_up(self) -> None:

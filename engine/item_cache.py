@@ -20,7 +20,7 @@ import copy
 import threading
 from collections.abc import Callable
 
-from .items import Item
+from .items import Item, trusted_item
 
 _SCALARS = (str, int, float, bool, type(None))
 ItemOf = Callable[[str], Item | None]
@@ -30,7 +30,6 @@ class DecodedItems:
     """At most ``size`` decoded items of the newest catalog version seen (the oldest
     goes first when full).
 
-    >>> from ownrank.engine.items import trusted_item
     >>> stored = {"a": "A"}; reads = []
     >>> def read(item_id: str) -> Item | None:
     ...     reads.append(item_id)
@@ -90,15 +89,9 @@ def _decoded(item: Item | None) -> tuple[Item, bool] | None:
 
 
 def _fresh(found: tuple[Item, bool]) -> Item:
-    """A copy of the item with its own properties (as ``items.trusted_item`` builds an
-    item)."""
+    """A copy of the item with its own properties."""
     item, flat = found
     props = item.properties
     fields = item.__dict__.copy()
     fields["properties"] = dict(props) if flat else copy.deepcopy(props)
-    new = Item.__new__(Item)
-    object.__setattr__(new, "__dict__", fields)
-    object.__setattr__(new, "__pydantic_fields_set__", set(item.__pydantic_fields_set__))
-    object.__setattr__(new, "__pydantic_extra__", None)
-    object.__setattr__(new, "__pydantic_private__", None)
-    return new
+    return trusted_item(fields)

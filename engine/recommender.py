@@ -201,11 +201,12 @@ class Recommender:
                 live = log, candidates.ref_rows(log)
             log, ref_rows = live
             feedback = net_feedback(log, self.config.learner)
-        # what the user has seen: the log's items by their rows, and the earlier items
+        # what the user has seen: the log's items by their rows (a query's is -1: none),
+        # and the earlier items
         if record is None or not exclude_seen:
             seen_rows, earlier = NO_ROWS, NO_FINGERPRINTS
         else:
-            seen_rows, earlier = ref_rows[~feedback.log.is_query], record.earlier.fingerprints()
+            seen_rows, earlier = ref_rows, record.earlier.fingerprints()
         pool = candidates.small_pool(expr)
         if pool is not None:  # few enough to score every one
             why = ["catalog"] * len(pool.ids)

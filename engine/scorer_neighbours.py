@@ -129,12 +129,16 @@ class NeighbourScorer:
         """(pool slot, closeness) of each entry of the lists of ``owners``, one row per
         owner: gathered from tables over the lists in memory (catalog data, built once
         per version of the lists) when the pool is kept, else computed."""
-        lists = self.catalog.neighbours.lists.in_memory(txn)
-        slots = None if lists is None else pool.list_slots(lists)
-        if lists is not None and slots is not None:
-            at = np.minimum(owners, len(slots) - 1)  # (the last row: no list)
-            return slots[at], self._closeness_of(lists)[at]
-        rows, sims = self.catalog.neighbours.entries(txn, owners)
+        stored = self.catalog.neighbours.lists
+        lists = stored.in_memory(txn)
+        if lists is None:
+            rows, sims = stored.read_many(txn, owners)
+        else:
+            slots = pool.list_slots(lists)
+            if slots is not None:
+                at = np.minimum(owners, len(slots) - 1)  # (the last row: no list)
+                return slots[at], self._closeness_of(lists)[at]
+            rows, sims = lists.get_many(owners)
         return pool.slots(rows), self._closeness(sims)
 
     def _closeness_of(self, lists: ListsInMemory) -> np.ndarray:

@@ -115,8 +115,10 @@ class NeighbourLists:
         memory while the lists there are current (read again after a change, if they
         are few enough: ``in_memory_entries``)."""
         memory = self.in_memory(txn)
-        if memory is not None:
-            return memory.get_many(owners)
+        return self.read_many(txn, owners) if memory is None else memory.get_many(owners)
+
+    def read_many(self, txn: Any, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``get_many`` read from LMDB."""
         asked = np.asarray(owners, np.int64).tolist()
         keys = [row_key(o) for o in asked if o >= 0]
         found = dict(txn.cursor(db=self.lists).getmulti(keys))
