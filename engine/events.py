@@ -232,5 +232,54 @@ def strength(kind: KindCode, value: float | None, weight: float, s: FeedbackStre
 _KIND_NAMES = {kind: kind.name for kind in KindCode}
 
 
+def strengths_of(
+    combos: list[tuple[KindCode, float | None, float]], s: FeedbackStrengths
+) -> list[float]:
+    """``strength`` of each ``(kind, value, weight)``, the same bits: a recommend computes
+    them for every distinct triple of the user's log. The bases come from a table of
+    the configuration's (``_bases``; no user value goes in), the rest are computed.
+
+    >>> s = FeedbackStrengths()
+    >>> triples = [(KindCode.like, None, 2.0), (KindCode.rating, 4.0, 1.0),
+    ...            (KindCode.rating, 3.7, 1.0), (KindCode.dwell, 30.0, 1.0)]
+    >>> strengths_of(triples, s) == [strength(k, v, w, s) for k, v, w in triples]
+    True
+    """
+    table = _bases(s)
+    return [
+        base * weight
+        if (base := table.get((kind, value))) is not None
+        else strength(kind, value, weight, s)
+        for kind, value, weight in combos
+    ]
+
+
+_BASES: dict[int, tuple[FeedbackStrengths, dict[tuple[KindCode, float | None], float]]] = {}
+
+
+def _bases(s: FeedbackStrengths) -> dict[tuple[KindCode, float | None], float]:
+    """The base strength (weight 1) of each kind without a value, and of ratings on the
+    half steps of the scale: derived from the configuration only, once per
+    ``FeedbackStrengths`` object (kept by identity: a copy with other values is
+    another object)."""
+    found = _BASES.get(id(s))
+    if found is not None and found[0] is s:
+        return found[1]
+    table: dict[tuple[KindCode, float | None], float] = {
+        (kind, None): strength(kind, None, 1.0, s)
+        for kind in KindCode
+        if kind not in (KindCode.rating, KindCode.dwell)
+    }
+    scale = s.rating_scale
+    halves = int((scale.high - scale.low) * 2)
+    for k in range(halves + 1) if halves <= 1_000 else ():
+        value = scale.low + k * 0.5
+        table[KindCode.rating, value] = strength(KindCode.rating, value, 1.0, s)
+    if len(_BASES) >= 16:  # (configurations are few: bounded all the same)
+        _BASES.clear()
+    _BASES[id(s)] = (s, table)
+    return table
+
+
 def as_event(raw: Event | dict[str, Any]) -> Event:
     return raw if isinstance(raw, Event) else Event.model_validate(raw)

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..storage.catalog_store import CatalogMoments
 from .blas import single_threaded
 from .event_columns import EventColumns
-from .events import FeedbackStrengths, strength
+from .events import FeedbackStrengths, strengths_of
 from .user_record import PersonalModel
 
 Vector = npt.NDArray[np.float32]
@@ -127,9 +127,9 @@ def net_feedback(events: EventColumns, cfg: LearnerConfig) -> NetFeedback:
         nothing = np.zeros(0, np.int64)
         return NetFeedback(events, np.zeros(0), nothing, nothing)
     ts = events.ts.astype(np.int64)
-    # a log holds few distinct (kind, value, weight): each strength is computed once (not
-    # remembered across calls: the values are the user's, and nothing of theirs outlives a call)
-    base = np.array([strength(k, v, w, cfg.strengths) for k, v, w in events.combos])
+    # a log holds few distinct (kind, value, weight): each strength is computed once, from
+    # the configuration's table of bases (no user value is remembered across calls)
+    base = np.array(strengths_of(events.combos, cfg.strengths))
     age = ((int(ts.max()) - ts) / (cfg.half_life_days * 86_400.0)).tolist()
     # Python's pow (0.5 ** a), not numpy's: the same bits on every CPU (numpy's may be
     # a SIMD one)

@@ -182,6 +182,11 @@ def select(
     return chosen
 
 
+# up to this many scores a full sort is cheaper than a partition and a sort of the best
+# (the lazy ranking's first round takes 32)
+_SORT_WHOLE = 128
+
+
 def top_n(scores: np.ndarray, n: int, positions: np.ndarray | None = None) -> list[int]:
     """The positions of the ``n`` highest scores, highest first, ties to the lower
     position (a full sort's order, without sorting everything); ``positions``: the
@@ -193,8 +198,8 @@ def top_n(scores: np.ndarray, n: int, positions: np.ndarray | None = None) -> li
     [4, 7]
     """
     at = np.arange(len(scores)) if positions is None else positions
-    if n >= len(scores):
-        order: list[int] = at[np.lexsort((at, -scores))].tolist()
+    if n >= len(scores) or len(scores) <= _SORT_WHOLE:
+        order: list[int] = at[np.lexsort((at, -scores))][:n].tolist()
         return order
     floor = np.partition(scores, len(scores) - n)[len(scores) - n]
     near = np.flatnonzero(scores >= floor)  # the top n and any tie with the n-th

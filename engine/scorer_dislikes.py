@@ -61,17 +61,17 @@ class DislikeScorer:
         if ctx.record is None or self.weight(cfg) <= 0.0:
             return None
         rated, newest = ctx.rated, cfg.dislike_items
-        strengths = rated.strengths
+        strengths, in_catalog = rated.strengths, rated.rows >= 0
         negative = np.flatnonzero(strengths <= -cfg.dislike_min_strength)[-newest:]
-        negative = negative[rated.rows[negative] >= 0]  # (still in the catalog)
+        negative = negative[in_catalog[negative]]
         if not len(negative):
             return None
         # what the user also liked is not pushed away
         positive = np.flatnonzero(strengths > 0.0)[-newest:]
-        positive = positive[rated.rows[positive] >= 0]
+        positive = positive[in_catalog[positive]]
         both = np.concatenate([negative, positive])
-        found = ctx.pool.positions(rated.rows[both])
-        if (found >= 0).all():  # the pool knows their norms: both groups in one gather
+        found = ctx.pool.slots(rated.rows[both])
+        if int(found.max()) < len(ctx.pool.rows):  # the pool knows their norms: one gather
             units = ctx.pool.units_at(found)
         else:
             units = np.concatenate([self._units(ctx, negative), self._units(ctx, positive)])

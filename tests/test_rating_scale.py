@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from api_support import ADMIN, api_client, sample_items
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -21,7 +23,7 @@ from ownrank import (
     RatingScale,
     RatingScaleMismatchError,
 )
-from ownrank.engine.events import FeedbackStrengths, KindCode, strength
+from ownrank.engine.events import FeedbackStrengths, KindCode, strength, strengths_of
 from ownrank.engine.personal_model import LearnerConfig
 from ownrank.engine.rating_scale import META_KEY
 from ownrank.service import cli_common
@@ -118,6 +120,31 @@ def test_the_learner_reads_ratings_on_the_configured_scale() -> None:
 
 def signed(value: float, scale: RatingScale) -> float:
     return strength(KindCode.rating, value, 1.0, FeedbackStrengths(rating_scale=scale))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(KindCode)),
+            st.one_of(st.none(), st.floats(-1.0, 12.0), st.integers(0, 24).map(lambda k: k / 4)),
+            st.sampled_from([1.0, 0.5, 2.0, 3.3]),
+        ),
+        max_size=12,
+    ),
+    st.sampled_from([RatingScale(), HALF, HALF_STARS, RatingScale(low=0, high=10, step=1)]),
+    st.floats(-0.9, -0.1),
+)
+def test_the_table_of_strengths_gives_the_same_bits(
+    triples: list[tuple[KindCode, float | None, float]], scale: RatingScale, low: float
+) -> None:
+    """A recommend's strengths come from a table of the configuration's bases where it
+    has them (``strengths_of``): bit for bit what ``strength`` computes."""
+    s = FeedbackStrengths(rating_scale=scale, rating=(-1.0, low, -0.15, 0.6, 1.0))
+    valued = (KindCode.rating, KindCode.dwell)
+    triples = [
+        (k, (v if v is not None else 3.0) if k in valued else None, w) for k, v, w in triples
+    ]
+    assert strengths_of(triples, s) == [strength(k, v, w, s) for k, v, w in triples]
 
 
 def test_the_default_scale_reads_the_anchors_unchanged() -> None:
