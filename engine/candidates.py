@@ -227,6 +227,12 @@ class UserVectors(Mapping[str, np.ndarray]):
         self._vectors: dict[str, np.ndarray] | None = None
 
     @property
+    def loaded(self) -> bool:
+        """Whether the vectors were read (a caller with other ways to get a few of them
+        uses these only then)."""
+        return self._vectors is not None
+
+    @property
     def vectors(self) -> dict[str, np.ndarray]:
         if self._vectors is None:
             self._vectors = self._load()

@@ -27,11 +27,11 @@ time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from .candidates import Centre, centred_units
+from .candidates import Centre, UserVectors, centred_units
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .scoring import RankingContext, ScorePart
@@ -74,7 +74,7 @@ class DislikeScorer:
         if int(found.max()) < len(ctx.pool.rows):  # the pool knows their norms: one gather
             units = ctx.pool.units_at(found)
         else:
-            units = np.concatenate([self._units(ctx, negative), self._units(ctx, positive)])
+            units = self._units(ctx, negative, positive)
         weights = np.minimum(np.abs(strengths[both]), 1.0)
         split, mean = len(negative), ctx.pool.mean
         disliked = _centre(weights[:split], units[:split], mean)
@@ -104,19 +104,36 @@ class DislikeScorer:
 
         return at
 
-    def _units(self, ctx: RankingContext, kept: np.ndarray) -> np.ndarray:
-        """The catalog-centred unit vectors of the rated items ``kept``, from their
-        vectors in the pool when it holds them all (a pool of the whole catalog does),
-        else in the index (or LMDB)."""
+    def _units(self, ctx: RankingContext, *groups: np.ndarray) -> np.ndarray:
+        """The catalog-centred unit vectors of the rated items of each group (indices into
+        ``ctx.rated``), one group after another: a group the pool holds whole from the
+        pool (it knows their norms; a pool of the whole catalog does), the others from
+        the user's vectors, read once for all of them."""
         pool, rated = ctx.pool, ctx.rated
-        at = pool.positions(rated.rows[kept])
-        if (at >= 0).all():  # the pool knows their norms
-            return pool.units_at(at)
-        refs = [rated.refs[int(k)] for k in kept]
-        vectors = self.catalog.keeper.item_vectors(refs)
-        if vectors is None:  # the index is catching up: the user's vectors from LMDB
-            vectors = {r: ctx.user_vectors[r] for r in refs}
-        return centred_units(np.stack([vectors[r] for r in refs]), pool.mean)
+        units: list[np.ndarray | list[str]] = []
+        for kept in groups:
+            at = pool.positions(rated.rows[kept])
+            units.append(pool.units_at(at) if (at >= 0).all() else [rated.refs[k] for k in kept])
+        wanted = [ref for group in units if isinstance(group, list) for ref in group]
+        if wanted:
+            vectors = self._vectors(ctx, wanted)
+            units = [
+                centred_units(np.stack([vectors[r] for r in group]), pool.mean)
+                if isinstance(group, list)
+                else group
+                for group in units
+            ]
+        return np.concatenate(units)
+
+    def _vectors(self, ctx: RankingContext, refs: list[str]) -> Mapping[str, np.ndarray]:
+        """The vectors of ``refs``: the call's reading of the user's vectors if it made one
+        (retrieval does), else from the index in one read (or, while the index is
+        catching up, the user's vectors from LMDB)."""
+        read = ctx.user_vectors
+        if not (isinstance(read, UserVectors) and not read.loaded):
+            return read
+        found = self.catalog.keeper.item_vectors(refs)
+        return read if found is None else found
 
 
 def _centre(weights: np.ndarray, units: np.ndarray, mean: np.ndarray) -> tuple[Centre, float]:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_support import ADMIN, api_client, sample_items
 from hypothesis import given
 from hypothesis import strategies as st
-from api_support import ADMIN, api_client, sample_items
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
