@@ -74,7 +74,10 @@ class DislikeScorer:
         if int(found.max()) < len(ctx.pool.rows):  # the pool knows their norms: one gather
             units = ctx.pool.units_at(found)
         else:
-            units = self._units(ctx, negative, positive)
+            (negative, positive), units = self._units(ctx, negative, positive)
+            if not len(negative):
+                return None
+            both = np.concatenate([negative, positive])
         weights = np.minimum(np.abs(strengths[both]), 1.0)
         split, mean = len(negative), ctx.pool.mean
         disliked = _centre(weights[:split], units[:split], mean)
@@ -104,26 +107,40 @@ class DislikeScorer:
 
         return at
 
-    def _units(self, ctx: RankingContext, *groups: np.ndarray) -> np.ndarray:
-        """The catalog-centred unit vectors of the rated items of each group (indices into
-        ``ctx.rated``), one group after another: a group the pool holds whole from the
-        pool (it knows their norms; a pool of the whole catalog does), the others from
-        the user's vectors, read once for all of them."""
+    def _units(
+        self, ctx: RankingContext, *groups: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """The groups of rated items (indices into ``ctx.rated``) and the catalog-centred
+        unit vectors of their items, one group after another: a group the pool holds
+        whole from the pool (it knows their norms; a pool of the whole catalog does),
+        the others from the user's vectors, read once for all of them. An item whose
+        vector is gone (deleted by another thread since the call looked up its row)
+        is left out of its group, as if never rated."""
         pool, rated = ctx.pool, ctx.rated
-        units: list[np.ndarray | list[str]] = []
-        for kept in groups:
-            at = pool.positions(rated.rows[kept])
-            units.append(pool.units_at(at) if (at >= 0).all() else [rated.refs[k] for k in kept])
-        wanted = [ref for group in units if isinstance(group, list) for ref in group]
+        kept = list(groups)
+        units: list[np.ndarray | None] = []
+        for group in groups:
+            at = pool.positions(rated.rows[group])
+            units.append(pool.units_at(at) if (at >= 0).all() else None)
+        wanted = [
+            rated.refs[k]
+            for group, u in zip(groups, units, strict=True)
+            if u is None
+            for k in group.tolist()
+        ]
         if wanted:
             vectors = self._vectors(ctx, wanted)
-            units = [
-                centred_units(np.stack([vectors[r] for r in group]), pool.mean)
-                if isinstance(group, list)
-                else group
-                for group in units
-            ]
-        return np.concatenate(units)
+            for g, group in enumerate(groups):
+                if units[g] is None:
+                    present = [k for k in group.tolist() if rated.refs[k] in vectors]
+                    kept[g] = np.asarray(present, np.int64)
+                    stacked = [vectors[rated.refs[k]] for k in present]
+                    units[g] = (
+                        centred_units(np.stack(stacked), pool.mean)
+                        if stacked
+                        else np.zeros((0, pool.vectors.shape[1]), np.float32)
+                    )
+        return kept, np.concatenate([u for u in units if u is not None])
 
     def _vectors(self, ctx: RankingContext, refs: list[str]) -> Mapping[str, np.ndarray]:
         """The vectors of ``refs``: the call's reading of the user's vectors if it made one

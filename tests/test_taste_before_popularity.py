@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from ownrank import BaseEncoder, Engine, EngineConfig
@@ -133,3 +134,34 @@ def test_the_dislike_part_is_the_same_when_the_pool_lacks_the_rated_items(
         assert any(part < 0 for part in held.values())
         for item_id, part in narrowed.items():
             assert part == pytest.approx(held[item_id], abs=2e-4)
+
+
+def test_a_rated_item_deleted_during_the_call_leaves_the_dislike_part_as_if_never_rated(
+    crowd: tuple[Engine, list[str], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog delete committed by another thread between the call's lookup of the
+    user's rows and the dislike part's read of their vectors: the item is left out of
+    its centre, as for a user who never rated it (no error)."""
+    engine, football, popular = crowd
+    disliked = [i for i in football if i not in popular][:3]
+    engine.interact("racing", [{"kind": "dislike", "item_id": i} for i in disliked])
+    engine.interact("steady", [{"kind": "dislike", "item_id": i} for i in disliked[1:]])
+    ranked = [i for i in football if i not in disliked]  # the pool lacks the rated items
+    keeper = engine._users.ranking.catalog.keeper
+    read = keeper.item_vectors
+
+    def without_the_first(item_ids: list[str]) -> dict[str, np.ndarray] | None:
+        found = read(item_ids)
+        return None if found is None else {i: v for i, v in found.items() if i != disliked[0]}
+
+    monkeypatch.setattr(keeper, "item_vectors", without_the_first)
+
+    def dislike_parts(user: str) -> dict[str, float]:
+        recs = engine.recommend(user, 100, filters={"id": {"$in": ranked}})
+        return {r.item_id: r.explanation["parts"]["dislikes"] for r in recs}
+
+    racing, steady = dislike_parts("racing"), dislike_parts("steady")
+    assert set(racing) == set(steady) == set(ranked)
+    assert any(part < 0 for part in steady.values())
+    for item_id, part in racing.items():
+        assert part == pytest.approx(steady[item_id], abs=1e-9)
