@@ -286,21 +286,18 @@ class Recommender:
             explainers = {name: part.explain for name, part in done.items()}
             parts_of, reasons = contributions(parts, order)
             _prepare(done, order, reasons)
+            # each result's pool position and score, read once for all of them
+            at = eligible[order].tolist()
             return [
                 Recommendation(
-                    ids[k],
-                    float(scores[k]),
+                    pool.ids[p],
+                    score,
                     chosen[k],
-                    explain(
-                        k,
-                        pool.vectors[eligible[k]],
-                        parts_k,
-                        explainers,
-                        why[int(eligible[k])],
-                        reason,
-                    ),
+                    explain(k, pool.vectors[p], parts_k, explainers, why[p], reason),
                 )
-                for k, parts_k, reason in zip(order, parts_of, reasons, strict=True)
+                for k, p, score, parts_k, reason in zip(
+                    order, at, scores[order].tolist(), parts_of, reasons, strict=True
+                )
             ]
 
     def _item_or_none(self, txn: Any, item_id: str) -> Item | None:
