@@ -236,8 +236,9 @@ def strengths_of(
     combos: list[tuple[KindCode, float | None, float]], s: FeedbackStrengths
 ) -> list[float]:
     """``strength`` of each ``(kind, value, weight)``, the same bits: a recommend computes
-    them for every distinct triple of the user's log. The bases come from a table of
-    the configuration's (``_bases``; no user value goes in), the rest are computed.
+    them for every distinct triple of the user's log. Bases come from a table built
+    from the configuration alone (``_bases``; no user's value goes in); the rest are
+    computed.
 
     >>> s = FeedbackStrengths()
     >>> triples = [(KindCode.like, None, 2.0), (KindCode.rating, 4.0, 1.0),
