@@ -16,6 +16,7 @@ from ..storage.erasure_fence import ErasureFence
 from .catalog import Catalog
 from .config import EngineConfig
 from .erasure_log import ErasureLog
+from .key_retirement import retire_keys
 from .record_cipher import RecordUnreadable
 from .record_store import RecordStore
 from .shared_stats import SharedStatistics
@@ -87,9 +88,13 @@ class Erasure:
             # (other processes replace theirs on their next call: the statistic changed)
             for forget in self.on_erased:
                 forget()
-            # then the data key; a refused concurrent writer may have destroyed it
-            # first: what the receipt states is that no data key of the user remains
-            destroyed = self.keystore.destroy(key) or (
+            # then the data key, the one standing now (a re-creation since may have
+            # sealed its record with it: that record is sealed again under a fresh
+            # key); a refused concurrent writer may have destroyed it first: what the
+            # receipt states is that no data key of the erased user remains
+            standing = self.keystore.get(key)
+            retired = retire_keys(self.records, {key: standing}, self.clock) if standing else []
+            destroyed = bool(retired) or (
                 (old is not None or orphan) and self.keystore.wrapped(key) is None
             )
             break

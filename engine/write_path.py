@@ -38,6 +38,7 @@ from .event_columns import EventColumns
 from .event_ids import parse_event_id
 from .event_merge import Incoming, IncomingBatch, Merged, merge_events, retire
 from .events import DEFAULT_RATING_SCALE, Event, KindCode
+from .key_retirement import keep_readable, retire_keys
 from .personal_model import fit
 from .record_caps import apply_caps
 from .record_cipher import RecordUnreadable
@@ -225,7 +226,7 @@ class WritePath:
         the committing transaction. The new version is the old one + 1, or
         ``min_version`` if that is higher (an import keeps its exported version)."""
         key = self.records.key(user_id)
-        created_key = False
+        created: dict[bytes, bytes] = {}  # user key -> the data key this write made
         try:
             for _attempt in range(50):
                 with self.env.read() as txn:
@@ -241,7 +242,7 @@ class WritePath:
                 if old_raw is not None:
                     # a stored record is sealed with the key: it is no longer ours to
                     # destroy if this write is refused (the erasure destroys it)
-                    created_key = False
+                    created = {}
                 if old is not None and self.records.fenced(key, old.generation):
                     raise UserErasedError(user_id)
                 if old is None and not create:
@@ -250,7 +251,8 @@ class WritePath:
                 if new is None:
                     return old, old, 0
                 data_key, made = self.records.data_key(key, data_key)
-                created_key |= made
+                if made and data_key is not None:
+                    created = {key: data_key}
                 positives: list[str] | None = None
                 if refit or old is None:
                     self.compact(new, user_id)
@@ -271,11 +273,13 @@ class WritePath:
                     units = self._commit(txn, plan)
                 if units is None:
                     continue  # another writer got there first: recompute
-                created_key = False  # the key now has its record
+                created = {}  # the key now has its record
+                if data_key is not None:
+                    keep_readable(self.records, {key: data_key}, self.clock)
                 return old, new, units
         finally:
-            if created_key:  # the record this key was made for was never written
-                self.records.keystore.destroy(key)
+            if created:  # the record this key was made for was never written
+                retire_keys(self.records, created, self.clock)
         raise StoreFormatError(
             f"the record of user {key.hex()} stays unreadable: its data key is gone "
             "(reopen the store to purge it)"
@@ -381,7 +385,8 @@ class WritePath:
         conflicts: dict[str, str] = {}
         pending = {uid for uid, found in parsed.items() if found.events}
         keys = {uid: self.records.key(uid) for uid in pending}
-        created: set[bytes] = set()
+        created: dict[bytes, bytes] = {}  # user key -> the data key this write made
+        sealed: dict[bytes, bytes] = {}  # user key -> the data key its record was sealed with
         try:
             for _attempt in range(50):
                 if not pending:
@@ -398,13 +403,16 @@ class WritePath:
                             continue
                         if units is not None:
                             pending.discard(plan.user_id)
-                            created.discard(plan.key)
+                            created.pop(plan.key, None)
+                            if plan.data_key is not None:
+                                sealed[plan.key] = plan.data_key
                             reports[plan.user_id] = parsed[plan.user_id].report(
                                 plan.user_id, plan.new, merges[plan.user_id]
                             )
         finally:
             if created:  # keys made for records that were never written
-                self.records.keystore.destroy_many(sorted(created))
+                retire_keys(self.records, created, self.clock)
+        keep_readable(self.records, sealed, self.clock)
         if pending:  # pragma: no cover - 50 lost races in a row
             raise StoreFormatError("bulk write kept racing with concurrent writers")
         for uid, found in parsed.items():
@@ -417,7 +425,7 @@ class WritePath:
         users: set[str],
         keys: Mapping[str, bytes],
         parsed: Mapping[str, IncomingBatch],
-        created: set[bytes],
+        created: dict[bytes, bytes],
         reports: dict[str, InteractReport],
         conflicts: dict[str, str],
     ) -> tuple[list[_Plan], dict[str, Merged]]:
@@ -434,7 +442,7 @@ class WritePath:
             except RecordUnreadable:
                 continue  # being erased right now: the next round sees the outcome
             if raw is not None:  # a stored record uses the key: never ours to destroy
-                created.discard(keys[uid])
+                created.pop(keys[uid], None)
             olds[uid] = (raw, old, data_key)
         missing = [keys[u] for u, (_r, _o, dk) in olds.items() if dk is None]
         made: dict[bytes, bytes] = {}
@@ -444,7 +452,7 @@ class WritePath:
             ).items():
                 made[key] = data_key
                 if was_made:
-                    created.add(key)
+                    created[key] = data_key
         plans = []
         merges: dict[str, Merged] = {}
         for uid, (raw, old, data_key) in olds.items():

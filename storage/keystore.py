@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -153,6 +154,12 @@ class Keystore:
             raw = txn.get(user_key, db=self.db)
         return None if raw is None else self._unwrap(user_key, bytes(raw))
 
+    def get_many(self, user_keys: Iterable[bytes]) -> dict[bytes, bytes | None]:
+        """``get`` of each user key, in one read transaction."""
+        with self.env.read() as txn:
+            raws = {k: txn.get(k, db=self.db) for k in user_keys}
+        return {k: None if raw is None else self._unwrap(k, bytes(raw)) for k, raw in raws.items()}
+
     def get_or_create(self, user_key: bytes, now: int) -> tuple[bytes, bool]:
         """The user's data key, creating (and durably committing) one if needed;
         returns (key, created)."""
@@ -194,6 +201,20 @@ class Keystore:
                 return False
             txn.delete(user_key, db=self.db)
             return True
+
+    def destroy_exact(self, data_keys: Mapping[bytes, bytes]) -> list[bytes]:
+        """Delete each user's data key while it is still the one given (user key -> data
+        key; one made after a destroy stays); returns the user keys whose key went."""
+        gone: list[bytes] = []
+        with self.env.write() as txn:
+            for user_key, data_key in data_keys.items():
+                raw = txn.get(user_key, db=self.db)
+                if raw is None:
+                    continue
+                if hmac.compare_digest(self._unwrap(user_key, bytes(raw)), data_key):
+                    txn.delete(user_key, db=self.db)
+                    gone.append(user_key)
+        return gone
 
     def destroy_many(self, user_keys: Sequence[bytes]) -> int:
         with self.env.write() as txn:

@@ -267,7 +267,7 @@ def test_a_crash_during_an_erasure_heals_on_the_next_open(tmp_path: Path, after:
     if after == "fence entry":
         engine._users.shared.apply = _crash  # type: ignore[method-assign]
     else:
-        engine._users.keystore.destroy = _crash  # type: ignore[method-assign]
+        engine._users.keystore.destroy_exact = _crash  # type: ignore[method-assign]
     with pytest.raises(Crash):
         engine.erase("alice")
     # the crashed process is gone; until then, another process already sees the fence
