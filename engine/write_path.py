@@ -533,8 +533,12 @@ class WritePath:
     def catch_up(self, user_id: str) -> UserRecord | None:
         """Rewrite the user's record without the events on items no longer in the
         catalog (and their shared contributions): the one write a ranking call may
-        ask for, once, when it finds such items (the rewrite drops them)."""
-        _old, record, _units = self.write(user_id, lambda r: r, create=False)
+        ask for, once, when it finds such items (the rewrite drops them). None when
+        the user is gone, erased since the call read the record included."""
+        try:
+            _old, record, _units = self.write(user_id, lambda r: r, create=False)
+        except UserErasedError:  # erased meanwhile: to a read, the user no longer exists
+            return None
         return record
 
     def export(self, user_id: str) -> dict[str, Any]:
