@@ -5,6 +5,7 @@ a re-created user's older generations are refused."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -244,6 +245,49 @@ def test_a_restore_from_before_an_erasure_and_re_creation(tmp_path: Path) -> Non
             assert engine._shared.count(txn, ITEMS[0]) == 0
         engine.interact("alice", likes(2))  # re-created: writes are welcome
         assert engine.export("alice")["generation"] == 1
+
+
+def test_a_recommend_racing_an_erasure_ranks_as_for_a_stranger(tmp_path: Path) -> None:
+    """A recommend reads the record and finds one of its items deleted; before its
+    catch-up rewrite reads the record again, an erasure wrote its fence entry (its
+    data transaction not yet committed): the call ranks as for a user it never saw
+    (it raised UserErasedError, a 409 on a read)."""
+    clock = Clock()
+    with open_store(tmp_path, clock) as engine:
+        engine.catalog.upsert(catalog_items(60))
+        engine.interact("alice", likes(0))
+        engine.catalog.delete([ITEMS[0]])  # the next recommend asks for the catch-up
+        fenced, release = threading.Event(), threading.Event()
+        shared, candidates = engine._users.shared, engine._users.ranking.candidates
+        apply, rows_of = shared.apply, candidates.ref_rows
+
+        def paused_apply(*args: Any) -> Any:  # inside the erasure's data transaction
+            if threading.current_thread().name == "eraser":
+                fenced.set()
+                assert release.wait(10)
+            return apply(*args)
+
+        eraser = threading.Thread(target=lambda: engine.erase("alice"), name="eraser")
+
+        stranger: list[str] = []
+
+        def erasing_meanwhile(log: Any) -> Any:  # after the recommend read the record
+            eraser.start()
+            assert fenced.wait(10)
+            # (the statistics as the racing call sees them: the erasure not committed)
+            stranger.extend(r.item_id for r in engine.recommend("stranger", 10))
+            return rows_of(log)
+
+        shared.apply = paused_apply  # type: ignore[method-assign]
+        candidates.ref_rows = erasing_meanwhile  # type: ignore[method-assign]
+        try:
+            found = engine.recommend("alice", 10)
+        finally:
+            release.set()
+            eraser.join(10)
+            shared.apply, candidates.ref_rows = apply, rows_of  # type: ignore[method-assign]
+        assert [r.item_id for r in found] == stranger and len(stranger) == 10
+        assert_erased(engine, "alice")
 
 
 # -- crashes between the steps -----------------------------------------------------------
