@@ -7,8 +7,8 @@ in backups too, stay unreadable). In both, another writer may have found the key
 meanwhile (its own ``Keystore.get_or_create``) and sealed a record with it,
 typically the first record of the user re-created in the meantime; destroying the
 key left that record unreadable for good (every later write of the user failed
-until the store was reopened, and the record was lost; both races reproduced by
-``tests/test_erasure_fence.py``). So a key is destroyed only while it is still the
+until the store was reopened, and the record was lost; both races reproduced in
+``tests/test_key_retirement.py``). So a key is destroyed only while it is still the
 one meant (a newer one stays), and a live record sealed with it is sealed again
 under the user's current key (a fresh one if none), by whichever side sees it
 first: the destroyer reads the record after the destroy (``retire_keys``), the
