@@ -5,8 +5,8 @@ write failed with ``StoreFormatError`` until the store was reopened, and the rec
 was lost): a write refused for an erased user destroyed the data key it had made
 after a re-creation had taken that key; and an erasure destroyed the user's key
 after a re-creation, running meanwhile, had sealed its record with it. Each test
-pauses one thread at the race's moment (``Keystore.destroy_exact``, or the writer's
-key lookup) and lets the other run (``engine/key_retirement.py``).
+pauses one thread at the race's moment (``Keystore.destroy_exact``, or a writer just
+after it took the key) and lets the other run (``engine/key_retirement.py``).
 """
 
 from __future__ import annotations
