@@ -12,8 +12,10 @@ until the store was reopened, and the record was lost; both races reproduced in
 one meant (a newer one stays), and a live record sealed with it is sealed again
 under the user's current key (a fresh one if none), by whichever side sees it
 first: the destroyer reads the record after the destroy (``retire_keys``), the
-writer checks its key after its commit (``keep_readable``); a commit either
-precedes the destroyer's read or follows the destroy, so one of them sees it.
+writer checks its key after its commit (``keep_readable``; a re-seal is such a
+commit too); a commit either precedes the destroyer's read or follows the
+destroy, so one of them sees it. Meanwhile the record is unreadable for a moment:
+writers wait for it (``unreadable_wait``).
 Only a generation newer than an erasure can hold such a record: the erasure
 deleted its own in the same step.
 """
@@ -64,6 +66,18 @@ def keep_readable(
         retire_keys(records, left, clock)
 
 
+def unreadable_wait(attempt: int) -> float:
+    """Seconds a writer waits before reading an unreadable record again (its key being
+    retired, or an erasure under way): 2 ms, growing to 50 ms, about 2 s over a
+    write's 50 attempts (a re-seal waits for two commits, which under load of other
+    processes' commits took over 100 ms).
+
+    >>> [round(unreadable_wait(k), 4) for k in (0, 1, 20)]
+    [0.002, 0.0025, 0.05]
+    """
+    return float(min(0.002 * 1.25**attempt, 0.05))
+
+
 def _reseal(
     records: RecordStore, user_key: bytes, gone: bytes, clock: Callable[[], float]
 ) -> dict[bytes, bytes]:
@@ -81,9 +95,14 @@ def _reseal(
             return {}  # sealed with another key: not this key's record
         current, made = records.keystore.get_or_create(user_key, int(clock()))
         with records.env.write() as txn:
-            if records.raw(txn, user_key) == raw:
+            wrote = records.raw(txn, user_key) == raw
+            if wrote:
                 records.put(txn, user_key, seal(current, user_key, plain))
+        if wrote:
+            # a commit like any other: its key may have gone meanwhile (``keep_readable``)
+            if records.keystore.get(user_key) == current:
                 return {}
-        if made:  # the record changed: the fresh key may be nobody's
+            gone = current
+        elif made:  # the record changed: the fresh key may be nobody's
             return {user_key: current}
     raise StoreFormatError("re-sealing a record kept racing with writers")  # pragma: no cover

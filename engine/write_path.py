@@ -38,7 +38,7 @@ from .event_columns import EventColumns
 from .event_ids import parse_event_id
 from .event_merge import Incoming, IncomingBatch, Merged, merge_events, retire
 from .events import DEFAULT_RATING_SCALE, Event, KindCode
-from .key_retirement import keep_readable, retire_keys
+from .key_retirement import keep_readable, retire_keys, unreadable_wait
 from .personal_model import fit
 from .record_caps import apply_caps
 from .record_cipher import RecordUnreadable
@@ -235,9 +235,11 @@ class WritePath:
                 try:
                     old, data_key = self.records.decode(key, old_raw)
                 except RecordUnreadable:
-                    # an erasure is destroying this user right now (or a crash left an
-                    # orphan that the next open purges): wait for it to settle
-                    threading.Event().wait(0.002)
+                    # an erasure is destroying this user right now, or another writer
+                    # is sealing the record again under a fresh key (key_retirement.py;
+                    # under load that can take a while), or a crash left an orphan
+                    # that the next open purges: wait for it to settle
+                    threading.Event().wait(unreadable_wait(_attempt))
                     continue
                 if old_raw is not None:
                     # a stored record is sealed with the key: it is no longer ours to
@@ -393,6 +395,8 @@ class WritePath:
                     break
                 plans, merges = self._plan_bulk(pending, keys, parsed, created, reports, conflicts)
                 pending -= set(reports) | set(conflicts)
+                if pending and not plans:  # only unreadable records left: let them settle
+                    threading.Event().wait(unreadable_wait(_attempt))  # (as ``write`` does)
                 with self.env.write() as txn:
                     for plan in plans:
                         try:

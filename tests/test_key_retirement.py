@@ -6,12 +6,15 @@ was lost): a write refused for an erased user destroyed the data key it had made
 after a re-creation had taken that key; and an erasure destroyed the user's key
 after a re-creation, running meanwhile, had sealed its record with it. Each test
 pauses one thread at the race's moment (``Keystore.destroy_exact``, or a writer just
-after it took the key) and lets the other run (``engine/key_retirement.py``).
+after it took the key) and lets the other run (``engine/key_retirement.py``). The
+last test is a hole a cross-process fuzz found in the first fix: a re-seal's own
+fresh key destroyed before its commit landed.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import pytest
 
 from ownrank import Engine, UserErasedError
 from ownrank.engine.audit import shared_statistics_consistent
+from ownrank.engine.key_retirement import keep_readable, retire_keys
 
 from conftest import WordHashEncoder, make_engine
 from test_catalog import catalog_items
@@ -131,3 +135,35 @@ def test_a_recreation_committing_after_the_erasure_looked_reseals_itself(
     assert isinstance(created[0], int) and outcome[0].data_key_destroyed
     assert keystore.get(key) not in (None, erased_key)
     assert_readable_after_recreation(engine)
+
+
+def test_a_reseal_whose_fresh_key_went_meanwhile_seals_again(engine: Engine) -> None:
+    """A re-seal is a commit like any other: the fresh key it sealed with may be
+    destroyed between the key's creation and the commit (here by another retirement,
+    which found no record sealed with it yet); it then seals again."""
+    records = engine._users.records
+    keystore, key = records.keystore, records.key("u")
+    first = keystore.get(key)
+    assert first is not None and keystore.destroy_exact({key: first}) == [key]
+    assert engine._users.record("u") is None  # sealed with a key that is gone
+    made: list[bytes] = []
+    real = keystore.get_or_create
+    reached, release = threading.Event(), threading.Event()
+
+    def paused(user_key: bytes, now: int) -> tuple[bytes, bool]:
+        found = real(user_key, now)
+        if threading.current_thread().name == "resealer" and not made:
+            made.append(found[0])
+            reached.set()
+            assert release.wait(10)
+        return found
+
+    keystore.get_or_create = paused  # type: ignore[method-assign]
+    resealer, _ = in_thread("resealer", lambda: keep_readable(records, {key: first}, time.time))
+    assert reached.wait(10)  # it made a fresh key, and has not sealed with it yet
+    assert retire_keys(records, {key: made[0]}, time.time) == [key]  # no record had it
+    release.set()
+    resealer.join(10)
+    keystore.get_or_create = real  # type: ignore[method-assign]
+    assert keystore.get(key) not in (None, first, made[0])
+    assert [e["item_id"] for e in engine.export("u")["events"]] == [ITEMS[0]]
