@@ -55,20 +55,33 @@ class RankingContext:
         """The items the user has feedback on, as arrays (built once a call for the
         scorers that read them)."""
         feedback = self.feedback
-        items, names = feedback.items, feedback.log.refs
-        refs = [names[i] for i in items.tolist()]
-        return RatedItems(refs, feedback.net[items], self.ref_rows[items])
+        items = feedback.items
+        return RatedItems(feedback.log.refs, items, feedback.net[items], self.ref_rows[items])
 
 
 @dataclass(frozen=True)
 class RatedItems:
     """The items (not queries) the user has net feedback on, oldest first by their
     newest event (``personal_model.observations``): ids, signed strengths, and live
-    rows in the index (-1: not in the catalog now)."""
+    rows in the index (-1: not in the catalog now).
 
-    refs: list[str]
+    >>> strengths, rows = np.array([1.0, -1.0]), np.array([5, 7])
+    >>> rated = RatedItems(["a", "q", "b"], np.array([2, 0]), strengths, rows)
+    >>> rated.refs
+    ['b', 'a']
+    """
+
+    names: Sequence[str]  # every ref of the log (items and queries)
+    items: np.ndarray  # which of them are these items, in this order
     strengths: np.ndarray  # float64
     rows: np.ndarray  # int64
+
+    @cached_property
+    def refs(self) -> list[str]:
+        """The items' ids (built when first asked for: scoring reads rows and
+        strengths; only explanations and vectors not in the pool need ids)."""
+        names = self.names
+        return [names[i] for i in self.items.tolist()]
 
 
 Explain = Callable[[int, np.ndarray], dict[str, Any]]
