@@ -122,19 +122,28 @@ class DislikeScorer:
         for group in groups:
             at = pool.positions(rated.rows[group])
             units.append(pool.units_at(at) if (at >= 0).all() else None)
-        wanted = [
-            rated.refs[k]
-            for group, u in zip(groups, units, strict=True)
-            if u is None
-            for k in group.tolist()
-        ]
+        missing = [g for g, u in enumerate(units) if u is None]
+        read = ctx.user_vectors
+        if missing and isinstance(read, UserVectors) and not read.loaded:
+            # (as ``_vectors`` would read the index) by the rows the call looked up: one
+            # read when the index holds every one of them (the usual case), as one block
+            rows = np.concatenate([rated.rows[groups[g]] for g in missing])
+            known, _ids, vectors = self.catalog.keeper.indexed_items(rows)
+            if known.all():
+                start = 0
+                for g in missing:
+                    end = start + len(groups[g])
+                    units[g] = centred_units(vectors[start:end], pool.mean)
+                    start = end
+                missing = []
+        wanted = [rated.refs[k] for g in missing for k in groups[g].tolist()]
         if wanted:
-            vectors = self._vectors(ctx, wanted)
+            by_ref = self._vectors(ctx, wanted)
             for g, group in enumerate(groups):
                 if units[g] is None:
-                    present = [k for k in group.tolist() if rated.refs[k] in vectors]
+                    present = [k for k in group.tolist() if rated.refs[k] in by_ref]
                     kept[g] = np.asarray(present, np.int64)
-                    stacked = [vectors[rated.refs[k]] for k in present]
+                    stacked = [by_ref[rated.refs[k]] for k in present]
                     units[g] = (
                         centred_units(np.stack(stacked), pool.mean)
                         if stacked
