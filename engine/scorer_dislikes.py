@@ -113,9 +113,10 @@ class DislikeScorer:
         """The groups of rated items (indices into ``ctx.rated``) and the catalog-centred
         unit vectors of their items, one group after another: a group the pool holds
         whole from the pool (it knows their norms; a pool of the whole catalog does),
-        the others from the user's vectors, read once for all of them. An item whose
-        vector is gone (deleted by another thread since the call looked up its row)
-        is left out of its group, as if never rated."""
+        the others read once for all of them: by the rows the call looked up, from the
+        index, when it still holds every one; else by id (``_vectors``). An item
+        whose vector is gone (deleted by another thread since the call looked up its
+        row) is then left out of its group, as if never rated."""
         pool, rated = ctx.pool, ctx.rated
         kept = list(groups)
         units: list[np.ndarray | None] = []
