@@ -542,9 +542,7 @@ class IndexKeeper:
             rows = table.matching_rows(expr) if expr is not None else table.rows()
             return None if rows.size > limit else rows
 
-    def indexed_items(
-        self, rows: Sequence[int] | np.ndarray
-    ) -> tuple[np.ndarray, list[str], np.ndarray]:
+    def indexed_items(self, rows: Sequence[int]) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(which of ``rows`` the in-memory index holds live, their item ids, their
         vectors), as of the index's last catch-up with LMDB (every search starts with
         one). A row's vector never changes (re-embedding gives a new row) and both index

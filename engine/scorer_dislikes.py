@@ -129,7 +129,7 @@ class DislikeScorer:
             # (as ``_vectors`` would read the index) by the rows the call looked up: one
             # read when the index holds every one of them (the usual case), as one block
             rows = np.concatenate([rated.rows[groups[g]] for g in missing])
-            known, _ids, vectors = self.catalog.keeper.indexed_items(rows)
+            known, _ids, vectors = self.catalog.keeper.indexed_items(rows.tolist())
             if known.all():
                 start = 0
                 for g in missing:

@@ -159,7 +159,7 @@ def test_a_rated_item_deleted_during_the_call_leaves_the_dislike_part_as_if_neve
     # the index's own view by row: the row tombstoned (the index caught up meanwhile)
     rows_of, gone = keeper.indexed_items, int(keeper.live_rows([disliked[0]])[0])
 
-    def tombstoned(rows: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
+    def tombstoned(rows: list[int]) -> tuple[np.ndarray, list[str], np.ndarray]:
         known, ids, vectors = rows_of(rows)
         hit = np.asarray(rows) == gone
         keep = ~hit[known]
