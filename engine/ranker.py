@@ -166,17 +166,19 @@ def select(
     """
     if diversity <= 0.0:
         return top_n(scores, n)
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    best = order[: max(n * 10, 50)]
+    best = np.asarray(top_n(scores, max(n * 10, 50)), np.intp)  # (a full sort's order)
     vectors_of = vectors(best)
     spread = float(scores.std()) or 1.0
     relevance = ((scores - scores.mean()) / spread)[best]
     chosen: list[int] = []
     best_sim = np.full(len(best), -1.0)
-    pool = list(range(len(best)))
-    while pool and len(chosen) < n:
-        values = [(1 - diversity) * relevance[i] - diversity * 3.0 * best_sim[i] for i in pool]
-        pick = pool.pop(int(np.argmax(values)))
+    taken = np.zeros(len(best), bool)
+    for _ in range(min(n, len(best))):
+        # each value as the scalar expression computes it; argmax: the first of equals
+        values = (1 - diversity) * relevance - diversity * 3.0 * best_sim
+        values[taken] = -np.inf
+        pick = int(np.argmax(values))
+        taken[pick] = True
         chosen.append(int(best[pick]))
         best_sim = np.maximum(best_sim, vectors_of @ vectors_of[pick])
     return chosen

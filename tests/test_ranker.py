@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ownrank.engine.ranker import LazyScores, top_n
+from ownrank.engine.ranker import LazyScores, select, top_n
 
 finite = st.floats(-4.0, 4.0, allow_nan=False, width=32)
 few_values = st.sampled_from([0.0, 1.0, 0.5, 2.0])  # ties between candidates
@@ -61,6 +61,46 @@ def test_only_the_candidates_that_can_reach_the_top_are_computed() -> None:
     LazyScores(known, {"p": penalty}).top(10, first=32)
     # the 32 best, then nobody else: the 10th exact score (position 14) beats the rest
     assert sorted(asked) == list(range(32))
+
+
+def _mmr_reference(scores: np.ndarray, vectors: np.ndarray, n: int, diversity: float) -> list[int]:
+    """Maximal marginal relevance as ``select`` computed it before it was vectorised
+    (a full sort, a value per candidate left, one by one)."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    best = order[: max(n * 10, 50)]
+    vectors_of = vectors[best]
+    spread = float(scores.std()) or 1.0
+    relevance = ((scores - scores.mean()) / spread)[best]
+    chosen: list[int] = []
+    best_sim = np.full(len(best), -1.0)
+    pool = list(range(len(best)))
+    while pool and len(chosen) < n:
+        values = [(1 - diversity) * relevance[i] - diversity * 3.0 * best_sim[i] for i in pool]
+        pick = pool.pop(int(np.argmax(values)))
+        chosen.append(int(best[pick]))
+        best_sim = np.maximum(best_sim, vectors_of @ vectors_of[pick])
+    return chosen
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 300).flatmap(
+        lambda count: st.tuples(
+            arrays(np.float64, count, elements=finite | few_values),
+            arrays(np.float64, (count, 4), elements=st.sampled_from([0.0, 1.0, -1.0, 0.5])),
+        )
+    ),
+    st.integers(1, 30),
+    st.floats(0.01, 1.0),
+)
+def test_maximal_marginal_relevance_picks_as_the_reference_does(
+    drawn: tuple[np.ndarray, np.ndarray], n: int, diversity: float
+) -> None:
+    """The same picks, in the same order, as the one-by-one version (ties in scores and
+    in similarities included: vectors from four values, so many are alike)."""
+    scores, vectors = drawn
+    chosen = select(scores, lambda at: vectors[at], n, diversity)
+    assert chosen == _mmr_reference(scores, vectors, n, diversity)
 
 
 @pytest.mark.parametrize(
