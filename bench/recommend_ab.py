@@ -124,7 +124,13 @@ class Comparison:
         return "\n".join(rows)
 
 
-def compare(engines: dict[str, Any], users: Sequence[int], rounds: int, n: int = 10) -> Comparison:
+def compare(
+    engines: dict[str, Any],
+    users: Sequence[int],
+    rounds: int,
+    n: int = 10,
+    diversity: float = 0.0,
+) -> Comparison:
     """Each user ranked by both engines (``base``, ``new``) ``rounds`` times, which
     goes first alternating; the lists of the first round compared."""
     out = Comparison(users=len(users))
@@ -134,7 +140,9 @@ def compare(engines: dict[str, Any], users: Sequence[int], rounds: int, n: int =
             lists: dict[str, list[tuple[str, float, Any]]] = {}
             for name in order:
                 t0 = time.perf_counter()
-                recs = engines[name].recommend(str(user), n, filters={"candidate": True})
+                recs = engines[name].recommend(
+                    str(user), n, filters={"candidate": True}, diversity=diversity
+                )
                 out.seconds[name].append(time.perf_counter() - t0)
                 lists[name] = [(r.item_id, r.score, r.explanation) for r in recs]
             if round_ == 0:
@@ -150,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dataset", default="ml-1m-half")
     parser.add_argument("--mode", default="popularity", help="shared_statistics")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the test users")
+    parser.add_argument("--diversity", type=float, default=0.0, help="recommend's diversity")
     parser.add_argument(
         "--weights", default=None, help="personal,neighbour,popularity weights (default: "
         "the engine's); quality.py's inner validation chose 0.03,0.01,1 on 2026-12-07"
@@ -182,11 +191,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             for engine in engines.values():  # what every call shares, before timing
                 compare({"base": engine, "new": engine}, users[:50], 1)
-            result = compare(engines, users, args.rounds)
+            result = compare(engines, users, args.rounds, diversity=args.diversity)
         finally:
             for engine in engines.values():
                 engine.close()
-    print(f"{args.dataset} chrono20, {args.mode}: the working tree against {rev}")
+    print(
+        f"{args.dataset} chrono20, {args.mode}, diversity {args.diversity:g}: "
+        f"the working tree against {rev}"
+    )
     print(result.summary())
 
 
