@@ -1,7 +1,7 @@
 """Recommend speed of two versions of ownrank in one process, call by call (issue 19).
 
-The VM's speed drifts from hour to hour and from process to process: two processes of
-the same code, one after the other, measured a recommend p50 of 0.77 and 1.10 ms
+The VM's speed drifts from hour to hour and from process to process: processes of
+the same code, one after the other, measured a recommend p50 of 0.77 and 1.07 ms
 (bench/README.md, 2026-12-07, fourth session), so a change of a few percent cannot
 be read from separate runs. This script imports a base revision of the package under
 another name (``ownrank_base``, exported with ``git archive``: the package's own
@@ -10,9 +10,9 @@ every test user of a chrono20 split with one version and then the other, the ord
 alternating from user to user. It prints each version's p50 / mean / p99, the ratio
 of the p50s and the median of the per-call ratios, and how many of the users' lists
 are identical (ids, scores and explanations) and how many have the same ids. The two
-engines share the CPU's caches, so each p50 is above a lone process's (1.10 against
-~0.9 ms here): the ratio is the measure. The working tree against its own HEAD read
-0.994x (median of per-call ratios 0.991x): differences of a percent are noise.
+engines share the CPU's caches, so their absolute times are not a lone process's:
+the ratio is the measure. The working tree against its own HEAD read 0.994x (median
+of per-call ratios 0.991x): differences of a percent are noise.
 
 The store is built once per base revision, dataset and mode with the base version
 (the newer version migrates an older format on open), under bench/results/cache/.

@@ -124,18 +124,16 @@ class DislikeScorer:
             at = pool.positions(rated.rows[group])
             units.append(pool.units_at(at) if (at >= 0).all() else None)
         missing = [g for g, u in enumerate(units) if u is None]
-        read = ctx.user_vectors
-        if missing and isinstance(read, UserVectors) and not read.loaded:
-            # (as ``_vectors`` would read the index) by the rows the call looked up: one
-            # read when the index holds every one of them (the usual case), as one block
+        if missing and _reads_index(ctx):
+            # by the rows the call looked up: one read when the index holds every one of
+            # them (the usual case), as one block
+            sizes = [len(groups[g]) for g in missing]
             rows = np.concatenate([rated.rows[groups[g]] for g in missing])
             known, _ids, vectors = self.catalog.keeper.indexed_items(rows.tolist())
             if known.all():
-                start = 0
-                for g in missing:
-                    end = start + len(groups[g])
-                    units[g] = centred_units(vectors[start:end], pool.mean)
-                    start = end
+                blocks = np.split(vectors, np.cumsum(sizes)[:-1])
+                for g, block in zip(missing, blocks, strict=True):
+                    units[g] = centred_units(block, pool.mean)
                 missing = []
         wanted = [rated.refs[k] for g in missing for k in groups[g].tolist()]
         if wanted:
@@ -157,10 +155,17 @@ class DislikeScorer:
         (retrieval does), else from the index in one read (or, while the index is
         catching up, the user's vectors from LMDB)."""
         read = ctx.user_vectors
-        if not (isinstance(read, UserVectors) and not read.loaded):
+        if not _reads_index(ctx):
             return read
         found = self.catalog.keeper.item_vectors(refs)
         return read if found is None else found
+
+
+def _reads_index(ctx: RankingContext) -> bool:
+    """Whether vectors the pool lacks come from the index: the call has not read the
+    user's vectors (retrieval does; then they are at hand)."""
+    read = ctx.user_vectors
+    return isinstance(read, UserVectors) and not read.loaded
 
 
 def _centre(weights: np.ndarray, units: np.ndarray, mean: np.ndarray) -> tuple[Centre, float]:
