@@ -38,6 +38,7 @@ import ctypes
 import gc
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ from catalog_bench import (
 from threadpoolctl import threadpool_limits
 
 from ownrank import EngineConfig
+from ownrank.engine.exact_vectors import ExactVectors
 from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper
 from ownrank.engine.index_sizing import (
     ef_search_for,
@@ -167,14 +169,18 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def estimate_index_bytes(kind: IndexType, count: int, dimension: int, hnsw_m: int) -> int:
+def estimate_index_bytes(
+    kind: IndexType, count: int, dimension: int, hnsw_m: int, ivf_codes: str = "float32"
+) -> int:
     """Bytes the index should take in memory, from FAISS's layout.
 
-    All: float32 vectors, the ids (8 B/vector) and a hash map from id to position
-    (~40 B/vector: IndexIDMap2's reverse map, IVF's direct map). HNSW: 2M level-0 link
-    slots of 4 B, M slots per upper level (expected 1/(M-1) upper levels per vector),
-    plus offsets (8 B) and levels (4 B). IVF: the centroids and their HNSW graph."""
-    total = count * (dimension * 4 + 8 + 40)
+    All: the vectors (float32; IVF: 2 B a dimension with float16 codes), the ids (8
+    B/vector) and a hash map from id to position (~40 B/vector: IndexIDMap2's reverse
+    map, IVF's direct map). HNSW: 2M level-0 link slots of 4 B, M slots per upper level
+    (expected 1/(M-1) upper levels per vector), plus offsets (8 B) and levels (4 B).
+    IVF: the centroids and their HNSW graph."""
+    width = 2 if kind == "ivf" and ivf_codes == "float16" else 4
+    total = count * (dimension * width + 8 + 40)
     slots = 2 * hnsw_m + hnsw_m / (hnsw_m - 1)
     if kind == "hnsw":
         total += int(count * (slots * 4 + 8 + 4))
@@ -198,6 +204,7 @@ def build_index(kind: IndexType, vectors: Vectors, settings: Settings) -> Vector
         nprobe=ivf_nprobe_for(lists, cfg.ivf_nprobe),
         training=vectors[:: ivf_training_stride(len(vectors), lists)] if lists else None,
         trained_on=len(vectors),
+        ivf_codes=cfg.ivf_codes,
     )
     for start in range(0, len(vectors), REBUILD_BATCH):
         stop = min(len(vectors), start + REBUILD_BATCH)
@@ -279,15 +286,29 @@ def index_search(
     return run
 
 
+class BenchVectors(ExactVectors):
+    """The benchmark's own vectors (row = position) where the engine reads LMDB."""
+
+    def __init__(self, vectors: Vectors) -> None:
+        self.vectors = vectors
+        self._admitted = {}
+        self._admitted_lock = threading.Lock()
+
+    def of(self, index: VectorIndex, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
+        return np.ones(len(rows), bool), self.vectors[rows]
+
+
 def engine_filtered_search(
-    index: VectorIndex, config: EngineConfig, k: int, allowed: Sequence[Rows]
+    index: VectorIndex, config: EngineConfig, k: int, allowed: Sequence[Rows], vectors: Vectors
 ) -> SearchOne:
     """The engine's whole filtered path for one query, ``IndexKeeper.search_within``.
-    The keeper is made without LMDB (``__new__``): that method reads only ``index``
-    and ``config``, so this times the engine's own code, not a copy of it."""
+    The keeper is made without LMDB (``__new__``): that method reads only ``index``,
+    ``config`` and, for exact vectors, ``exact`` (here ``vectors``), so this times the
+    engine's own code, not a copy of it."""
     keeper = IndexKeeper.__new__(IndexKeeper)
     keeper.index = index
     keeper.config = config
+    keeper.exact = BenchVectors(vectors)
 
     def run(i: int, query: Vectors) -> tuple[Scores, Rows]:
         found = keeper.search_within(query[0], k, allowed[i % len(allowed)])
@@ -335,7 +356,7 @@ def measure_kind(
     run.add("RSS after", after["rss_mb"], "MiB", **labels)
     run.add("RSS growth", after["rss_mb"] - before["rss_mb"], "MiB", **labels)
     run.add("build peak", build_peak, "MiB", **labels)  # RSS peak above the build's start
-    estimate = estimate_index_bytes(kind, count, dim, cfg.hnsw_m)
+    estimate = estimate_index_bytes(kind, count, dim, cfg.hnsw_m, cfg.ivf_codes)
     run.add("estimate", estimate / 2**20, "MiB", **labels)
     if settings.save:
         size, save_s = index_file_bytes(index, settings)
@@ -375,7 +396,7 @@ def measure_kind(
     if kind == "flat":
         route = "flat search with an ID selector (the call above)"
     else:
-        search = engine_filtered_search(index, cfg, k, allowed)
+        search = engine_filtered_search(index, cfg, k, allowed, vectors)
         measure_search(run, search, queries, truth["filtered"], k, ["engine"], **topic)
         if admitted > cfg.exact_filter_limit or kind == "ivf":
             route = f"{kind} search with an ID selector, exact scoring for the "

@@ -88,14 +88,14 @@ class IndexFile:
     def _write_and_map(self, index: VectorIndex) -> VectorIndex:
         """``remapped``'s work, under the file lock (the caller holds it)."""
         mapped = self._load_mapped()
-        if mapped is None or mapped.seq != index.seq:
+        if mapped is None or not _same(mapped, index):
             try:
                 index.save(self.path, fingerprint=self.stamp)
             except OSError as exc:
                 log.warning("the index stays in this process's memory: %s", exc)
                 return index
             mapped = self._load_mapped()
-        if mapped is None or mapped.seq != index.seq:  # replaced by another process
+        if mapped is None or not _same(mapped, index):  # replaced by another process
             return index
         self.saved_seq = mapped.seq
         return mapped
@@ -123,3 +123,11 @@ class IndexFile:
                 index.save(self.path, fingerprint=self.stamp)
         self.saved_seq = index.seq
         return True
+
+
+def _same(saved: VectorIndex, index: VectorIndex) -> bool:
+    """Whether the file's index holds what ``index`` holds: the same catalog state in
+    the same lists and codes (a retrain or a change of codes at the same catalog state
+    must be written, not answered by the file)."""
+    layout = (saved.ivf_codes, saved.ivf_lists, saved.trained_on)
+    return saved.seq == index.seq and layout == (index.ivf_codes, index.ivf_lists, index.trained_on)

@@ -24,7 +24,6 @@ Search strategy (exactness where it matters):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import logging
 import threading
@@ -32,7 +31,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -42,9 +40,9 @@ from ..storage.vector_index import (
     IndexType,
     VectorIndex,
     set_faiss_threads,
-    use_faiss_threads,
 )
 from .config import EngineConfig
+from .exact_vectors import ExactVectors
 from .filters import Expr
 from .index_file import IndexFile
 from .index_sizing import ef_search_for, ivf_lists_for, ivf_nprobe_for, ivf_training_stride
@@ -55,9 +53,7 @@ log = logging.getLogger(__name__)
 
 Rows = npt.NDArray[np.int64]
 REBUILD_BATCH = 8_192
-_EXACT_CHUNK = 65_536
 _BATCH_EXACT_LIMIT = 16_384  # admitted rows copied once for a batch of filtered queries
-_ADMITTED_CACHE_BYTES = 64 * 2**20
 _SHARED_ANSWERS_KEPT = 32
 
 
@@ -87,8 +83,7 @@ class IndexKeeper:
         self.lock = ReadWriteLock()
         self.table: PropertyTable | None = None
         self.rebuilds = 0
-        self._admitted: dict[bytes, np.ndarray] = {}
-        self._admitted_lock = threading.Lock()
+        self.exact = ExactVectors(env, store, dimension)
         # search_shared's answers by (seq, query, k, filter), oldest first
         self._shared_answers: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
         self._shared_lock = threading.Lock()
@@ -144,6 +139,7 @@ class IndexKeeper:
             nprobe=ivf_nprobe_for(lists, self.config.ivf_nprobe),
             training=self._training_sample(txn, live, lists) if kind == "ivf" else None,
             trained_on=live,
+            ivf_codes=self.config.ivf_codes,
         )
         rows: list[int] = []
         vecs: list[np.ndarray] = []
@@ -173,9 +169,12 @@ class IndexKeeper:
         return np.stack(sample) if sample else np.zeros((1, self.dimension), np.float32)
 
     def _rebuild_due(self, index: VectorIndex) -> bool:
-        """Another kind for this size, IVF outgrown (2x since training), HNSW past tombstones."""
+        """Another kind for this size, IVF outgrown (2x since training) or holding other
+        codes than configured, HNSW past tombstones."""
         wrong_kind = self._desired_kind(index.live_count, index.kind) != index.kind
-        outgrown = index.kind == "ivf" and index.live_count > 2 * index.trained_on
+        ivf = index.kind == "ivf"
+        outgrown = ivf and index.live_count > 2 * index.trained_on
+        outgrown |= ivf and index.ivf_codes != self.config.ivf_codes
         return wrong_kind or outgrown or index.tombstone_ratio > self.config.tombstone_rebuild_ratio
 
     def _catch_up(self, index: VectorIndex, txn: Any, *, table: bool = True) -> bool:
@@ -311,11 +310,13 @@ class IndexKeeper:
         excluded = np.asarray(exclude if exclude is not None else [], dtype=np.int64)
         with self.lock.reading():
             if table is None:
-                return self._search_unfiltered(query, n, excluded)
-            allowed = table.matching_rows(expr) if expr is not None else table.rows()
-            if excluded.size:
-                allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
-            return self.search_within(query, n, allowed)
+                found = self._search_unfiltered(query, n, excluded)
+            else:
+                allowed = table.matching_rows(expr) if expr is not None else table.rows()
+                if excluded.size:
+                    allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
+                found = self.search_within(query, n, allowed)
+            return self.exact.rescored(self.index, query, found)
 
     def search_many(
         self, queries: np.ndarray, sizes: Sequence[int], expr: Expr | None = None
@@ -385,7 +386,7 @@ class IndexKeeper:
             limit = min(self.config.exact_filter_limit, _BATCH_EXACT_LIMIT)
             if self._index_filters(allowed, limit):
                 return self._search_many_in_many(np.asarray(queries, np.float32), sizes, allowed)
-            vectors = self._admitted_vectors(allowed)
+            vectors = self.exact.admitted(self.index, allowed)
         scores = np.asarray(queries, np.float32).reshape(len(sizes), -1) @ vectors.T
         out = []
         for q, k in enumerate(sizes):
@@ -394,20 +395,6 @@ class IndexKeeper:
             order = np.lexsort((allowed[top], -scores[q, top]))  # ties by row, deterministic
             out.append([(int(allowed[top[i]]), float(scores[q, top[i]])) for i in order])
         return out
-
-    def _admitted_vectors(self, allowed: Rows) -> np.ndarray:
-        """The vectors of a filter's rows (caller holds the read lock), cached by the set
-        of rows: a row's vector never changes (re-embedding gives a new row), so the
-        same admitted rows on a later query cost no copy, whatever was written since."""
-        key = hashlib.blake2b(allowed.tobytes(), digest_size=16).digest()
-        found = self._admitted.get(key)
-        if found is None:
-            found = self.index.reconstruct(allowed)
-            with self._admitted_lock:
-                self._admitted[key] = found
-                while sum(v.nbytes for v in self._admitted.values()) > _ADMITTED_CACHE_BYTES:
-                    self._admitted.pop(next(iter(self._admitted)))
-        return found
 
     def _search_unfiltered(
         self, query: np.ndarray, n: int, excluded: Rows
@@ -449,7 +436,9 @@ class IndexKeeper:
         short = [i for i, found in enumerate(answers) if found is None]
         exact: dict[int, list[tuple[int, float]]] = {}
         if short:
-            found_short = self._exact_many(queries[short], [sizes[i] for i in short], allowed)
+            found_short = self.exact.best_many(
+                self.index, queries[short], [sizes[i] for i in short], allowed
+            )
             exact = dict(zip(short, found_short, strict=True))
         return [found if found is not None else exact[i] for i, found in enumerate(answers)]
 
@@ -490,37 +479,9 @@ class IndexKeeper:
         return self.index.kind == "ivf" or allowed.size > limit
 
     def _exact(self, query: np.ndarray, n: int, allowed: Rows) -> list[tuple[int, float]]:
-        return self._exact_many(np.asarray(query, np.float32).reshape(1, -1), [n], allowed)[0]
-
-    def _exact_many(
-        self, queries: np.ndarray, sizes: Sequence[int], allowed: Rows
-    ) -> list[list[tuple[int, float]]]:
-        """The exact best ``sizes[i]`` allowed rows for each query, the admitted vectors
-        read once (in chunks) for all of them."""
-        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(len(sizes), -1)
-        best_rows: list[list[np.ndarray]] = [[] for _k in sizes]
-        best_scores: list[list[np.ndarray]] = [[] for _k in sizes]
-        for start in range(0, allowed.size, _EXACT_CHUNK):
-            chunk = allowed[start : start + _EXACT_CHUNK]
-            # faiss.knn runs on FAISS's own thread count (index_threads), not BLAS's
-            use_faiss_threads()
-            scores, top = faiss.knn(
-                q,
-                self.index.reconstruct(chunk),
-                min(max(sizes), chunk.size),
-                metric=faiss.METRIC_INNER_PRODUCT,
-            )
-            for i, n in enumerate(sizes):  # each row of top is best first
-                keep = min(n, chunk.size)
-                best_rows[i].append(chunk[top[i, :keep]])
-                best_scores[i].append(scores[i, :keep])
-        out = []
-        for i, n in enumerate(sizes):
-            rows = np.concatenate(best_rows[i])
-            scores_i = np.concatenate(best_scores[i])
-            order = np.lexsort((rows, -scores_i))[:n]  # ties broken by row, deterministic
-            out.append([(int(rows[j]), float(scores_i[j])) for j in order])
-        return out
+        return self.exact.best_many(
+            self.index, np.asarray(query, np.float32).reshape(1, -1), [n], allowed
+        )[0]
 
     def allowed_rows(self, expr: Expr | None) -> Rows | None:
         """The rows a filter admits, sorted (None: no filter, everything)."""
@@ -554,7 +515,10 @@ class IndexKeeper:
             found = table.item_ids_of(rows)
             known = np.asarray(found != None, dtype=bool)  # noqa: E711 (elementwise)
             try:
-                vectors = self.index.reconstruct(np.asarray(rows, np.int64)[known])
+                held, vectors = self.exact.of(self.index, np.asarray(rows, np.int64)[known])
+                if not held.all():  # gone from LMDB since the catch-up
+                    known[np.flatnonzero(known)[~held]] = False
+                    vectors = vectors[held]
             except RuntimeError:  # not in the graph after all: let LMDB answer
                 known[:] = False
                 vectors = np.zeros((0, self.dimension), np.float32)
@@ -569,10 +533,12 @@ class IndexKeeper:
         with self.lock.reading():
             found = [(i, r) for i in item_ids if (r := table.row_of(i)) is not None]
             try:
-                vectors = self.index.reconstruct(np.array([r for _i, r in found], np.int64))
+                held, vectors = self.exact.of(
+                    self.index, np.array([r for _i, r in found], np.int64)
+                )
             except RuntimeError:
                 return None
-        return {item_id: vectors[k] for k, (item_id, _r) in enumerate(found)}
+        return {item_id: vectors[k] for k, (item_id, _r) in enumerate(found) if held[k]}
 
     def live_rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """Each item's live row as of the last catch-up (-1: not in the catalog then)."""

@@ -6,10 +6,11 @@ Three kinds, chosen by catalog size (see ``EngineConfig``):
 - ``hnsw``: approximate graph search. HNSW cannot remove nodes, so a removed row
   becomes a tombstone that every search excludes through an ID selector; the
   engine rebuilds the graph once tombstones pass a configured share.
-- ``ivf``: the vectors, unchanged, in inverted lists around centroids trained on a
-  sample of the catalog; a search scans the ``nprobe`` lists of the nearest
-  centroids exactly. Removal deletes the
-  vector at once (a hash table maps rows to their list), so no tombstones.
+- ``ivf``: the vectors, as float16 codes by default (``ivf_codes``), in inverted
+  lists around centroids trained on a sample of the catalog; a search scans the
+  ``nprobe`` lists of the nearest centroids. Removal deletes the vector at once (a
+  hash table maps rows to their list), so no tombstones. With float16 codes the
+  index does not hold the exact vectors (``exact_vectors``: read them from LMDB).
 
 Labels are catalog rows (see ``catalog_store``). The file records the catalog
 sequence number it reflects, so the engine can tell a stale file from a
@@ -40,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import DimensionMismatchError, StoreFormatError
-from .ivf_index import IvfIndex
+from .ivf_index import IvfCodes, IvfIndex
 
 IndexType = Literal["flat", "hnsw", "ivf"]
 
@@ -94,6 +95,7 @@ class VectorIndex:
         nprobe: int = 64,
         training: npt.NDArray[np.float32] | None = None,
         trained_on: int = 0,
+        ivf_codes: IvfCodes = "float16",
         _faiss_index: Any = None,
         _mapped: bool = False,
     ) -> None:
@@ -109,7 +111,7 @@ class VectorIndex:
         if kind == "ivf" and _faiss_index is not None:
             self._ivf = IvfIndex(_faiss_index, mapped=_mapped)
         elif kind == "ivf":
-            self._ivf = IvfIndex.trained(dimension, ivf_lists, training)
+            self._ivf = IvfIndex.trained(dimension, ivf_lists, training, ivf_codes)
         if self._ivf is not None:
             self._index = self._ivf.faiss
         elif _faiss_index is not None:
@@ -184,6 +186,17 @@ class VectorIndex:
         return self._ivf.delta_count if self._ivf is not None else 0
 
     @property
+    def ivf_codes(self) -> IvfCodes | None:
+        """How an IVF index holds its vectors (None for the other kinds)."""
+        return self._ivf.codes if self._ivf is not None else None
+
+    @property
+    def exact_vectors(self) -> bool:
+        """Whether ``reconstruct`` returns the vectors as added, bit for bit (every kind
+        but IVF with float16 codes)."""
+        return self._ivf is None or self._ivf.exact
+
+    @property
     def ivf_lists(self) -> int:
         """The number of inverted lists (0 for the other kinds)."""
         return self._ivf.nlist if self._ivf is not None else 0
@@ -239,7 +252,8 @@ class VectorIndex:
         return scores, rows
 
     def reconstruct(self, rows: Rows) -> npt.NDArray[np.float32]:
-        """The stored vectors of these rows (all must be present)."""
+        """The stored vectors of these rows (all must be present; rounded to half
+        precision where ``exact_vectors`` is false)."""
         if len(rows) == 0:
             return np.zeros((0, self.dimension), np.float32)
         use_faiss_threads()

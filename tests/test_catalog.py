@@ -151,14 +151,22 @@ def test_filtered_search_returns_n_when_n_match(tmp_path: Path, kind: str) -> No
         assert engine.search("jazz", 5, filters={"topic": "polka"}) == []
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivf-float32"])
 def test_filtered_search_many_answers_each_query_as_a_single_search_would(
     tmp_path: Path, kind: str
 ) -> None:
     """Several filtered queries at once (one recommendation's retrieval): the ones the
-    graph answers short share one exact pass, and every answer is the single query's."""
+    graph answers short share one exact pass, and every answer is the single query's;
+    with float16 IVF codes, ``search`` gives the same rows with the exact vectors'
+    scores (``search_many``'s callers use its rows only)."""
+    codes = "float32" if kind == "ivf-float32" else "float16"
     engine = make_engine(
-        tmp_path / "s", WordHashEncoder(), index_kind=kind, exact_filter_limit=0, **APPROXIMATE
+        tmp_path / "s",
+        WordHashEncoder(),
+        index_kind=kind.removesuffix("-float32"),
+        exact_filter_limit=0,
+        ivf_codes=codes,
+        **APPROXIMATE,
     )
     with engine:
         engine.catalog.upsert(catalog_items(600))
@@ -171,6 +179,12 @@ def test_filtered_search_many_answers_each_query_as_a_single_search_would(
             sizes = [10, 5, 5, 30]
             together = keeper.search_many(queries, sizes, expr)
             alone = [keeper.search(q, k, expr) for q, k in zip(queries, sizes, strict=True)]
+            if kind == "ivf":
+                assert not keeper.index.exact_vectors
+                together = [
+                    keeper.exact.rescored(keeper.index, q, found)
+                    for q, found in zip(queries, together, strict=True)
+                ]
             assert together == alone
             assert [len(found) for found in together] == [min(k, matching) for k in sizes]
 

@@ -16,6 +16,7 @@ import pytest
 
 from ownrank.errors import DimensionMismatchError, StoreFormatError
 from ownrank.storage import vector_index as vector_index_module
+from ownrank.storage.ivf_index import IvfCodes
 from ownrank.storage.vector_index import IndexType, VectorIndex
 
 DIM = 32
@@ -40,18 +41,37 @@ def brute_force(
     return labels[order]
 
 
-def empty(kind: IndexType, training: Vectors | None = None) -> VectorIndex:
-    """An empty index; an ivf one trained on ``training`` (16 lists, 4 scanned)."""
+def empty(
+    kind: IndexType, training: Vectors | None = None, codes: IvfCodes = "float32"
+) -> VectorIndex:
+    """An empty index; an ivf one trained on ``training`` (16 lists, 4 scanned), holding
+    ``codes`` (float32 unless a test says otherwise: most tests check exact answers)."""
     if kind != "ivf":
         return VectorIndex(kind, DIM)
     sample = unit_vectors(200, seed=99) if training is None else training
-    return VectorIndex(kind, DIM, ivf_lists=16, nprobe=4, training=sample, trained_on=len(sample))
+    return VectorIndex(
+        kind,
+        DIM,
+        ivf_lists=16,
+        nprobe=4,
+        training=sample,
+        trained_on=len(sample),
+        ivf_codes=codes,
+    )
+
+
+def half(vectors: Vectors) -> Vectors:
+    """The vectors as an IVF index of float16 codes holds them."""
+    return vectors.astype(np.float16).astype(np.float32)
 
 
 def build(
-    kind: IndexType, vectors: Vectors, rows: npt.NDArray[np.int64] | None = None
+    kind: IndexType,
+    vectors: Vectors,
+    rows: npt.NDArray[np.int64] | None = None,
+    codes: IvfCodes = "float32",
 ) -> VectorIndex:
-    index = empty(kind, vectors)
+    index = empty(kind, vectors, codes)
     index.add(np.arange(len(vectors), dtype=np.int64) if rows is None else rows, vectors)
     return index
 
@@ -113,12 +133,16 @@ def test_hnsw_recall_at_10_against_brute_force() -> None:
     assert recall >= 0.9
 
 
-def test_ivf_scans_nprobe_lists_and_all_lists_is_exact() -> None:
+@pytest.mark.parametrize("codes", ["float32", "float16"])
+def test_ivf_scans_nprobe_lists_and_all_lists_is_exact(codes: IvfCodes) -> None:
+    """Exact over the vectors as held: float16 codes rank as the rounded vectors do."""
     vectors = unit_vectors(2_000, seed=4)
     queries = unit_vectors(50, seed=5)
-    index = build("ivf", vectors)
+    index = build("ivf", vectors, codes=codes)
     assert (index.kind, index.ivf_lists, index.live_count) == ("ivf", 16, 2_000)
-    truth = brute_force(queries, vectors, np.arange(2_000, dtype=np.int64), 10)
+    assert (index.ivf_codes, index.exact_vectors) == (codes, codes == "float32")
+    held = vectors if codes == "float32" else half(vectors)
+    truth = brute_force(queries, held, np.arange(2_000, dtype=np.int64), 10)
     _, everything = index.search(queries, 10, nprobe=16)
     np.testing.assert_array_equal(everything, truth)
     _, some = index.search(queries, 10, nprobe=1)  # one list of 16: most of the top missed
@@ -243,23 +267,28 @@ def test_hnsw_tombstone_excluded_even_when_allowed() -> None:
     assert 3 not in found[0].tolist()
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_reconstruct_returns_the_stored_bits(kind: IndexType) -> None:
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivf-float16"])
+def test_reconstruct_returns_the_stored_bits(kind: str) -> None:
     vectors = unit_vectors(20, seed=12)
-    index = build(kind, vectors, np.arange(20, dtype=np.int64) + 100)
+    codes: IvfCodes = "float16" if kind == "ivf-float16" else "float32"
+    index = build("ivf" if codes == "float16" else kind, vectors, np.arange(20) + 100, codes)  # type: ignore[arg-type]
     got = index.reconstruct(np.array([100, 119], dtype=np.int64))
-    np.testing.assert_array_equal(got, vectors[[0, 19]])
+    held = half(vectors) if codes == "float16" else vectors
+    assert index.exact_vectors == (codes == "float32")
+    np.testing.assert_array_equal(got, held[[0, 19]])
     assert index.reconstruct(np.array([], dtype=np.int64)).shape == (0, DIM)
 
 
 # -- persistence -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_save_then_load_round_trips(tmp_path: Path, kind: IndexType) -> None:
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivf-float16"])
+def test_save_then_load_round_trips(tmp_path: Path, kind: str) -> None:
     vectors = unit_vectors(400, seed=13)
     queries = unit_vectors(10, seed=14)
-    index = build(kind, vectors)
+    codes: IvfCodes = "float16" if kind == "ivf-float16" else "float32"
+    kind = "ivf" if codes == "float16" else kind
+    index = build(kind, vectors, codes=codes)  # type: ignore[arg-type]
     index.seq = 42
     index.remove([1, 2, 3])
     before_scores, before_rows = index.search(queries, 10)
@@ -268,6 +297,7 @@ def test_save_then_load_round_trips(tmp_path: Path, kind: IndexType) -> None:
 
     loaded = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM)
     assert loaded.kind == kind
+    assert loaded.ivf_codes == index.ivf_codes
     assert loaded.dimension == DIM
     assert loaded.seq == 42
     assert loaded.dead == index.dead
@@ -386,9 +416,11 @@ def assert_same(one: list[Any], other: list[Any]) -> None:
             assert a == b
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    ("seed", "codes"), [(0, "float32"), (1, "float32"), (2, "float16"), (3, "float16")]
+)
 def test_a_mapped_ivf_index_answers_as_the_in_memory_one_through_any_changes(
-    tmp_path: Path, seed: int
+    tmp_path: Path, seed: int, codes: IvfCodes
 ) -> None:
     """The file's lists stay read-only: additions go to the delta, removals of the
     file's rows are skipped; every answer equals that of an in-memory index that
@@ -396,7 +428,7 @@ def test_a_mapped_ivf_index_answers_as_the_in_memory_one_through_any_changes(
     rng = np.random.default_rng(seed)
     pool = unit_vectors(900, seed=30 + seed)
     queries = unit_vectors(6, seed=40 + seed)
-    memory = build("ivf", pool[:400], np.arange(400, dtype=np.int64))
+    memory = build("ivf", pool[:400], np.arange(400, dtype=np.int64), codes)
     path = tmp_path / "catalog.index"
     memory.save(path, fingerprint=FINGERPRINT)
     written = path.read_bytes()
@@ -423,14 +455,17 @@ def test_a_mapped_ivf_index_answers_as_the_in_memory_one_through_any_changes(
     mapped.save(path, fingerprint=FINGERPRINT)
     for again in (True, False):
         reread = VectorIndex.load(path, fingerprint=FINGERPRINT, dimension=DIM, mapped=again)
-        assert reread.delta_count == 0
+        assert (reread.delta_count, reread.ivf_codes) == (0, codes)
         assert_same(answers(reread, queries, allowed), answers(memory, queries, allowed))
 
 
+@pytest.mark.parametrize("codes", ["float32", "float16"])
 @pytest.mark.parametrize("mapped", [False, True])
-def test_ivf_adding_a_row_it_holds_replaces_it(tmp_path: Path, mapped: bool) -> None:
+def test_ivf_adding_a_row_it_holds_replaces_it(
+    tmp_path: Path, mapped: bool, codes: IvfCodes
+) -> None:
     vectors = unit_vectors(300, seed=60)
-    index = build("ivf", vectors)
+    index = build("ivf", vectors, codes=codes)
     if mapped:
         path = tmp_path / "catalog.index"
         index.save(path, fingerprint=FINGERPRINT)
