@@ -38,7 +38,6 @@ import ctypes
 import gc
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +60,6 @@ from catalog_bench import (
 from threadpoolctl import threadpool_limits
 
 from ownrank import EngineConfig
-from ownrank.engine.exact_vectors import ExactVectors
 from ownrank.engine.index_keeper import REBUILD_BATCH, IndexKeeper
 from ownrank.engine.index_sizing import (
     ef_search_for,
@@ -174,13 +172,14 @@ def estimate_index_bytes(
 ) -> int:
     """Bytes the index should take in memory, from FAISS's layout.
 
-    All: the vectors (float32; IVF: 2 B a dimension with float16 codes), the ids (8
-    B/vector) and a hash map from id to position (~40 B/vector: IndexIDMap2's reverse
-    map, IVF's direct map). HNSW: 2M level-0 link slots of 4 B, M slots per upper level
-    (expected 1/(M-1) upper levels per vector), plus offsets (8 B) and levels (4 B).
-    IVF: the centroids and their HNSW graph."""
-    width = 2 if kind == "ivf" and ivf_codes == "float16" else 4
-    total = count * (dimension * width + 8 + 40)
+    All: float32 vectors, the ids (8 B/vector) and a hash map from id to position
+    (~40 B/vector: IndexIDMap2's reverse map, IVF's direct map). HNSW: 2M level-0 link
+    slots of 4 B, M slots per upper level (expected 1/(M-1) upper levels per vector),
+    plus offsets (8 B) and levels (4 B). IVF: the centroids and their HNSW graph; with
+    float16 codes, 2 B a dimension more and the table's rows (8 B/vector)."""
+    total = count * (dimension * 4 + 8 + 40)
+    if kind == "ivf" and ivf_codes == "float16":
+        total += count * (dimension * 2 + 8)
     slots = 2 * hnsw_m + hnsw_m / (hnsw_m - 1)
     if kind == "hnsw":
         total += int(count * (slots * 4 + 8 + 4))
@@ -286,29 +285,15 @@ def index_search(
     return run
 
 
-class BenchVectors(ExactVectors):
-    """The benchmark's own vectors (row = position) where the engine reads LMDB."""
-
-    def __init__(self, vectors: Vectors) -> None:
-        self.vectors = vectors
-        self._admitted = {}
-        self._admitted_lock = threading.Lock()
-
-    def of(self, index: VectorIndex, rows: Rows) -> tuple[np.ndarray, np.ndarray]:
-        return np.ones(len(rows), bool), self.vectors[rows]
-
-
 def engine_filtered_search(
-    index: VectorIndex, config: EngineConfig, k: int, allowed: Sequence[Rows], vectors: Vectors
+    index: VectorIndex, config: EngineConfig, k: int, allowed: Sequence[Rows]
 ) -> SearchOne:
     """The engine's whole filtered path for one query, ``IndexKeeper.search_within``.
-    The keeper is made without LMDB (``__new__``): that method reads only ``index``,
-    ``config`` and, for exact vectors, ``exact`` (here ``vectors``), so this times the
-    engine's own code, not a copy of it."""
+    The keeper is made without LMDB (``__new__``): that method reads only ``index``
+    and ``config``, so this times the engine's own code, not a copy of it."""
     keeper = IndexKeeper.__new__(IndexKeeper)
     keeper.index = index
     keeper.config = config
-    keeper.exact = BenchVectors(vectors)
 
     def run(i: int, query: Vectors) -> tuple[Scores, Rows]:
         found = keeper.search_within(query[0], k, allowed[i % len(allowed)])
@@ -396,7 +381,7 @@ def measure_kind(
     if kind == "flat":
         route = "flat search with an ID selector (the call above)"
     else:
-        search = engine_filtered_search(index, cfg, k, allowed, vectors)
+        search = engine_filtered_search(index, cfg, k, allowed)
         measure_search(run, search, queries, truth["filtered"], k, ["engine"], **topic)
         if admitted > cfg.exact_filter_limit or kind == "ivf":
             route = f"{kind} search with an ID selector, exact scoring for the "

@@ -24,6 +24,7 @@ Search strategy (exactness where it matters):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import threading
@@ -31,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, overload
 
+import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -40,9 +42,9 @@ from ..storage.vector_index import (
     IndexType,
     VectorIndex,
     set_faiss_threads,
+    use_faiss_threads,
 )
 from .config import EngineConfig
-from .exact_vectors import ExactVectors
 from .filters import Expr
 from .index_file import IndexFile
 from .index_sizing import ef_search_for, ivf_lists_for, ivf_nprobe_for, ivf_training_stride
@@ -53,7 +55,9 @@ log = logging.getLogger(__name__)
 
 Rows = npt.NDArray[np.int64]
 REBUILD_BATCH = 8_192
+_EXACT_CHUNK = 65_536
 _BATCH_EXACT_LIMIT = 16_384  # admitted rows copied once for a batch of filtered queries
+_ADMITTED_CACHE_BYTES = 64 * 2**20
 _SHARED_ANSWERS_KEPT = 32
 
 
@@ -83,7 +87,8 @@ class IndexKeeper:
         self.lock = ReadWriteLock()
         self.table: PropertyTable | None = None
         self.rebuilds = 0
-        self.exact = ExactVectors(env, store, dimension)
+        self._admitted: dict[bytes, np.ndarray] = {}
+        self._admitted_lock = threading.Lock()
         # search_shared's answers by (seq, query, k, filter), oldest first
         self._shared_answers: dict[tuple[Any, ...], list[tuple[int, float]]] = {}
         self._shared_lock = threading.Lock()
@@ -169,12 +174,10 @@ class IndexKeeper:
         return np.stack(sample) if sample else np.zeros((1, self.dimension), np.float32)
 
     def _rebuild_due(self, index: VectorIndex) -> bool:
-        """Another kind for this size, IVF outgrown (2x since training) or holding other
-        codes than configured, HNSW past tombstones."""
+        """Another kind (or IVF codes), IVF outgrown (2x since training), HNSW past tombstones."""
         wrong_kind = self._desired_kind(index.live_count, index.kind) != index.kind
-        ivf = index.kind == "ivf"
-        outgrown = ivf and index.live_count > 2 * index.trained_on
-        outgrown |= ivf and index.ivf_codes != self.config.ivf_codes
+        wrong_kind |= index.kind == "ivf" and index.ivf_codes != self.config.ivf_codes
+        outgrown = index.kind == "ivf" and index.live_count > 2 * index.trained_on
         return wrong_kind or outgrown or index.tombstone_ratio > self.config.tombstone_rebuild_ratio
 
     def _catch_up(self, index: VectorIndex, txn: Any, *, table: bool = True) -> bool:
@@ -310,13 +313,11 @@ class IndexKeeper:
         excluded = np.asarray(exclude if exclude is not None else [], dtype=np.int64)
         with self.lock.reading():
             if table is None:
-                found = self._search_unfiltered(query, n, excluded)
-            else:
-                allowed = table.matching_rows(expr) if expr is not None else table.rows()
-                if excluded.size:
-                    allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
-                found = self.search_within(query, n, allowed)
-            return self.exact.rescored(self.index, query, found)
+                return self._search_unfiltered(query, n, excluded)
+            allowed = table.matching_rows(expr) if expr is not None else table.rows()
+            if excluded.size:
+                allowed = np.setdiff1d(allowed, excluded, assume_unique=True)
+            return self.search_within(query, n, allowed)
 
     def search_many(
         self, queries: np.ndarray, sizes: Sequence[int], expr: Expr | None = None
@@ -386,7 +387,7 @@ class IndexKeeper:
             limit = min(self.config.exact_filter_limit, _BATCH_EXACT_LIMIT)
             if self._index_filters(allowed, limit):
                 return self._search_many_in_many(np.asarray(queries, np.float32), sizes, allowed)
-            vectors = self.exact.admitted(self.index, allowed)
+            vectors = self._admitted_vectors(allowed)
         scores = np.asarray(queries, np.float32).reshape(len(sizes), -1) @ vectors.T
         out = []
         for q, k in enumerate(sizes):
@@ -395,6 +396,20 @@ class IndexKeeper:
             order = np.lexsort((allowed[top], -scores[q, top]))  # ties by row, deterministic
             out.append([(int(allowed[top[i]]), float(scores[q, top[i]])) for i in order])
         return out
+
+    def _admitted_vectors(self, allowed: Rows) -> np.ndarray:
+        """The vectors of a filter's rows (caller holds the read lock), cached by the set
+        of rows: a row's vector never changes (re-embedding gives a new row), so the
+        same admitted rows on a later query cost no copy, whatever was written since."""
+        key = hashlib.blake2b(allowed.tobytes(), digest_size=16).digest()
+        found = self._admitted.get(key)
+        if found is None:
+            found = self.index.reconstruct(allowed)
+            with self._admitted_lock:
+                self._admitted[key] = found
+                while sum(v.nbytes for v in self._admitted.values()) > _ADMITTED_CACHE_BYTES:
+                    self._admitted.pop(next(iter(self._admitted)))
+        return found
 
     def _search_unfiltered(
         self, query: np.ndarray, n: int, excluded: Rows
@@ -436,9 +451,7 @@ class IndexKeeper:
         short = [i for i, found in enumerate(answers) if found is None]
         exact: dict[int, list[tuple[int, float]]] = {}
         if short:
-            found_short = self.exact.best_many(
-                self.index, queries[short], [sizes[i] for i in short], allowed
-            )
+            found_short = self._exact_many(queries[short], [sizes[i] for i in short], allowed)
             exact = dict(zip(short, found_short, strict=True))
         return [found if found is not None else exact[i] for i, found in enumerate(answers)]
 
@@ -479,9 +492,37 @@ class IndexKeeper:
         return self.index.kind == "ivf" or allowed.size > limit
 
     def _exact(self, query: np.ndarray, n: int, allowed: Rows) -> list[tuple[int, float]]:
-        return self.exact.best_many(
-            self.index, np.asarray(query, np.float32).reshape(1, -1), [n], allowed
-        )[0]
+        return self._exact_many(np.asarray(query, np.float32).reshape(1, -1), [n], allowed)[0]
+
+    def _exact_many(
+        self, queries: np.ndarray, sizes: Sequence[int], allowed: Rows
+    ) -> list[list[tuple[int, float]]]:
+        """The exact best ``sizes[i]`` allowed rows for each query, the admitted vectors
+        read once (in chunks) for all of them."""
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(len(sizes), -1)
+        best_rows: list[list[np.ndarray]] = [[] for _k in sizes]
+        best_scores: list[list[np.ndarray]] = [[] for _k in sizes]
+        for start in range(0, allowed.size, _EXACT_CHUNK):
+            chunk = allowed[start : start + _EXACT_CHUNK]
+            # faiss.knn runs on FAISS's own thread count (index_threads), not BLAS's
+            use_faiss_threads()
+            scores, top = faiss.knn(
+                q,
+                self.index.reconstruct(chunk),
+                min(max(sizes), chunk.size),
+                metric=faiss.METRIC_INNER_PRODUCT,
+            )
+            for i, n in enumerate(sizes):  # each row of top is best first
+                keep = min(n, chunk.size)
+                best_rows[i].append(chunk[top[i, :keep]])
+                best_scores[i].append(scores[i, :keep])
+        out = []
+        for i, n in enumerate(sizes):
+            rows = np.concatenate(best_rows[i])
+            scores_i = np.concatenate(best_scores[i])
+            order = np.lexsort((rows, -scores_i))[:n]  # ties broken by row, deterministic
+            out.append([(int(rows[j]), float(scores_i[j])) for j in order])
+        return out
 
     def allowed_rows(self, expr: Expr | None) -> Rows | None:
         """The rows a filter admits, sorted (None: no filter, everything)."""
@@ -515,10 +556,7 @@ class IndexKeeper:
             found = table.item_ids_of(rows)
             known = np.asarray(found != None, dtype=bool)  # noqa: E711 (elementwise)
             try:
-                held, vectors = self.exact.of(self.index, np.asarray(rows, np.int64)[known])
-                if not held.all():  # gone from LMDB since the catch-up
-                    known[np.flatnonzero(known)[~held]] = False
-                    vectors = vectors[held]
+                vectors = self.index.reconstruct(np.asarray(rows, np.int64)[known])
             except RuntimeError:  # not in the graph after all: let LMDB answer
                 known[:] = False
                 vectors = np.zeros((0, self.dimension), np.float32)
@@ -533,12 +571,10 @@ class IndexKeeper:
         with self.lock.reading():
             found = [(i, r) for i in item_ids if (r := table.row_of(i)) is not None]
             try:
-                held, vectors = self.exact.of(
-                    self.index, np.array([r for _i, r in found], np.int64)
-                )
+                vectors = self.index.reconstruct(np.array([r for _i, r in found], np.int64))
             except RuntimeError:
                 return None
-        return {item_id: vectors[k] for k, (item_id, _r) in enumerate(found) if held[k]}
+        return {item_id: vectors[k] for k, (item_id, _r) in enumerate(found)}
 
     def live_rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """Each item's live row as of the last catch-up (-1: not in the catalog then)."""

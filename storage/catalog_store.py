@@ -32,7 +32,6 @@ from typing import Any, Protocol
 
 import msgpack
 import numpy as np
-import numpy.typing as npt
 
 from ..errors import DimensionMismatchError, StoreFormatError
 from .lmdb_env import LmdbEnvironment
@@ -461,32 +460,6 @@ class CatalogStore:
         if raw is None:
             return None
         return self._decode_vector(raw, dimension)
-
-    def vectors_at(
-        self, txn: Any, rows: Sequence[int], dimension: int
-    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-        """(which of ``rows`` are stored, the vector of each: zeros where not) in one
-        batched read; a value ends with its vector's bytes (``put_vector``), so no value
-        is decoded whole (400 rows: ~0.6 ms, against ~1 ms through ``get_vector``).
-
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> env = LmdbEnvironment(Path(tempfile.mkdtemp()), map_size=2**20, sync=False)
-        >>> store = CatalogStore(env)
-        >>> with env.write() as txn:
-        ...     store.put_vector(txn, 3, "a", np.ones(2, np.float32))
-        >>> with env.read() as txn:
-        ...     known, vectors = store.vectors_at(txn, [3, 4], 2)
-        >>> known.tolist(), vectors.tolist()
-        ([True, False], [[1.0, 1.0], [0.0, 0.0]])
-        """
-        width = 4 * dimension
-        keys = [row_key(int(r)) for r in rows]
-        found = dict(txn.cursor(db=self.vectors).getmulti(keys))
-        missing = bytes(width)
-        known = np.fromiter((k in found for k in keys), dtype=bool, count=len(keys))
-        blob = b"".join([found[k][-width:] if k in found else missing for k in keys])
-        return known, np.frombuffer(blob, dtype="<f4").reshape(len(keys), dimension).copy()
 
     def item_id_of_row(self, txn: Any, row: int) -> str | None:
         raw = txn.get(row_key(row), db=self.vectors)

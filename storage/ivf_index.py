@@ -5,10 +5,11 @@ fitted to a sample of the catalog, as float16 codes (the default) or unchanged
 A search compares the query with every centroid (exact: a flat quantizer) and scans
 the ``nprobe`` nearest lists. The scan is memory-bound: float16 codes halve the bytes
 it reads (a 4-query scan at 100k items took 0.72 against 1.6 ms, recall@90 against
-exact search 0.991 for both; bench/README.md, 2026-12-07 fifth session), so with them
-a search's scores are those of the half-precision vectors, and the exact float32
-vectors are read from LMDB, not from this index (``exact``). Removal deletes a vector
-at once (FAISS's hash table maps a row to its list), so there are no tombstones.
+exact search 0.991 for both; bench/README.md, 2026-12-07 fifth session). With them the
+vectors as added are kept apart, by row (``row_table.py``): a search picks its best
+``k`` by the codes and returns them with, and in the order of, their exact scores, and
+``reconstruct`` returns the exact vectors. Removal deletes a vector at once (FAISS's
+hash table maps a row to its list), so there are no tombstones.
 
 A filtered search cannot simply scan more lists: a filter often admits rows that sit
 together in a few lists far from the query (a topic, a language). So this index keeps
@@ -35,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import DimensionMismatchError
+from .row_table import RowTable
 
 Rows = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
@@ -51,12 +53,18 @@ FILTERED_BREADTH = 2
 
 class IvfIndex:
     """A trained FAISS IVF index (inner product; ``IndexIVFScalarQuantizer`` with float16
-    codes, or ``IndexIVFFlat``) plus each row's list; with ``mapped``, its lists are a
-    read-only file mapping and changes go to a delta."""
+    codes and the exact vectors in a ``RowTable``, or ``IndexIVFFlat``) plus each row's
+    list; with ``mapped``, its lists are a read-only file mapping and changes go to a
+    delta."""
 
-    def __init__(self, index: Any, *, mapped: bool = False) -> None:
+    def __init__(self, index: Any, *, mapped: bool = False, table: RowTable | None = None) -> None:
         self.faiss = index  # the base: the file's lists when mapped, else every row
         self.mapped = mapped
+        exact = isinstance(index, faiss.IndexIVFFlat)
+        if not exact and table is None and index.ntotal:
+            raise ValueError("an index of float16 codes needs the table of its vectors")
+        # the vectors as added, for an index of float16 codes
+        self.table = None if exact else table if table is not None else RowTable(index.d)
         self.nlist = int(index.nlist)
         self.centroids: Vectors = np.asarray(index.quantizer.reconstruct_n(0, self.nlist))
         self.list_of = np.full(0, -1, dtype=np.int32)  # row -> its list, -1: none
@@ -76,11 +84,6 @@ class IvfIndex:
         """How the lists hold vectors: ``float16`` codes or ``float32`` (unchanged)."""
         return "float32" if isinstance(self.faiss, faiss.IndexIVFFlat) else "float16"
 
-    @property
-    def exact(self) -> bool:
-        """Whether ``reconstruct`` returns the vectors as added, bit for bit."""
-        return self.codes == "float32"
-
     @classmethod
     def trained(
         cls, dimension: int, lists: int, training: Vectors | None, codes: IvfCodes = "float16"
@@ -94,8 +97,8 @@ class IvfIndex:
         >>> index.add(np.array([7, 9]), sample[:2])
         >>> index.search(sample[:1], 1, nprobe=2)[1].tolist()
         [[7]]
-        >>> index.codes, index.exact
-        ('float16', False)
+        >>> index.codes, index.reconstruct(np.array([9])).tolist()  # the vector as added
+        ('float16', [[0.0, 1.0, 0.0, 0.0]])
         """
         if training is None or lists < 1:
             raise ValueError("an ivf index needs ivf_lists >= 1 and a training sample")
@@ -141,6 +144,8 @@ class IvfIndex:
         target = self._delta_index() if self.mapped else self.faiss
         target.add_core(len(ids), ptr(x), ptr(ids), ptr(lists))
         self._note(ids, lists, in_delta=self.mapped)
+        if self.table is not None:
+            self.table.put(ids, x)
 
     def remove(self, rows: Rows) -> None:
         ids = np.ascontiguousarray(rows, dtype=np.int64)
@@ -154,6 +159,8 @@ class IvfIndex:
             target.remove_ids(faiss.IDSelectorArray(ids.size, faiss.swig_ptr(ids)))
         self.list_of[held] = -1
         self.in_delta[held] = False
+        if self.table is not None:
+            self.table.drop(held)
 
     def _skip(self, rows: Rows) -> None:
         """Mark rows of the mapped lists as removed (every search skips them)."""
@@ -198,9 +205,14 @@ class IvfIndex:
         return np.flatnonzero(self.list_of >= 0).astype(np.int64)
 
     def reconstruct(self, rows: Rows) -> Vectors:
-        """The stored vectors of these rows (``RuntimeError`` if one is not in the
-        index): bit for bit with float32 codes, else rounded to half precision."""
+        """The vectors of these rows as added, bit for bit (``RuntimeError`` if one is
+        not in the index)."""
         ids = np.ascontiguousarray(rows, dtype=np.int64)
+        if self.table is not None:
+            held, vectors = self.table.get(ids)
+            if not held.all():
+                raise RuntimeError("a row is not in the index")
+            return vectors
         if not self.mapped:
             return np.asarray(self.faiss.reconstruct_batch(ids), dtype=np.float32)
         known = (ids >= 0) & (ids < self.list_of.size)
@@ -302,7 +314,15 @@ class IvfIndex:
         rows = np.concatenate([f[1] for f in found], axis=1)
         scores[rows < 0] = -np.inf
         order = np.lexsort((rows, -scores), axis=1)[:, :k]
-        return np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+        scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+        if self.table is None:
+            return scores, rows
+        # the best k by their codes, scored by the vectors as added
+        held, vectors = self.table.get(rows.ravel())
+        exact = np.einsum("qkd,qd->qk", vectors.reshape(*rows.shape, -1), x)
+        exact = np.where(held.reshape(rows.shape), exact, -np.inf).astype(np.float32)
+        order = np.lexsort((rows, -exact), axis=1)
+        return np.take_along_axis(exact, order, 1), np.take_along_axis(rows, order, 1)
 
 
 def _scan_lists(

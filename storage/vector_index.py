@@ -10,7 +10,8 @@ Three kinds, chosen by catalog size (see ``EngineConfig``):
   lists around centroids trained on a sample of the catalog; a search scans the
   ``nprobe`` lists of the nearest centroids. Removal deletes the vector at once (a
   hash table maps rows to their list), so no tombstones. With float16 codes the
-  index does not hold the exact vectors (``exact_vectors``: read them from LMDB).
+  vectors as added are kept apart (``row_table.py``): searches return exact scores
+  and ``reconstruct`` the exact vectors, as with every other kind.
 
 Labels are catalog rows (see ``catalog_store``). The file records the catalog
 sequence number it reflects, so the engine can tell a stale file from a
@@ -19,9 +20,11 @@ name and renamed, so a crash never leaves a torn index behind (and a process tha
 has mapped the old file keeps reading it until it opens the new one).
 
 File layout: FAISS's own serialization first, so that FAISS can map an IVF index's
-lists straight from the file (``load(mapped=True)``), then a JSON header, its length
-and ``_TRAILER_MAGIC``. Files of the earlier layout (``_MAGIC``, length, header,
-FAISS) are still read, into memory.
+lists straight from the file (``load(mapped=True)``); for float16 codes, the table of
+exact vectors (at a 64-byte boundary: the rows, int64 ascending, then their float32
+vectors; mapped too); then a JSON header (``table``: where the table starts and its
+row count), its length and ``_TRAILER_MAGIC``. Files of the earlier layout
+(``_MAGIC``, length, header, FAISS) are still read, into memory.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import numpy.typing as npt
 
 from ..errors import DimensionMismatchError, StoreFormatError
 from .ivf_index import IvfCodes, IvfIndex
+from .row_table import RowTable
 
 IndexType = Literal["flat", "hnsw", "ivf"]
 
@@ -98,6 +102,7 @@ class VectorIndex:
         ivf_codes: IvfCodes = "float16",
         _faiss_index: Any = None,
         _mapped: bool = False,
+        _table: RowTable | None = None,
     ) -> None:
         self.kind: IndexType = kind
         self.dimension = dimension
@@ -109,7 +114,7 @@ class VectorIndex:
         self.dead: set[int] = set()
         self._ivf: IvfIndex | None = None
         if kind == "ivf" and _faiss_index is not None:
-            self._ivf = IvfIndex(_faiss_index, mapped=_mapped)
+            self._ivf = IvfIndex(_faiss_index, mapped=_mapped, table=_table)
         elif kind == "ivf":
             self._ivf = IvfIndex.trained(dimension, ivf_lists, training, ivf_codes)
         if self._ivf is not None:
@@ -191,12 +196,6 @@ class VectorIndex:
         return self._ivf.codes if self._ivf is not None else None
 
     @property
-    def exact_vectors(self) -> bool:
-        """Whether ``reconstruct`` returns the vectors as added, bit for bit (every kind
-        but IVF with float16 codes)."""
-        return self._ivf is None or self._ivf.exact
-
-    @property
     def ivf_lists(self) -> int:
         """The number of inverted lists (0 for the other kinds)."""
         return self._ivf.nlist if self._ivf is not None else 0
@@ -252,8 +251,7 @@ class VectorIndex:
         return scores, rows
 
     def reconstruct(self, rows: Rows) -> npt.NDArray[np.float32]:
-        """The stored vectors of these rows (all must be present; rounded to half
-        precision where ``exact_vectors`` is false)."""
+        """The stored vectors of these rows, bit for bit (all must be present)."""
         if len(rows) == 0:
             return np.zeros((0, self.dimension), np.float32)
         use_faiss_threads()
@@ -275,19 +273,18 @@ class VectorIndex:
     def save(self, path: Path, *, fingerprint: str) -> None:
         """Write atomically: temp file in the same folder, fsync, rename (a mapped IVF
         index is first merged into memory: ``IvfIndex.merged``)."""
-        header = json.dumps(
-            {
-                "kind": self.kind,
-                "dimension": self.dimension,
-                "seq": self.seq,
-                "dead": sorted(self.dead),
-                "fingerprint": fingerprint,
-                "ef_search": self.ef_search,
-                "nprobe": self.nprobe,
-                "trained_on": self.trained_on,
-            }
-        ).encode()
+        fields: dict[str, Any] = {
+            "kind": self.kind,
+            "dimension": self.dimension,
+            "seq": self.seq,
+            "dead": sorted(self.dead),
+            "fingerprint": fingerprint,
+            "ef_search": self.ef_search,
+            "nprobe": self.nprobe,
+            "trained_on": self.trained_on,
+        }
         index = self._ivf.merged() if self._ivf is not None else self._index
+        table = self._ivf.table if self._ivf is not None else None
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         try:
@@ -296,6 +293,9 @@ class VectorIndex:
                 writer = faiss.PyCallbackIOWriter(fh.write)  # type: ignore[attr-defined]
                 faiss.write_index(index, writer)
                 del writer  # done with FAISS's writer before the header follows
+                if table is not None:
+                    fields["table"] = _write_table(fh, table, self.labels())
+                header = json.dumps(fields).encode()
                 fh.write(header)
                 fh.write(_HEADER_LEN.pack(len(header)))
                 fh.write(_TRAILER_MAGIC)
@@ -329,23 +329,62 @@ class VectorIndex:
         with path.open("rb") as fh:  # FileNotFoundError: the caller builds a new index
             try:
                 header, index, mapped = _read(fh, path, mapped)
+                if header["fingerprint"] != fingerprint or header["dimension"] != dimension:
+                    raise StoreFormatError(f"index file {path} belongs to another model")
+                entry = header.get("table")
+                table = None
+                if entry is not None:
+                    table = _read_table(fh, _name_of(fh, path), entry, dimension, mapped)
+                out = cls(
+                    header["kind"],
+                    dimension,
+                    ef_search=header["ef_search"],
+                    nprobe=header.get("nprobe", 64),
+                    trained_on=header.get("trained_on", 0),
+                    _faiss_index=index,
+                    _mapped=mapped,
+                    _table=table,
+                )
+            except StoreFormatError:
+                raise
             except Exception as exc:
                 raise StoreFormatError(f"unreadable index file {path}: {exc}") from exc
-        if header["fingerprint"] != fingerprint or header["dimension"] != dimension:
-            raise StoreFormatError(f"index file {path} belongs to another model")
-        out = cls(
-            header["kind"],
-            dimension,
-            ef_search=header["ef_search"],
-            nprobe=header.get("nprobe", 64),
-            trained_on=header.get("trained_on", 0),
-            _faiss_index=index,
-            _mapped=mapped,
-        )
         out.seq = int(header["seq"])
         out.dead = set(header["dead"])
         out.path = path
         return out
+
+
+def _write_table(fh: Any, table: RowTable, rows: Rows) -> dict[str, int]:
+    """Write the table of ``rows`` at the next 64-byte boundary of ``fh``: the rows,
+    then their vectors; returns the header's ``table`` entry."""
+    start = -fh.tell() % 64 + fh.tell()
+    fh.write(bytes(start - fh.tell()))
+    fh.write(np.ascontiguousarray(rows, dtype="<i8").tobytes())
+    table.write(fh, rows)
+    return {"offset": start, "rows": len(rows)}
+
+
+def _read_table(
+    fh: Any, name: str, entry: dict[str, int], dimension: int, mapped: bool
+) -> RowTable:
+    """The table a header's ``table`` entry points to, its vectors mapped from the file
+    (``name``: one that opens the same file as ``fh``) or read into memory."""
+    offset, count = int(entry["offset"]), int(entry["rows"])
+    fh.seek(offset)
+    rows = np.frombuffer(fh.read(8 * count), dtype="<i8").astype(np.int64)
+    start = offset + 8 * count
+    if len(rows) != count:
+        raise ValueError("the table is cut short")
+    vectors: npt.NDArray[np.float32]
+    if mapped and count:
+        vectors = np.memmap(name, dtype="<f4", mode="r", offset=start, shape=(count, dimension))
+    else:
+        raw = fh.read(4 * count * dimension)
+        if len(raw) != 4 * count * dimension:
+            raise ValueError("the table is cut short")
+        vectors = np.frombuffer(raw, dtype="<f4").reshape(count, dimension)
+    return RowTable(dimension, rows, vectors)
 
 
 @contextlib.contextmanager
@@ -397,7 +436,8 @@ def _read(fh: Any, path: Path, mapped: bool) -> tuple[dict[str, Any], Any, bool]
         return header, faiss.read_index(_name_of(fh, path), faiss.IO_FLAG_MMAP_IFC), True
     fh.seek(0)
     index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))  # type: ignore[attr-defined]
-    if fh.tell() != body:
+    end = int(header["table"]["offset"]) if "table" in header else body
+    if not 0 <= end - fh.tell() < (64 if "table" in header else 1):
         raise ValueError("the index does not end where the header starts")
     return header, index, False
 

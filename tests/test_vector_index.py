@@ -133,21 +133,38 @@ def test_hnsw_recall_at_10_against_brute_force() -> None:
     assert recall >= 0.9
 
 
-@pytest.mark.parametrize("codes", ["float32", "float16"])
-def test_ivf_scans_nprobe_lists_and_all_lists_is_exact(codes: IvfCodes) -> None:
-    """Exact over the vectors as held: float16 codes rank as the rounded vectors do."""
+def test_ivf_scans_nprobe_lists_and_all_lists_is_exact() -> None:
     vectors = unit_vectors(2_000, seed=4)
     queries = unit_vectors(50, seed=5)
-    index = build("ivf", vectors, codes=codes)
+    index = build("ivf", vectors)
     assert (index.kind, index.ivf_lists, index.live_count) == ("ivf", 16, 2_000)
-    assert (index.ivf_codes, index.exact_vectors) == (codes, codes == "float32")
-    held = vectors if codes == "float32" else half(vectors)
-    truth = brute_force(queries, held, np.arange(2_000, dtype=np.int64), 10)
+    truth = brute_force(queries, vectors, np.arange(2_000, dtype=np.int64), 10)
     _, everything = index.search(queries, 10, nprobe=16)
     np.testing.assert_array_equal(everything, truth)
     _, some = index.search(queries, 10, nprobe=1)  # one list of 16: most of the top missed
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(some, truth, strict=True)])
     assert recall < 0.9
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_float16_codes_pick_by_the_codes_and_score_by_the_vectors(filtered: bool) -> None:
+    """Every list scanned: the best 10 of the rounded vectors (what the codes hold),
+    returned with their exact scores, best first, ties by row."""
+    vectors = unit_vectors(2_000, seed=4)
+    queries = unit_vectors(50, seed=5)
+    index = build("ivf", vectors, codes="float16")
+    assert index.ivf_codes == "float16"
+    rows = np.arange(2_000, dtype=np.int64)
+    allowed = rows[::3] if filtered else None
+    admitted = rows if allowed is None else allowed
+    scores, found = index.search(queries, 10, allowed=allowed, nprobe=16)
+    picked = brute_force(queries, half(vectors[admitted]), admitted, 10)
+    for q in range(len(queries)):
+        assert set(found[q].tolist()) == set(picked[q].tolist())
+        exact = vectors[found[q]] @ queries[q]
+        np.testing.assert_allclose(scores[q], exact, rtol=0, atol=1e-6)
+        assert (np.diff(scores[q]) <= 0).all()
+    assert (found == picked).mean() > 0.95  # (the codes' order is nearly the same)
 
 
 def test_ivf_filtered_search_finds_admitted_rows_far_from_the_query() -> None:
@@ -269,13 +286,12 @@ def test_hnsw_tombstone_excluded_even_when_allowed() -> None:
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivf-float16"])
 def test_reconstruct_returns_the_stored_bits(kind: str) -> None:
+    """Every kind, IVF with float16 codes too (from its table of the vectors)."""
     vectors = unit_vectors(20, seed=12)
     codes: IvfCodes = "float16" if kind == "ivf-float16" else "float32"
-    index = build("ivf" if codes == "float16" else kind, vectors, np.arange(20) + 100, codes)  # type: ignore[arg-type]
+    index = build(kind.removesuffix("-float16"), vectors, np.arange(20) + 100, codes)  # type: ignore[arg-type]
     got = index.reconstruct(np.array([100, 119], dtype=np.int64))
-    held = half(vectors) if codes == "float16" else vectors
-    assert index.exact_vectors == (codes == "float32")
-    np.testing.assert_array_equal(got, held[[0, 19]])
+    np.testing.assert_array_equal(got, vectors[[0, 19]])
     assert index.reconstruct(np.array([], dtype=np.int64)).shape == (0, DIM)
 
 

@@ -1,0 +1,143 @@
+"""An IVF index of float16 codes against float32 vectors, call by call (issue 19).
+
+The engine benchmark's synthetic catalog and users (``engine_bench.py``: clustered
+384-d vectors, 12 topics, histories of 10-150 events) in one store, built once per
+size under bench/results/cache/ivf-codes-ab/, then copied twice: one copy opened with
+``ivf_codes="float32"``, the other with ``"float16"`` (each rebuilds its index for its
+codes on open). Both engines answer the same calls (recommend plain, with a topic
+filter, with diversity 0.3, and personalized search), the order alternating from
+call to call, since the VM's speed drifts between processes more than the change
+measured. Prints each setting's p50 / p99, the ratio of the p50s, the median of the
+per-call ratios and how many result lists are identical. Both engines share the
+CPU's caches, so the ratio is the measure, not the absolute times.
+
+    python bench/ivf_codes_ab.py                            # 100k items, 1,500 users
+    python bench/ivf_codes_ab.py --items 5000 --users 100 --calls 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import engine_bench
+import harness
+import numpy as np
+
+from ownrank import Engine, EngineConfig
+
+CACHE = Path(__file__).resolve().parent / "results" / "cache" / "ivf-codes-ab"
+CODES = ("float32", "float16")
+
+
+def build_store(path: Path, items: int, users: int, seed: int) -> None:
+    """A catalog and users as ``engine_bench`` makes them (IVF at any size)."""
+    args = engine_bench.parse_args(
+        ["--items", str(items), "--users", str(users), "--seed", str(seed), "--no-progress"]
+    )
+    encoder = engine_bench.TimedEncoder(engine_bench.SyntheticEncoder())
+    run = harness.Run("ivf_codes_ab", {}, quick=False)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with Engine(tmp, EngineConfig(index_kind="ivf"), encoder=encoder) as engine:
+        population = engine_bench.build_catalog(run, engine, encoder, args)
+        rng = np.random.default_rng(seed + 1)
+        ids = [engine_bench.user_id(i) for i in range(users)]
+        for _group, _pos, batch in engine_bench.ingest_rounds(rng, population, ids, 25):
+            for uid, events in batch.items():
+                engine.interact(uid, events)
+    tmp.rename(path)
+
+
+def calls(users: list[str], topics: list[str]) -> dict[str, Callable[[Engine, int], list[Any]]]:
+    return {
+        "recommend": lambda e, i: e.recommend(users[i], 10),
+        "recommend, topic filter": lambda e, i: e.recommend(users[i], 10, {"topic": topics[i]}),
+        "recommend, diversity 0.3": lambda e, i: e.recommend(users[i], 10, diversity=0.3),
+        "search, personalized": lambda e, i: e.search(f"{topics[i]} story", 10, user_id=users[i]),
+    }
+
+
+def spread(ms: np.ndarray) -> str:
+    return f"{np.percentile(ms, 50):.2f} / {np.percentile(ms, 99):.2f}"
+
+
+def compare(engines: dict[str, Engine], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each call kind on both engines in turn; one summary row per kind."""
+    rng = np.random.default_rng(args.seed + 4)
+    count = args.calls + args.warmup
+    users = [engine_bench.user_id(int(u)) for u in rng.integers(args.users, size=count)]
+    topics = [f"t{int(t)}" for t in rng.integers(len(engine_bench.TOPIC_NAMES), size=count)]
+    old, new = (engines[c] for c in CODES)
+    rows = []
+    for kind, call in calls(users, topics).items():
+        for i in range(args.warmup):
+            call(old, i), call(new, i)
+        took: dict[str, list[float]] = {c: [] for c in CODES}
+        same = 0
+        for i in range(args.warmup, count):
+            order = CODES if i % 2 else CODES[::-1]
+            ids = {}
+            for codes in order:
+                start = time.perf_counter()
+                found = call(engines[codes], i)
+                took[codes].append(time.perf_counter() - start)
+                ids[codes] = [getattr(r, "item_id", None) for r in found]
+            same += ids[CODES[0]] == ids[CODES[1]]
+        a, b = (np.asarray(took[c]) * 1e3 for c in CODES)
+        rows.append(
+            {
+                "call": kind,
+                "float32 p50 / p99 (ms)": spread(a),
+                "float16 p50 / p99 (ms)": spread(b),
+                "p50 ratio": round(float(np.percentile(b, 50) / np.percentile(a, 50)), 3),
+                "median per-call ratio": round(float(np.median(b / a)), 3),
+                "identical lists": f"{same} of {args.calls}",
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=1_500)
+    p.add_argument("--calls", type=int, default=500, help="timed calls per kind and setting")
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--seed", type=int, default=4321)
+    p.add_argument("--cache", type=Path, default=CACHE, help="where the built store is kept")
+    p.add_argument("--work", type=Path, help="where the two copies go (default: beside it)")
+    args = p.parse_args(argv)
+    store = args.cache / f"{args.items}-{args.users}-{args.seed}"
+    if not store.exists():
+        print(f"building {store} (once)", flush=True)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        build_store(store, args.items, args.users, args.seed)
+    work = args.work or args.cache / "copies"
+    shutil.rmtree(work, ignore_errors=True)
+    engines: dict[str, Engine] = {}
+    try:
+        for codes in CODES:
+            shutil.copytree(store, work / codes)
+            config = EngineConfig(index_kind="ivf", ivf_codes=codes)  # type: ignore[arg-type]
+            engine = Engine(work / codes, config, encoder=engine_bench.SyntheticEncoder())
+            engines[codes] = engine
+            engine.catalog.keeper.warm_up()
+        rows = compare(engines, args)
+    finally:
+        for engine in engines.values():
+            engine.close()
+        shutil.rmtree(work, ignore_errors=True)
+    header = list(rows[0])
+    print(harness.markdown_table(header, [[str(r[h]) for h in header] for r in rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
