@@ -3,8 +3,8 @@
 The engine benchmark's synthetic catalog and users (``engine_bench.py``: clustered
 384-d vectors, 12 topics, histories of 10-150 events) in one store, built once per
 size under bench/results/cache/ivf-codes-ab/, then copied twice: one copy opened with
-``ivf_codes="float32"``, the other with ``"float16"`` (each rebuilds its index for its
-codes on open). Both engines answer the same calls (recommend plain, with a topic
+``ivf_codes="float32"``, the other with ``"float16"``, each index rebuilt from the
+same catalog, so both have the same lists and differ only in their codes. Both engines answer the same calls (recommend plain, with a topic
 filter, with diversity 0.3, and personalized search), the order alternating from
 call to call, since the VM's speed drifts between processes more than the change
 measured. Prints each setting's p50 / p99, the ratio of the p50s, the median of the
@@ -128,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = EngineConfig(index_kind="ivf", ivf_codes=codes)  # type: ignore[arg-type]
             engine = Engine(work / codes, config, encoder=engine_bench.SyntheticEncoder())
             engines[codes] = engine
+            # both indexes trained now on the same sample: the same lists (the stored one
+            # was trained as the catalog grew), so only the codes differ
+            engine.catalog.keeper.rebuild()
             engine.catalog.keeper.warm_up()
         rows = compare(engines, args)
     finally:
