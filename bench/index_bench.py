@@ -509,6 +509,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=(),
         help="IVF: unfiltered searches again at each of these nprobe values",
     )
+    p.add_argument(
+        "--ivf-codes",
+        choices=("float16", "float32"),
+        help="how IVF holds vectors (default: the engine's, float16)",
+    )
     p.add_argument("--hnsw-m", type=int, help="HNSW links per node (default: the engine's)")
     p.add_argument("--ef-construction", type=int,
                    help="HNSW efConstruction (default: the engine's)")  # fmt: skip
@@ -580,7 +585,11 @@ def declare(run: harness.Run, filter_topics: int, config: EngineConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    graph = {"hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.ef_construction}
+    graph = {
+        "hnsw_m": args.hnsw_m,
+        "hnsw_ef_construction": args.ef_construction,
+        "ivf_codes": args.ivf_codes,
+    }
     config = EngineConfig(index_threads=args.threads, **{k: v for k, v in graph.items() if v})
     settings = Settings(
         flat_queries=args.flat_queries,
