@@ -4,11 +4,12 @@ The engine benchmark's synthetic catalog and users (``engine_bench.py``: cluster
 384-d vectors, 12 topics, histories of 10-150 events) in one store, built once per
 size under bench/results/cache/ivf-codes-ab/, then copied twice: one copy opened with
 ``ivf_codes="float32"``, the other with ``"float16"``, each index rebuilt from the
-same catalog, so both have the same lists and differ only in their codes. Both engines answer the same calls (recommend plain, with a topic
-filter, with diversity 0.3, and personalized search), the order alternating from
-call to call, since the VM's speed drifts between processes more than the change
-measured. Prints each setting's p50 / p99, the ratio of the p50s, the median of the
-per-call ratios and how many result lists are identical. Both engines share the
+same catalog, so both have the same lists and differ only in their codes. Both
+engines answer the same calls (recommend plain, with a topic filter, with diversity
+0.3, and personalized search), the order alternating from call to call, since the
+VM's speed drifts between processes more than the change measured. Prints each
+setting's p50 / p99, the ratio of the p50s, the median of the per-call ratios and
+how many result lists are identical. Both engines share the
 CPU's caches, so the ratio is the measure, not the absolute times.
 
     python bench/ivf_codes_ab.py                            # 100k items, 1,500 users
