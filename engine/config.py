@@ -169,10 +169,12 @@ class EngineConfig(BaseModel):
     )
     ivf_codes: Literal["float16", "float32"] = Field(
         "float16",
-        description="how an IVF index holds vectors: float16 halves the bytes a scan "
-        "reads (the scan is memory-bound: ~2x faster at equal recall) and the index's "
-        "size, and exact vectors are then read from LMDB; float32 keeps them in the index "
-        "(an index of the other kind is rebuilt on open; storage/ivf_index.py)",
+        description="how an IVF index's lists hold vectors: float16 codes halve the bytes "
+        "a scan reads (the scan is memory-bound: a search at 1M items in half the time, "
+        "at equal recall), with the exact vectors kept apart in the index file (a table by "
+        "row, mapped; the file grows by half) for exact scores and reads; float32 keeps "
+        "the vectors in the lists (an index of the other codes is rebuilt on open; "
+        "storage/ivf_index.py, storage/row_table.py)",
     )
     index_mmap: bool = Field(
         True,

@@ -66,7 +66,8 @@ class RowTable:
             self.slot_of = grown
 
     def put(self, rows: Rows, vectors: Vectors) -> None:
-        """Hold ``vectors`` under ``rows`` (a row held already takes the new vector)."""
+        """Hold ``vectors`` under ``rows`` (distinct; a row held already takes the new
+        vector)."""
         if not len(rows):
             return
         rows = np.asarray(rows, dtype=np.int64)
