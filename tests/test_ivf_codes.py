@@ -94,3 +94,31 @@ def test_an_index_file_of_other_codes_is_rebuilt_on_open(tmp_path: Path) -> None
             rebuilt = keeper.rebuilds
         # (the last open finds the file it saved: no rebuild)
     assert rebuilt == 0
+
+
+def test_a_retrain_on_open_is_written_not_answered_by_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index outgrown (2x since training) with nothing written since its file was
+    saved: the retrain on open has the file's catalog state, and must replace the file
+    rather than be answered by it (which redid the retrain at every open)."""
+    from ownrank.engine.index_keeper import IndexKeeper
+
+    path = tmp_path / "s"
+    config = {"index_kind": "ivf", "ivf_nprobe": 64}
+    with make_engine(path, WordHashEncoder(), **config) as engine:
+        engine.catalog.upsert(catalog_items(100))
+        engine.search("jazz", 3)  # (the first search catches up: trained on 100)
+        assert engine.catalog.keeper.index.trained_on == 100
+    with monkeypatch.context() as patched:  # grow without retraining
+        patched.setattr(IndexKeeper, "_rebuild_due", lambda self, index: False)
+        with make_engine(path, WordHashEncoder(), **config) as engine:
+            engine.catalog.upsert(catalog_items(300)[100:])
+            engine.search("jazz", 3)
+            assert engine.catalog.keeper.index.trained_on == 100
+    with make_engine(path, WordHashEncoder(), **config) as engine:
+        keeper = engine.catalog.keeper
+        assert (keeper.rebuilds, keeper.index.trained_on) == (1, 300)
+    with make_engine(path, WordHashEncoder(), **config) as engine:
+        keeper = engine.catalog.keeper
+        assert (keeper.rebuilds, keeper.index.trained_on) == (0, 300)
