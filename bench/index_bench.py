@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import faiss
@@ -74,6 +74,9 @@ Scores = npt.NDArray[np.float32]
 Rows = npt.NDArray[np.int64]
 
 KINDS: tuple[IndexType, ...] = ("flat", "hnsw", "ivf")
+# not run unless asked for: IVF holding float32 vectors (ivf_codes="float32"), to
+# compare with the engine's float16 codes in the same run
+IVF_FLOAT32 = "ivf-float32"
 TIE_TOLERANCE = 1e-5
 GENERATE_BATCH = 8_192
 FINGERPRINT = "bench:index"
@@ -84,7 +87,7 @@ class Settings:
     """What one run measures; the defaults are the engine's own parameters."""
 
     flat_queries: int | None = None  # timed flat queries (None: ``queries``)
-    kinds: tuple[IndexType, ...] = KINDS
+    kinds: tuple[str, ...] = KINDS  # (and IVF_FLOAT32)
     filter_topics: int = 1  # topics (of 12) a filtered query admits
     seed: int = 1234
     config: EngineConfig = field(default_factory=EngineConfig)
@@ -315,9 +318,17 @@ def index_file_bytes(index: VectorIndex, settings: Settings) -> tuple[int, float
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def engine_kind(name: str, settings: Settings) -> tuple[IndexType, Settings]:
+    """The index kind a benchmark kind builds, and the settings it builds it with."""
+    if name != IVF_FLOAT32:
+        return name, settings  # type: ignore[return-value]
+    config = settings.config.model_copy(update={"ivf_codes": "float32"})
+    return "ivf", replace(settings, config=config)
+
+
 def measure_kind(
     run: harness.Run,
-    kind: IndexType,
+    name: str,
     data: tuple[Vectors, Sequence[Rows]],
     queries: tuple[Vectors, Vectors],
     truth: dict[str, tuple[Scores, Rows]],
@@ -326,10 +337,11 @@ def measure_kind(
 ) -> None:
     """Build one index kind over the vectors (``data``: vectors, each filter's admitted
     rows; ``queries``: timed, warm-up) and measure it; the index is freed on return."""
+    kind, settings = engine_kind(name, settings)
     vectors, allowed = data
     cfg = settings.config
     count, dim = vectors.shape
-    labels: dict[str, harness.Label] = {"index": kind, "items": count}
+    labels: dict[str, harness.Label] = {"index": name, "items": count}
     release_memory()
     before = watch.mark()
     build_s, index, build_peak = watch.extra_peak(lambda: build_index(kind, vectors, settings))
@@ -390,13 +402,14 @@ def measure_kind(
             route = f"exact scoring (admitted rows <= exact_filter_limit {cfg.exact_filter_limit})"
     run.add("route", route, "", k=k, **topic, path="engine")
     if kind == "ivf" and settings.save:
-        measure_mapped(run, index, (allowed, queries, truth), settings, watch)
+        measure_mapped(run, name, index, (allowed, queries, truth), settings, watch)
     del index
     release_memory()
 
 
 def measure_mapped(
     run: harness.Run,
+    name: str,
     index: VectorIndex,
     work: tuple[Sequence[Rows], tuple[Vectors, Vectors], dict[str, tuple[Scores, Rows]]],
     settings: Settings,
@@ -407,7 +420,7 @@ def measure_mapped(
     (shareable) memory grow with it, and the searches again (``storage=mapped``), to
     compare with the in-memory rows of the same run."""
     allowed, queries, truth = work
-    labels: dict[str, harness.Label] = {"index": "ivf", "items": index.ntotal}
+    labels: dict[str, harness.Label] = {"index": name, "items": index.ntotal}
     folder = Path(tempfile.mkdtemp(prefix="ownrank-index-bench-", dir=settings.data_dir))
     try:
         path = folder / "index.faiss"
@@ -491,7 +504,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, help="timed queries per measurement (1000; quick 300)")
     p.add_argument("--flat-queries", type=int, help="cap on timed flat queries (default: all)")
     p.add_argument("--warmup", type=int, default=50, help="untimed queries first (default 50)")
-    p.add_argument("--kinds", nargs="*", default=list(KINDS), choices=list(KINDS))
+    p.add_argument(
+        "--kinds",
+        nargs="*",
+        default=list(KINDS),
+        choices=[*KINDS, IVF_FLOAT32],
+        help=f"{IVF_FLOAT32}: IVF holding float32 vectors, beside the engine's float16 codes",
+    )
     p.add_argument("--filter-topics", type=int, default=1,
                    help="topics of 12 a filtered query admits (default 1, ~8%%; 3 at 100k items "
                    "passes exact_filter_limit, so HNSW's filtered search is what the engine "
@@ -508,11 +527,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=parse_sizes,
         default=(),
         help="IVF: unfiltered searches again at each of these nprobe values",
-    )
-    p.add_argument(
-        "--ivf-codes",
-        choices=("float16", "float32"),
-        help="how IVF holds vectors (default: the engine's, float16)",
     )
     p.add_argument("--hnsw-m", type=int, help="HNSW links per node (default: the engine's)")
     p.add_argument("--ef-construction", type=int,
@@ -563,7 +577,7 @@ def declare(run: harness.Run, filter_topics: int, config: EngineConfig) -> None:
     run.table("IVF", by=["items", "index"], metrics=["inverted lists", "nprobe"])
     run.table(
         "IVF read back mapped from its file (index_mmap; compare the in-memory rows above)",
-        by=["items", "filter", "k"],
+        by=["items", "index", "filter", "k"],
         where={"storage": "mapped"},
         metrics=["search p50", "search p99", "search mean", "recall@10", "recall@100",
                  "RSS anonymous growth, mapped", "RSS file-backed growth, mapped"],
@@ -588,7 +602,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     graph = {
         "hnsw_m": args.hnsw_m,
         "hnsw_ef_construction": args.ef_construction,
-        "ivf_codes": args.ivf_codes,
     }
     config = EngineConfig(index_threads=args.threads, **{k: v for k, v in graph.items() if v})
     settings = Settings(

@@ -34,7 +34,9 @@ def value(rows: list[harness.Row], metric: str, **labels: Any) -> Any:
 def rows(tmp_path_factory: pytest.TempPathFactory) -> list[harness.Row]:
     faiss.omp_set_num_threads(1)
     settings = index_bench.Settings(
-        data_dir=tmp_path_factory.mktemp("index-bench"), nprobe_sweep=(64,)
+        kinds=(*index_bench.KINDS, index_bench.IVF_FLOAT32),
+        data_dir=tmp_path_factory.mktemp("index-bench"),
+        nprobe_sweep=(64,),
     )
     run = harness.Run("index_bench", {}, quick=True)
     both = index_bench.make_queries(65, seed=7)
@@ -231,3 +233,19 @@ def test_collect_names_a_missing_row(tmp_path: Path) -> None:
     path.write_text('{"recommend": {}}')  # an engine_bench result of the old format
     with pytest.raises(ValueError, match="not an ownrank-bench/1 result"):
         scale_bench.collect(path)
+
+
+def test_ivf_of_float32_vectors_is_measured_beside_float16_codes(
+    rows: list[harness.Row],
+) -> None:
+    """``--kinds ivf ivf-float32``: the engine's IVF (float16 codes) and one holding
+    float32 vectors, on the same catalog and queries, each with its own rows; both
+    exact when every list is scanned (the codes pick, the table scores), and the
+    float16 file holds codes and table, half again the float32 one."""
+    for name in ("ivf", index_bench.IVF_FLOAT32):
+        labels: Any = {"index": name, "items": ITEMS}
+        assert value(rows, "recall@10", **labels, filter="sweep", nprobe=64) == 1.0
+        assert value(rows, "recall@10", **labels, filter="topic", path="engine") == 1.0
+        assert value(rows, "search p50", **labels, k=10, filter="none") > 0
+    half, full = (value(rows, "index file", index=n) for n in ("ivf", index_bench.IVF_FLOAT32))
+    assert 1.3 < half / full < 1.7
