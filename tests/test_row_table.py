@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ownrank.storage.row_table import RowTable
@@ -28,6 +28,17 @@ operations = st.lists(
 )
 
 
+@example(  # found in CI: a drop after replacements leaves dead slots until the next put
+    base_rows=set(),
+    steps=[
+        ("put", [0]),
+        ("put", [0, 1, 5, 6]),
+        ("put", [0, 1, 2, 3, 4]),
+        ("put", [0, 1]),
+        ("put", [0]),
+        ("drop", [0, 1, 2, 3, 4]),
+    ],
+)
 @settings(max_examples=150, deadline=None)
 @given(base_rows=st.sets(st.integers(0, 30), max_size=10), steps=operations)
 def test_a_table_answers_as_a_dict_would(base_rows: set[int], steps: list) -> None:
@@ -35,6 +46,7 @@ def test_a_table_answers_as_a_dict_would(base_rows: set[int], steps: list) -> No
     base = np.stack([vector(r, 0) for r in rows]) if len(rows) else np.zeros((0, DIM))
     table = SmallTable(DIM, rows, base.astype(np.float32))
     model = {int(r): vector(int(r), 0) for r in rows}
+    used_before = table._used
     for version, (op, chosen) in enumerate(steps, start=1):
         unique = np.array(sorted(set(chosen)), np.int64)
         if op == "put":
@@ -55,7 +67,14 @@ def test_a_table_answers_as_a_dict_would(base_rows: set[int], steps: list) -> No
         for r, h, v in zip(probe.tolist(), held, vectors, strict=True):
             assert (v == (model[r] if h else np.zeros(DIM))).all()
         assert len(table) == len(model)
-        assert table._used - table._live_added <= max(SmallTable.COMPACT_AT, table._live_added) + 6
+        # memory stays bounded: a put compacts first when dead slots outnumber
+        # max(COMPACT_AT, live); a drop only marks slots dead and takes none
+        dead = table._used - table._live_added
+        if op == "put" and len(unique):
+            assert dead <= max(SmallTable.COMPACT_AT, table._live_added)
+        else:  # (an empty put returns at once)
+            assert table._used == used_before
+        used_before = table._used
     # written and read back (as the index file does): the same vectors
     live = np.array(sorted(model), np.int64)
     out = io.BytesIO()
