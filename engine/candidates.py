@@ -2,8 +2,10 @@
 
 A filter that admits few enough items ranks every one of them (a *small pool*,
 cached); otherwise candidates are retrieved from the catalog index around the
-user's head direction, each of their interests and the popular direction, plus
-the most popular items, or the most recent ones when nothing else is known.
+user's head direction (and each of their interests, if configured) and the
+popular direction, plus the items nearest the user's liked ones by the stored
+content-neighbour lists (``NeighbourScorer.candidates``: no search), the most
+popular items, or the most recent ones when nothing else is known.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .scorer_popularity import Popularity
 from .seen_filter import fingerprint
 from .shared_stats import SharedStatistics
 from .user_record import PersonalModel, SeenItems, UserRecord
+
+NO_ROWS = np.zeros(0, np.int64)
 
 
 @dataclass(frozen=True)
@@ -388,9 +392,11 @@ class CandidateSelector:
         seen: SeenItems,
         n: int,
         also: Sequence[str] = (),
+        near: np.ndarray = NO_ROWS,
     ) -> dict[int, str]:
         """Candidate rows (and what retrieved each) from a catalog too big to score whole:
-        around the head, each interest and the popular direction, plus the top popular
+        around the head, each interest and the popular direction, plus ``near`` (rows
+        of items like the user's, from the content-neighbour lists), the top popular
         and ``also`` (items liked together with the user's, best first)."""
         cfg = self.config.ranking
         keeper = self.catalog.keeper
@@ -414,6 +420,11 @@ class CandidateSelector:
             for (_vec, why, _k), hits in zip(queries, found, strict=True):
                 for row, _score in hits:
                     rows.setdefault(row, why)
+        allowed = keeper.allowed_rows(expr)  # sorted
+        if len(near):
+            admitted = near if allowed is None else near[contains_rows(allowed, near)]
+            for row in admitted.tolist():
+                rows.setdefault(row, "neighbours")
         with self.env.read() as txn:
             direction = self.popularity.direction(txn)
             top = self.shared.top(txn, want, keep=lambda i: i not in seen)
@@ -423,7 +434,6 @@ class CandidateSelector:
             # the same query for every user: its answer is kept while nothing changed
             for row, _score in keeper.search_shared(popular, with_seen(want // 2), expr):
                 rows.setdefault(row, "popular")
-        allowed = keeper.allowed_rows(expr)  # sorted
         for found_row in keeper.live_rows(top).tolist():
             if found_row >= 0 and (allowed is None or contains_row(allowed, found_row)):
                 rows.setdefault(found_row, "popular")
@@ -437,6 +447,17 @@ class CandidateSelector:
             for row in keeper.most_recent(want, expr, seen_rows):
                 rows.setdefault(row, "recent")
         return rows
+
+
+def contains_rows(sorted_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Which of ``rows`` are in ``sorted_rows``.
+
+    >>> contains_rows(np.array([2, 5, 9]), np.array([5, 3, 9, 10])).tolist()
+    [True, False, True, False]
+    """
+    at = np.minimum(np.searchsorted(sorted_rows, rows), max(len(sorted_rows) - 1, 0))
+    found: np.ndarray = sorted_rows[at] == rows if len(sorted_rows) else np.zeros(len(rows), bool)
+    return found
 
 
 def contains_row(sorted_rows: np.ndarray, row: int) -> bool:

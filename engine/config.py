@@ -39,7 +39,8 @@ class RankingConfig(BaseModel):
 
     Candidates: when a filter (or the whole catalog) admits at most
     ``full_rank_limit`` items, all of them are scored; otherwise they are
-    retrieved around the head, the interests and the popular direction.
+    retrieved around the head and the popular direction (index searches), from the
+    content-neighbour lists of the user's liked items, and among the most popular.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -109,7 +110,21 @@ class RankingConfig(BaseModel):
     full_rank_limit: int = Field(
         5_000, ge=0, le=100_000, description="rank every admitted item when at most this many"
     )
-    interest_queries: int = Field(3, ge=0, le=16)
+    interest_queries: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="index searches around the user's interests when the catalog is too "
+        "big to rank whole (the neighbour lists' candidates find what they found, with no "
+        "search: bench/README.md 2026-12-07, sixth session)",
+    )
+    neighbour_candidates: int = Field(
+        90,
+        ge=0,
+        le=5_000,
+        description="candidates taken from the content-neighbour lists of the user's liked "
+        "items, largest sum first, when the catalog is too big to rank whole (0 = none)",
+    )
     search_personal_weight: float = Field(1.0, ge=0.0)
     search_candidates: int = Field(200, ge=10, le=5_000)
 

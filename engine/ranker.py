@@ -20,7 +20,8 @@ class Explanation(TypedDict, total=False):
     and the details the largest part's scorer gives."""
 
     reason: Required[str]  # the name of the largest part
-    retrieved_by: Required[str]  # catalog, personal, interest, popular, collaborative, recent
+    # catalog, personal, interest, neighbours, popular, collaborative, recent
+    retrieved_by: Required[str]
     parts: Required[dict[str, float]]  # each scorer's weighted part, rounded to 4 places
     because_of: str  # the rated item (neighbours) or interest member (personal) closest
     interest: int  # the index of the user's interest closest (personal)

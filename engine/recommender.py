@@ -13,6 +13,7 @@ called by name before ranking.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ from .scorer_neighbours import NeighbourScorer
 from .scorer_personal import PersonalScorer
 from .scorer_popularity import Popularity
 from .scorer_recency import RecencyScorer, recency_rank
-from .scoring import Penalty, RankingContext, ScorePart, Scorer
+from .scoring import Penalty, RankingContext, RatedItems, ScorePart, Scorer
 from .shared_stats import SharedStatistics
 from .user_record import SeenItems, UserRecord
 from .write_path import WritePath
@@ -91,6 +92,7 @@ class Recommender:
         self.scorers = default_scorers(catalog, config, clock, self.popularity)
         self.recency = next(s for s in self.scorers if isinstance(s, RecencyScorer))
         self.collaborative = next(s for s in self.scorers if isinstance(s, CollaborativeScorer))
+        self.neighbour = next(s for s in self.scorers if isinstance(s, NeighbourScorer))
         self.weights = {s.name: s.weight for s in self.scorers}
         # parts computed lazily (a protocol check per call costs ~20 us: once here)
         self.penalties = {s.name: s for s in self.scorers if isinstance(s, Penalty)}
@@ -187,6 +189,7 @@ class Recommender:
         model = record.model if record else None
         candidates = self.candidates
 
+        @functools.cache  # (retrieval and an explanation may both ask: computed once)
         def interests_of() -> list[Interest]:
             if record is None or model is None:
                 return []
@@ -213,9 +216,16 @@ class Recommender:
         else:
             # (retrieval filters by id)
             seen = record.seen() if record and exclude_seen else SeenItems.nothing()
+            want = max(cfg.candidates, 3 * n)
+            near = NO_ROWS
             with self.env.read() as txn:  # items liked together with the user's
-                also = self.collaborative.candidates(txn, feedback, cfg, max(cfg.candidates, 3 * n))
-            rows = candidates.retrieve(model, interests_of(), expr, seen, n, also)
+                also = self.collaborative.candidates(txn, feedback, cfg, want)
+                if record is not None and cfg.neighbour_candidates > 0:  # items like theirs
+                    near = self.neighbour.candidates(
+                        txn, RatedItems.of(feedback, ref_rows), cfg.neighbour_candidates, ref_rows
+                    )
+            interests = interests_of() if cfg.interest_queries > 0 else []
+            rows = candidates.retrieve(model, interests, expr, seen, n, also, near)
             pool = candidates.pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]
         eligible = pool.unseen(seen_rows, earlier)

@@ -29,6 +29,11 @@ from .personal_model import Observation, observations
 from .scoring import BestEntry, RankingContext, RatedItems, ScorePart
 from .user_record import UserRecord
 
+NO_ROWS = np.zeros(0, np.int64)
+# ``candidates`` sums into one array over every row up to the largest it meets while
+# that array is at most this many times the entries (else it sorts the entries)
+DENSE_SUM_ROWS_PER_ENTRY = 32
+
 
 @dataclass(frozen=True)
 class Neighbours:
@@ -122,6 +127,45 @@ class NeighbourScorer:
             return None if found is None else rated.refs[int(live[found])]
 
         return Neighbours(scores, because, best.prepare)
+
+    def candidates(self, txn: Any, rated: RatedItems, want: int, exclude: np.ndarray) -> np.ndarray:
+        """Rows of the ``want`` items with the largest neighbour score's numerator
+        among the lists of the user's newest liked items (the strength-weighted sum of
+        max(0, cos)^neighbour_power), best first, ties by row; ``exclude``: rows never
+        returned (the user's own items). Catalogs too big to rank whole retrieve them
+        as candidates: what lies near many liked items, without a vector search."""
+        live = np.flatnonzero(rated.rows >= 0)[-self.config.ranking.neighbour_items :]
+        live = live[rated.strengths[live] > 0.0]
+        if want <= 0 or not len(live) or self.config.content_neighbours <= 0:
+            return NO_ROWS
+        rows, sims = self.catalog.neighbours.lists.get_many(txn, rated.rows[live])
+        contribution = (rated.strengths[live][:, None] * self._closeness(sims)).ravel()
+        rows = rows.ravel()
+        top_row = int(rows.max(initial=-1))
+        if top_row < 0:
+            return NO_ROWS
+        if top_row < DENSE_SUM_ROWS_PER_ENTRY * len(rows):  # one array over every row
+            # (padding, row -1, goes to the last slot, dropped with the excluded rows)
+            slots = np.where(rows >= 0, rows, top_row + 1)
+            total = np.bincount(slots, weights=contribution, minlength=top_row + 2)
+            total[exclude[exclude <= top_row]] = 0.0
+            found = np.flatnonzero(total[:-1] > 0.0)
+            total = total[found]
+        else:  # rows far apart (a big catalog): only those present
+            keep = (rows >= 0) & ~np.isin(rows, exclude)
+            found, where = np.unique(rows[keep], return_inverse=True)
+            total = np.bincount(where, weights=contribution[keep], minlength=len(found))
+            found, total = found[total > 0.0], total[total > 0.0]
+        # (found: ascending either way; an item in the lists only at similarity 0 or
+        # below is not near: left out)
+        if len(found) > want:  # the best ``want`` (ties: the smaller rows), then sorted
+            cut = -np.partition(-total, want - 1)[want - 1]
+            above = np.flatnonzero(total > cut)
+            tied = np.flatnonzero(total == cut)[: want - len(above)]
+            top = np.concatenate([above, tied])
+            found, total = found[top], total[top]
+        best: np.ndarray = found[np.lexsort((found, -total))]
+        return best
 
     def _entries(
         self, txn: Any, owners: np.ndarray, pool: CandidatePool

@@ -54,9 +54,7 @@ class RankingContext:
     def rated(self) -> RatedItems:
         """The items the user has feedback on, as arrays (built once a call for the
         scorers that read them)."""
-        feedback = self.feedback
-        items = feedback.items
-        return RatedItems(feedback.log.refs, items, feedback.net[items], self.ref_rows[items])
+        return RatedItems.of(self.feedback, self.ref_rows)
 
 
 @dataclass(frozen=True)
@@ -75,6 +73,12 @@ class RatedItems:
     items: np.ndarray  # which of them are these items, in this order
     strengths: np.ndarray  # float64
     rows: np.ndarray  # int64
+
+    @classmethod
+    def of(cls, feedback: NetFeedback, ref_rows: np.ndarray) -> RatedItems:
+        """The items of ``feedback`` with their live rows (``ref_rows``: of every ref)."""
+        items = feedback.items
+        return cls(feedback.log.refs, items, feedback.net[items], ref_rows[items])
 
     @cached_property
     def refs(self) -> list[str]:

@@ -417,7 +417,9 @@ class Explanation(BaseModel):
     every named part of its score, and the largest part's own details."""
 
     reason: str = Field(description="the name of the largest score part")
-    retrieved_by: str = Field(description="catalog/personal/interest/popular/collaborative/recent")
+    retrieved_by: str = Field(
+        description="catalog/personal/interest/neighbours/popular/collaborative/recent"
+    )
     parts: dict[str, float] = Field(
         description="each scorer's weighted part of the score (personal, neighbours, "
         "popularity, recency, ...; later scorers add parts)"

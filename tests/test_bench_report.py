@@ -146,6 +146,7 @@ def test_every_bench_script_is_in_the_plan() -> None:
         "service_bench",  # run through scripts/bench_service.sh
         "recommend_ab",  # compares the working tree with a git revision: run by hand
         "ivf_codes_ab",  # an A/B of two settings, call by call: run by hand
+        "retrieval_ab",  # the same, for the retrieval's candidate sources
     }
     scripts = {p.stem for p in (Path(run_all.ROOT) / "bench").glob("*.py")} - libraries
     planned = {Path(b.script).stem for b in run_all.BENCHMARKS}
