@@ -171,6 +171,7 @@ class Recommender:
             return self._rank(record, user_vectors, n, filters, exclude_seen, diversity, live)
         finally:
             self.collaborative.end_call()
+            self.neighbour.end_call()
 
     def _rank(
         self,

@@ -36,6 +36,49 @@ DENSE_SUM_ROWS_PER_ENTRY = 32
 
 
 @dataclass(frozen=True)
+class Sums:
+    """The entries of a user's rated items' lists, owner by owner, and their sums by
+    row: what a ranking call's retrieval and neighbour score both read.
+
+    >>> sums = Sums.of(np.array([4, 2, 4, -1]), np.array([0.5, 0.25, 1.0, 0.0]), width=2)
+    >>> sums.found.tolist(), sums.total.tolist(), sums.at(np.array([2, 3, 4])).tolist()
+    ([2, 4], [0.25, 1.5], [0.25, 0.0, 1.5])
+    """
+
+    rows: np.ndarray  # each entry's row (-1: padding)
+    contribution: np.ndarray  # strength * closeness of each entry
+    width: int  # entries per owner
+    found: np.ndarray  # the rows with an entry, ascending
+    total: np.ndarray  # their sums, each in entry order (as a sum by pool position)
+    top_row: int  # the largest row of an entry (-1: none)
+
+    @classmethod
+    def of(cls, rows: np.ndarray, contribution: np.ndarray, width: int) -> Sums:
+        top_row = int(rows.max(initial=-1))
+        if top_row < 0:
+            return cls(rows, contribution, width, NO_ROWS, np.zeros(0), top_row)
+        if top_row < DENSE_SUM_ROWS_PER_ENTRY * len(rows):  # one array over every row
+            slots = np.where(rows >= 0, rows, top_row + 1)  # (padding: a last slot)
+            dense = np.bincount(slots, weights=contribution, minlength=top_row + 2)
+            present = np.zeros(top_row + 2, bool)
+            present[slots] = True
+            found = np.flatnonzero(present[:-1])
+            total = dense[found]
+        else:  # rows far apart (a big catalog): only those present, sorted
+            keep = rows >= 0
+            found, where = np.unique(rows[keep], return_inverse=True)
+            total = np.bincount(where, weights=contribution[keep], minlength=len(found))
+        return cls(rows, contribution, width, found, np.asarray(total, np.float64), top_row)
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """The sum of each of ``rows`` (0 for a row without an entry)."""
+        if not len(self.found):
+            return np.zeros(len(rows))
+        at = np.minimum(np.searchsorted(self.found, rows), len(self.found) - 1)
+        return np.where(self.found[at] == rows, self.total[at], 0.0)
+
+
+@dataclass(frozen=True)
 class Neighbours:
     """The neighbour score of each candidate and the rated item that contributed most."""
 
@@ -58,6 +101,9 @@ class NeighbourScorer:
         self._current_at = -1
         # closeness of every entry of the lists in memory, with the lists it is of
         self._kept_closeness: tuple[ListsInMemory, np.ndarray] | None = None
+        # the calling user's sums: (their rated items' names, (snapshot id, settings),
+        # sums); dropped when the ranking call ends (``end_call``)
+        self._last_sums: tuple[Any, tuple[int, RankingConfig], Sums] | None = None
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.neighbour_weight
@@ -86,14 +132,24 @@ class NeighbourScorer:
         ]
         return obs[-self.config.ranking.neighbour_items :]
 
+    def end_call(self) -> None:
+        """Drop the last user's sums (kept only from retrieval to scoring in one call):
+        after an erasure nothing derived from the user stays in memory."""
+        self._last_sums = None
+
     def from_lists(
         self, txn: Any, rated: RatedItems, pool: CandidatePool, eligible: np.ndarray
     ) -> Neighbours:
         """The neighbour score as a sum over the rated items' neighbour lists:
         strength * max(0, cos)^neighbour_power for each candidate in a rated item's
         list, divided by the total absolute strength, standardized over the eligible
-        candidates. A candidate in no list scores as if its similarities were 0."""
-        live = np.flatnonzero(rated.rows >= 0)[-self.config.ranking.neighbour_items :]
+        candidates. A candidate in no list scores as if its similarities were 0.
+
+        A kept pool (a catalog ranked whole) sums by pool position from tables over the
+        lists in memory; any other pool reads the call's sums by row (``_sums``), which
+        retrieval read first. Both add the same entries in the same order: the same
+        values, bit for bit."""
+        live = self._live(rated)
         if not len(live):  # (the newest rated items still in the catalog)
             return Neighbours.none(len(eligible))
         neighbours = self.catalog.neighbours
@@ -102,24 +158,33 @@ class NeighbourScorer:
                 neighbours.start_background()
             else:
                 self._current_at = txn.id()
-        # the rated items' lists as padded blocks (padding: similarity 0), each entry's
-        # closeness and its position in the pool (one past the pool for entries outside
-        # it, and for the padding), so every step is one operation over the blocks
-        position, closeness = self._entries(txn, rated.rows[live], pool)
-        if not closeness.size:
-            return Neighbours.none(len(eligible))
         strengths = rated.strengths[live]
-        contribution = (strengths[:, None] * closeness).ravel()
-        position = position.ravel()
-        outside = len(pool.rows)
-        total = np.bincount(position, weights=contribution, minlength=outside + 1)
-        raw = np.asarray(total[eligible], np.float64)  # (bincount of nothing is int64)
+        lists = neighbours.lists.in_memory(txn)
+        slots = None if lists is None else pool.list_slots(lists)
+        if lists is not None and slots is not None:
+            # the rated items' lists as padded blocks (padding: similarity 0), each
+            # entry's closeness and its position in the pool (one past the pool for
+            # entries outside it, and for the padding): one operation over the blocks
+            at = np.minimum(rated.rows[live], len(slots) - 1)  # (the last row: no list)
+            position, closeness = slots[at], self._closeness_of(lists)[at]
+            contribution = (strengths[:, None] * closeness).ravel()
+            position = position.ravel()
+            outside = len(pool.rows)
+            total = np.bincount(position, weights=contribution, minlength=outside + 1)
+            raw = np.asarray(total[eligible], np.float64)  # (bincount of nothing is int64)
+            best = BestEntry(position, closeness.shape[1], contribution, eligible, outside + 1)
+        else:
+            sums = self._sums(txn, rated)
+            candidates = pool.rows[eligible]
+            raw = sums.at(candidates)
+            # the entries by row, the padding in a spare slot past every row
+            spare = max(sums.top_row, int(candidates.max(initial=-1))) + 1
+            position = np.where(sums.rows >= 0, sums.rows, spare)
+            best = BestEntry(position, sums.width, sums.contribution, candidates, spare + 1)
         raw *= 1.0 / float(np.abs(strengths).sum())
         raw -= float(raw.sum()) / len(raw) if len(raw) else 0.0
         spread = math.sqrt(float(raw @ raw) / len(raw)) if len(raw) else 0.0
         scores = raw / spread if spread > 1e-12 else np.zeros(len(raw))
-
-        best = BestEntry(position, closeness.shape[1], contribution, eligible, outside + 1)
 
         def because(k: int) -> str | None:
             """The rated item whose entry gave candidate ``k`` the most."""
@@ -129,61 +194,48 @@ class NeighbourScorer:
         return Neighbours(scores, because, best.prepare)
 
     def candidates(self, txn: Any, rated: RatedItems, want: int, exclude: np.ndarray) -> np.ndarray:
-        """Rows of the ``want`` items with the largest neighbour score's numerator
-        among the lists of the user's newest liked items (the strength-weighted sum of
-        max(0, cos)^neighbour_power), best first, ties by row; ``exclude``: rows never
-        returned (the user's own items). Catalogs too big to rank whole retrieve them
-        as candidates: what lies near many liked items, without a vector search."""
-        live = np.flatnonzero(rated.rows >= 0)[-self.config.ranking.neighbour_items :]
-        live = live[rated.strengths[live] > 0.0]
-        if want <= 0 or not len(live) or self.config.content_neighbours <= 0:
+        """Rows of the ``want`` items with the largest neighbour sums (the score before
+        it is scaled and standardized: over the lists of the newest
+        ``neighbour_items`` rated items, disliked ones subtracting), best first, ties
+        by row; never a row in ``exclude`` (the user's own items) nor one whose sum is
+        0 or below. Catalogs too big to rank whole retrieve them as candidates: what
+        lies near many liked items, without a vector search."""
+        if want <= 0 or self.config.content_neighbours <= 0 or not len(self._live(rated)):
             return NO_ROWS
-        rows, sims = self.catalog.neighbours.lists.get_many(txn, rated.rows[live])
-        contribution = (rated.strengths[live][:, None] * self._closeness(sims)).ravel()
-        rows = rows.ravel()
-        top_row = int(rows.max(initial=-1))
-        if top_row < 0:
-            return NO_ROWS
-        if top_row < DENSE_SUM_ROWS_PER_ENTRY * len(rows):  # one array over every row
-            # (padding, row -1, goes to the last slot, dropped with the excluded rows)
-            slots = np.where(rows >= 0, rows, top_row + 1)
-            total = np.bincount(slots, weights=contribution, minlength=top_row + 2)
-            total[exclude[exclude <= top_row]] = 0.0
-            found = np.flatnonzero(total[:-1] > 0.0)
-            total = total[found]
-        else:  # rows far apart (a big catalog): only those present
-            keep = (rows >= 0) & ~np.isin(rows, exclude)
-            found, where = np.unique(rows[keep], return_inverse=True)
-            total = np.bincount(where, weights=contribution[keep], minlength=len(found))
-            found, total = found[total > 0.0], total[total > 0.0]
-        # (found: ascending either way; an item in the lists only at similarity 0 or
-        # below is not near: left out)
+        sums = self._sums(txn, rated)
+        found, total = sums.found, sums.total
+        keep = total > 0.0
+        if len(exclude) and len(found):  # (found is sorted: a binary search each)
+            at = np.minimum(np.searchsorted(found, exclude), len(found) - 1)
+            keep[at[found[at] == exclude]] = False
+        found, total = found[keep], total[keep]
         if len(found) > want:  # the best ``want`` (ties: the smaller rows), then sorted
             cut = -np.partition(-total, want - 1)[want - 1]
             above = np.flatnonzero(total > cut)
-            tied = np.flatnonzero(total == cut)[: want - len(above)]
+            tied = np.flatnonzero(total == cut)[: want - len(above)]  # (found: ascending)
             top = np.concatenate([above, tied])
             found, total = found[top], total[top]
         best: np.ndarray = found[np.lexsort((found, -total))]
         return best
 
-    def _entries(
-        self, txn: Any, owners: np.ndarray, pool: CandidatePool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(pool slot, closeness) of each entry of the lists of ``owners``, one row per
-        owner: gathered from tables over the lists in memory (catalog data, built once
-        per version of the lists) when the pool is kept, else computed."""
-        stored = self.catalog.neighbours.lists
-        lists = stored.in_memory(txn)
-        if lists is None:
-            rows, sims = stored.read_many(txn, owners)
-        else:
-            slots = pool.list_slots(lists)
-            if slots is not None:
-                at = np.minimum(owners, len(slots) - 1)  # (the last row: no list)
-                return slots[at], self._closeness_of(lists)[at]
-            rows, sims = lists.get_many(owners)
-        return pool.slots(rows), self._closeness(sims)
+    def _live(self, rated: RatedItems) -> np.ndarray:
+        """The newest ``neighbour_items`` rated items still in the catalog (indices)."""
+        return np.flatnonzero(rated.rows >= 0)[-self.config.ranking.neighbour_items :]
+
+    def _sums(self, txn: Any, rated: RatedItems) -> Sums:
+        """``Sums`` of the rated items' lists; computed once a call (retrieval and the
+        score ask for the same user, settings and LMDB snapshot: any write, an
+        erasure's too, gives a new snapshot id)."""
+        stamp = (txn.id(), self.config.ranking)
+        last = self._last_sums
+        if last is not None and last[0] is rated.names and last[1] == stamp:
+            return last[2]
+        live = self._live(rated)
+        rows, sims = self.catalog.neighbours.lists.get_many(txn, rated.rows[live])
+        contribution = (rated.strengths[live][:, None] * self._closeness(sims)).ravel()
+        sums = Sums.of(rows.ravel(), contribution, rows.shape[1])
+        self._last_sums = (rated.names, stamp, sums)
+        return sums
 
     def _closeness_of(self, lists: ListsInMemory) -> np.ndarray:
         """``_closeness`` of every entry of the lists in memory, and a last row of

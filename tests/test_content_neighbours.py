@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from typer.testing import CliRunner
 
 from ownrank import Engine
+from ownrank.engine import scorer_neighbours
 from ownrank.engine.config import RankingConfig
 from ownrank.engine.content_neighbours import LOCK_FILE, merge_list, quantize, top_lists
 from ownrank.service.cli import app
@@ -254,11 +255,16 @@ def test_no_list_entry_among_the_candidates_scores_zero(tmp_path: Path) -> None:
         engine.close()
 
 
-def test_kept_tables_sum_what_the_lists_read_anew_sum(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dense", [True, False], ids=["dense sums", "sorted sums"])
+def test_kept_tables_sum_what_the_lists_read_anew_sum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dense: bool
+) -> None:
     """A kept pool ranks from tables over the lists in memory (each entry's slot and
     closeness, built once per version of the lists); scores and explanations equal
-    those from lists read from LMDB, bit for bit, before and after catalog writes
-    that change the lists (the tables follow the new version)."""
+    those from lists read from LMDB and summed by row (``scorer_neighbours.Sums``, as a
+    retrieved pool's score reads them, either way of summing), bit for bit, before and
+    after catalog writes that change the lists (the tables follow the new version)."""
+    monkeypatch.setattr(scorer_neighbours, "DENSE_SUM_ROWS_PER_ENTRY", 10_000 if dense else 0)
     ranking = RankingConfig(personal_weight=0.0, neighbour_weight=1.0, popularity_weight=0.0)
     engine = make_engine(tmp_path / "s", WordHashEncoder(), content_neighbours=4, ranking=ranking)
     try:

@@ -39,6 +39,11 @@ class Lists:
         return rows, sims
 
 
+class Txn:
+    def id(self) -> int:
+        return 1
+
+
 def scorer_over(lists: Lists, power: float) -> NeighbourScorer:
     catalog: Any = SimpleNamespace(neighbours=SimpleNamespace(lists=lists))
     config = EngineConfig(content_neighbours=K, ranking=RankingConfig(neighbour_power=power))
@@ -49,12 +54,10 @@ def by_hand(
     lists: Lists, rated: RatedItems, want: int, exclude: set[int], power: float
 ) -> list[int]:
     """The same, one entry at a time: the newest ``neighbour_items`` rated items still
-    in the catalog, the liked ones among them, their lists summed by row."""
+    in the catalog, their lists summed by row (a disliked item's subtracting)."""
     live = [k for k in range(len(rated.rows)) if rated.rows[k] >= 0][-256:]
     total: dict[int, float] = {}
     for k in live:
-        if rated.strengths[k] <= 0.0:
-            continue
         for row, sim in lists.lists.get(int(rated.rows[k]), []):
             closeness = max(0.0, sim / SIM_SCALE) ** power
             total[row] = total.get(row, 0.0) + float(rated.strengths[k]) * closeness
@@ -88,7 +91,7 @@ def test_candidates_are_the_best_sums_ties_by_row(
 ) -> None:
     """Both ways of summing (one array over every row; sorting the entries) give the
     best ``want`` sums, ties by the smaller row, never an excluded row or a row whose
-    entries are all at similarity 0 or below. Similarities repeat, so sums tie."""
+    sum is 0 or below (disliked items subtract). Similarities repeat, so sums tie."""
     stored = Lists(lists)
     items = RatedItems(
         [f"r{k}" for k in range(len(rated))],
@@ -101,7 +104,7 @@ def test_candidates_are_the_best_sums_ties_by_row(
     old = scorer_neighbours.DENSE_SUM_ROWS_PER_ENTRY
     scorer_neighbours.DENSE_SUM_ROWS_PER_ENTRY = 10_000 if dense else 0
     try:
-        found = scorer.candidates(None, items, want, np.array(sorted(exclude), np.int64))
+        found = scorer.candidates(Txn(), items, want, np.array(sorted(exclude), np.int64))
     finally:
         scorer_neighbours.DENSE_SUM_ROWS_PER_ENTRY = old
     assert found.tolist() == by_hand(stored, items, want, exclude, power)
@@ -162,7 +165,14 @@ def test_a_big_catalog_retrieves_the_liked_items_neighbours(
                 if found is not None
                 for r in found[0]
             } - set(mine.tolist())
-        rows = _retrieving(engine, 16)
+        made: list[int] = []  # (counted: one sum a call, for retrieval and the score)
+        of = scorer_neighbours.Sums.of
+        counted = staticmethod(lambda *a: made.append(1) or of(*a))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(scorer_neighbours.Sums, "of", counted)
+            rows = _retrieving(engine, 16)
+        scorer = engine._users.ranking.neighbour
+        assert made == [1] and scorer._last_sums is None  # shared, then dropped
         assert listed <= set(rows)  # every entry of the lists (at most 16 of them)
         near = {row for row, why in rows.items() if why == "neighbours"}
         assert near and not near & set(mine.tolist())  # (other sources may find them)
