@@ -28,6 +28,7 @@ from .shared_stats import SharedStatistics
 from .user_record import PersonalModel, SeenItems, UserRecord
 
 NO_ROWS = np.zeros(0, np.int64)
+DEFAULT_INTEREST_QUERIES = 3  # without candidates from the neighbour lists
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,9 @@ class CandidateSelector:
         self._pools_lock = threading.Lock()
         self._last_pool: tuple[int, np.ndarray, CandidatePool] | None = None
 
+    def interest_queries(self) -> int:
+        return interest_queries(self.config)
+
     def user_vectors(self, record: UserRecord | None) -> dict[str, np.ndarray]:
         """The vectors of the catalog items in the user's events (deleted ones: absent),
         from the in-memory index once it caught up with LMDB."""
@@ -406,7 +410,7 @@ class CandidateSelector:
         if model is not None:
             w = model.weights
             queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
-            for interest in interests[: cfg.interest_queries]:
+            for interest in interests[: self.interest_queries()]:
                 queries.append((interest.vector, "interest", want // 2))
 
         def with_seen(k: int) -> int:
@@ -447,6 +451,26 @@ class CandidateSelector:
             for row in keeper.most_recent(want, expr, seen_rows):
                 rows.setdefault(row, "recent")
         return rows
+
+
+def interest_queries(config: EngineConfig) -> int:
+    """How many interests retrieval searches around (``RankingConfig.interest_queries``;
+    unset: none while the content-neighbour lists give candidates, else 3).
+
+    >>> from ownrank.engine.config import RankingConfig
+    >>> unset, no_lists = EngineConfig(), EngineConfig(content_neighbours=0)
+    >>> interest_queries(unset), interest_queries(no_lists)
+    (0, 3)
+    >>> interest_queries(EngineConfig(ranking=RankingConfig(neighbour_candidates=0)))
+    3
+    >>> interest_queries(EngineConfig(ranking=RankingConfig(interest_queries=1)))
+    1
+    """
+    configured = config.ranking.interest_queries
+    if configured is not None:
+        return configured
+    lists = config.content_neighbours > 0 and config.ranking.neighbour_candidates > 0
+    return 0 if lists else DEFAULT_INTEREST_QUERIES
 
 
 def contains_rows(sorted_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -110,13 +110,14 @@ class RankingConfig(BaseModel):
     full_rank_limit: int = Field(
         5_000, ge=0, le=100_000, description="rank every admitted item when at most this many"
     )
-    interest_queries: int = Field(
-        0,
+    interest_queries: int | None = Field(
+        None,
         ge=0,
         le=16,
         description="index searches around the user's interests when the catalog is too "
-        "big to rank whole (the neighbour lists' candidates find what they found, with no "
-        "search: bench/README.md 2026-12-07, sixth session)",
+        "big to rank whole; None: none while the content-neighbour lists give candidates "
+        "(they find what those searches found, without a search: bench/README.md "
+        "2026-12-07, sixth session), else 3",
     )
     neighbour_candidates: int = Field(
         90,

@@ -225,7 +225,7 @@ class Recommender:
                     near = self.neighbour.candidates(
                         txn, RatedItems.of(feedback, ref_rows), cfg.neighbour_candidates, ref_rows
                     )
-            interests = interests_of() if cfg.interest_queries > 0 else []
+            interests = interests_of() if candidates.interest_queries() > 0 else []
             rows = candidates.retrieve(model, interests, expr, seen, n, also, near)
             pool = candidates.pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]

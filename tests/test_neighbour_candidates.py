@@ -187,3 +187,26 @@ def test_a_big_catalog_retrieves_the_liked_items_neighbours(
         assert all(r.explanation["retrieved_by"] != "neighbours" for r in recs)
     with engine_with(tmp_path / "none", 0) as engine:  # without: some are missed
         assert not listed <= set(_retrieving(engine, 0))
+
+
+@pytest.mark.parametrize(("lists", "searches"), [(4, 1), (0, 4)])
+def test_without_lists_retrieval_searches_around_the_interests(
+    tmp_path: Path, lists: int, searches: int
+) -> None:
+    """``interest_queries`` unset: no search around the interests while the lists give
+    candidates; with the lists off, the head's and three interests' searches."""
+    ranking = RankingConfig(full_rank_limit=10, candidates=10)
+    with make_engine(
+        tmp_path, WordHashEncoder(), content_neighbours=lists, ranking=ranking
+    ) as engine:
+        engine.catalog.upsert(_catalog(150))
+        engine.interact("me", _likes([f"i{i}" for i in range(0, 150, 5)]))
+        keeper = engine.catalog.keeper
+        asked: list[int] = []
+        search_many = keeper.search_many
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                keeper, "search_many", lambda q, *a: asked.append(len(q)) or search_many(q, *a)
+            )
+            assert engine.recommend("me", 5)
+        assert asked[0] == searches  # (then the popular direction's, kept for all)
