@@ -119,10 +119,10 @@ class NeighbourLists:
 
     def read_many(self, txn: Any, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``get_many`` read from LMDB."""
-        asked = np.asarray(owners, np.int64).tolist()
-        keys = [row_key(o) for o in asked if o >= 0]
-        found = dict(txn.cursor(db=self.lists).getmulti(keys))
-        raws = [b"" if o < 0 else bytes(found.get(row_key(o), b"")) for o in asked]
+        keys = [row_key(o) if o >= 0 else b"" for o in np.asarray(owners, np.int64).tolist()]
+        found = dict(txn.cursor(db=self.lists).getmulti([k for k in keys if k]))
+        found[b""] = b""  # (no owner: no list)
+        raws = [found.get(k, b"") for k in keys]  # (values are bytes: buffers are off)
         return padded(raws, self.k(txn) or 0)
 
     def in_memory(self, txn: Any) -> ListsInMemory | None:
