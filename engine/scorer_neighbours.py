@@ -30,8 +30,9 @@ from .scoring import BestEntry, RankingContext, RatedItems, ScorePart
 from .user_record import UserRecord
 
 NO_ROWS = np.zeros(0, np.int64)
-# ``candidates`` sums into one array over every row up to the largest it meets while
-# that array is at most this many times the entries (else it sorts the entries)
+# ``Sums.of`` sums into one array over every row up to the largest it meets while that
+# array is at most this many times the entries (else it sorts the entries; at 100k
+# items the array took 0.30 ms a call against 0.37 sorted, bench/README.md)
 DENSE_SUM_ROWS_PER_ENTRY = 32
 
 
