@@ -277,9 +277,6 @@ class CandidateSelector:
         self._pools_lock = threading.Lock()
         self._last_pool: tuple[int, np.ndarray, CandidatePool] | None = None
 
-    def interest_queries(self) -> int:
-        return interest_queries(self.config)
-
     def user_vectors(self, record: UserRecord | None) -> dict[str, np.ndarray]:
         """The vectors of the catalog items in the user's events (deleted ones: absent),
         from the in-memory index once it caught up with LMDB."""
@@ -410,7 +407,7 @@ class CandidateSelector:
         if model is not None:
             w = model.weights
             queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
-            for interest in interests[: self.interest_queries()]:
+            for interest in interests[: interest_queries(self.config)]:
                 queries.append((interest.vector, "interest", want // 2))
 
         def with_seen(k: int) -> int:

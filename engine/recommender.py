@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from .blas import blas_threads
-from .candidates import CandidateSelector, Interest
+from .candidates import NO_ROWS, CandidateSelector, Interest, interest_queries
 from .catalog import Catalog, Hit, check_n
 from .config import EngineConfig
 from .event_columns import EventColumns
@@ -52,7 +52,6 @@ from .write_path import WritePath
 COLD_START_DIVERSITY = 0.3
 # what a call without a user ranks with (never changed: shared by every such call)
 NO_FEEDBACK = net_feedback(EventColumns.from_events([]), LearnerConfig())
-NO_ROWS = np.zeros(0, np.int64)
 NO_FINGERPRINTS = np.zeros(0, np.uint32)
 
 
@@ -218,14 +217,12 @@ class Recommender:
             # (retrieval filters by id)
             seen = record.seen() if record and exclude_seen else SeenItems.nothing()
             want = max(cfg.candidates, 3 * n)
-            near = NO_ROWS
-            with self.env.read() as txn:  # items liked together with the user's
+            with self.env.read() as txn:  # items liked together with, and like, the user's
                 also = self.collaborative.candidates(txn, feedback, cfg, want)
-                if record is not None and cfg.neighbour_candidates > 0:  # items like theirs
-                    near = self.neighbour.candidates(
-                        txn, RatedItems.of(feedback, ref_rows), cfg.neighbour_candidates, ref_rows
-                    )
-            interests = interests_of() if candidates.interest_queries() > 0 else []
+                near = self.neighbour.candidates(
+                    txn, RatedItems.of(feedback, ref_rows), cfg.neighbour_candidates, ref_rows
+                )
+            interests = interests_of() if interest_queries(self.config) > 0 else []
             rows = candidates.retrieve(model, interests, expr, seen, n, also, near)
             pool = candidates.pool_of(list(rows))
             why = [rows[int(r)] for r in pool.rows]

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..storage.lists_in_memory import ListsInMemory
 from .blas import single_threaded
-from .candidates import CandidatePool, centred_units
+from .candidates import NO_ROWS, CandidatePool, centred_units, contains_rows
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
 from .content_neighbours import SIM_SCALE
@@ -29,7 +29,6 @@ from .personal_model import Observation, observations
 from .scoring import BestEntry, RankingContext, RatedItems, ScorePart
 from .user_record import UserRecord
 
-NO_ROWS = np.zeros(0, np.int64)
 # ``Sums.of`` sums into one array over every row up to the largest it meets while that
 # array is at most this many times the entries (else it sorts the entries; at 100k
 # items the array took 0.30 ms a call against 0.37 sorted, bench/README.md)
@@ -102,9 +101,9 @@ class NeighbourScorer:
         self._current_at = -1
         # closeness of every entry of the lists in memory, with the lists it is of
         self._kept_closeness: tuple[ListsInMemory, np.ndarray] | None = None
-        # the calling user's sums: (their rated items' names, (snapshot id, settings),
-        # sums); dropped when the ranking call ends (``end_call``)
-        self._last_sums: tuple[Any, tuple[int, RankingConfig], Sums] | None = None
+        # the calling user's sums: (their rated items' names, snapshot id, sums);
+        # dropped when the ranking call ends (``end_call``)
+        self._last_sums: tuple[Any, int, Sums] | None = None
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.neighbour_weight
@@ -201,14 +200,13 @@ class NeighbourScorer:
         by row; never a row in ``exclude`` (the user's own items) nor one whose sum is
         0 or below. Catalogs too big to rank whole retrieve them as candidates: what
         lies near many liked items, without a vector search."""
-        if want <= 0 or self.config.content_neighbours <= 0 or not len(self._live(rated)):
-            return NO_ROWS
+        if want <= 0 or self.config.content_neighbours <= 0 or not (rated.rows >= 0).any():
+            return NO_ROWS  # (no rated item in the catalog: no list to read)
         sums = self._sums(txn, rated)
         found, total = sums.found, sums.total
         keep = total > 0.0
-        if len(exclude) and len(found):  # (found is sorted: a binary search each)
-            at = np.minimum(np.searchsorted(found, exclude), len(found) - 1)
-            keep[at[found[at] == exclude]] = False
+        if len(exclude):
+            keep &= ~contains_rows(np.sort(exclude), found)
         found, total = found[keep], total[keep]
         if len(found) > want:  # the best ``want`` (ties: the smaller rows), then sorted
             cut = -np.partition(-total, want - 1)[want - 1]
@@ -225,9 +223,9 @@ class NeighbourScorer:
 
     def _sums(self, txn: Any, rated: RatedItems) -> Sums:
         """``Sums`` of the rated items' lists; computed once a call (retrieval and the
-        score ask for the same user, settings and LMDB snapshot: any write, an
-        erasure's too, gives a new snapshot id)."""
-        stamp = (txn.id(), self.config.ranking)
+        score ask for the same user and LMDB snapshot: any write, an erasure's too,
+        gives a new snapshot id)."""
+        stamp = txn.id()
         last = self._last_sums
         if last is not None and last[0] is rated.names and last[1] == stamp:
             return last[2]
