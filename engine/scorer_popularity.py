@@ -15,6 +15,7 @@ import numpy as np
 from .blas import single_threaded
 from .catalog import Catalog
 from .config import EngineConfig, RankingConfig
+from .counts_by_row import CountsByRow
 from .personal_model import CatalogPrior
 from .scoring import RankingContext, ScorePart
 
@@ -39,11 +40,14 @@ class Popularity:
         # the scores of the last pool ranked, keyed by that pool and the LMDB snapshot
         # they were read in: any write since (an erasure's too) gives a new snapshot id
         self._last_pool: tuple[int, CandidatePool, np.ndarray, np.ndarray] | None = None
+        # the counts read, by row, for the following calls on the same snapshot
+        self.by_row = CountsByRow(shared.counts)
 
     def forget(self) -> None:
         """Drop what was derived from the statistic before an erasure."""
         self._direction = None
         self._last_pool = None
+        self.by_row.forget()
 
     def weight(self, cfg: RankingConfig) -> float:
         return cfg.popularity_weight
@@ -71,7 +75,7 @@ class Popularity:
             return last[2], last[3]
         ids = ctx.pool.ids
         if self.shared.enabled and ids:
-            counts = self.shared.counts(ctx.txn, ids)
+            counts = self.by_row.counts(ctx.txn, ctx.pool.rows, ids)
         else:
             counts = np.zeros(len(ids), np.int64)
         values = self.scores_of(ctx.txn, counts, ctx.pool.vectors)

@@ -94,6 +94,11 @@ def check_invariant(engine: Engine, users: list[str] = USERS) -> None:
         assert (engine._shared.popvec(txn) == popvec).all()
         asked = [*sorted(totals), "not-an-item"]  # the batched read ranking uses
         assert engine._shared.counts(txn, asked).tolist() == [totals.get(i, 0) for i in asked]
+        # and the counts ranking holds by row (filled by the run's recommends, if any)
+        rows = engine.catalog.keeper.live_rows(ITEMS)
+        live = [i for i, row in zip(ITEMS, rows.tolist(), strict=True) if row >= 0]
+        held = engine._users.ranking.popularity.by_row.counts(txn, rows[rows >= 0], live)
+        assert held.tolist() == [totals.get(i, 0) for i in live]
         keys = [bytes(k) for k in txn.cursor(db=engine._shared.counts_db).iternext(values=False)]
         assert {k for k in keys if not k.startswith(b"pop\x00")} <= {b"users", b"popvec"}
         assert engine._shared.top(txn, 1000) == popular_order(totals)
