@@ -161,6 +161,7 @@ class Catalog:
             config.content_neighbours,
             config.neighbour_sync_budget,
             config.neighbour_lists_in_memory,
+            config.neighbour_lists_held,
         )
         # called inside catalog write transactions when an item's vector appears,
         # changes or goes away: (txn, item id, old vector or None, new or None)

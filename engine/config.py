@@ -326,6 +326,14 @@ class EngineConfig(BaseModel):
         "one gather instead of a lookup per list); after a catalog change the next "
         "ranking call reads them again; 0 = always from LMDB",
     )
+    neighbour_lists_held: int = Field(
+        6_000_000,
+        ge=0,
+        description="above neighbour_lists_in_memory, keep in each process's memory the "
+        "lists ranking calls read from LMDB, up to this many entries (12 bytes each: "
+        "72 MB at most by default, only as many as read); a catalog change that "
+        "rewrites a list starts them again; 0 = none kept",
+    )
     neighbour_sync_budget: int = Field(
         4 * 10**9,
         ge=0,

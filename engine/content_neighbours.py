@@ -232,10 +232,11 @@ class ContentNeighbours:
         k: int,
         sync_budget: int,
         in_memory_entries: int = 0,
+        held_entries: int = 0,
     ) -> None:
         self.env = env
         self.store = store
-        self.lists = NeighbourLists(env, in_memory_entries)
+        self.lists = NeighbourLists(env, in_memory_entries, held_entries)
         self.k = k
         self.sync_budget = sync_budget
         self.dimension = dimension
@@ -566,6 +567,7 @@ class ContentNeighbours:
         with self.env.write() as txn:
             if check and (self.lists.seq(txn), self.lists.k(txn)) != (plan.seq_from, plan.k_from):
                 return False  # another process moved the lists: plan again from there
+            before = self.lists.version(txn)
             if plan.clear:
                 self.lists.clear(txn)
                 assert plan.centre is not None
@@ -577,6 +579,10 @@ class ContentNeighbours:
             for row, owners in plan.reverse.items():
                 self.lists.put_owners(txn, row, owners)
             self.lists.set_state(txn, plan.seq_to, self.k)
+            after, snapshot = self.lists.version(txn), txn.id()
+        if self.lists.held is not None and not plan.clear and plan.k_from == self.k:
+            written = {o: None for o in plan.deletes} | dict(plan.puts)
+            self.lists.held.advance(before, after, snapshot, written)
         known = self._floors
         if plan.clear or (known is not None and known[0] == (plan.seq_from, plan.k_from)):
             floors = {} if plan.clear or known is None else known[1]

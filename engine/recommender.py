@@ -103,6 +103,7 @@ class Recommender:
         nothing of any user and writes nothing."""
         self.catalog.keeper.warm_up()
         self.catalog.neighbours.catch_up()
+        self.catalog.neighbours.lists.hold_all()
         self.catalog.prior()
         with self.env.read() as txn:
             self.popularity.direction(txn)

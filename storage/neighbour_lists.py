@@ -32,6 +32,7 @@ import msgpack
 import numpy as np
 
 from .catalog_store import row_from_key, row_key
+from .lists_by_owner import ListsByOwner
 from .lists_in_memory import ENTRY, ListsInMemory, padded
 from .lmdb_env import LmdbEnvironment
 
@@ -55,7 +56,9 @@ def decode_list(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
 class NeighbourLists:
     """Typed access to the neighbour lists inside caller-owned transactions."""
 
-    def __init__(self, env: LmdbEnvironment, in_memory_entries: int = 0) -> None:
+    def __init__(
+        self, env: LmdbEnvironment, in_memory_entries: int = 0, held_entries: int = 0
+    ) -> None:
         self.env = env
         self.lists = env.db("neighbours")
         self.reverse = env.db("neighbour_of")
@@ -64,6 +67,8 @@ class NeighbourLists:
         self.in_memory_entries = in_memory_entries
         self._memory: ListsInMemory | None = None
         self._memory_lock = threading.Lock()
+        # else keep the lists ranking reads, up to this many entries
+        self.held = ListsByOwner(held_entries) if held_entries > 0 else None
 
     # -- the state the lists are in ------------------------------------------------
 
@@ -113,9 +118,17 @@ class NeighbourLists:
         padded blocks: ``rows[i, j]`` and ``sims[i, j]`` the j-th entry of owner i's
         list, row -1 and similarity 0 past its end (``ListsInMemory.get_many``). From
         memory while the lists there are current (read again after a change, if they
-        are few enough: ``in_memory_entries``)."""
+        are few enough: ``in_memory_entries``); else those held since the lists last
+        changed (``held_entries``, ``lists_by_owner.py``), and LMDB for the rest."""
         memory = self.in_memory(txn)
-        return self.read_many(txn, owners) if memory is None else memory.get_many(owners)
+        if memory is not None:
+            return memory.get_many(owners)
+        if self.held is None:
+            return self.read_many(txn, owners)
+        width = self.k(txn) or 0
+        return self.held.get_many(
+            txn, self.version(txn), width, owners, lambda asked: self.read_many(txn, asked)
+        )
 
     def read_many(self, txn: Any, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``get_many`` read from LMDB."""
@@ -145,6 +158,19 @@ class NeighbourLists:
                     return None
                 self._memory = memory
             return memory
+
+    def hold_all(self) -> None:
+        """Read every list into the held table, if they fit there and are too many to
+        hold whole (a warm-up: ~0.3-0.5 s at 100k items)."""
+        if self.held is None:
+            return
+        with self.env.read() as txn:
+            k = self.k(txn) or 0
+            entries = self.count(txn) * k
+            if entries <= self.in_memory_entries or entries > self.held.max_entries:
+                return
+            memory = ListsInMemory.read(txn, self.lists, self.version(txn), k)
+            self.held.hold_all(txn, memory.version, k, (memory.rows, memory.sims))
 
     def put(self, txn: Any, owner: int, rows: np.ndarray, sims: np.ndarray) -> None:
         txn.put(row_key(owner), encode_list(rows, sims), db=self.lists)
