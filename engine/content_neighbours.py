@@ -580,9 +580,9 @@ class ContentNeighbours:
                 self.lists.put_owners(txn, row, owners)
             self.lists.set_state(txn, plan.seq_to, self.k)
             after, snapshot = self.lists.version(txn), txn.id()
-        if self.lists.held is not None and not plan.clear and plan.k_from == self.k:
+        if self.lists.held is not None:  # (the lists held by owner)
             written = {o: None for o in plan.deletes} | dict(plan.puts)
-            self.lists.held.advance(before, after, snapshot, written)
+            self.lists.held.advance(before, after, snapshot, self.k, written, plan.clear)
         known = self._floors
         if plan.clear or (known is not None and known[0] == (plan.seq_from, plan.k_from)):
             floors = {} if plan.clear or known is None else known[1]

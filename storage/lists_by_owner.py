@@ -119,26 +119,43 @@ class ListsByOwner:
         before: bytes | None,
         after: bytes | None,
         snapshot: int,
+        width: int,
         written: dict[int, Blocks | None],
+        cleared: bool = False,
     ) -> None:
         """A write in this process took the lists from version ``before`` to ``after``
-        (committed as ``snapshot``), changing only the lists of ``written``'s owners
-        (None: deleted): held lists of those owners take their new entries, and the
-        rest stay valid. A table at another version is left to start again."""
+        (committed as ``snapshot``; lists ``width`` entries long), changing only the
+        lists of ``written``'s owners (None: deleted; ``cleared``: every other list
+        too): they are held with their new entries (while there is room), and the
+        rest stay valid. A table holding lists of another version is left alone (the
+        next newer call starts it again)."""
         with self._lock:
-            if self._version != before:
+            if cleared:
+                self._start(before, snapshot, width)
+            elif self._used and (self._version != before or self._width != width):
                 return
-            width = self._width
+            if not self._used:  # (an empty table is valid for any version)
+                self._start(before, snapshot, width)
+            added: list[int] = []
             for owner, written_list in written.items():
-                slot = int(self._slot_of[owner]) if 0 <= owner < len(self._slot_of) else -1
-                if slot < 0:
-                    continue  # not held: read when asked for
                 rows, sims = written_list if written_list is not None else (_NONE, _NONE)
                 if len(rows) > width:  # (longer than the version's k: start again)
                     self._start(None, snapshot, width)
                     return
+                slot = int(self._slot_of[owner]) if owner < len(self._slot_of) else -1
+                if slot < 0:
+                    added.append(owner)
+                    continue
                 self._rows[slot], self._sims[slot] = -1, 0
                 self._rows[slot, : len(rows)], self._sims[slot, : len(sims)] = rows, sims
+            if added:
+                new_rows = np.full((len(added), width), -1, np.int64)
+                new_sims = np.zeros((len(added), width), np.int32)
+                for i, owner in enumerate(added):
+                    found = written[owner]
+                    if found is not None:
+                        new_rows[i, : len(found[0])], new_sims[i, : len(found[1])] = found
+                self._keep(np.asarray(added, np.int64), new_rows, new_sims)
             self._version, self._snapshot = after, snapshot
 
     def _keep(self, owners: np.ndarray, rows: np.ndarray, sims: np.ndarray) -> None:

@@ -12,11 +12,11 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from test_content_neighbours import WORDS
 
 from ownrank.storage.neighbour_lists import NeighbourLists
 
 from conftest import WordHashEncoder, make_engine
-from test_content_neighbours import WORDS
 
 OWNERS = st.lists(st.integers(-1, 45), min_size=1, max_size=12)
 
@@ -83,11 +83,28 @@ class HeldLists(RuleBasedStateMachine):
         finally:
             self.lists.in_memory_entries = whole
 
-    @rule()
-    def another_process_writes(self) -> None:
-        """A write of the lists this process's table is not told of (a new version)."""
-        with self.engine._env.write() as txn:
-            self.lists._changed(txn)
+    @rule(
+        items=st.lists(st.integers(0, 25), min_size=1, max_size=3),
+        words=st.booleans(),
+        then=st.integers(-1, 25),
+    )
+    def another_process_writes(self, items: list[int], words: bool, then: int) -> None:
+        """Catalog writes this process's table is not told of, as another process's
+        are: items re-embedded (their lists and their neighbours' rewritten), or only
+        a new version of the lists; ``then`` (unless -1): an item this process
+        re-embeds right after, before any read."""
+        if words:
+            held, self.lists.held = self.lists.held, None
+            try:
+                title = " ".join(WORDS[(3 * i) % 12] for i in items)
+                self.engine.catalog.upsert([{"id": f"i{i}", "title": title} for i in items])
+            finally:
+                self.lists.held = held
+        else:
+            with self.engine._env.write() as txn:
+                self.lists._changed(txn)
+        if then >= 0:
+            self.engine.catalog.upsert([{"id": f"i{then}", "title": f"{WORDS[then % 12]} fig"}])
 
     @rule(
         words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=3),
@@ -122,27 +139,22 @@ TestHeldLists.settings = settings(
 )
 
 
-def test_own_writes_keep_the_held_lists_and_another_version_starts_again(
+def test_lists_are_held_as_written_and_at_warm_up_and_another_version_starts_again(
     tmp_path: Path,
 ) -> None:
-    """After a warm-up every list is held; this process's catalog write replaces the
-    lists it rewrote and keeps the others (nothing read again); a version it was not
-    told of empties the table."""
-    engine = make_engine(
-        tmp_path / "s",
-        WordHashEncoder(dimension=16),
-        content_neighbours=3,
-        lmdb_sync=False,
-        neighbour_lists_in_memory=0,  # (so the lists are held by owner)
-    )
-    with engine:
-        engine.catalog.upsert([{"id": f"i{i}", "title": WORDS[i % 12]} for i in range(20)])
-        lists = engine.catalog.neighbours.lists
-        assert lists.held is not None
-        lists.hold_all()
-        rows_before = int(engine.catalog.keeper.live_rows([f"i{i}" for i in range(20)]).max())
-        assert lists.held.entries == (rows_before + 1) * 3  # every owner row, held
-        reads: list[int] = []
+    """The process that writes the lists holds them (nothing read from LMDB after a
+    catalog built in it); a process that opens the store holds them all after its
+    warm-up, and its own catalog writes keep them held; a version of the lists it
+    was not told of (another process's write) empties the table."""
+    config: dict[str, Any] = {
+        "content_neighbours": 3,
+        "lmdb_sync": False,
+        "neighbour_lists_in_memory": 0,  # (so the lists are held by owner)
+    }
+    items = [{"id": f"i{i}", "title": WORDS[i % 12]} for i in range(20)]
+    reads: list[int] = []
+
+    def counted(lists: NeighbourLists) -> Any:
         read_many = lists.read_many
 
         def counting(txn: Any, owners: np.ndarray) -> Any:
@@ -150,22 +162,32 @@ def test_own_writes_keep_the_held_lists_and_another_version_starts_again(
             return read_many(txn, owners)
 
         lists.read_many = counting  # type: ignore[method-assign]
-        engine.catalog.upsert([{"id": "i3", "title": "kiwi lemon"}])  # a re-embed: a new row
-        new_row = int(engine.catalog.keeper.live_rows(["i3"])[0])
-        assert new_row > rows_before
+        return read_many
+
+    def every_list_held(lists: NeighbourLists, read_many: Any) -> np.ndarray:
+        every = engine.catalog.keeper.live_rows([item["id"] for item in items])
         with engine._env.read() as txn:
-            before = np.arange(rows_before + 1)
-            got = lists.get_many(txn, before)
-            assert reads == []  # every list was still held, the rewritten ones too
-            same_entries(got, read_many(txn, before))
-            every = np.arange(new_row + 1)
             same_entries(lists.get_many(txn, every), read_many(txn, every))
-            assert reads == [new_row - rows_before]  # only the new rows' lists were read
+        assert reads == []
+        return every
+
+    with make_engine(tmp_path / "s", WordHashEncoder(dimension=16), **config) as engine:
+        engine.catalog.upsert(items)
+        lists = engine.catalog.neighbours.lists
+        every_list_held(lists, counted(lists))
+    with make_engine(tmp_path / "s", WordHashEncoder(dimension=16), **config) as engine:
+        lists = engine.catalog.neighbours.lists
+        assert lists.held is not None and lists.held.entries >= 20 * 3  # the warm-up read
+        read_many = counted(lists)
+        old_row = int(engine.catalog.keeper.live_rows(["i3"])[0])
+        engine.catalog.upsert([{"id": "i3", "title": "kiwi lemon"}])  # a re-embed: a new row
+        every = every_list_held(lists, read_many)
+        assert old_row not in every.tolist()
         with engine._env.write() as txn:
             lists._changed(txn)
         with engine._env.read() as txn:
             lists.get_many(txn, every)
-        assert reads[-1] == new_row + 1 and lists.held.entries == (new_row + 1) * 3
+        assert reads == [20] and lists.held.entries == 20 * 3
 
 
 def test_the_module_examples_run() -> None:
