@@ -174,15 +174,16 @@ class ListsByOwner:
         end = self._used + len(owners)
         if end > len(self._rows):
             size = max(end, 2 * len(self._rows), 64)
-            self._rows = _grown(self._rows, size, -1)
-            self._sims = _grown(self._sims, size, 0)
+            self._rows, self._sims = _grown(self._rows, size), _grown(self._sims, size)
         self._rows[self._used : end], self._sims[self._used : end] = rows[first], sims[first]
         self._slot_of[owners] = np.arange(self._used, end)
         self._used = end
 
 
-def _grown(block: np.ndarray, size: int, fill: int) -> np.ndarray:
-    out = np.full((size, block.shape[1]), fill, block.dtype)
+def _grown(block: np.ndarray, size: int) -> np.ndarray:
+    """``block`` with room for ``size`` slots; the new ones are left unwritten (never
+    read before ``_keep`` fills them), so the room takes no memory until used."""
+    out = np.empty((size, block.shape[1]), block.dtype)
     out[: len(block)] = block
     return out
 
