@@ -147,6 +147,7 @@ def test_every_bench_script_is_in_the_plan() -> None:
         "recommend_ab",  # compares the working tree with a git revision: run by hand
         "ivf_codes_ab",  # an A/B of two settings, call by call: run by hand
         "retrieval_ab",  # the same, for the retrieval's candidate sources
+        "held_tables_ab",  # the same, for the tables a retrieved pool's reads are kept in
     }
     scripts = {p.stem for p in (Path(run_all.ROOT) / "bench").glob("*.py")} - libraries
     planned = {Path(b.script).stem for b in run_all.BENCHMARKS}
