@@ -226,7 +226,7 @@ class Recommender:
             interests = interests_of() if interest_queries(self.config) > 0 else []
             rows = candidates.retrieve(model, interests, expr, seen, n, also, near)
             pool = candidates.pool_of(list(rows))
-            why = [rows[int(r)] for r in pool.rows]
+            why = [rows[r] for r in pool.rows.tolist()]
         eligible = pool.unseen(seen_rows, earlier)
         if eligible.size == 0:
             return []

@@ -311,13 +311,17 @@ class IvfIndex:
         found = [_scan_lists(self.faiss, x, k, probe, probe_scores, allowed, skip, self._gone_bits)]
         if self._delta is not None and self._delta.ntotal:
             found.append(_scan_lists(self._delta, x, k, probe, probe_scores, allowed, None, None))
-        scores = np.concatenate([f[0] for f in found], axis=1)
-        rows = np.concatenate([f[1] for f in found], axis=1)
-        scores[rows < 0] = -np.inf
-        order = np.lexsort((rows, -scores), axis=1)[:, :k]
-        scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
-        if self.table is None:
-            return scores, rows
+        if len(found) == 1 and self.table is not None:
+            rows = found[0][1]  # (the k best codes: re-scored and ordered below)
+        else:
+            scores = np.concatenate([f[0] for f in found], axis=1)
+            rows = np.concatenate([f[1] for f in found], axis=1)
+            scores[rows < 0] = -np.inf
+            order = np.lexsort((rows, -scores), axis=1)[:, :k]
+            scores = np.take_along_axis(scores, order, 1)
+            rows = np.take_along_axis(rows, order, 1)
+            if self.table is None:
+                return scores, rows
         # the best k by their codes, scored by the vectors as added
         held, vectors = self.table.get(rows.ravel())
         exact = np.einsum("qkd,qd->qk", vectors.reshape(*rows.shape, -1), x)

@@ -83,10 +83,16 @@ class ListsByOwner:
                 self._start(version, snapshot, width)  # the lists changed: none held
             if version != self._version:  # an older snapshot than the table's
                 return read(asked)
-            slots = np.full(len(asked), -1, np.int64)
-            inside = (asked >= 0) & (asked < len(self._slot_of))
-            slots[inside] = self._slot_of[asked[inside]]
-            found, held_width = slots >= 0, self._width
+            held_width = self._width
+            if len(asked) and asked.min() >= 0 and asked.max() < len(self._slot_of):
+                slots = self._slot_of[asked]
+                if slots.min() >= 0:  # every one held (the usual case): one gather each
+                    return self._rows[slots], self._sims[slots]
+            else:
+                slots = np.full(len(asked), -1, np.int64)
+                inside = (asked >= 0) & (asked < len(self._slot_of))
+                slots[inside] = self._slot_of[asked[inside]]
+            found = slots >= 0
             rows = np.full((len(asked), held_width), -1, np.int64)
             sims = np.zeros((len(asked), held_width), np.int32)
             rows[found], sims[found] = self._rows[slots[found]], self._sims[slots[found]]
