@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,11 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=ivf_codes_ab.CACHE, help="the built stores")
     p.add_argument("--whole", type=int, help="neighbour_lists_in_memory (default: the engine's)")
     args = p.parse_args(argv)
-    store = args.cache / f"{args.items}-{args.users}-{args.seed}"
-    if not store.exists():
-        print(f"building {store} (once)", flush=True)
-        store.parent.mkdir(parents=True, exist_ok=True)
-        ivf_codes_ab.build_store(store, args.items, args.users, args.seed)
+    store = ivf_codes_ab.cached_store(args.cache, args.items, args.users, args.seed)
     work = args.cache / "held-tables-copies"
     shutil.rmtree(work, ignore_errors=True)
     engines: dict[str, Engine] = {}
@@ -93,29 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for k, (name, setting) in enumerate(SETTINGS.items()):
             shutil.copytree(store, work / str(k))
             engines[name] = open_engine(work / str(k), setting, args.whole)
-        rng = np.random.default_rng(args.seed + 4)
         count = args.calls + args.warmup
-        users = [engine_bench.user_id(int(u)) for u in rng.integers(args.users, size=count)]
-        topics = [f"t{int(t)}" for t in rng.integers(len(engine_bench.TOPIC_NAMES), size=count)]
+        users, topics = ivf_codes_ab.call_inputs(args.users, count, args.seed)
         names = list(engines)
         for kind, call in recommend_calls(users, topics).items():
-            for i in range(args.warmup):
-                for engine in engines.values():
-                    call(engine, i)
-            took: dict[str, list[float]] = {n: [] for n in names}
+            took, results = ivf_codes_ab.in_turn(engines, call, args.warmup, count)
             differ = 0
-            for i in range(args.warmup, count):
-                lists = {}
-                for name in names[i % 3 :] + names[: i % 3]:
-                    start = time.perf_counter()
-                    found = call(engines[name], i)
-                    took[name].append(1e3 * (time.perf_counter() - start))
-                    lists[name] = [(r.item_id, r.score, r.explanation) for r in found]
-                differ += any(lists[n] != lists[names[0]] for n in names)
-            base = np.asarray(took[names[0]])
+            for found in results:
+                lists = [[(r.item_id, r.score, r.explanation) for r in found[n]] for n in names]
+                differ += any(one != lists[0] for one in lists)
+            base = took[names[0]]
             row = [kind]
             for name in names:
-                ms = np.asarray(took[name])
+                ms = took[name]
                 p50 = np.percentile(ms, 50) / np.percentile(base, 50)
                 p99 = np.percentile(ms, 99) / np.percentile(base, 99)
                 row.append(f"{ivf_codes_ab.spread(ms)} ({p50:.3f}, {p99:.3f})")

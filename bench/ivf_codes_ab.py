@@ -68,29 +68,61 @@ def spread(ms: np.ndarray) -> str:
     return f"{np.percentile(ms, 50):.2f} / {np.percentile(ms, 99):.2f}"
 
 
+def cached_store(cache: Path, items: int, users: int, seed: int) -> Path:
+    """The store of this size and seed under ``cache`` (``build_store``, the first time:
+    the A/B scripts of this folder share it)."""
+    store = cache / f"{items}-{users}-{seed}"
+    if not store.exists():
+        print(f"building {store} (once)", flush=True)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        build_store(store, items, users, seed)
+    return store
+
+
+def call_inputs(users: int, count: int, seed: int) -> tuple[list[str], list[str]]:
+    """The user and the topic filter of each of ``count`` calls (the same calls for
+    every setting compared)."""
+    rng = np.random.default_rng(seed + 4)
+    chosen = [engine_bench.user_id(int(u)) for u in rng.integers(users, size=count)]
+    topics = [f"t{int(t)}" for t in rng.integers(len(engine_bench.TOPIC_NAMES), size=count)]
+    return chosen, topics
+
+
+def in_turn(
+    engines: dict[str, Engine], call: Callable[[Engine, int], Any], warmup: int, count: int
+) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Calls 0 to ``warmup`` - 1 untimed on every engine, then calls ``warmup`` to
+    ``count`` - 1 on every engine, which goes first rotating from call to call (the
+    VM's speed drifts between processes more than the changes these scripts measure).
+    Returns each engine's milliseconds per call and each timed call's results by
+    engine."""
+    names = list(engines)
+    for i in range(warmup):
+        for engine in engines.values():
+            call(engine, i)
+    took: dict[str, list[float]] = {name: [] for name in names}
+    results: list[dict[str, Any]] = []
+    for i in range(warmup, count):
+        turn = i % len(names)
+        found = {}
+        for name in names[turn:] + names[:turn]:
+            start = time.perf_counter()
+            found[name] = call(engines[name], i)
+            took[name].append(1e3 * (time.perf_counter() - start))
+        results.append(found)
+    return {name: np.asarray(ms) for name, ms in took.items()}, results
+
+
 def compare(engines: dict[str, Engine], args: argparse.Namespace) -> list[dict[str, Any]]:
     """Each call kind on both engines in turn; one summary row per kind."""
-    rng = np.random.default_rng(args.seed + 4)
     count = args.calls + args.warmup
-    users = [engine_bench.user_id(int(u)) for u in rng.integers(args.users, size=count)]
-    topics = [f"t{int(t)}" for t in rng.integers(len(engine_bench.TOPIC_NAMES), size=count)]
+    users, topics = call_inputs(args.users, count, args.seed)
     rows = []
     for kind, call in calls(users, topics).items():
-        for i in range(args.warmup):
-            for engine in engines.values():
-                call(engine, i)
-        took: dict[str, list[float]] = {c: [] for c in CODES}
-        same = 0
-        for i in range(args.warmup, count):
-            order = CODES if i % 2 else CODES[::-1]
-            ids = {}
-            for codes in order:
-                start = time.perf_counter()
-                found = call(engines[codes], i)
-                took[codes].append(time.perf_counter() - start)
-                ids[codes] = [r.item_id for r in found]
-            same += ids[CODES[0]] == ids[CODES[1]]
-        a, b = (np.asarray(took[c]) * 1e3 for c in CODES)
+        took, results = in_turn(engines, call, args.warmup, count)
+        ids = [[[r.item_id for r in found[c]] for c in CODES] for found in results]
+        same = sum(a == b for a, b in ids)
+        a, b = (took[c] for c in CODES)
         rows.append(
             {
                 "call": kind,
@@ -115,11 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=CACHE, help="where the built store is kept")
     p.add_argument("--work", type=Path, help="where the two copies go (default: beside it)")
     args = p.parse_args(argv)
-    store = args.cache / f"{args.items}-{args.users}-{args.seed}"
-    if not store.exists():
-        print(f"building {store} (once)", flush=True)
-        store.parent.mkdir(parents=True, exist_ok=True)
-        build_store(store, args.items, args.users, args.seed)
+    store = cached_store(args.cache, args.items, args.users, args.seed)
     work = args.work or args.cache / "copies"
     shutil.rmtree(work, ignore_errors=True)
     engines: dict[str, Engine] = {}

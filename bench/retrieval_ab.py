@@ -27,7 +27,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,11 +57,7 @@ def recommend_calls(
 
 def speed(args: argparse.Namespace) -> list[list[str]]:
     """Both settings call by call on copies of one store; one row per call kind."""
-    store = args.cache / f"{args.items}-{args.users}-{args.seed}"
-    if not store.exists():
-        print(f"building {store} (once)", flush=True)
-        store.parent.mkdir(parents=True, exist_ok=True)
-        ivf_codes_ab.build_store(store, args.items, args.users, args.seed)
+    store = ivf_codes_ab.cached_store(args.cache, args.items, args.users, args.seed)
     work = args.cache / "retrieval-copies"
     shutil.rmtree(work, ignore_errors=True)
     engines: dict[str, Engine] = {}
@@ -73,27 +68,16 @@ def speed(args: argparse.Namespace) -> list[list[str]]:
             config = EngineConfig(index_kind="ivf", ranking=RankingConfig(**setting))
             engines[name] = Engine(work / str(k), config, encoder=engine_bench.SyntheticEncoder())
             engines[name].catalog.keeper.warm_up()
-        rng = np.random.default_rng(args.seed + 4)
         count = args.calls + args.warmup
-        users = [engine_bench.user_id(int(u)) for u in rng.integers(args.users, size=count)]
-        topics = [f"t{int(t)}" for t in rng.integers(len(engine_bench.TOPIC_NAMES), size=count)]
+        users, topics = ivf_codes_ab.call_inputs(args.users, count, args.seed)
         names = list(engines)
         for kind, call in recommend_calls(users, topics).items():
-            for i in range(args.warmup):
-                for engine in engines.values():
-                    call(engine, i)
-            took: dict[str, list[float]] = {n: [] for n in names}
+            took, results = ivf_codes_ab.in_turn(engines, call, args.warmup, count)
             shared = []
-            for i in range(args.warmup, count):
-                ids = {}
-                for name in names if i % 2 else names[::-1]:
-                    start = time.perf_counter()
-                    found = call(engines[name], i)
-                    took[name].append(1e3 * (time.perf_counter() - start))
-                    ids[name] = {r.item_id for r in found}
-                before, after = (ids[n] for n in names)
+            for found in results:
+                before, after = ({r.item_id for r in found[n]} for n in names)
                 shared.append(len(before & after) / max(len(before), 1))
-            a, b = (np.asarray(took[n]) for n in names)
+            a, b = (took[n] for n in names)
             rows.append(
                 [
                     kind,

@@ -29,18 +29,21 @@ ReadCounts = Callable[[Any, Sequence[str]], np.ndarray]
 class CountsByRow:
     """Counts by row for the newest snapshot a call has asked about.
 
+    >>> from types import SimpleNamespace
+    >>> def snapshot(n):  # (an LMDB transaction: only its snapshot id is read)
+    ...     return SimpleNamespace(id=lambda: n)
     >>> reads = []
     >>> def read(txn, ids):
     ...     reads.append(list(ids))
     ...     return np.array([int(i) for i in ids], np.int64)
     >>> table = CountsByRow(read)
-    >>> table.counts(_Txn(5), np.array([3, 9]), ["30", "90"]).tolist()
+    >>> table.counts(snapshot(5), np.array([3, 9]), ["30", "90"]).tolist()
     [30, 90]
-    >>> table.counts(_Txn(5), np.array([9, 4]), ["90", "40"]).tolist(), reads
+    >>> table.counts(snapshot(5), np.array([9, 4]), ["90", "40"]).tolist(), reads
     ([90, 40], [['30', '90'], ['40']])
-    >>> _ = table.counts(_Txn(6), np.array([9]), ["91"]); reads[-1]  # a newer snapshot
+    >>> _ = table.counts(snapshot(6), np.array([9]), ["91"]); reads[-1]  # a newer snapshot
     ['91']
-    >>> _ = table.counts(_Txn(5), np.array([3]), ["30"]); reads[-1]  # an older one: LMDB
+    >>> _ = table.counts(snapshot(5), np.array([3]), ["30"]); reads[-1]  # an older one: LMDB
     ['30']
     """
 
@@ -87,13 +90,3 @@ class CountsByRow:
         counts, known = np.zeros(size, np.int64), np.zeros(size, bool)
         counts[: len(self._counts)], known[: len(self._known)] = self._counts, self._known
         self._counts, self._known = counts, known
-
-
-class _Txn:
-    """A stand-in for an LMDB transaction in the examples: only its snapshot id."""
-
-    def __init__(self, snapshot: int) -> None:
-        self._snapshot = snapshot
-
-    def id(self) -> int:
-        return self._snapshot

@@ -32,6 +32,9 @@ _NONE = np.zeros(0, np.int64)  # a deleted list's entries
 class ListsByOwner:
     """Lists by owner row, for the version of the lists the newest caller read.
 
+    >>> from types import SimpleNamespace
+    >>> def snapshot(n):  # (an LMDB transaction: only its snapshot id is read)
+    ...     return SimpleNamespace(id=lambda: n)
     >>> lists = {3: ([5, 6], [90, 80]), 4: ([3], [70])}
     >>> def read(owners):
     ...     read.calls.append(owners.tolist())
@@ -43,13 +46,13 @@ class ListsByOwner:
     ...     return rows, sims
     >>> read.calls = []
     >>> held = ListsByOwner(max_entries=100)
-    >>> rows, sims = held.get_many(_Txn(1), b"v1", 2, np.array([3, -1]), read)
+    >>> rows, sims = held.get_many(snapshot(1), b"v1", 2, np.array([3, -1]), read)
     >>> rows.tolist(), sims.tolist()
     ([[5, 6], [-1, -1]], [[90, 80], [0, 0]])
-    >>> rows, _ = held.get_many(_Txn(1), b"v1", 2, np.array([4, 3]), read)
+    >>> rows, _ = held.get_many(snapshot(1), b"v1", 2, np.array([4, 3]), read)
     >>> rows.tolist(), read.calls  # list 3 was held
     ([[3, -1], [5, 6]], [[3], [4]])
-    >>> _ = held.get_many(_Txn(2), b"v2", 2, np.array([3]), read); read.calls[-1]
+    >>> _ = held.get_many(snapshot(2), b"v2", 2, np.array([3]), read); read.calls[-1]
     [3]
     """
 
@@ -192,13 +195,3 @@ def _grown(block: np.ndarray, size: int) -> np.ndarray:
     out = np.empty((size, block.shape[1]), block.dtype)
     out[: len(block)] = block
     return out
-
-
-class _Txn:
-    """A stand-in for an LMDB transaction in the examples: only its snapshot id."""
-
-    def __init__(self, snapshot: int) -> None:
-        self._snapshot = snapshot
-
-    def id(self) -> int:
-        return self._snapshot

@@ -120,14 +120,15 @@ class NeighbourLists:
         memory while the lists there are current (read again after a change, if they
         are few enough: ``in_memory_entries``); else those held since the lists last
         changed (``held_entries``, ``lists_by_owner.py``), and LMDB for the rest."""
-        memory = self.in_memory(txn)
+        version = self.version(txn)
+        memory = self._in_memory(txn, version)
         if memory is not None:
             return memory.get_many(owners)
         if self.held is None:
             return self.read_many(txn, owners)
         width = self.k(txn) or 0
         return self.held.get_many(
-            txn, self.version(txn), width, owners, lambda asked: self.read_many(txn, asked)
+            txn, version, width, owners, lambda asked: self.read_many(txn, asked)
         )
 
     def read_many(self, txn: Any, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,9 +142,12 @@ class NeighbourLists:
     def in_memory(self, txn: Any) -> ListsInMemory | None:
         """The lists as of ``txn`` from memory; read into memory first if they changed
         and hold at most ``in_memory_entries`` entries (None: read them from LMDB)."""
+        return self._in_memory(txn, self.version(txn))
+
+    def _in_memory(self, txn: Any, version: bytes | None) -> ListsInMemory | None:
+        """``in_memory``, the lists' version read by the caller."""
         if self.in_memory_entries <= 0:
             return None
-        version = self.version(txn)
         memory = self._memory
         if memory is not None and memory.version == version:
             return memory

@@ -4,15 +4,14 @@ reads from older snapshots."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from test_content_neighbours import WORDS
+from hypothesis.stateful import invariant, rule
+from test_content_neighbours import WORDS, CatalogWrites
 
 from ownrank.storage.neighbour_lists import NeighbourLists
 
@@ -41,34 +40,14 @@ def held_and_stored(lists: NeighbourLists, txn: Any, owners: list[int]) -> None:
     same_entries(got, lists.read_many(txn, asked))
 
 
-class HeldLists(RuleBasedStateMachine):
+class HeldLists(CatalogWrites):
+    """``CatalogWrites``'s catalog writes (and its checks of the lists against a build
+    from scratch), with the held table read, filled and bypassed in between."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.tmp = tempfile.TemporaryDirectory()
-        self.engine = make_engine(
-            Path(self.tmp.name) / "s",
-            WordHashEncoder(dimension=16),
-            content_neighbours=3,
-            lmdb_sync=False,
-            reconcile_on_open=False,
-            warm_up_on_open=False,
-        )
         self.lists = self.engine.catalog.neighbours.lists
         self.engine.catalog.upsert([{"id": f"i{i}", "title": WORDS[i % 12]} for i in range(8)])
-
-    @rule(
-        items=st.lists(
-            st.tuples(st.integers(0, 25), st.lists(st.sampled_from(WORDS), min_size=1, max_size=3)),
-            min_size=1,
-            max_size=5,
-        )
-    )
-    def upsert(self, items: list[tuple[int, list[str]]]) -> None:
-        self.engine.catalog.upsert([{"id": f"i{i}", "title": " ".join(w)} for i, w in items])
-
-    @rule(ids=st.lists(st.integers(0, 25), min_size=1, max_size=4))
-    def delete(self, ids: list[int]) -> None:
-        self.engine.catalog.delete([f"i{i}" for i in ids])
 
     @rule(owners=OWNERS)
     def read(self, owners: list[int]) -> None:
@@ -124,10 +103,6 @@ class HeldLists(RuleBasedStateMachine):
         # (a third of the owners: others stay unheld across the writes that follow)
         with self.engine._env.read() as txn:
             held_and_stored(self.lists, txn, list(range(0, 40, 3)))
-
-    def teardown(self) -> None:
-        self.engine.close()
-        self.tmp.cleanup()
 
 
 TestHeldLists = HeldLists.TestCase
