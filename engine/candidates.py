@@ -28,6 +28,7 @@ from .shared_stats import SharedStatistics
 from .user_record import PersonalModel, SeenItems, UserRecord
 
 NO_ROWS = np.zeros(0, np.int64)
+Found = tuple[np.ndarray | list[int], str]  # candidate rows and what found them
 DEFAULT_INTEREST_QUERIES = 3  # without candidates from the neighbour lists
 
 
@@ -394,15 +395,16 @@ class CandidateSelector:
         n: int,
         also: Sequence[str] = (),
         near: np.ndarray = NO_ROWS,
-    ) -> dict[int, str]:
+    ) -> tuple[np.ndarray, list[str]]:
         """Candidate rows (and what retrieved each) from a catalog too big to score whole:
         around the head, each interest and the popular direction, plus ``near`` (rows
         of items like the user's, from the content-neighbour lists), the top popular
-        and ``also`` (items liked together with the user's, best first)."""
+        and ``also`` (items liked together with the user's, best first). A row found
+        twice keeps its first finder, in that order."""
         cfg = self.config.ranking
         keeper = self.catalog.keeper
         want = max(cfg.candidates, 3 * n)
-        rows: dict[int, str] = {}
+        found: list[Found] = []  # rows and what found them, in order
         queries: list[tuple[np.ndarray, str, int]] = []
         if model is not None:
             w = model.weights
@@ -415,17 +417,18 @@ class CandidateSelector:
             # than exclude every seen row inside the index (a wider, slower search)
             return k + min(len(seen), k // 2)
 
-        if queries:
+        if queries:  # (which rows, not their order: IVF need not re-score its codes)
             sizes = [with_seen(k) for _vec, _why, k in queries]
-            found = keeper.search_many(np.stack([vec for vec, _why, _k in queries]), sizes, expr)
-            for (_vec, why, _k), hits in zip(queries, found, strict=True):
-                for row, _score in hits:
-                    rows.setdefault(row, why)
+            vectors = np.stack([vec for vec, _why, _k in queries])
+            hits = keeper.search_many(vectors, sizes, expr, exact=False)
+            for (_vec, why, _k), answer in zip(queries, hits, strict=True):
+                found.append(([row for row, _score in answer], why))
         allowed = keeper.allowed_rows(expr)  # sorted
-        if len(near):
-            admitted = near if allowed is None else near[contains_rows(allowed, near)]
-            for row in admitted.tolist():
-                rows.setdefault(row, "neighbours")
+
+        def admitted(rows: np.ndarray) -> np.ndarray:
+            return rows if allowed is None else rows[contains_rows(allowed, rows)]
+
+        found.append((admitted(near), "neighbours"))
         with self.env.read() as txn:
             direction = self.popularity.direction(txn)
             top = self.shared.top(txn, want, keep=lambda i: i not in seen)
@@ -433,21 +436,33 @@ class CandidateSelector:
             slope = direction[:-1]  # without the intercept
             popular = slope / (np.linalg.norm(slope) + 1e-12)
             # the same query for every user: its answer is kept while nothing changed
-            for row, _score in keeper.search_shared(popular, with_seen(want // 2), expr):
-                rows.setdefault(row, "popular")
-        for found_row in keeper.live_rows(top).tolist():
-            if found_row >= 0 and (allowed is None or contains_row(allowed, found_row)):
-                rows.setdefault(found_row, "popular")
-        liked_with = [i for i in also if i not in seen]
-        for found_row in keeper.live_rows(liked_with).tolist():
-            if found_row >= 0 and (allowed is None or contains_row(allowed, found_row)):
-                rows.setdefault(found_row, "collaborative")
-        if not queries and direction is None and not rows:  # no model, no popularity: recent
-            with self.env.read() as txn:
+            shared = keeper.search_shared(popular, with_seen(want // 2), expr)
+            found.append(([row for row, _score in shared], "popular"))
+        for ids, why in ((top, "popular"), ([i for i in also if i not in seen], "collaborative")):
+            rows = keeper.live_rows(ids)
+            found.append((admitted(rows[rows >= 0]), why))
+        if not queries and direction is None and not any(len(rows) for rows, _why in found):
+            with self.env.read() as txn:  # no model, no popularity: recent
                 seen_rows = {r for i in seen.logged if (r := self.store.row_of(txn, i)) is not None}
-            for row in keeper.most_recent(want, expr, seen_rows):
-                rows.setdefault(row, "recent")
-        return rows
+            found.append((keeper.most_recent(want, expr, seen_rows), "recent"))
+        return first_found(found)
+
+
+def first_found(found: Sequence[Found]) -> tuple[np.ndarray, list[str]]:
+    """Each row once, in the order given, with the name of the first group holding it.
+
+    >>> rows, why = first_found([([4, 2], "a"), ([2, 7, 4], "b")])
+    >>> rows.tolist(), why
+    ([4, 2, 7], ['a', 'a', 'b'])
+    """
+    sizes = [len(rows) for rows, _why in found]
+    if not sum(sizes):
+        return NO_ROWS, []
+    rows = np.concatenate([np.asarray(rows, np.int64) for rows, _why in found])
+    group = np.repeat(np.arange(len(found)), sizes)
+    _unique, first = np.unique(rows, return_index=True)  # (each row's first position)
+    first.sort()
+    return rows[first], [found[g][1] for g in group[first].tolist()]
 
 
 def interest_queries(config: EngineConfig) -> int:
@@ -479,11 +494,6 @@ def contains_rows(sorted_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
     at = np.minimum(np.searchsorted(sorted_rows, rows), max(len(sorted_rows) - 1, 0))
     found: np.ndarray = sorted_rows[at] == rows if len(sorted_rows) else np.zeros(len(rows), bool)
     return found
-
-
-def contains_row(sorted_rows: np.ndarray, row: int) -> bool:
-    at = int(np.searchsorted(sorted_rows, row))
-    return at < len(sorted_rows) and int(sorted_rows[at]) == row
 
 
 def centred_units(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:

@@ -38,12 +38,7 @@ import numpy.typing as npt
 
 from ..storage.catalog_store import CatalogStore, net_change
 from ..storage.lmdb_env import LmdbEnvironment
-from ..storage.vector_index import (
-    IndexType,
-    VectorIndex,
-    set_faiss_threads,
-    use_faiss_threads,
-)
+from ..storage.vector_index import IndexType, VectorIndex, set_faiss_threads, use_faiss_threads
 from .config import EngineConfig
 from .filters import Expr
 from .index_file import IndexFile
@@ -320,16 +315,21 @@ class IndexKeeper:
             return self.search_within(query, n, allowed)
 
     def search_many(
-        self, queries: np.ndarray, sizes: Sequence[int], expr: Expr | None = None
+        self,
+        queries: np.ndarray,
+        sizes: Sequence[int],
+        expr: Expr | None = None,
+        exact: bool = True,
     ) -> list[list[tuple[int, float]]]:
         """The best ``sizes[i]`` rows for each query; unfiltered queries on the exact
-        index go in one matrix product, several times faster than one search each."""
+        index go in one matrix product, several times faster than one search each
+        (``exact`` False: for the rows only; IVF may score them by its codes)."""
         if expr is not None:
             return self._search_many_within(queries, sizes, expr)
         self.sync()
         with self.lock.reading():
             if self.index.kind in ("flat", "ivf"):  # one call (IVF's scan does not grow with k)
-                scores, rows = self.index.search(queries, max(sizes))
+                scores, rows = self.index.search(queries, max(sizes), exact=exact)
                 found = list(zip(scores, rows, strict=True))
             else:  # candidates for re-ranking: a beam as wide as the results is enough
                 found = []

@@ -224,9 +224,11 @@ class Recommender:
                     txn, RatedItems.of(feedback, ref_rows), cfg.neighbour_candidates, ref_rows
                 )
             interests = interests_of() if interest_queries(self.config) > 0 else []
-            rows = candidates.retrieve(model, interests, expr, seen, n, also, near)
-            pool = candidates.pool_of(list(rows))
-            why = [rows[r] for r in pool.rows.tolist()]
+            rows, why = candidates.retrieve(model, interests, expr, seen, n, also, near)
+            pool = candidates.pool_of(rows.tolist())
+            if len(pool.rows) < len(rows):  # (rows deleted since they were found: dropped)
+                found_by = dict(zip(rows.tolist(), why, strict=True))
+                why = [found_by[r] for r in pool.rows.tolist()]
         eligible = pool.unseen(seen_rows, earlier)
         if eligible.size == 0:
             return []

@@ -260,11 +260,15 @@ class IvfIndex:
 
     # -- queries -----------------------------------------------------------------------
 
-    def search(self, queries: Vectors, k: int, *, nprobe: int) -> tuple[Scores, Rows]:
-        """The best ``k`` rows per query among the ``nprobe`` nearest lists."""
+    def search(
+        self, queries: Vectors, k: int, *, nprobe: int, exact: bool = True
+    ) -> tuple[Scores, Rows]:
+        """The best ``k`` rows per query among the ``nprobe`` nearest lists, found by
+        their codes; ``exact``: scored by the vectors as added, else by the codes (the
+        same rows, for a caller that wants only which ones)."""
         x = np.ascontiguousarray(queries, dtype=np.float32)
         probe_scores, probe = self.faiss.quantizer.search(x, min(nprobe, self.nlist))
-        return self._scan(x, k, probe, probe_scores, None)
+        return self._scan(x, k, probe, probe_scores, None, exact)
 
     def search_within(
         self, queries: Vectors, k: int, allowed: Rows, *, nprobe: int
@@ -301,17 +305,19 @@ class IvfIndex:
         probe: npt.NDArray[np.int64],
         probe_scores: Scores,
         allowed: Rows | None,
+        exact: bool = True,
     ) -> tuple[Scores, Rows]:
         """Scan the ``probe`` lists of each query (of the base, and of a mapped index's
         delta) for its best ``k`` rows (of ``allowed`` when given), best first, ties by
-        row: the same rows in any split between base and delta give the same answer."""
+        row: the same rows in any split between base and delta give the same answer.
+        ``exact``: re-score them with the vectors as added (when the codes are not)."""
         skip = self._gone if self._gone_count else None
         if skip is not None and allowed is None and self._gone_bits is None:
             self._gone_bits = np.packbits(skip, bitorder="little")  # once per removal
         found = [_scan_lists(self.faiss, x, k, probe, probe_scores, allowed, skip, self._gone_bits)]
         if self._delta is not None and self._delta.ntotal:
             found.append(_scan_lists(self._delta, x, k, probe, probe_scores, allowed, None, None))
-        if len(found) == 1 and self.table is not None:
+        if len(found) == 1 and self.table is not None and exact:
             rows = found[0][1]  # (the k best codes: re-scored and ordered below)
         else:
             scores = np.concatenate([f[0] for f in found], axis=1)
@@ -320,14 +326,14 @@ class IvfIndex:
             order = np.lexsort((rows, -scores), axis=1)[:, :k]
             scores = np.take_along_axis(scores, order, 1)
             rows = np.take_along_axis(rows, order, 1)
-            if self.table is None:
+            if self.table is None or not exact:
                 return scores, rows
         # the best k by their codes, scored by the vectors as added
         held, vectors = self.table.get(rows.ravel())
-        exact = np.einsum("qkd,qd->qk", vectors.reshape(*rows.shape, -1), x)
-        exact = np.where(held.reshape(rows.shape), exact, -np.inf).astype(np.float32)
-        order = np.lexsort((rows, -exact), axis=1)
-        return np.take_along_axis(exact, order, 1), np.take_along_axis(rows, order, 1)
+        rescored = np.einsum("qkd,qd->qk", vectors.reshape(*rows.shape, -1), x)
+        rescored = np.where(held.reshape(rows.shape), rescored, -np.inf).astype(np.float32)
+        order = np.lexsort((rows, -rescored), axis=1)
+        return np.take_along_axis(rescored, order, 1), np.take_along_axis(rows, order, 1)
 
 
 def _scan_lists(

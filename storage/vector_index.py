@@ -210,13 +210,16 @@ class VectorIndex:
         allowed: Rows | None = None,
         ef_search: int | None = None,
         nprobe: int | None = None,
+        exact: bool = True,
     ) -> tuple[Scores, Rows]:
         """Top-``k`` rows per query by inner product; -1 labels pad missing results.
 
         ``allowed`` restricts the search to those rows (filtered search inside
         the index); tombstones are always excluded. ``ef_search`` (HNSW) and
         ``nprobe`` (IVF; filtered: the lists' worth of admitted rows it scans, see
-        ``ivf_index``) override the index's own breadth for this search.
+        ``ivf_index``) override the index's own breadth for this search. ``exact``
+        False: an unfiltered IVF search with float16 codes may score and order the
+        rows by their codes (the same rows: for a caller that wants only which).
         """
         use_faiss_threads()
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
@@ -227,7 +230,7 @@ class VectorIndex:
         if self._ivf is not None and allowed is not None:
             return self._ivf.search_within(queries, k, allowed, nprobe=nprobe or self.nprobe)
         if self._ivf is not None:
-            return self._ivf.search(queries, k, nprobe=nprobe or self.nprobe)
+            return self._ivf.search(queries, k, nprobe=nprobe or self.nprobe, exact=exact)
         selector: Any = None
         if allowed is not None:
             if self.dead:

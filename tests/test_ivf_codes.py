@@ -75,6 +75,17 @@ def test_search_gives_exact_scores_and_the_float32_answer(tmp_path: Path) -> Non
                 for row, score in found:
                     expected = float(stored_vector(engine, row) @ query)
                     assert score == pytest.approx(expected, abs=1e-6)
+                # the rows only (retrieval): the same rows, scored and ordered by the codes
+                queries = np.stack([query, engine.catalog.embed_query("garden roses")])
+                exact = engine.catalog.keeper.search_many(queries, [20, 20])
+                coded = engine.catalog.keeper.search_many(queries, [20, 20], exact=False)
+                for q, by_vectors, by_codes in zip(queries, exact, coded, strict=True):
+                    assert {r for r, _s in by_codes} == {r for r, _s in by_vectors}
+                    scores = [s for _r, s in by_codes]
+                    assert scores == sorted(scores, reverse=True)
+                    halves = [stored_vector(engine, r).astype(np.float16) for r, _s in by_codes]
+                    assert scores == pytest.approx([float(h @ q) for h in halves], abs=1e-3)
+                    assert scores != [s for _r, s in by_vectors]
     for exact, half in zip(answers["float32"], answers["float16"], strict=True):
         assert [i for i, _s in half] == [i for i, _s in exact]
         assert [s for _i, s in half] == pytest.approx([s for _i, s in exact], abs=1e-6)

@@ -122,7 +122,7 @@ def _likes(items: list[str]) -> list[dict[str, Any]]:
 
 def _retrieving(engine: Any, near: int) -> dict[int, str]:
     """The rows (and what retrieved each) of one recommend for "me"."""
-    seen: list[dict[int, str]] = []
+    seen: list[tuple[Any, list[str]]] = []
     selector = engine._users.ranking.candidates
     retrieve = selector.retrieve
     selector.retrieve = lambda *a, **k: seen.append(retrieve(*a, **k)) or seen[-1]
@@ -130,7 +130,9 @@ def _retrieving(engine: Any, near: int) -> dict[int, str]:
         engine.recommend("me", 5)
     finally:
         selector.retrieve = retrieve
-    return seen[0]
+    rows, why = seen[0]
+    assert len(set(rows.tolist())) == len(rows) == len(why)  # each row once
+    return dict(zip(rows.tolist(), why, strict=True))
 
 
 @pytest.mark.parametrize("interest_queries", [0, 3])
@@ -206,7 +208,9 @@ def test_without_lists_retrieval_searches_around_the_interests(
         search_many = keeper.search_many
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(
-                keeper, "search_many", lambda q, *a: asked.append(len(q)) or search_many(q, *a)
+                keeper,
+                "search_many",
+                lambda q, *a, **k: asked.append(len(q)) or search_many(q, *a, **k),
             )
             assert engine.recommend("me", 5)
         assert asked[0] == searches  # (then the popular direction's, kept for all)
