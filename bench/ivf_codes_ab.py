@@ -29,6 +29,7 @@ from typing import Any
 import engine_bench
 import harness
 import numpy as np
+from catalog_bench import item_batches
 
 from ownrank import Engine, EngineConfig
 
@@ -38,21 +39,31 @@ CODES = ("float32", "float16")
 
 def build_store(path: Path, items: int, users: int, seed: int) -> None:
     """A catalog and users as ``engine_bench`` makes them (IVF at any size)."""
-    args = engine_bench.parse_args(
-        ["--items", str(items), "--users", str(users), "--seed", str(seed), "--no-progress"]
-    )
-    encoder = engine_bench.TimedEncoder(engine_bench.SyntheticEncoder())
-    run = harness.Run("ivf_codes_ab", {}, quick=False)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    with Engine(tmp, EngineConfig(index_kind="ivf"), encoder=encoder) as engine:
-        population = engine_bench.build_catalog(run, engine, encoder, args)
-        rng = np.random.default_rng(seed + 1)
-        ids = [engine_bench.user_id(i) for i in range(users)]
-        for _group, _pos, batch in engine_bench.ingest_rounds(rng, population, ids, 25):
-            for uid, events in batch.items():
-                engine.interact(uid, events)
+    config = EngineConfig(index_kind="ivf")
+    with Engine(tmp, config, encoder=engine_bench.SyntheticEncoder()) as engine:
+        populate(engine, items, users, seed)
     tmp.rename(path)
+
+
+def populate(engine: Any, items: int, users: int, seed: int) -> None:
+    """``engine_bench``'s catalog and users for these sizes and seed (as its
+    ``build_catalog`` and ``phase_interact`` send them), through calls every version
+    of the engine has (``engine_ab.py`` writes a git revision's store with it)."""
+    topics: list[int] = []
+    for batch in item_batches(items, 1000, seed + 100, "s"):
+        topics += [int(str(item["properties"]["topic"])[1:]) for item in batch]
+        engine.catalog.upsert(batch)
+    engine.catalog.keeper.sync()
+    if hasattr(engine.catalog, "neighbours"):  # (versions with content-neighbour lists)
+        engine.catalog.neighbours.update()
+    population = engine_bench.Population(np.asarray(topics), "s")
+    rng = np.random.default_rng(seed + 1)
+    ids = [engine_bench.user_id(i) for i in range(users)]
+    for _group, _pos, batch_of in engine_bench.ingest_rounds(rng, population, ids, 25):
+        for uid, events in batch_of.items():
+            engine.interact(uid, events)
 
 
 def calls(users: list[str], topics: list[str]) -> dict[str, Callable[[Engine, int], list[Any]]]:

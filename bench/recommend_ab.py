@@ -70,6 +70,14 @@ def import_revision(rev: str, dest: Path) -> ModuleType:
     return importlib.import_module(BASE_NAME)
 
 
+def forget_revision(dest: Path) -> None:
+    """Undo ``import_revision(..., dest)``: another revision may then be imported."""
+    if str(dest) in sys.path:
+        sys.path.remove(str(dest))
+    for module in [m for m in sys.modules if m.split(".")[0] == BASE_NAME]:
+        del sys.modules[module]
+
+
 def revision_id(rev: str) -> str:
     """The commit ``rev`` names (its first 12 hex digits)."""
     out = subprocess.run(

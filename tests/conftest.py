@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +20,13 @@ from ownrank import BaseEncoder, Engine, EngineConfig
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 if str(BENCH) not in sys.path:
     sys.path.append(str(BENCH))
+
+# tests that export a git revision of the package (bench/recommend_ab.py's way)
+needs_git_checkout = pytest.mark.skipif(
+    subprocess.run(["git", "-C", str(BENCH), "rev-parse", "HEAD"], capture_output=True).returncode
+    != 0,
+    reason="not a git checkout",
+)
 
 
 class WordHashEncoder:

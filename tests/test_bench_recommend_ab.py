@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import recommend_ab
 
 import ownrank
 
-from conftest import WordHashEncoder
+from conftest import WordHashEncoder, needs_git_checkout
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(
-        ["git", "-C", str(recommend_ab.ROOT), "rev-parse", "HEAD"], capture_output=True
-    ).returncode
-    != 0,
-    reason="not a git checkout",
-)
+pytestmark = needs_git_checkout
 
 TOPICS = ["football goal match", "piano concert music", "garden flower seeds"]
 
@@ -56,9 +48,7 @@ def test_a_revision_is_compared_with_the_working_tree(tmp_path: Path) -> None:
         for engine in engines.values():
             engine.close()
     finally:
-        sys.path.remove(str(tmp_path / "export"))
-        for module in [m for m in sys.modules if m.split(".")[0] == "ownrank_base"]:
-            del sys.modules[module]
+        recommend_ab.forget_revision(tmp_path / "export")
     assert [len(result.seconds[k]) for k in ("base", "new")] == [14, 14]
     assert result.users == 7 and 0 <= result.identical <= result.same_ids <= 7
     changed = subprocess.run(
