@@ -62,8 +62,7 @@ class CandidatePool:
     @cached_property
     def inverse_norms(self) -> np.ndarray:
         """1 / |vector - mean| of each item (once per pool: pools are cached)."""
-        norms = np.linalg.norm(np.asarray(self.vectors, np.float32) - self.mean, axis=1)
-        return np.asarray(1.0 / np.maximum(norms, 1e-12), np.float32)
+        return inverse_norms(self.vectors, self.mean)
 
     @cached_property
     def scaled_units(self) -> np.ndarray:
@@ -89,8 +88,14 @@ class CandidatePool:
         return centre.cosines(self.vectors[at], self.inverse_norms[at])
 
     def cosines_at(self, at: np.ndarray) -> Callable[[Centre], np.ndarray]:
-        """``cosines(centre, at)`` for any number of centres, reading those rows once."""
-        vectors, inverse = self.vectors[at], self.inverse_norms[at]
+        """``cosines(centre, at)`` for any number of centres, reading those rows once
+        (and computing only their norms while the pool's are not computed: a ranking
+        call asks for the few candidates that can reach the top n)."""
+        vectors = self.vectors[at]
+        if "inverse_norms" in self.__dict__:
+            inverse = self.inverse_norms[at]
+        else:
+            inverse = inverse_norms(vectors, self.mean)
         return lambda centre: centre.cosines(vectors, inverse)
 
     @cached_property
@@ -494,6 +499,13 @@ def contains_rows(sorted_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
     at = np.minimum(np.searchsorted(sorted_rows, rows), max(len(sorted_rows) - 1, 0))
     found: np.ndarray = sorted_rows[at] == rows if len(sorted_rows) else np.zeros(len(rows), bool)
     return found
+
+
+def inverse_norms(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """1 / |vector - mean| of each row, in float32 (row by row the same bits for any
+    set of rows)."""
+    norms = np.linalg.norm(np.asarray(vectors, np.float32) - mean, axis=1)
+    return np.asarray(1.0 / np.maximum(norms, 1e-12), np.float32)
 
 
 def centred_units(vectors: np.ndarray, mean: np.ndarray) -> np.ndarray:

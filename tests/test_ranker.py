@@ -166,3 +166,33 @@ def test_pool_slots_and_positions_follow_their_definition(
     assert pool.positions(wanted).tolist() == [-1 if e == len(rows) else e for e in expected]
     if len(wanted) % 2 == 0:
         assert pool.slots(wanted.reshape(2, -1)).ravel().tolist() == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 40).flatmap(
+        lambda count: st.tuples(
+            arrays(np.float32, (count, 8), elements=finite),
+            st.lists(st.integers(0, count - 1), max_size=2 * count),
+        )
+    ),
+    arrays(np.float32, 8, elements=finite),
+    arrays(np.float32, 8, elements=finite),
+)
+def test_cosines_of_some_candidates_are_the_bits_of_the_whole_pools(
+    pool: tuple[np.ndarray, list[int]], mean: np.ndarray, direction: np.ndarray
+) -> None:
+    """``CandidatePool.cosines_at`` computes only the asked rows' norms while the pool's
+    are not computed: the same bits as from the pool's ``inverse_norms``, any rows."""
+    from ownrank.engine.candidates import CandidatePool, Centre
+
+    vectors, asked = pool
+    at = np.array(asked, np.intp)
+    centre = Centre.of(direction / max(float(np.linalg.norm(direction)), 1e-6), mean)
+    fresh = CandidatePool(np.arange(len(vectors)), [""] * len(vectors), vectors, mean)
+    some = fresh.cosines_at(at)(centre)
+    assert "inverse_norms" not in fresh.__dict__  # (only those rows' norms computed)
+    whole = CandidatePool(np.arange(len(vectors)), [""] * len(vectors), vectors, mean)
+    assert whole.inverse_norms.shape == (len(vectors),)
+    assert some.tobytes() == whole.cosines_at(at)(centre).tobytes()
+    assert some.tobytes() == whole.cosines(centre, at).tobytes()
