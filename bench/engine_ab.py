@@ -93,10 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     engines: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
         packages = {"base": import_revision(rev, Path(tmp) / "export"), "new": ownrank}
-        if not stores["base"].exists():
-            print(f"building {stores['base']} with {rev} (once)", flush=True)
-            build_store(packages["base"], stores["base"], args.items, args.users, args.seed)
         try:
+            if not stores["base"].exists():
+                print(f"building {stores['base']} with {rev} (once)", flush=True)
+                build_store(packages["base"], stores["base"], args.items, args.users, args.seed)
             for name, package in packages.items():
                 shutil.copytree(stores[name], Path(tmp) / name)
                 engine = package.Engine(
