@@ -21,7 +21,7 @@ first setting's (ids, scores and explanations). Prints p50 / p99 and their ratio
 from __future__ import annotations
 
 import argparse
-import shutil
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,13 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     store = ivf_codes_ab.cached_store(args.cache, args.items, args.users, args.seed)
     work = args.cache / "held-tables-copies"
-    shutil.rmtree(work, ignore_errors=True)
-    engines: dict[str, Engine] = {}
     rows: list[list[str]] = []
-    try:
-        for k, (name, setting) in enumerate(SETTINGS.items()):
-            shutil.copytree(store, work / str(k))
-            engines[name] = open_engine(work / str(k), setting, args.whole)
+    opening = {
+        name: functools.partial(open_engine, setting=setting, whole=args.whole)
+        for name, setting in SETTINGS.items()
+    }
+    with ivf_codes_ab.engines_on_copies(store, work, opening) as engines:
         count = args.calls + args.warmup
         users, topics = ivf_codes_ab.call_inputs(args.users, count, args.seed)
         names = list(engines)
@@ -107,10 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             row.append(str(differ))
             rows.append(row)
             print(rows[-1], flush=True)
-    finally:
-        for engine in engines.values():
-            engine.close()
-        shutil.rmtree(work, ignore_errors=True)
     header = [
         "call",
         *(f"{n}: p50 / p99 ms (ratios to the first)" for n in names),

@@ -19,10 +19,12 @@ CPU's caches, so the ratio is the measure, not the absolute times.
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,26 @@ def cached_store(cache: Path, items: int, users: int, seed: int) -> Path:
     return store
 
 
+@contextmanager
+def engines_on_copies(
+    store: Path, work: Path, opening: Mapping[str, Callable[[Path], Engine]]
+) -> Iterator[dict[str, Engine]]:
+    """A copy of ``store`` under ``work`` for each name, opened by its function (the
+    A/B scripts compare settings on copies of one store); on leaving, every engine
+    is closed and the copies removed."""
+    shutil.rmtree(work, ignore_errors=True)
+    engines: dict[str, Engine] = {}
+    try:
+        for k, (name, open_copy) in enumerate(opening.items()):
+            shutil.copytree(store, work / str(k))
+            engines[name] = open_copy(work / str(k))
+        yield engines
+    finally:
+        for engine in engines.values():
+            engine.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def call_inputs(users: int, count: int, seed: int) -> tuple[list[str], list[str]]:
     """The user and the topic filter of each of ``count`` calls (the same calls for
     every setting compared)."""
@@ -148,6 +170,17 @@ def compare(engines: dict[str, Engine], args: argparse.Namespace) -> list[dict[s
     return rows
 
 
+def open_copy(path: Path, codes: str) -> Engine:
+    """A copy of the store with an index of these codes, rebuilt: both indexes are
+    trained on the same sample, so they have the same lists (the stored one was
+    trained as the catalog grew) and differ only in their codes."""
+    config = EngineConfig(index_kind="ivf", ivf_codes=codes)  # type: ignore[arg-type]
+    engine = Engine(path, config, encoder=engine_bench.SyntheticEncoder())
+    engine.catalog.keeper.rebuild()
+    engine.catalog.keeper.warm_up()
+    return engine
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--items", type=int, default=100_000)
@@ -160,23 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     store = cached_store(args.cache, args.items, args.users, args.seed)
     work = args.work or args.cache / "copies"
-    shutil.rmtree(work, ignore_errors=True)
-    engines: dict[str, Engine] = {}
-    try:
-        for codes in CODES:
-            shutil.copytree(store, work / codes)
-            config = EngineConfig(index_kind="ivf", ivf_codes=codes)  # type: ignore[arg-type]
-            engine = Engine(work / codes, config, encoder=engine_bench.SyntheticEncoder())
-            engines[codes] = engine
-            # both indexes trained now on the same sample: the same lists (the stored one
-            # was trained as the catalog grew), so only the codes differ
-            engine.catalog.keeper.rebuild()
-            engine.catalog.keeper.warm_up()
+    opening = {codes: functools.partial(open_copy, codes=codes) for codes in CODES}
+    with engines_on_copies(store, work, opening) as engines:
         rows = compare(engines, args)
-    finally:
-        for engine in engines.values():
-            engine.close()
-        shutil.rmtree(work, ignore_errors=True)
     header = list(rows[0])
     print(harness.markdown_table(header, [[str(r[h]) for h in header] for r in rows]))
     return 0

@@ -24,7 +24,7 @@ protocol, reopened per setting).
 from __future__ import annotations
 
 import argparse
-import shutil
+import functools
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -55,19 +55,21 @@ def recommend_calls(
     }
 
 
+def open_copy(path: Path, setting: dict[str, int]) -> Engine:
+    """A copy of the store with a retrieval ``setting``, its index warmed up."""
+    config = EngineConfig(index_kind="ivf", ranking=RankingConfig(**setting))
+    engine = Engine(path, config, encoder=engine_bench.SyntheticEncoder())
+    engine.catalog.keeper.warm_up()
+    return engine
+
+
 def speed(args: argparse.Namespace) -> list[list[str]]:
     """Both settings call by call on copies of one store; one row per call kind."""
     store = ivf_codes_ab.cached_store(args.cache, args.items, args.users, args.seed)
     work = args.cache / "retrieval-copies"
-    shutil.rmtree(work, ignore_errors=True)
-    engines: dict[str, Engine] = {}
     rows: list[list[str]] = []
-    try:
-        for k, (name, setting) in enumerate(SETTINGS.items()):
-            shutil.copytree(store, work / str(k))
-            config = EngineConfig(index_kind="ivf", ranking=RankingConfig(**setting))
-            engines[name] = Engine(work / str(k), config, encoder=engine_bench.SyntheticEncoder())
-            engines[name].catalog.keeper.warm_up()
+    opening = {name: functools.partial(open_copy, setting=s) for name, s in SETTINGS.items()}
+    with ivf_codes_ab.engines_on_copies(store, work, opening) as engines:
         count = args.calls + args.warmup
         users, topics = ivf_codes_ab.call_inputs(args.users, count, args.seed)
         names = list(engines)
@@ -89,10 +91,6 @@ def speed(args: argparse.Namespace) -> list[list[str]]:
                 ]
             )
             print(rows[-1], flush=True)
-    finally:
-        for engine in engines.values():
-            engine.close()
-        shutil.rmtree(work, ignore_errors=True)
     header = [
         "call",
         f"{names[0]} p50 / p99 (ms)",
