@@ -22,6 +22,7 @@ from ..storage.lists_in_memory import ListsInMemory
 from .catalog import Catalog
 from .config import EngineConfig
 from .event_columns import EventColumns
+from .head_answer import HeadAnswer, head_query, question
 from .scorer_popularity import Popularity
 from .seen_filter import fingerprint
 from .shared_stats import SharedStatistics
@@ -400,20 +401,22 @@ class CandidateSelector:
         n: int,
         also: Sequence[str] = (),
         near: np.ndarray = NO_ROWS,
+        kept: HeadAnswer | None = None,
     ) -> tuple[np.ndarray, list[str]]:
         """Candidate rows (and what retrieved each) from a catalog too big to score whole:
         around the head, each interest and the popular direction, plus ``near`` (rows
         of items like the user's, from the content-neighbour lists), the top popular
         and ``also`` (items liked together with the user's, best first). A row found
-        twice keeps its first finder, in that order."""
+        twice keeps its first finder, in that order. ``kept``: the record's head
+        answer, used instead of searching while it answers the same search
+        (``head_answer.py``)."""
         cfg = self.config.ranking
         keeper = self.catalog.keeper
         want = max(cfg.candidates, 3 * n)
         found: list[Found] = []  # rows and what found them, in order
         queries: list[tuple[np.ndarray, str, int]] = []
         if model is not None:
-            w = model.weights
-            queries.append((w / (np.linalg.norm(w) + 1e-12), "personal", want))
+            queries.append((head_query(model.weights), "personal", want))
             for interest in interests[: interest_queries(self.config)]:
                 queries.append((interest.vector, "interest", want // 2))
 
@@ -422,8 +425,15 @@ class CandidateSelector:
             # than exclude every seen row inside the index (a wider, slower search)
             return k + min(len(seen), k // 2)
 
+        sizes = [with_seen(k) for _vec, _why, k in queries]
+        if kept is not None and model is not None and expr is None:
+            keeper.sync()  # (the index at the current catalog version)
+            index = keeper.index
+            rows = kept.rows_for(index.seq, question(queries[0][0], sizes[0], index))
+            if rows is not None:  # the head's answer as kept: the others are searched
+                found.append((rows, "personal"))
+                queries, sizes = queries[1:], sizes[1:]
         if queries:  # (which rows, not their order: IVF need not re-score its codes)
-            sizes = [with_seen(k) for _vec, _why, k in queries]
             vectors = np.stack([vec for vec, _why, _k in queries])
             hits = keeper.search_many(vectors, sizes, expr, exact=False)
             for (_vec, why, _k), answer in zip(queries, hits, strict=True):

@@ -150,7 +150,7 @@ class Recommender:
         record = self.writes.new_record()
         record.events, _unknown = self.writes.to_stored(events)
         self.writes.compact(record)
-        vectors, _positives = self.writes.refit(record)
+        vectors, _positives = self.writes.refit(record, keep_head=False)
         return self.rank(record, vectors, n, filters, exclude_seen, diversity)
 
     def rank(
@@ -224,7 +224,8 @@ class Recommender:
                     txn, RatedItems.of(feedback, ref_rows), cfg.neighbour_candidates, ref_rows
                 )
             interests = interests_of() if interest_queries(self.config) > 0 else []
-            rows, why = candidates.retrieve(model, interests, expr, seen, n, also, near)
+            kept = record.head if record and exclude_seen else None
+            rows, why = candidates.retrieve(model, interests, expr, seen, n, also, near, kept)
             pool = candidates.pool_of(rows.tolist())
             if len(pool.rows) < len(rows):  # (rows deleted since they were found: dropped)
                 found_by = dict(zip(rows.tolist(), why, strict=True))

@@ -33,10 +33,12 @@ def apply_caps(
     *,
     collaborative: bool,
     dimension: int,
+    head_rows: int = 0,
 ) -> None:
     """Apply the caps to ``record`` in place. The byte check bounds what the write
-    will add: a ledger naming every item of the events, and a model of the largest
-    size (head + interests)."""
+    will add: a ledger naming every item of the events, a model of the largest size
+    (head + interests), and a kept head answer of ``head_rows`` rows
+    (``head_answer.py``)."""
     cfg = config
 
     def drop(count: int) -> None:
@@ -51,7 +53,7 @@ def apply_caps(
         drop(len(record.events) - cfg.max_events)
     record.trim_earlier(cfg.max_earlier_items)
     record.retired.trim(cfg.retired_event_ids)
-    while size_bound(record, cfg, collaborative, dimension) > cfg.max_record_bytes:
+    while size_bound(record, cfg, collaborative, dimension, head_rows) > cfg.max_record_bytes:
         if record.events:
             drop(max(1, len(record.events) // 16))
         elif record.earlier:
@@ -63,7 +65,11 @@ def apply_caps(
 
 
 def size_bound(
-    record: UserRecord, config: EngineConfig, collaborative: bool, dimension: int
+    record: UserRecord,
+    config: EngineConfig,
+    collaborative: bool,
+    dimension: int,
+    head_rows: int = 0,
 ) -> int:
     """The most bytes the sealed record can take once written."""
     items = sorted(record.item_ids())
@@ -84,4 +90,5 @@ def size_bound(
         record.devices,
     )
     model_bound = 2 * dimension + 64 + 4 * len(record.events)
-    return len(probe.to_bytes()) + model_bound + OVERHEAD
+    head_bound = 4 * head_rows + 48 if head_rows else 0  # (rows, version, digest, keys)
+    return len(probe.to_bytes()) + model_bound + head_bound + OVERHEAD

@@ -82,6 +82,10 @@ def export_record(user_id: str, record: UserRecord) -> dict[str, Any]:
             }
             for d in record.devices
         ],
+        # derived from the model and the catalog, kept for ranking (head_answer.py)
+        "head_answer": None
+        if record.head is None
+        else {"catalog_version": record.head.seq, "rows": record.head.rows.tolist()},
     }
 
 

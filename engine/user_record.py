@@ -33,7 +33,12 @@ Record format version 4 (msgpack map; documented for device sync)::
                                    coded (``engine/seen_filter.py``)
      "g": int                      optional: the user's generation (absent = 0); an
                                    explicit re-creation after an erasure starts the
-                                   next one (``storage/erasure_fence.py``)}
+                                   next one (``storage/erasure_fence.py``)
+     "r": {"s": int, "d": bytes, "r": bytes}
+                                   optional: the head's retrieval answer, kept for
+                                   ranking calls (``engine/head_answer.py``): the
+                                   catalog version it was found at, the digest of
+                                   the search, the rows (uint32, little-endian)}
 
 Format 3 stored the events as rows, ``[[kind, ref, value, weight, ts, id], ...]``
 (a recommend decoded them event by event). Format 2 had no event ids (events of
@@ -67,6 +72,7 @@ from ..errors import StoreFormatError
 from .event_columns import EventColumns
 from .event_ids import RetiredIds
 from .events import KindCode
+from .head_answer import HeadAnswer
 from .seen_filter import DAY_SECONDS, FINGERPRINT_BITS, SeenFilter, day_of, fingerprint
 
 RECORD_FORMAT = 4
@@ -228,6 +234,7 @@ class UserRecord:
     next_seq: int = 0  # the sequence number the next event without a client id gets
     retired: RetiredIds = field(default_factory=RetiredIds)  # ids of events that left
     devices: list[DeviceEntry] = field(default_factory=list)  # by device id
+    head: HeadAnswer | None = None  # the head's retrieval answer, kept by writes
 
     @property
     def events(self) -> list[StoredEvent]:
@@ -281,6 +288,8 @@ class UserRecord:
             body["h"] = self.retired.horizon
         if self.devices:
             body["d"] = [d.pack() for d in self.devices]
+        if self.head is not None:
+            body["r"] = self.head.pack()
         return bytes(msgpack.packb(body, use_bin_type=True))
 
     @classmethod
@@ -308,6 +317,7 @@ class UserRecord:
             next_seq=int(body.get("q", len(log))),
             retired=retired,
             devices=[DeviceEntry.unpack(d) for d in body.get("d", [])],
+            head=HeadAnswer.unpack(body["r"]) if "r" in body else None,
         )
 
     def device(self, device_id: bytes) -> DeviceEntry | None:

@@ -38,6 +38,7 @@ from .event_columns import EventColumns
 from .event_ids import parse_event_id
 from .event_merge import Incoming, IncomingBatch, Merged, merge_events, retire
 from .events import DEFAULT_RATING_SCALE, Event, KindCode
+from .head_answer import kept_answer, most_kept_rows
 from .key_retirement import keep_readable, retire_keys, unreadable_wait
 from .personal_model import fit
 from .record_caps import apply_caps
@@ -178,10 +179,14 @@ class WritePath:
             self.config,
             collaborative=self.shared.collaborative,
             dimension=self.catalog.keeper.dimension,
+            head_rows=most_kept_rows(self.catalog.keeper, self.config),
         )
 
-    def refit(self, record: UserRecord) -> tuple[dict[str, np.ndarray], list[str]]:
-        """Fit the model from the record's events; return the item vectors used and
+    def refit(
+        self, record: UserRecord, keep_head: bool = True
+    ) -> tuple[dict[str, np.ndarray], list[str]]:
+        """Fit the model from the record's events (and, ``keep_head``, keep the head's
+        retrieval answer with it: ``head_answer.py``); return the item vectors used and
         the items with net-positive feedback.
 
         Events on items no longer in the catalog leave the record here: a deleted
@@ -201,6 +206,7 @@ class WritePath:
         record.model, positives = fit(
             columns, vectors, query_vectors, self.catalog.prior(), self.config.learner
         )
+        record.head = kept_answer(record, self.catalog.keeper, self.config) if keep_head else None
         return vectors, positives
 
     def write(
@@ -587,4 +593,5 @@ def copy_record(record: UserRecord | None) -> UserRecord | None:
         record.next_seq,
         record.retired.copy(),
         list(record.devices),
+        record.head,
     )
