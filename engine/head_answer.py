@@ -13,6 +13,11 @@ version and the question is the same; else it searches (and keeps nothing:
 ranking writes nothing). Any catalog write (a new version) retires every kept
 answer until its user's next write.
 
+The search moves from the read to the write: at 100k items a recommend took 0.79x
+the time and an ``interact`` of 25 events 1.13x (bench/README.md, 2026-12-07 ninth
+session). Bulk writes (``interact_many``) keep none, for throughput (a backfill's
+users are searched for at each recommend until their next single write).
+
 The answer is derived from the user's model and the catalog only and lives under
 the user's key: an erasure deletes it with the record.
 """
@@ -121,10 +126,13 @@ def head_query(weights: np.ndarray) -> np.ndarray:
 
 def question(query: np.ndarray, size: int, index: Any) -> bytes:
     """The digest of a head search: the query's bits, how many rows it asks for, and
-    the index's kind and breadth (a change to any of them asks something else)."""
+    the index's kind, breadth and layout (a change to any of them asks something
+    else). An index rebuilt at the same catalog version is trained on the same sample
+    of the same vectors."""
     digest = hashlib.blake2b(np.asarray(query, np.float32).tobytes(), digest_size=8)
-    digest.update(struct.pack("<qqq", size, index.nprobe, index.ef_search))
-    digest.update(index.kind.encode())
+    shape = (size, index.nprobe, index.ef_search, index.ivf_lists, index.trained_on)
+    digest.update(struct.pack("<5q", *shape))
+    digest.update(f"{index.kind}/{index.ivf_codes}".encode())
     return digest.digest()
 
 

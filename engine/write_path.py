@@ -477,7 +477,7 @@ class WritePath:
                 continue
             merges[uid] = merged
             self.compact(new, uid)
-            _vectors, positives = self.refit(new)
+            _vectors, positives = self.refit(new, keep_head=False)  # (for throughput)
             plans.append(
                 _Plan(uid, keys[uid], raw, old, new, data_key or made.get(keys[uid]), positives)
             )

@@ -24,6 +24,7 @@ from conftest import WordHashEncoder, make_engine
 from test_catalog import catalog_items
 
 LIKED = ["jazz-0000", "jazz-0006", "chess-0001", "jazz-0012", "chess-0007"]
+LIKED_EVENTS = [{"kind": "like", "item_id": i} for i in LIKED]
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def retrieving(tmp_path: Path) -> Iterator[Engine]:
     """120 items, ranked by retrieval (above ``full_rank_limit``), one user."""
     with make_engine(tmp_path, WordHashEncoder(), ranking={"full_rank_limit": 40}) as engine:
         engine.catalog.upsert(catalog_items(120))
-        engine.interact("ana", [{"kind": "like", "item_id": i} for i in LIKED])
+        engine.interact("ana", LIKED_EVENTS)
         engine.interact("ana", [{"kind": "dislike", "item_id": "chess-0013"}])
         yield engine
 
@@ -177,3 +178,17 @@ def test_an_export_shows_the_answer_and_an_import_keeps_its_own(retrieving: Engi
     }
     retrieving.import_user({**export, "head_answer": {"catalog_version": 0, "rows": [1]}})
     assert retrieving.export("ana")["head_answer"] == export["head_answer"]  # refit, searched
+
+
+def test_a_bulk_write_keeps_none_and_drops_the_one_its_refit_made_stale(
+    retrieving: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``interact_many`` is for throughput: no search per user. The user's model changed,
+    so the answer kept before goes; a recommend searches until the next single write."""
+    retrieving.interact_many(
+        {"ana": [{"kind": "like", "item_id": "jazz-0018"}], "bo": LIKED_EVENTS}
+    )
+    assert all(retrieving._users.record(u).head is None for u in ("ana", "bo"))  # type: ignore[union-attr]
+    sizes = head_searches(monkeypatch, retrieving)
+    lists(retrieving, 10)
+    assert sizes == [67]
