@@ -81,10 +81,15 @@ def spread(ms: np.ndarray) -> str:
     return f"{np.percentile(ms, 50):.2f} / {np.percentile(ms, 99):.2f}"
 
 
+# bumped when what the working tree's writes store changes, so that a store written
+# before is built again (2: user records keep the head's answer, engine/head_answer.py)
+STORE_VERSION = 2
+
+
 def cached_store(cache: Path, items: int, users: int, seed: int) -> Path:
     """The store of this size and seed under ``cache`` (``build_store``, the first time:
     the A/B scripts of this folder share it)."""
-    store = cache / f"{items}-{users}-{seed}"
+    store = cache / f"{items}-{users}-{seed}-v{STORE_VERSION}"
     if not store.exists():
         print(f"building {store} (once)", flush=True)
         store.parent.mkdir(parents=True, exist_ok=True)

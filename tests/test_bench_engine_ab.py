@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import engine_ab
+import ivf_codes_ab
 import pytest
 import recommend_ab
 
@@ -30,4 +31,5 @@ def test_a_revision_and_the_working_tree_answer_every_recommend_kind(
         assert all(float(ratio) > 0 for ratio in cells[3:])
     rev = recommend_ab.revision_id("HEAD")
     # both stores kept (the base revision's named after it), the copies removed
-    assert {p.name for p in cache.iterdir()} == {"2000-20-4321", f"{rev}-2000-20-4321"}
+    built = {p.name for p in cache.iterdir()}
+    assert built == {f"2000-20-4321-v{ivf_codes_ab.STORE_VERSION}", f"{rev}-2000-20-4321"}

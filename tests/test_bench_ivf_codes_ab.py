@@ -23,7 +23,8 @@ def test_both_settings_answer_every_call_kind(
     assert len(table) == 2 + 4  # header, rule, a row per kind
     assert all(" of 6 |" in line for line in table[2:])  # identical lists, of the calls
     assert not (tmp_path / "cache" / "copies").exists()  # the copies are removed
-    assert (tmp_path / "cache" / "2000-20-4321").is_dir()  # the store is kept
+    kept = tmp_path / "cache" / f"2000-20-4321-v{ivf_codes_ab.STORE_VERSION}"
+    assert kept.is_dir()  # the store is kept
     # a second run reuses the store
     assert ivf_codes_ab.main([*argv, "--cache", str(tmp_path / "cache")]) == 0
     assert "building" not in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ivf_codes_ab
 import pytest
 import retrieval_ab
 
@@ -22,4 +23,5 @@ def test_both_settings_answer_every_call_kind(
     assert len(table) == 2 + 3  # header, rule, a row per kind
     assert "interest searches (before)" in table[0] and "neighbour lists" in table[0]
     assert not (tmp_path / "cache" / "retrieval-copies").exists()  # the copies are removed
-    assert (tmp_path / "cache" / "2000-20-4321").is_dir()  # the store is kept
+    kept = tmp_path / "cache" / f"2000-20-4321-v{ivf_codes_ab.STORE_VERSION}"
+    assert kept.is_dir()  # the store is kept
