@@ -71,7 +71,8 @@ from ownrank.service.settings import ServiceSettings  # noqa: E402
 Json = dict[str, Any]
 
 STORE_CACHE = harness.RESULTS / "service-store"
-STORE_VERSION = 1  # bump when the way the store is built changes
+# bump when the way the store is built changes (2: records keep the head's answer)
+STORE_VERSION = 2
 SERVER_LOG = harness.RESULTS / "service_bench_server.log"
 FLOOR_SERVER_LOG = harness.RESULTS / "service_bench_floor_server.log"
 HOST = "127.0.0.1"
