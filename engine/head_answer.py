@@ -7,9 +7,10 @@ every recommend: at 100k items that search was about a fifth of the call
 asked for, and the index at one catalog version. So a write that fits the model
 also makes that search once and keeps its answer in the record, with the catalog
 version it was found at and a digest of the question (the query, its size, the
-index's kind and breadth). A ranking call uses the kept rows, the same rows in the
-same order as its own search would find, while the index is still at that catalog
-version and the question is the same; else it searches (and keeps nothing:
+index's kind, breadth and layout). A ranking call uses the kept rows, in their
+order, while the index is still at that catalog version and the question is the
+same (then its own search of that index finds the same rows: bit for bit the same
+lists, ``tests/test_head_answer.py``); else it searches (and keeps nothing:
 ranking writes nothing). Any catalog write (a new version) retires every kept
 answer until its user's next write.
 
@@ -127,8 +128,10 @@ def head_query(weights: np.ndarray) -> np.ndarray:
 def question(query: np.ndarray, size: int, index: Any) -> bytes:
     """The digest of a head search: the query's bits, how many rows it asks for, and
     the index's kind, breadth and layout (a change to any of them asks something
-    else). An index rebuilt at the same catalog version is trained on the same sample
-    of the same vectors."""
+    else). An index rebuilt at the same catalog version (a worker that rebuilt it on
+    open) trains on the same sample, but FAISS's k-means may place its lists a little
+    differently: an answer kept from the other index then still holds rows of that
+    catalog version, the ones that index found."""
     digest = hashlib.blake2b(np.asarray(query, np.float32).tobytes(), digest_size=8)
     shape = (size, index.nprobe, index.ef_search, index.ivf_lists, index.trained_on)
     digest.update(struct.pack("<5q", *shape))

@@ -192,3 +192,11 @@ def test_a_bulk_write_keeps_none_and_drops_the_one_its_refit_made_stale(
     sizes = head_searches(monkeypatch, retrieving)
     lists(retrieving, 10)
     assert sizes == [67]
+
+
+def test_the_examples_in_the_docstrings_run() -> None:
+    """HeadAnswer's round trip and head_size, as in their docstrings."""
+    import doctest
+
+    failed, attempted = doctest.testmod(head_answer)
+    assert attempted >= 2 and failed == 0
