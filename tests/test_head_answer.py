@@ -200,3 +200,19 @@ def test_the_examples_in_the_docstrings_run() -> None:
 
     failed, attempted = doctest.testmod(head_answer)
     assert attempted >= 2 and failed == 0
+
+
+def test_a_kept_answer_still_answers_after_the_store_is_opened_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog version is the store's (LMDB), not the process's: a reopened engine
+    (a restart, another worker) finds its index at the same version and uses the
+    answer, for the same lists."""
+    with make_engine(tmp_path, WordHashEncoder(), ranking={"full_rank_limit": 40}) as engine:
+        engine.catalog.upsert(catalog_items(120))
+        engine.interact("ana", LIKED_EVENTS)
+        before = lists(engine, 10)
+    with make_engine(tmp_path, WordHashEncoder(), ranking={"full_rank_limit": 40}) as engine:
+        sizes = head_searches(monkeypatch, engine)
+        assert lists(engine, 10) == before
+        assert sizes == []
