@@ -193,8 +193,10 @@ class WritePath:
         item leaves the user's model, its events and its shared contribution."""
         refs = {e.ref for e in record.events if not e.is_search}
         queries = sorted({e.ref for e in record.events if e.is_search})
-        with self.env.read() as txn:
-            vectors = self.catalog.vectors_of(txn, refs)
+        vectors = self.catalog.keeper.item_vectors(refs)  # (LMDB's bits, without a read each)
+        if vectors is None:
+            with self.env.read() as txn:
+                vectors = self.catalog.vectors_of(txn, refs)
         if len(vectors) < len(refs):
             record.events = [e for e in record.events if e.is_search or e.ref in vectors]
         query_vectors: dict[str, np.ndarray] = {}
