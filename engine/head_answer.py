@@ -16,8 +16,9 @@ answer until its user's next write.
 
 The search moves from the read to the write: at 100k items a recommend took 0.79x
 the time and an ``interact`` of 25 events 1.13x (1.05x once writes read their items'
-vectors from the index; bench/README.md, 2026-12-07 ninth session). Bulk writes (``interact_many``) keep none, for throughput (a backfill's
-users are searched for at each recommend until their next single write).
+vectors from the index; bench/README.md, 2026-12-07 ninth session). Bulk writes
+(``interact_many``) keep none, for throughput (a backfill's users are searched for
+at each recommend until their next single write).
 
 The answer is derived from the user's model and the catalog only and lives under
 the user's key: an erasure deletes it with the record.
