@@ -22,7 +22,7 @@ from ..storage.lists_in_memory import ListsInMemory
 from .catalog import Catalog
 from .config import EngineConfig
 from .event_columns import EventColumns
-from .head_answer import HeadAnswer, head_query, question
+from .head_answer import HeadAnswer, head_query, over_fetched, question, wanted
 from .scorer_popularity import Popularity
 from .seen_filter import fingerprint
 from .shared_stats import SharedStatistics
@@ -412,7 +412,7 @@ class CandidateSelector:
         (``head_answer.py``)."""
         cfg = self.config.ranking
         keeper = self.catalog.keeper
-        want = max(cfg.candidates, 3 * n)
+        want = wanted(cfg.candidates, n)
         found: list[Found] = []  # rows and what found them, in order
         queries: list[tuple[np.ndarray, str, int]] = []
         if model is not None:
@@ -420,12 +420,7 @@ class CandidateSelector:
             for interest in interests[: interest_queries(self.config)]:
                 queries.append((interest.vector, "interest", want // 2))
 
-        def with_seen(k: int) -> int:
-            # seen items are dropped after retrieval: over-fetch a little for them rather
-            # than exclude every seen row inside the index (a wider, slower search)
-            return k + min(len(seen), k // 2)
-
-        sizes = [with_seen(k) for _vec, _why, k in queries]
+        sizes = [over_fetched(k, len(seen)) for _vec, _why, k in queries]
         if kept is not None and model is not None and expr is None:
             keeper.sync()  # (the index at the current catalog version)
             index = keeper.index
@@ -451,7 +446,7 @@ class CandidateSelector:
             slope = direction[:-1]  # without the intercept
             popular = slope / (np.linalg.norm(slope) + 1e-12)
             # the same query for every user: its answer is kept while nothing changed
-            shared = keeper.search_shared(popular, with_seen(want // 2), expr)
+            shared = keeper.search_shared(popular, over_fetched(want // 2, len(seen)), expr)
             found.append(([row for row, _score in shared], "popular"))
         for ids, why in ((top, "popular"), ([i for i in also if i not in seen], "collaborative")):
             rows = keeper.live_rows(ids)

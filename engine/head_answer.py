@@ -86,17 +86,21 @@ class HeadAnswer:
         return self.rows if seq == self.seq and digest == self.digest else None
 
 
-def head_size(candidates: int, n: int, seen: int) -> int:
-    """How many rows a recommend of ``n`` asks the head search for: ``want`` =
-    max(``candidates``, 3n), and up to half as many again for the ``seen`` items it
-    will drop (dropped after retrieval rather than excluded inside the index: a wider,
-    slower search).
+def wanted(candidates: int, n: int) -> int:
+    """How many rows a recommend of ``n`` retrieves around the head: ``candidates``,
+    or 3n when that is more."""
+    return max(candidates, 3 * n)
 
-    >>> head_size(60, 10, 0), head_size(60, 10, 7), head_size(60, 30, 500)
+
+def over_fetched(k: int, seen: int) -> int:
+    """A search for ``k`` rows asks for up to half as many again for the ``seen``
+    items it will drop (dropped after retrieval rather than excluded inside the
+    index: a wider, slower search). Retrieval and ``kept_answer`` ask alike.
+
+    >>> over_fetched(60, 0), over_fetched(60, 7), over_fetched(90, 500)
     (60, 67, 135)
     """
-    want = max(candidates, 3 * n)
-    return want + min(seen, want // 2)
+    return k + min(seen, k // 2)
 
 
 def kept_answer(record: UserRecord, keeper: IndexKeeper, config: EngineConfig) -> HeadAnswer | None:
@@ -108,7 +112,7 @@ def kept_answer(record: UserRecord, keeper: IndexKeeper, config: EngineConfig) -
     if model is None or keeper.small_pool(None, ranking.full_rank_limit) is not None:
         return None
     stored = model.weights.astype("<f2").astype(np.float32)  # (as the record reads it)
-    size = head_size(ranking.candidates, 1, len(record.seen()))
+    size = over_fetched(wanted(ranking.candidates, 1), len(record.seen()))
     return search_kept(keeper, head_query(stored), size)
 
 
@@ -118,7 +122,8 @@ def most_kept_rows(keeper: IndexKeeper, config: EngineConfig) -> int:
     ranking = config.ranking
     if keeper.small_pool(None, ranking.full_rank_limit) is not None:
         return 0
-    return head_size(ranking.candidates, 1, ranking.candidates)
+    want = wanted(ranking.candidates, 1)
+    return over_fetched(want, want)
 
 
 def head_query(weights: np.ndarray) -> np.ndarray:

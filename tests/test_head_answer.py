@@ -195,7 +195,7 @@ def test_a_bulk_write_keeps_none_and_drops_the_one_its_refit_made_stale(
 
 
 def test_the_examples_in_the_docstrings_run() -> None:
-    """HeadAnswer's round trip and head_size, as in their docstrings."""
+    """HeadAnswer's round trip and over_fetched, as in their docstrings."""
     import doctest
 
     failed, attempted = doctest.testmod(head_answer)
